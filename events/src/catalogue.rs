@@ -1,0 +1,456 @@
+//! Every event type, its data and its schema version.
+//!
+//! Event data never carries a secret: keys and tokens appear only as a keyed blake3 hash
+//! (`secretHash`), which is useless without the hashing key kept outside the log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::Hash;
+use crate::ids::{
+    Description, ExpirySeconds, Hostname, KeyDurationDays, KeyId, LoginName, NodeId, NodeKey, Role,
+    StreamId, StreamKind, TailnetName, Tags, TokenId, UserId,
+};
+use crate::time::Timestamp;
+
+/// A tailnet's settings as of creation; later changes come as [`TailnetSettingsChanged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetSettings {
+    /// R03: new nodes wait for approval unless their key is pre-approved.
+    pub devices_approval_on: bool,
+    /// R14: node-key lifetime of untagged nodes.
+    pub devices_key_duration_days: KeyDurationDays,
+    /// R04: nodes must be signed by a trusted lock key.
+    pub tailnet_lock_on: bool,
+}
+
+/// A tailnet was created (by `authkeys admin bootstrap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetCreated {
+    /// Display name, e.g. `example.com`.
+    pub name: TailnetName,
+    /// Initial settings.
+    pub settings: TailnetSettings,
+}
+
+/// Some tailnet settings changed; absent fields are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetSettingsChanged {
+    /// New device-approval setting, if changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_approval_on: Option<bool>,
+    /// New node-key lifetime, if changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_key_duration_days: Option<KeyDurationDays>,
+    /// New tailnet-lock setting, if changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tailnet_lock_on: Option<bool>,
+}
+
+/// A user joined the tailnet with a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserAdded {
+    /// Stable id.
+    pub user_id: UserId,
+    /// Login name (unique within the tailnet).
+    pub login_name: LoginName,
+    /// Initial role.
+    pub role: Role,
+}
+
+/// A user's role changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRoleChanged {
+    /// Whose role.
+    pub user_id: UserId,
+    /// The role before, so that auditors need not replay to know it.
+    pub previous_role: Role,
+    /// The role now.
+    pub role: Role,
+}
+
+/// An API token (`tskey-api-…`) was issued to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiTokenIssued {
+    /// Public id, the middle part of the token.
+    pub token_id: TokenId,
+    /// The user the token acts as.
+    pub user_id: UserId,
+    /// Keyed blake3 of the token's secret.
+    pub secret_hash: Hash,
+    /// When the token stops working.
+    pub expires: Timestamp,
+}
+
+/// An API token was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiTokenRevoked {
+    /// Which token.
+    pub token_id: TokenId,
+}
+
+/// An admin generated an auth key (R01–R08, R10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyGenerated {
+    /// Public id.
+    pub key_id: KeyId,
+    /// The admin who generated it; owns untagged nodes it registers (R06) and alone sees it (R09).
+    pub user_id: UserId,
+    /// Free text shown on the keys page.
+    pub description: Description,
+    /// R01: may register more than one node.
+    pub reusable: bool,
+    /// R02: registers ephemeral nodes.
+    pub ephemeral: bool,
+    /// R03: nodes are authorized at once under device approval.
+    pub preauthorized: bool,
+    /// R05: tags given to nodes it registers.
+    pub tags: Tags,
+    /// The requested lifetime.
+    pub expiry_seconds: ExpirySeconds,
+    /// `created + expirySeconds`; unusable from then on (R08).
+    pub expires: Timestamp,
+    /// Keyed blake3 of the key's secret (R10).
+    pub secret_hash: Hash,
+}
+
+/// A key registered a node (a new one or a re-authentication).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyUsed {
+    /// Which key.
+    pub key_id: KeyId,
+    /// The node it registered.
+    pub node_id: NodeId,
+    /// That node's key.
+    pub node_key: NodeKey,
+    /// Number of uses including this one; a one-off key is spent at 1 (R01).
+    pub uses: u64,
+}
+
+/// An admin revoked a key; nodes it registered stay authorized (R11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRevoked {
+    /// Which key.
+    pub key_id: KeyId,
+}
+
+/// A key reached its expiry (R08, R13); nodes it registered stay authorized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyExpired {
+    /// Which key.
+    pub key_id: KeyId,
+    /// The key's `expires`.
+    pub expired_at: Timestamp,
+}
+
+/// `authkeys lock sign` made a key pre-signed with a trusted lock key (R04).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeySigned {
+    /// Which key.
+    pub key_id: KeyId,
+    /// The lock key that signed, `tlpub:` + hex.
+    pub lock_key: String,
+}
+
+/// Why a node left the machines view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteReason {
+    /// An admin deleted it (R11: how a node is de-authorized).
+    Admin,
+    /// An ephemeral node stayed disconnected past the inactivity timeout (R02).
+    EphemeralInactive,
+}
+
+/// A new node joined with an auth key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeRegistered {
+    /// Stable id.
+    pub node_id: NodeId,
+    /// The node's WireGuard key (R16: the identity of a registration).
+    pub node_key: NodeKey,
+    /// As reported by the node.
+    pub hostname: Hostname,
+    /// Unique machine name in the tailnet.
+    pub name: String,
+    /// Operating system, as reported (may be empty).
+    pub os: String,
+    /// Owner for untagged nodes: the key's user (R06); for tagged nodes the key's user too, but
+    /// the node's identity is its tags (R05).
+    pub user_id: UserId,
+    /// R05: the key's tags.
+    pub tags: Tags,
+    /// The key that registered it.
+    pub auth_key_id: KeyId,
+    /// R02.
+    pub ephemeral: bool,
+    /// R03.
+    pub authorized: bool,
+    /// R05/R14: true for tagged nodes.
+    pub key_expiry_disabled: bool,
+    /// R14: node-key expiry; `None` when disabled.
+    pub expires: Option<Timestamp>,
+    /// R04: set when tailnet lock is on and the node is not signed.
+    pub tailnet_lock_error: Option<String>,
+}
+
+/// An existing node registered again with the same node key (R15, R16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeReauthenticated {
+    /// Which node.
+    pub node_id: NodeId,
+    /// The key used this time.
+    pub auth_key_id: KeyId,
+    /// Possibly new host name.
+    pub hostname: Hostname,
+    /// Owner after re-authentication.
+    pub user_id: UserId,
+    /// Tags after re-authentication (the key's tags).
+    pub tags: Tags,
+    /// R15: a tagged key disables key expiry.
+    pub key_expiry_disabled: bool,
+    /// New node-key expiry; `None` when disabled.
+    pub expires: Option<Timestamp>,
+}
+
+/// An admin approved (or un-approved) a node (R03).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeAuthorized {
+    /// Which node.
+    pub node_id: NodeId,
+    /// Authorized now.
+    pub authorized: bool,
+}
+
+/// An admin disabled or re-enabled a node's key expiry (R14).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeKeyExpirySet {
+    /// Which node.
+    pub node_id: NodeId,
+    /// Disabled now.
+    pub key_expiry_disabled: bool,
+    /// The expiry in force after this event; `None` when disabled.
+    pub expires: Option<Timestamp>,
+}
+
+/// A node's key expired (by time or by `POST /device/{id}/expire`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeExpired {
+    /// Which node.
+    pub node_id: NodeId,
+    /// When it expired.
+    pub expired_at: Timestamp,
+}
+
+/// A node's tags changed; key expiry is untouched (R15).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagsChanged {
+    /// Which node.
+    pub node_id: NodeId,
+    /// Tags before.
+    pub previous_tags: Tags,
+    /// Tags now.
+    pub tags: Tags,
+}
+
+/// A registrar reported the node connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeConnected {
+    /// Which node.
+    pub node_id: NodeId,
+}
+
+/// A registrar reported the node disconnected; starts the ephemeral inactivity clock (R02).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeDisconnected {
+    /// Which node.
+    pub node_id: NodeId,
+}
+
+/// A trusted lock key signed a node's key (R04).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSigned {
+    /// Which node.
+    pub node_id: NodeId,
+    /// The lock key that signed.
+    pub lock_key: String,
+}
+
+/// A node left the machines view (R02, R11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeDeleted {
+    /// Which node.
+    pub node_id: NodeId,
+    /// Why.
+    pub reason: DeleteReason,
+}
+
+/// Declares [`Event`] and [`EventType`] over the catalogue, with each type's schema version and
+/// the stream kind its events belong to.
+macro_rules! catalogue {
+    ($($name:ident => $version:literal, $kind:ident, $field:ident;)*) => {
+        /// Every event the log can hold. The envelope carries its name in `type` and its data in
+        /// `data`.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Event {
+            $(
+                #[doc = concat!("See [`", stringify!($name), "`].")]
+                $name($name),
+            )*
+        }
+
+        /// The names of the event types.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum EventType {
+            $(
+                #[doc = concat!("See [`", stringify!($name), "`].")]
+                $name,
+            )*
+        }
+
+        impl EventType {
+            /// Every event type, in catalogue order.
+            pub const ALL: &'static [EventType] = &[$(EventType::$name),*];
+
+            /// The name used in the envelope's `type` and in NATS subjects.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$name => stringify!($name),)*
+                }
+            }
+
+            /// The current schema version of this type's `data`.
+            pub fn version(self) -> u16 {
+                match self {
+                    $(EventType::$name => $version,)*
+                }
+            }
+
+            /// Looks a name up.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $(stringify!($name) => Some(EventType::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// The kind of stream events of this type belong to.
+            pub fn stream_kind(self) -> StreamKind {
+                match self {
+                    $(EventType::$name => StreamKind::$kind,)*
+                }
+            }
+        }
+
+        impl Event {
+            /// This event's type.
+            pub fn event_type(&self) -> EventType {
+                match self {
+                    $(Event::$name(_) => EventType::$name,)*
+                }
+            }
+
+            /// The id of the aggregate this event belongs to, e.g. the key id of a `KeyUsed`.
+            /// `None` for tailnet events, whose stream is the envelope's tailnet.
+            fn aggregate_id(&self) -> Option<&str> {
+                match self {
+                    $(Event::$name(e) => catalogue!(@id e $field),)*
+                }
+            }
+
+            /// Decodes `data` of the named type at the given version.
+            pub(crate) fn decode(ty: &str, version: u16, data: &str) -> Result<Self, crate::DecodeError> {
+                let et = EventType::parse(ty)
+                    .ok_or_else(|| crate::DecodeError::UnknownType(ty.to_owned()))?;
+                if version != et.version() {
+                    return Err(crate::DecodeError::UnsupportedVersion { ty: et.as_str(), version });
+                }
+                match et {
+                    $(EventType::$name => serde_json::from_str(data)
+                        .map(Event::$name)
+                        .map_err(|e| crate::DecodeError::Data { ty: et.as_str(), reason: e.to_string() }),)*
+                }
+            }
+
+            /// Serializes the event's `data` (without type or version).
+            pub(crate) fn serialize_data<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Event::$name(e) => e.serialize(s),)*
+                }
+            }
+        }
+
+        $(
+            impl From<$name> for Event {
+                fn from(e: $name) -> Event {
+                    Event::$name(e)
+                }
+            }
+        )*
+    };
+    (@id $e:ident none) => {{ let _ = $e; None }};
+    (@id $e:ident $field:ident) => { Some($e.$field.as_str()) };
+}
+
+catalogue! {
+    TailnetCreated => 1, Tailnet, none;
+    TailnetSettingsChanged => 1, Tailnet, none;
+    UserAdded => 1, User, user_id;
+    UserRoleChanged => 1, User, user_id;
+    ApiTokenIssued => 1, Token, token_id;
+    ApiTokenRevoked => 1, Token, token_id;
+    KeyGenerated => 1, Key, key_id;
+    KeyUsed => 1, Key, key_id;
+    KeyRevoked => 1, Key, key_id;
+    KeyExpired => 1, Key, key_id;
+    KeySigned => 1, Key, key_id;
+    NodeRegistered => 1, Node, node_id;
+    NodeReauthenticated => 1, Node, node_id;
+    NodeAuthorized => 1, Node, node_id;
+    NodeKeyExpirySet => 1, Node, node_id;
+    NodeExpired => 1, Node, node_id;
+    TagsChanged => 1, Node, node_id;
+    NodeConnected => 1, Node, node_id;
+    NodeDisconnected => 1, Node, node_id;
+    NodeSigned => 1, Node, node_id;
+    NodeDeleted => 1, Node, node_id;
+}
+
+impl Event {
+    /// The stream this event belongs to in tailnet `tailnet`: `key/<keyId>` for key events,
+    /// `node/<nodeId>` for node events, `tailnet/<tailnetId>` for tailnet events, and so on.
+    pub fn stream(&self, tailnet: &crate::ids::TailnetId) -> StreamId {
+        let id = self.aggregate_id().unwrap_or(tailnet.as_str());
+        StreamId::of(self.event_type().stream_kind(), id)
+            .expect("validated ids are valid stream ids")
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,346 @@
+//! The envelope every event travels in, and its exact byte encoding.
+//!
+//! The log stores the envelope **without** its `hash` field (the "body"); the hash is computed
+//! over those exact bytes ([`crate::chain_hash`]) and stored beside them. The full JSON envelope
+//! (with `hash`) is the body with `,"hash":"…"` spliced in before the closing brace, so serving an
+//! event never re-serializes it.
+
+use serde::de::Error as _;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::catalogue::{Event, EventType};
+use crate::chain::{Hash, chain_hash};
+use crate::ids::{CommandId, EventId, LoginName, Seq, StreamId, TailnetId};
+use crate::time::Timestamp;
+
+/// Who caused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorType {
+    /// A person, through the API or console.
+    User,
+    /// A node registrar, on behalf of a node.
+    Registrar,
+    /// authkeys itself (timers, bootstrap).
+    System,
+    /// An OAuth client.
+    Oauth,
+}
+
+/// The actor of an event: `{type, id, loginName?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Actor {
+    /// What kind of actor.
+    #[serde(rename = "type")]
+    pub actor_type: ActorType,
+    /// Its id (a user id, a registrar's name, `timers`, …).
+    pub id: String,
+    /// A user's login name at the time, for auditors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_name: Option<LoginName>,
+}
+
+impl Actor {
+    /// authkeys itself, e.g. a timer or bootstrap.
+    pub fn system(id: &str) -> Self {
+        Self {
+            actor_type: ActorType::System,
+            id: id.to_owned(),
+            login_name: None,
+        }
+    }
+}
+
+/// Why bytes did not decode as an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not an envelope at all (bad JSON, missing or unknown field).
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    /// `type` names no event.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// A version this build cannot read.
+    #[error("{ty} version {version} is not supported")]
+    UnsupportedVersion {
+        /// The event type.
+        ty: &'static str,
+        /// The version found.
+        version: u16,
+    },
+    /// `data` does not match the type's schema.
+    #[error("{ty} data: {reason}")]
+    Data {
+        /// The event type.
+        ty: &'static str,
+        /// What serde said.
+        reason: String,
+    },
+}
+
+/// An event with its position, identity, provenance and chain links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Global position, gapless from 1.
+    pub seq: Seq,
+    /// Unique id (`Nats-Msg-Id`).
+    pub id: EventId,
+    /// The event (`type`, `version` and `data` on the wire).
+    pub event: Event,
+    /// The tailnet it belongs to.
+    pub tailnet: TailnetId,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Position within the stream, from 1.
+    pub stream_version: u64,
+    /// When it was committed.
+    pub time: Timestamp,
+    /// Who caused it.
+    pub actor: Actor,
+    /// The command that produced it.
+    pub command_id: CommandId,
+    /// The previous event's hash (zero for seq 1).
+    pub prev_hash: Hash,
+    /// This event's hash, [`crate::chain_hash`] over the body.
+    pub hash: Hash,
+}
+
+/// The envelope fields in wire order; `hash` last and optional so the body omits it.
+struct Wire<'a> {
+    env: &'a Envelope,
+    with_hash: bool,
+}
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.env;
+        let ty = e.event.event_type();
+        let mut st = s.serialize_struct("Envelope", if self.with_hash { 13 } else { 12 })?;
+        st.serialize_field("seq", &e.seq)?;
+        st.serialize_field("id", &e.id)?;
+        st.serialize_field("type", ty.as_str())?;
+        st.serialize_field("version", &ty.version())?;
+        st.serialize_field("tailnet", &e.tailnet)?;
+        st.serialize_field("stream", &e.stream)?;
+        st.serialize_field("streamVersion", &e.stream_version)?;
+        st.serialize_field("time", &e.time)?;
+        st.serialize_field("actor", &e.actor)?;
+        st.serialize_field("commandId", &e.command_id)?;
+        st.serialize_field("data", &Data(&e.event))?;
+        st.serialize_field("prevHash", &e.prev_hash)?;
+        if self.with_hash {
+            st.serialize_field("hash", &e.hash)?;
+        }
+        st.end()
+    }
+}
+
+/// An event's `data`, serialized in place.
+struct Data<'a>(&'a Event);
+
+impl Serialize for Data<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_data(s)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawEnvelope<'a> {
+    seq: Seq,
+    id: EventId,
+    #[serde(rename = "type")]
+    ty: std::borrow::Cow<'a, str>,
+    version: u16,
+    tailnet: TailnetId,
+    stream: StreamId,
+    stream_version: u64,
+    time: Timestamp,
+    actor: Actor,
+    command_id: CommandId,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    prev_hash: Hash,
+    #[serde(default)]
+    hash: Option<Hash>,
+}
+
+impl RawEnvelope<'_> {
+    fn into_envelope(self, hash: Hash) -> Result<Envelope, DecodeError> {
+        let event = Event::decode(&self.ty, self.version, self.data.get())?;
+        Ok(Envelope {
+            seq: self.seq,
+            id: self.id,
+            event,
+            tailnet: self.tailnet,
+            stream: self.stream,
+            stream_version: self.stream_version,
+            time: self.time,
+            actor: self.actor,
+            command_id: self.command_id,
+            prev_hash: self.prev_hash,
+            hash,
+        })
+    }
+}
+
+impl Envelope {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        self.event.event_type()
+    }
+
+    /// The stored bytes: the envelope as JSON without `hash`. Deterministic for equal envelopes.
+    pub fn encode_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&Wire {
+            env: self,
+            with_hash: false,
+        })
+        .expect("every field of a valid envelope serializes")
+    }
+
+    /// The full JSON envelope, `hash` included.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&Wire {
+            env: self,
+            with_hash: true,
+        })
+        .expect("every field of a valid envelope serializes")
+    }
+
+    /// The chain hash this envelope should carry, from its own fields.
+    pub fn compute_hash(&self) -> Hash {
+        chain_hash(&self.prev_hash, self.seq, &self.encode_body())
+    }
+
+    /// Decodes a stored body (no `hash` field) whose hash is stored beside it.
+    pub fn decode_body(body: &[u8], hash: Hash) -> Result<Self, DecodeError> {
+        let raw: RawEnvelope<'_> =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if raw.hash.is_some() {
+            return Err(DecodeError::Malformed(
+                "a stored body must not carry a hash".into(),
+            ));
+        }
+        raw.into_envelope(hash)
+    }
+
+    /// Decodes a full JSON envelope (as published on NATS or served by `authkeys.log.read`).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let raw: RawEnvelope<'_> =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let hash = raw
+            .hash
+            .ok_or_else(|| DecodeError::Malformed("missing field `hash`".into()))?;
+        raw.into_envelope(hash)
+    }
+
+    /// Splices `,"hash":"…"` into a stored body to make the full JSON envelope without
+    /// re-serializing it. `body` must be a JSON object (as [`Envelope::encode_body`] makes).
+    pub fn splice_hash(body: &[u8], hash: &Hash) -> Vec<u8> {
+        let end = body.len().saturating_sub(1);
+        let mut out = Vec::with_capacity(body.len() + 76);
+        out.extend_from_slice(&body[..end]);
+        out.extend_from_slice(b",\"hash\":\"");
+        out.extend_from_slice(hash.to_hex().as_bytes());
+        out.extend_from_slice(b"\"}");
+        out
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            env: self,
+            with_hash: true,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawEnvelope::deserialize(d)?;
+        let hash = raw.hash.ok_or_else(|| D::Error::missing_field("hash"))?;
+        raw.into_envelope(hash).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{KeyRevoked, NodeConnected};
+    use crate::ids::{KeyId, NodeId};
+
+    fn sample() -> Envelope {
+        let tailnet = TailnetId::parse("T1").expect("valid");
+        let event = Event::from(KeyRevoked {
+            key_id: KeyId::parse("kAbc123").expect("valid"),
+        });
+        let mut env = Envelope {
+            seq: Seq::new(3).expect("nonzero"),
+            id: EventId::parse(format!("e{}", "0".repeat(32))).expect("valid"),
+            stream: event.stream(&tailnet),
+            event,
+            tailnet,
+            stream_version: 2,
+            time: Timestamp::from_unix_ms(1_795_819_541_123).expect("in range"),
+            actor: Actor::system("test"),
+            command_id: CommandId::parse("c-1").expect("valid"),
+            prev_hash: Hash([1; 32]),
+            hash: Hash::ZERO,
+        };
+        env.hash = env.compute_hash();
+        env
+    }
+
+    #[test]
+    fn body_and_full_json_round_trip() {
+        let env = sample();
+        let body = env.encode_body();
+        assert!(!body.windows(6).any(|w| w == b"\"hash\""));
+        let full = Envelope::splice_hash(&body, &env.hash);
+        assert_eq!(full, env.to_json());
+        assert_eq!(Envelope::from_json(&full).expect("decodes"), env);
+        assert_eq!(Envelope::decode_body(&body, env.hash).expect("decodes"), env);
+        assert!(Envelope::decode_body(&full, env.hash).is_err());
+        let text = String::from_utf8(full).expect("utf8");
+        assert!(text.starts_with(r#"{"seq":3,"id":"e0000"#), "{text}");
+        assert!(text.contains(r#""type":"KeyRevoked","version":1"#), "{text}");
+        assert!(text.contains(r#""stream":"key/kAbc123","streamVersion":2"#));
+        assert!(text.contains(r#""time":"2026-11-27T22:45:41.123Z""#));
+    }
+
+    #[test]
+    fn refuses_unknown_type_version_and_fields() {
+        let env = sample();
+        let text = String::from_utf8(env.to_json()).expect("utf8");
+        let unknown = text.replace("KeyRevoked", "KeyStolen");
+        assert!(matches!(
+            Envelope::from_json(unknown.as_bytes()),
+            Err(DecodeError::UnknownType(_))
+        ));
+        let v2 = text.replace(r#""version":1"#, r#""version":2"#);
+        assert!(matches!(
+            Envelope::from_json(v2.as_bytes()),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
+        let extra = text.replacen('{', r#"{"secret":"x","#, 1);
+        assert!(Envelope::from_json(extra.as_bytes()).is_err());
+        assert!(Envelope::from_json(b"[1,2]").is_err());
+        assert!(Envelope::from_json(b"").is_err());
+    }
+
+    #[test]
+    fn stream_follows_the_event() {
+        let tailnet = TailnetId::parse("T1").expect("valid");
+        let e = Event::from(NodeConnected {
+            node_id: NodeId::parse("n9").expect("valid"),
+        });
+        assert_eq!(e.stream(&tailnet).as_str(), "node/n9");
+    }
+}

@@ -1,0 +1,23 @@
+//! The event catalogue of authkeys: everything that is ever written to the log.
+//!
+//! - [`ids`]: validated identifiers (`KeyId`, `NodeKey`, `TagName`, `Seq`, …). A value of these
+//!   types is valid by construction; parsing is the only way in.
+//! - [`time`]: [`Timestamp`], UTC milliseconds, serialized as RFC 3339 with exactly three digits.
+//! - [`catalogue`]: the data of every event type and the [`Event`] enum over them.
+//! - [`envelope`]: the [`Envelope`] every event travels in, and its exact stored encoding.
+//! - [`chain`]: the blake3 hash chain and ed25519-signed [`Checkpoint`]s.
+//!
+//! Invariant: this crate does no IO, reads no clock and draws no randomness. Callers pass time
+//! and identifiers in; the same inputs always give the same bytes.
+
+pub mod catalogue;
+pub mod chain;
+pub mod envelope;
+pub mod ids;
+pub mod time;
+
+pub use catalogue::*;
+pub use chain::{Checkpoint, CheckpointError, Hash, LogId, chain_hash};
+pub use envelope::{Actor, ActorType, DecodeError, Envelope};
+pub use ids::*;
+pub use time::Timestamp;
