@@ -1,1 +1,444 @@
-//! placeholder
+//! The event log: the single source of truth of authkeys, one redb file.
+//!
+//! - [`Log`]: the handle services use. Appends go to one writer thread that **group-commits**:
+//!   every command waiting when a transaction starts is decided, appended and fsynced in that one
+//!   transaction, and each caller gets its own result. A command's `decide` runs inside the
+//!   writer against state that already includes every earlier command of the same batch, so there
+//!   is no read-then-write gap (R01, R16).
+//! - [`store`]: the tables and the encoding of their rows.
+//! - [`writer`]: the writer thread (decide, expected-version check, idempotency, hash chain,
+//!   checkpoints, relay cursor).
+//! - [`verify`]: recomputes the chain from seq 1 and checks every checkpoint; [`LogReader`] opens
+//!   the file read-only, also while a service writes it.
+//! - [`keys`]: the signing-key file beside the log.
+//! - [`fixtures`]: sample events for tests, the benchmark and the torture tool.
+//!
+//! Invariant: nothing here knows NATS, HTTP or the domain's rules. The domain enters only as the
+//! [`Aggregate`] the writer folds events into and the `decide` closure each command carries.
+
+pub mod fixtures;
+pub mod keys;
+pub mod store;
+pub mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authkeys_events::{
+    Actor, CommandId, Envelope, Event, Hash, LogId, Seq, StreamId, TailnetId, Timestamp,
+};
+use ed25519_dalek::VerifyingKey;
+use redb::ReadableDatabase;
+use tokio::sync::{oneshot, watch};
+
+pub use store::StoredEvent;
+pub use verify::{LogReader, VerifyReport};
+
+/// Reads the current time; injected so that tests control it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock, in UTC milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp::from_unix_ms(ms).expect("the system clock is between 1970 and 9999")
+    })
+}
+
+/// How the log is set up. Every limit is named, unit last.
+#[derive(Clone)]
+pub struct LogConfig {
+    /// The redb file.
+    pub path: PathBuf,
+    /// The ed25519 signing key of checkpoints; created 0600 with a new log.
+    pub signing_key_path: PathBuf,
+    /// Most commands decided in one transaction.
+    pub batch_commands_max: usize,
+    /// Commands waiting for the writer before `append` waits for room.
+    pub queue_commands_max: usize,
+    /// Most events one command may append.
+    pub command_events_max: usize,
+    /// A checkpoint is written once this many events are not covered by one…
+    pub checkpoint_events_max: u64,
+    /// …or once the oldest uncovered event is this old.
+    pub checkpoint_interval: Duration,
+    /// Longest a relay-cursor update waits to be written when no events are committed.
+    pub relay_cursor_flush_interval: Duration,
+    /// The time source.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for LogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogConfig")
+            .field("path", &self.path)
+            .field("signing_key_path", &self.signing_key_path)
+            .field("batch_commands_max", &self.batch_commands_max)
+            .field("queue_commands_max", &self.queue_commands_max)
+            .field("checkpoint_events_max", &self.checkpoint_events_max)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogConfig {
+    /// The standard layout in a data directory: `log.redb` and `signing.key`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            path: dir.join("log.redb"),
+            signing_key_path: dir.join("signing.key"),
+            batch_commands_max: 1024,
+            queue_commands_max: 8192,
+            command_events_max: 64,
+            checkpoint_events_max: 1024,
+            checkpoint_interval: Duration::from_secs(5),
+            relay_cursor_flush_interval: Duration::from_millis(200),
+            clock: system_clock(),
+        }
+    }
+}
+
+/// The state the writer keeps current with every committed event, and that every `decide` reads.
+/// The command service's domain state implements it; `()` is a log with no rules.
+pub trait Aggregate: Send + 'static {
+    /// What `decide` returns when it refuses a command.
+    type Rejection: Send + std::fmt::Debug + 'static;
+
+    /// Folds one committed event in. Infallible and free of logic beyond bookkeeping.
+    fn apply(&mut self, env: &Envelope);
+}
+
+impl Aggregate for () {
+    type Rejection = std::convert::Infallible;
+    fn apply(&mut self, _env: &Envelope) {}
+}
+
+/// What a proposed event expects of its stream's version (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No expectation.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exactly(u64),
+}
+
+/// An event a command wants to append, with what it expects of its stream.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    /// The event.
+    pub event: Event,
+    /// Checked against the stream version, including earlier events of the same command.
+    pub expected: Expected,
+}
+
+/// The decision a command carries: run in the writer against the current state and time.
+pub type Decide<S> =
+    Box<dyn FnOnce(&S, Timestamp) -> Result<Vec<Proposed>, <S as Aggregate>::Rejection> + Send>;
+
+/// One command for the log.
+pub struct Command<S: Aggregate> {
+    /// The tailnet every event of the command belongs to.
+    pub tailnet: TailnetId,
+    /// Idempotency key, scoped by tailnet.
+    pub command_id: CommandId,
+    /// Who is acting.
+    pub actor: Actor,
+    /// A digest of what the command says; a retry with the same id but another fingerprint is
+    /// refused instead of answered with the first result.
+    pub fingerprint: [u8; 32],
+    /// The decision.
+    pub decide: Decide<S>,
+}
+
+impl<S: Aggregate> std::fmt::Debug for Command<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("tailnet", &self.tailnet)
+            .field("command_id", &self.command_id)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A durably committed command.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The events it appended, in order (empty if it decided nothing needed to change).
+    pub envelopes: Vec<Envelope>,
+    /// True when this is a retry answered from the first result.
+    pub replayed: bool,
+}
+
+/// Why an append did not commit. Nothing was written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError<R: std::fmt::Debug> {
+    /// The command's `decide` refused it (a 400/403/404-class answer of the domain).
+    #[error("command rejected: {0:?}")]
+    Rejected(R),
+    /// A stream was not at the expected version (409).
+    #[error("stream {stream} is at version {actual}, expected {expected:?}")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// What the command expected.
+        expected: Expected,
+        /// What it is.
+        actual: u64,
+    },
+    /// The command id was used before for a different command (409).
+    #[error("command id {0} was already used for a different command")]
+    IdempotencyMismatch(CommandId),
+    /// The command is malformed for the log (too many events, a panic in `decide`) (500).
+    #[error("invalid command: {0}")]
+    Invalid(String),
+    /// The log cannot take writes: closed, or a storage failure stopped the writer (503).
+    #[error("log unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why the log could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// redb failed.
+    #[error("{what}: {reason}")]
+    Storage {
+        /// What was being done.
+        what: &'static str,
+        /// redb's error, as text.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The stored history is not what was written; `seq` is the first bad position.
+    #[error("log corrupt at seq {seq}: {what}")]
+    Corrupt {
+        /// First bad position (0 for file-level metadata).
+        seq: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The setup is wrong (missing or mismatched key file, unknown format).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl LogError {
+    pub(crate) fn storage(what: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Storage {
+            what,
+            reason: e.to_string(),
+        }
+    }
+
+    pub(crate) fn io(what: String, source: std::io::Error) -> Self {
+        Self::Io { what, source }
+    }
+}
+
+/// The last committed event: `(0, ZERO)` for an empty log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Its seq.
+    pub seq: u64,
+    /// Its chain hash.
+    pub hash: Hash,
+}
+
+/// Counters for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Write transactions committed (each one fsync).
+    pub transactions: AtomicU64,
+    /// Commands answered.
+    pub commands: AtomicU64,
+    /// Events appended.
+    pub events: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+}
+
+enum Msg<S: Aggregate> {
+    Append(
+        Command<S>,
+        oneshot::Sender<Result<Committed, AppendError<S::Rejection>>>,
+    ),
+    RelayCursor(u64),
+    Close,
+}
+
+struct Inner<S: Aggregate> {
+    tx: flume::Sender<Msg<S>>,
+    db: Arc<redb::Database>,
+    head: watch::Receiver<Head>,
+    log_id: LogId,
+    verifying_key: VerifyingKey,
+    stats: Arc<LogStats>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A handle to an open log. Cheap to clone; every clone talks to the same writer.
+pub struct Log<S: Aggregate> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Aggregate> Clone for Log<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: Aggregate> std::fmt::Debug for Log<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("log_id", &self.inner.log_id)
+            .field("head", &*self.inner.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Aggregate> Log<S> {
+    /// Opens (or creates) the log, verifies the whole chain and every checkpoint, folds every
+    /// event into `state`, and starts the writer. Blocking: call it before serving, or from
+    /// `spawn_blocking`.
+    pub fn open(config: LogConfig, state: S) -> Result<Self, LogError> {
+        writer::open(config, state)
+    }
+
+    /// Decides and durably appends one command; returns once its transaction is fsynced.
+    pub async fn append(&self, cmd: Command<S>) -> Result<Committed, AppendError<S::Rejection>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send_async(Msg::Append(cmd, tx))
+            .await
+            .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
+        rx.await
+            .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))?
+    }
+
+    /// [`Log::append`] for code outside an async runtime.
+    pub fn append_blocking(&self, cmd: Command<S>) -> Result<Committed, AppendError<S::Rejection>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Append(cmd, tx))
+            .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
+        rx.blocking_recv()
+            .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))?
+    }
+
+    /// Up to `limit` events from `from` on, in order.
+    pub fn read(&self, from: Seq, limit: usize) -> Result<Vec<StoredEvent>, LogError> {
+        let txn = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))?;
+        store::read_events(&txn, from, limit)
+    }
+
+    /// The last committed event.
+    pub fn head(&self) -> Head {
+        *self.inner.head.borrow()
+    }
+
+    /// Wakes on every commit (no polling): `changed().await`, then read from the last seen seq.
+    pub fn subscribe(&self) -> watch::Receiver<Head> {
+        self.inner.head.clone()
+    }
+
+    /// This log's identity.
+    pub fn log_id(&self) -> LogId {
+        self.inner.log_id
+    }
+
+    /// The public key that verifies this log's checkpoints.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.inner.verifying_key
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.inner.stats
+    }
+
+    /// Every checkpoint written so far.
+    pub fn checkpoints(&self) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
+        let txn = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))?;
+        store::read_checkpoints(&txn)
+    }
+
+    /// The last seq the relay has durably reported as published (0 = none).
+    pub fn relay_cursor(&self) -> Result<u64, LogError> {
+        let txn = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))?;
+        store::read_relay_cursor(&txn)
+    }
+
+    /// Records that every event up to `seq` is published. Written with the next transaction or
+    /// within `relay_cursor_flush_interval`; never moves backwards. A cursor lost in a crash only
+    /// means re-publishing, which subscribers de-duplicate by event id and seq.
+    pub fn set_relay_cursor(&self, seq: u64) {
+        // A closed log has nothing left to record.
+        let _ = self.inner.tx.try_send(Msg::RelayCursor(seq));
+    }
+
+    /// Stops taking commands, answers every queued one, writes a final checkpoint and the relay
+    /// cursor, and waits for the writer to finish. Other handles' later appends fail with
+    /// `Unavailable`; the file is released when the last handle is dropped.
+    pub fn close(self) {
+        let _ = self.inner.tx.send(Msg::Close);
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl<S: Aggregate> Drop for Inner<S> {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Close);
+        if let Some(h) = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}

@@ -1,0 +1,75 @@
+//! Sample events of realistic size, shared by the log's tests, its benchmark and the torture tool.
+//!
+//! Nothing here is used by the service itself.
+
+use authkeys_events::{
+    Actor, CommandId, Description, Event, ExpirySeconds, Hash, KeyGenerated, KeyId, KeyUsed,
+    NodeId, NodeKey, Tags, TailnetId, Timestamp, UserId,
+};
+
+use crate::{Aggregate, Command, Expected, Proposed};
+
+/// The tailnet the fixtures use.
+pub fn tailnet() -> TailnetId {
+    TailnetId::parse("Tfixture").expect("valid tailnet id")
+}
+
+/// A `KeyGenerated` like one the command service writes, for key number `n`.
+pub fn key_generated(n: u64) -> Event {
+    Event::KeyGenerated(KeyGenerated {
+        key_id: key_id(n),
+        user_id: UserId::parse("u7Qx2cV9aLm3").expect("valid user id"),
+        description: Description::parse("ci runner pool west-2").expect("valid description"),
+        reusable: n.is_multiple_of(2),
+        ephemeral: n.is_multiple_of(3),
+        preauthorized: true,
+        tags: Tags::parse(&["tag:ci", "tag:runner"]).expect("valid tags"),
+        expiry_seconds: ExpirySeconds::MAX,
+        expires: Timestamp::from_unix_ms(1_803_600_000_000).expect("in range"),
+        secret_hash: Hash(*blake3::hash(&n.to_le_bytes()).as_bytes()),
+    })
+}
+
+/// A `KeyUsed` of key `n`.
+pub fn key_used(n: u64) -> Event {
+    Event::KeyUsed(KeyUsed {
+        key_id: key_id(n),
+        node_id: NodeId::parse(format!("n{n}")).expect("valid node id"),
+        node_key: NodeKey::parse(format!(
+            "nodekey:{}",
+            blake3::hash(&n.to_be_bytes()).to_hex()
+        ))
+        .expect("valid node key"),
+        uses: 1,
+    })
+}
+
+/// Key number `n`'s id.
+pub fn key_id(n: u64) -> KeyId {
+    KeyId::parse(format!("kFx{n:012}")).expect("valid key id")
+}
+
+/// A command id.
+pub fn command_id(s: &str) -> CommandId {
+    CommandId::parse(s).expect("valid command id")
+}
+
+/// A command that appends `events` unconditionally (no rules), with `Expected::Any`.
+pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Command<S> {
+    let fingerprint = *blake3::hash(id.as_bytes()).as_bytes();
+    Command {
+        tailnet: tailnet(),
+        command_id: command_id(id),
+        actor: Actor::system("fixtures"),
+        fingerprint,
+        decide: Box::new(move |_, _| {
+            Ok(events
+                .into_iter()
+                .map(|event| Proposed {
+                    event,
+                    expected: Expected::Any,
+                })
+                .collect())
+        }),
+    }
+}

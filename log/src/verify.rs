@@ -1,0 +1,199 @@
+//! Verification of a whole log, and read-only access for tools that run beside the service.
+//!
+//! [`verify_txn`] walks every event from seq 1: the seq is contiguous, the stored hash equals
+//! `chain_hash(prev, seq, body)`, the body decodes and names the same seq, `prevHash` and event
+//! id; and every checkpoint is signed by the trusted key, names this log and matches the chain at
+//! its seq. The first failure is reported with its seq.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use authkeys_events::{Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
+use ed25519_dalek::VerifyingKey;
+use redb::{ReadableDatabase, ReadableTable};
+
+use crate::store::{self, EVENTS, META_VERIFYING_KEY, StoredEvent, event_id};
+use crate::{Head, LogError};
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Events checked.
+    pub events: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// The last event.
+    pub head: Head,
+    /// The highest checkpoint.
+    pub last_checkpoint: Option<Seq>,
+    /// The last event's time.
+    pub last_time: Option<Timestamp>,
+}
+
+fn corrupt(seq: u64, what: impl Into<String>) -> LogError {
+    LogError::Corrupt {
+        seq,
+        what: what.into(),
+    }
+}
+
+/// Verifies the log seen by `txn` under `key`, calling `on_event` for each event in order.
+/// `log_id`: the id the checkpoints must name (read from the file when `None`).
+pub fn verify_txn(
+    txn: &redb::ReadTransaction,
+    key: &VerifyingKey,
+    log_id: Option<LogId>,
+    mut on_event: impl FnMut(&Envelope),
+) -> Result<VerifyReport, LogError> {
+    let log_id = match log_id {
+        Some(id) => id,
+        None => store::read_log_id(txn)?.ok_or_else(|| corrupt(0, "the file has no log id"))?,
+    };
+    let mut checkpoints: BTreeMap<u64, authkeys_events::Checkpoint> = BTreeMap::new();
+    for cp in store::read_checkpoints(txn)? {
+        let seq = cp.seq.get();
+        if cp.log_id != log_id {
+            return Err(corrupt(seq, "checkpoint names another log"));
+        }
+        cp.verify(key)
+            .map_err(|e| corrupt(seq, format!("checkpoint: {e}")))?;
+        checkpoints.insert(seq, cp);
+    }
+
+    let mut head = Head {
+        seq: 0,
+        hash: Hash::ZERO,
+    };
+    let mut last_time = None;
+    if let Ok(table) = txn.open_table(EVENTS) {
+        for row in table
+            .iter()
+            .map_err(|e| LogError::storage("read events", e))?
+        {
+            let (k, v) = row.map_err(|e| LogError::storage("read events", e))?;
+            let seq = k.value();
+            let expected = head.seq + 1;
+            if seq != expected {
+                return Err(corrupt(
+                    expected,
+                    format!("event {expected} is missing (next stored is {seq})"),
+                ));
+            }
+            let s = Seq::new(seq).map_err(|_| corrupt(seq, "seq 0 stored"))?;
+            let ev = StoredEvent::decode_row(s, v.value())
+                .ok_or_else(|| corrupt(seq, "row too short"))?;
+            let computed = chain_hash(&head.hash, s, &ev.body);
+            if computed != ev.hash {
+                return Err(corrupt(seq, "hash does not match the stored bytes"));
+            }
+            let env = ev
+                .envelope()
+                .map_err(|e| corrupt(seq, format!("body: {e}")))?;
+            if env.seq != s {
+                return Err(corrupt(seq, format!("body names seq {}", env.seq)));
+            }
+            if env.prev_hash != head.hash {
+                return Err(corrupt(seq, "prevHash does not link to the previous event"));
+            }
+            if env.id != event_id(&log_id, s) {
+                return Err(corrupt(seq, "event id is not this log's id for this seq"));
+            }
+            if checkpoints.get(&seq).is_some_and(|cp| cp.hash != ev.hash) {
+                return Err(corrupt(seq, "checkpoint disagrees with the chain"));
+            }
+            on_event(&env);
+            last_time = Some(env.time);
+            head = Head { seq, hash: ev.hash };
+        }
+    }
+    if let Some((&seq, _)) = checkpoints.range(head.seq + 1..).next() {
+        return Err(corrupt(
+            head.seq + 1,
+            format!(
+                "event {} is missing: a checkpoint covers seq {seq}",
+                head.seq + 1
+            ),
+        ));
+    }
+    Ok(VerifyReport {
+        events: head.seq,
+        checkpoints: checkpoints.len() as u64,
+        head,
+        last_checkpoint: checkpoints
+            .keys()
+            .next_back()
+            .and_then(|s| Seq::new(*s).ok()),
+        last_time,
+    })
+}
+
+/// A read-only view of a log file, safe to open while a service writes it.
+pub struct LogReader {
+    db: redb::ReadOnlyDatabase,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader").finish_non_exhaustive()
+    }
+}
+
+impl LogReader {
+    /// Opens `path` read-only in single-writer mode: it follows the writer's commits and never
+    /// blocks it.
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        let db = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .open_read_only(path)
+            .map_err(|e| LogError::storage("open log file read-only", e))?;
+        Ok(Self { db })
+    }
+
+    fn txn(&self) -> Result<redb::ReadTransaction, LogError> {
+        self.db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))
+    }
+
+    /// Verifies the whole log under `key`; with `None`, under the key recorded in the file (which
+    /// proves integrity, not authenticity: auditors pin the key).
+    pub fn verify(&self, key: Option<&VerifyingKey>) -> Result<VerifyReport, LogError> {
+        let txn = self.txn()?;
+        let key = match key {
+            Some(k) => *k,
+            None => self.recorded_key(&txn)?,
+        };
+        verify_txn(&txn, &key, None, |_| {})
+    }
+
+    fn recorded_key(&self, txn: &redb::ReadTransaction) -> Result<VerifyingKey, LogError> {
+        let bytes = store::read_meta(txn, META_VERIFYING_KEY)?
+            .ok_or_else(|| corrupt(0, "the file records no verifying key"))?;
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt(0, "verifying key is not 32 bytes"))?;
+        VerifyingKey::from_bytes(&arr).map_err(|_| corrupt(0, "verifying key is invalid"))
+    }
+
+    /// Up to `limit` events from `from` on.
+    pub fn read(&self, from: Seq, limit: usize) -> Result<Vec<StoredEvent>, LogError> {
+        store::read_events(&self.txn()?, from, limit)
+    }
+
+    /// The last event.
+    pub fn head(&self) -> Result<Head, LogError> {
+        let (seq, hash) = store::read_head(&self.txn()?)?;
+        Ok(Head { seq, hash })
+    }
+
+    /// The durable relay cursor.
+    pub fn relay_cursor(&self) -> Result<u64, LogError> {
+        store::read_relay_cursor(&self.txn()?)
+    }
+
+    /// Every checkpoint.
+    pub fn checkpoints(&self) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
+        store::read_checkpoints(&self.txn()?)
+    }
+}

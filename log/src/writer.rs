@@ -1,0 +1,558 @@
+//! The single writer: group commit, decide-in-batch, idempotency, hash chain and checkpoints.
+//!
+//! The writer thread waits for a message, then takes every message already queued (up to
+//! `batch_commands_max`) and handles them in **one** write transaction with one fsync. Because
+//! each command is decided and appended before the next is decided, a decision sees every earlier
+//! append of the batch: two uses of a one-off key in one batch cannot both pass.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use authkeys_events::{Checkpoint, Envelope, Hash, LogId, Seq, StreamId, Timestamp, chain_hash};
+use ed25519_dalek::SigningKey;
+use redb::{Durability, ReadableDatabase, ReadableTable};
+use tokio::sync::{oneshot, watch};
+
+use crate::store::{
+    CHECKPOINTS, COMMANDS, CommandRecord, EVENTS, FORMAT_VERSION, META, META_FORMAT, META_LOG_ID,
+    META_RELAY_CURSOR, META_VERIFYING_KEY, STREAMS, StoredEvent, command_key, event_id,
+};
+use crate::{
+    Aggregate, AppendError, Command, Committed, Expected, Head, Inner, Log, LogConfig, LogError,
+    LogStats, Msg, bump,
+};
+
+type Reply<R> = oneshot::Sender<Result<Committed, AppendError<R>>>;
+/// A command's reply channel with the answer it will get once the batch is committed.
+type Answer<R> = (Reply<R>, Result<Committed, AppendError<R>>);
+
+/// Opens the database in single-writer mode, so read-only tools may open it alongside.
+pub(crate) fn open_database(path: &std::path::Path) -> Result<redb::Database, LogError> {
+    redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .create(path)
+        .map_err(|e| LogError::storage("open log file", e))
+}
+
+pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<S>, LogError> {
+    let db = open_database(&config.path)?;
+    let (log_id, signing) = init_meta(&db, &config)?;
+    let verifying_key = signing.verifying_key();
+
+    // Verify everything before accepting a write, folding each event into the state.
+    let report = {
+        let txn = db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))?;
+        crate::verify::verify_txn(&txn, &verifying_key, Some(log_id), |env| state.apply(env))?
+    };
+    tracing::info!(
+        events = report.events,
+        checkpoints = report.checkpoints,
+        head = report.head.seq,
+        "log verified and loaded"
+    );
+
+    let db = Arc::new(db);
+    let (head_tx, head_rx) = watch::channel(report.head);
+    let (tx, rx) = flume::bounded(config.queue_commands_max);
+    let stats = Arc::new(LogStats::default());
+    let last_time = report
+        .last_time
+        .unwrap_or_else(|| Timestamp::from_unix_ms(0).expect("0 is in range"));
+    let writer = Writer {
+        db: Arc::clone(&db),
+        state,
+        signing,
+        log_id,
+        head: report.head,
+        last_time,
+        checkpointed_seq: report.last_checkpoint.map_or(0, Seq::get),
+        uncovered_since: None,
+        pending_cursor: None,
+        cursor_since: None,
+        head_tx,
+        stats: Arc::clone(&stats),
+        poisoned: None,
+        config,
+    };
+    let handle = std::thread::Builder::new()
+        .name("authkeys-log-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|e| LogError::io("spawn the log writer".into(), e))?;
+    Ok(Log {
+        inner: Arc::new(Inner {
+            tx,
+            db,
+            head: head_rx,
+            log_id,
+            verifying_key,
+            stats,
+            writer: Mutex::new(Some(handle)),
+        }),
+    })
+}
+
+/// Creates the tables and identity of a new log, or checks those of an existing one against the
+/// signing key file.
+fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningKey), LogError> {
+    let existing = {
+        let txn = db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))?;
+        crate::store::read_log_id(&txn)?
+    };
+    let is_new = existing.is_none();
+    let seed = crate::keys::load_or_create_key(&config.signing_key_path, is_new)?;
+    let signing = SigningKey::from_bytes(&seed);
+    let public = signing.verifying_key().to_bytes();
+
+    if let Some(log_id) = existing {
+        let txn = db
+            .begin_read()
+            .map_err(|e| LogError::storage("begin read", e))?;
+        let format = crate::store::read_meta(&txn, META_FORMAT)?;
+        if format.as_deref() != Some(&FORMAT_VERSION.to_le_bytes()[..]) {
+            return Err(LogError::Config(format!(
+                "log file {} has an unknown format (this build reads format {FORMAT_VERSION})",
+                config.path.display()
+            )));
+        }
+        let stored = crate::store::read_meta(&txn, META_VERIFYING_KEY)?;
+        if stored.as_deref() != Some(&public[..]) {
+            return Err(LogError::Config(format!(
+                "signing key {} does not belong to log {}",
+                config.signing_key_path.display(),
+                config.path.display()
+            )));
+        }
+        return Ok((log_id, signing));
+    }
+
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| LogError::Config(format!("no randomness for a log id: {e}")))?;
+    let log_id = LogId(id);
+    let txn = db
+        .begin_write()
+        .map_err(|e| LogError::storage("begin write", e))?;
+    {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(|e| LogError::storage("create meta table", e))?;
+        for (k, v) in [
+            (META_FORMAT, &FORMAT_VERSION.to_le_bytes()[..]),
+            (META_LOG_ID, &log_id.0[..]),
+            (META_VERIFYING_KEY, &public[..]),
+        ] {
+            meta.insert(k, v)
+                .map_err(|e| LogError::storage("write meta", e))?;
+        }
+        txn.open_table(EVENTS)
+            .map_err(|e| LogError::storage("create events table", e))?;
+        txn.open_table(STREAMS)
+            .map_err(|e| LogError::storage("create streams table", e))?;
+        txn.open_table(COMMANDS)
+            .map_err(|e| LogError::storage("create commands table", e))?;
+        txn.open_table(CHECKPOINTS)
+            .map_err(|e| LogError::storage("create checkpoints table", e))?;
+    }
+    txn.commit()
+        .map_err(|e| LogError::storage("commit new log", e))?;
+    Ok((log_id, signing))
+}
+
+struct Writer<S: Aggregate> {
+    db: Arc<redb::Database>,
+    state: S,
+    signing: SigningKey,
+    log_id: LogId,
+    head: Head,
+    last_time: Timestamp,
+    /// Highest seq covered by a checkpoint.
+    checkpointed_seq: u64,
+    /// When the oldest event not covered by a checkpoint was committed.
+    uncovered_since: Option<Instant>,
+    pending_cursor: Option<u64>,
+    cursor_since: Option<Instant>,
+    head_tx: watch::Sender<Head>,
+    stats: Arc<LogStats>,
+    /// Set when a commit failed: the in-memory state may be ahead of the file, so the writer
+    /// refuses everything until the log is reopened.
+    poisoned: Option<String>,
+    config: LogConfig,
+}
+
+/// The tables one batch writes, open in its transaction.
+struct Tables<'t> {
+    events: redb::Table<'t, u64, &'static [u8]>,
+    streams: redb::Table<'t, &'static str, u64>,
+    commands: redb::Table<'t, &'static str, &'static [u8]>,
+    checkpoints: redb::Table<'t, u64, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<S: Aggregate> Writer<S> {
+    fn run(mut self, rx: flume::Receiver<Msg<S>>) {
+        let mut closing = false;
+        while !closing {
+            let first = match self.next_deadline() {
+                Some(deadline) => match rx.recv_deadline(deadline) {
+                    Ok(m) => m,
+                    Err(flume::RecvTimeoutError::Timeout) => {
+                        self.commit_batch(Vec::new(), false);
+                        continue;
+                    }
+                    Err(flume::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(flume::RecvError::Disconnected) => break,
+                },
+            };
+            let mut batch = Vec::with_capacity(64);
+            for msg in std::iter::once(first).chain(rx.try_iter()) {
+                match msg {
+                    Msg::Close => {
+                        closing = true;
+                        break;
+                    }
+                    Msg::RelayCursor(seq) => {
+                        self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
+                        self.cursor_since.get_or_insert_with(Instant::now);
+                    }
+                    Msg::Append(cmd, reply) => {
+                        batch.push((cmd, reply));
+                        if batch.len() >= self.config.batch_commands_max {
+                            break;
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() || self.housekeeping_due() {
+                self.commit_batch(batch, false);
+            }
+        }
+        // Answer what is still queued, then leave a checkpoint at the head.
+        loop {
+            let batch: Vec<_> = rx
+                .try_iter()
+                .take(self.config.batch_commands_max)
+                .filter_map(|m| match m {
+                    Msg::Append(cmd, reply) => Some((cmd, reply)),
+                    Msg::RelayCursor(seq) => {
+                        self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
+                        None
+                    }
+                    Msg::Close => None,
+                })
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            self.commit_batch(batch, false);
+        }
+        if self.head.seq > self.checkpointed_seq || self.pending_cursor.is_some() {
+            self.commit_batch(Vec::new(), true);
+        }
+    }
+
+    /// When the writer must wake up without a message: to checkpoint uncovered events or to
+    /// write a waiting relay cursor.
+    fn next_deadline(&self) -> Option<Instant> {
+        let cp = self
+            .uncovered_since
+            .map(|t| t + self.config.checkpoint_interval);
+        let cursor = self
+            .cursor_since
+            .map(|t| t + self.config.relay_cursor_flush_interval);
+        match (cp, cursor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn housekeeping_due(&self) -> bool {
+        self.next_deadline().is_some_and(|d| d <= Instant::now())
+    }
+
+    fn checkpoint_due(&self, force: bool) -> bool {
+        self.head.seq > self.checkpointed_seq
+            && (force
+                || self.head.seq - self.checkpointed_seq >= self.config.checkpoint_events_max
+                || self
+                    .uncovered_since
+                    .is_some_and(|t| t.elapsed() >= self.config.checkpoint_interval))
+    }
+
+    /// Handles one batch in one transaction. With an empty batch it only writes what
+    /// housekeeping needs (a checkpoint, the relay cursor); `force_checkpoint` covers the head
+    /// whatever the thresholds say (at close).
+    fn commit_batch(
+        &mut self,
+        batch: Vec<(Command<S>, Reply<S::Rejection>)>,
+        force_checkpoint: bool,
+    ) {
+        if let Some(why) = &self.poisoned {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(AppendError::Unavailable(why.clone())));
+            }
+            return;
+        }
+        let started_head = self.head;
+        let mut results = Vec::with_capacity(batch.len());
+        let outcome = self.write_batch(batch, force_checkpoint, &mut results);
+        match outcome {
+            Ok(wrote_events) => {
+                bump(&self.stats.transactions, 1);
+                bump(&self.stats.commands, results.len() as u64);
+                bump(&self.stats.events, self.head.seq - started_head.seq);
+                if wrote_events {
+                    self.head_tx.send_replace(self.head);
+                }
+                for (reply, result) in results {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let why = format!("the log writer stopped after a storage failure: {e}");
+                tracing::error!(error = %e, "log commit failed; refusing writes until reopened");
+                self.head = started_head;
+                self.poisoned = Some(why.clone());
+                for (reply, _) in results {
+                    let _ = reply.send(Err(AppendError::Unavailable(why.clone())));
+                }
+            }
+        }
+    }
+
+    /// Writes the batch; on `Err` nothing is committed and every reply must become an error.
+    fn write_batch(
+        &mut self,
+        batch: Vec<(Command<S>, Reply<S::Rejection>)>,
+        force_checkpoint: bool,
+        results: &mut Vec<Answer<S::Rejection>>,
+    ) -> Result<bool, LogError> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| LogError::storage("begin write", e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| LogError::storage("set durability", e))?;
+        let now = (self.config.clock)().max(self.last_time);
+        let before = self.head.seq;
+        let mut recorded = 0usize;
+        let checkpoint;
+        {
+            let mut t = Tables {
+                events: txn
+                    .open_table(EVENTS)
+                    .map_err(|e| LogError::storage("open events", e))?,
+                streams: txn
+                    .open_table(STREAMS)
+                    .map_err(|e| LogError::storage("open streams", e))?,
+                commands: txn
+                    .open_table(COMMANDS)
+                    .map_err(|e| LogError::storage("open commands", e))?,
+                checkpoints: txn
+                    .open_table(CHECKPOINTS)
+                    .map_err(|e| LogError::storage("open checkpoints", e))?,
+                meta: txn
+                    .open_table(META)
+                    .map_err(|e| LogError::storage("open meta", e))?,
+            };
+            for (cmd, reply) in batch {
+                let result = self.append_one(&mut t, cmd, now)?;
+                recorded += usize::from(matches!(&result, Ok(c) if !c.replayed));
+                results.push((reply, result));
+            }
+            if self.head.seq > before {
+                self.uncovered_since.get_or_insert_with(Instant::now);
+            }
+            checkpoint = self.checkpoint_due(force_checkpoint);
+            if checkpoint {
+                let seq = Seq::new(self.head.seq).expect("head.seq > checkpointed_seq >= 0");
+                let cp = Checkpoint::sign(&self.signing, self.log_id, seq, self.head.hash);
+                t.checkpoints
+                    .insert(self.head.seq, &cp.to_bytes()[..])
+                    .map_err(|e| LogError::storage("write checkpoint", e))?;
+            }
+            if let Some(cursor) = self.pending_cursor {
+                let cursor = cursor.min(self.head.seq);
+                t.meta
+                    .insert(META_RELAY_CURSOR, &cursor.to_le_bytes()[..])
+                    .map_err(|e| LogError::storage("write relay cursor", e))?;
+            }
+        }
+        if recorded == 0 && !checkpoint && self.pending_cursor.is_none() {
+            // Only rejections and retries: nothing was written, so nothing to commit or fsync.
+            txn.abort().map_err(|e| LogError::storage("abort", e))?;
+            return Ok(false);
+        }
+        txn.commit().map_err(|e| LogError::storage("commit", e))?;
+        if self.head.seq > before {
+            self.last_time = now;
+        }
+        if checkpoint {
+            self.checkpointed_seq = self.head.seq;
+            self.uncovered_since = None;
+            bump(&self.stats.checkpoints, 1);
+        }
+        self.pending_cursor = None;
+        self.cursor_since = None;
+        Ok(self.head.seq > before)
+    }
+
+    /// Decides and appends one command inside the batch transaction. `Ok(Err(_))` is a refusal
+    /// of this command alone; `Err(_)` is a storage failure that fails the whole batch.
+    fn append_one(
+        &mut self,
+        t: &mut Tables<'_>,
+        cmd: Command<S>,
+        now: Timestamp,
+    ) -> Result<Result<Committed, AppendError<S::Rejection>>, LogError> {
+        let key = command_key(cmd.tailnet.as_str(), cmd.command_id.as_str());
+        let previous = t
+            .commands
+            .get(key.as_str())
+            .map_err(|e| LogError::storage("read commands", e))?
+            .map(|v| CommandRecord::decode(v.value()));
+        if let Some(record) = previous {
+            let record = record.ok_or_else(|| LogError::Corrupt {
+                seq: 0,
+                what: format!("idempotency record of {key} is malformed"),
+            })?;
+            if record.fingerprint != cmd.fingerprint {
+                return Ok(Err(AppendError::IdempotencyMismatch(cmd.command_id)));
+            }
+            return Ok(self.replay(t, record));
+        }
+
+        let decide = cmd.decide;
+        let state = &self.state;
+        let proposed = match std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, now))) {
+            Ok(Ok(p)) => p,
+            Ok(Err(rejection)) => return Ok(Err(AppendError::Rejected(rejection))),
+            Err(_) => {
+                tracing::error!(command_id = %cmd.command_id, "decide panicked");
+                return Ok(Err(AppendError::Invalid("the decision failed".into())));
+            }
+        };
+        if proposed.len() > self.config.command_events_max {
+            return Ok(Err(AppendError::Invalid(format!(
+                "a command may append at most {} events",
+                self.config.command_events_max
+            ))));
+        }
+
+        // Check every expectation before writing anything: a command is all or nothing.
+        let mut versions: HashMap<StreamId, u64> = HashMap::new();
+        let mut planned = Vec::with_capacity(proposed.len());
+        for p in proposed {
+            let stream = p.event.stream(&cmd.tailnet);
+            let current = match versions.get(&stream) {
+                Some(v) => *v,
+                None => t
+                    .streams
+                    .get(stream.as_str())
+                    .map_err(|e| LogError::storage("read streams", e))?
+                    .map_or(0, |v| v.value()),
+            };
+            let ok = match p.expected {
+                Expected::Any => true,
+                Expected::NoStream => current == 0,
+                Expected::Exactly(v) => current == v,
+            };
+            if !ok {
+                return Ok(Err(AppendError::Conflict {
+                    stream,
+                    expected: p.expected,
+                    actual: current,
+                }));
+            }
+            versions.insert(stream.clone(), current + 1);
+            planned.push((p.event, stream, current + 1));
+        }
+
+        let first = self.head.seq + 1;
+        let mut envelopes = Vec::with_capacity(planned.len());
+        for (event, stream, stream_version) in planned {
+            let seq = Seq::new(self.head.seq + 1).expect("head + 1 is at least 1");
+            let mut env = Envelope {
+                seq,
+                id: event_id(&self.log_id, seq),
+                event,
+                tailnet: cmd.tailnet.clone(),
+                stream,
+                stream_version,
+                time: now,
+                actor: cmd.actor.clone(),
+                command_id: cmd.command_id.clone(),
+                prev_hash: self.head.hash,
+                hash: Hash::ZERO,
+            };
+            let body = env.encode_body();
+            env.hash = chain_hash(&self.head.hash, seq, &body);
+            t.events
+                .insert(
+                    seq.get(),
+                    StoredEvent::encode_row(&env.hash, &body).as_slice(),
+                )
+                .map_err(|e| LogError::storage("write event", e))?;
+            t.streams
+                .insert(env.stream.as_str(), stream_version)
+                .map_err(|e| LogError::storage("write stream version", e))?;
+            self.head = Head {
+                seq: seq.get(),
+                hash: env.hash,
+            };
+            self.state.apply(&env);
+            envelopes.push(env);
+        }
+        let record = CommandRecord {
+            first,
+            last: self.head.seq,
+            fingerprint: cmd.fingerprint,
+        };
+        t.commands
+            .insert(key.as_str(), &record.encode()[..])
+            .map_err(|e| LogError::storage("write idempotency record", e))?;
+        Ok(Ok(Committed {
+            envelopes,
+            replayed: false,
+        }))
+    }
+
+    /// The first result of a retried command, read back from the log.
+    fn replay(
+        &self,
+        t: &Tables<'_>,
+        record: CommandRecord,
+    ) -> Result<Committed, AppendError<S::Rejection>> {
+        let mut envelopes = Vec::new();
+        for seq in record.first..=record.last {
+            let env = t
+                .events
+                .get(seq)
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    let s = Seq::new(seq).ok()?;
+                    StoredEvent::decode_row(s, v.value())
+                })
+                .and_then(|ev| ev.envelope().ok())
+                .ok_or_else(|| {
+                    AppendError::Unavailable(format!(
+                        "event {seq} of a retried command is unreadable"
+                    ))
+                })?;
+            envelopes.push(env);
+        }
+        Ok(Committed {
+            envelopes,
+            replayed: true,
+        })
+    }
+}

@@ -1,0 +1,505 @@
+//! Black-box tests of the event log on a real redb file in a temp dir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authkeys_events::{Actor, Envelope, Event, EventType, KeyRevoked, Seq, Timestamp};
+use authkeys_log::fixtures::{self, append_command, key_generated, key_id, key_used};
+use authkeys_log::{
+    Aggregate, AppendError, Command, Expected, Log, LogConfig, LogError, LogReader, Proposed,
+};
+use redb::ReadableTable;
+
+fn config(dir: &std::path::Path) -> LogConfig {
+    LogConfig::in_dir(dir)
+}
+
+fn open(dir: &std::path::Path) -> Log<()> {
+    Log::open(config(dir), ()).expect("log opens")
+}
+
+fn read_all(log: &Log<()>) -> Vec<Envelope> {
+    log.read(Seq::FIRST, usize::MAX)
+        .expect("reads")
+        .iter()
+        .map(|e| e.envelope().expect("decodes"))
+        .collect()
+}
+
+#[tokio::test]
+async fn appends_are_gapless_chained_and_readable() {
+    // Proves: seqs start at 1 without gaps, each event links to the previous hash, stream versions
+    // count per stream, and the full JSON served equals the typed envelope.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    let mut rx = log.subscribe();
+    for i in 0..5u64 {
+        let c = log
+            .append(append_command(
+                &format!("c{i}"),
+                vec![key_generated(i), key_used(i)],
+            ))
+            .await
+            .expect("commits");
+        assert_eq!(c.envelopes.len(), 2);
+        assert!(!c.replayed);
+    }
+    rx.changed().await.expect("head moved");
+    let events = read_all(&log);
+    assert_eq!(events.len(), 10);
+    let mut prev = authkeys_events::Hash::ZERO;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq.get(), i as u64 + 1);
+        assert_eq!(e.prev_hash, prev);
+        assert_eq!(e.compute_hash(), e.hash);
+        assert_eq!(e.stream_version, if i % 2 == 0 { 1 } else { 2 });
+        prev = e.hash;
+    }
+    assert_eq!(log.head().seq, 10);
+    assert_eq!(log.head().hash, prev);
+    let stored = log.read(Seq::new(3).expect("nonzero"), 2).expect("reads");
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].to_json(), events[2].to_json());
+    log.close();
+}
+
+#[tokio::test]
+async fn retried_command_gets_the_first_result_also_after_restart() {
+    // Proves: commandId idempotency is durable and a different command under the same id is
+    // refused rather than answered with someone else's result.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = {
+        let log = open(dir.path());
+        let c = log
+            .append(append_command("same", vec![key_generated(1)]))
+            .await
+            .expect("commits");
+        let again = log
+            .append(append_command("same", vec![key_generated(99)]))
+            .await
+            .expect("answered");
+        assert!(again.replayed);
+        assert_eq!(again.envelopes, c.envelopes);
+        log.close();
+        c
+    };
+    let log = open(dir.path());
+    let again = log
+        .append(append_command("same", vec![key_generated(1)]))
+        .await
+        .expect("answered");
+    assert!(again.replayed);
+    assert_eq!(again.envelopes, first.envelopes);
+    assert_eq!(log.head().seq, 1, "no new event");
+
+    let mut other = append_command::<()>("same", vec![key_generated(1)]);
+    other.fingerprint = [7; 32];
+    match log.append(other).await {
+        Err(AppendError::IdempotencyMismatch(id)) => assert_eq!(id.as_str(), "same"),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    assert_eq!(log.head().seq, 1);
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_appends_with_one_expected_version_one_wins() {
+    // Proves optimistic concurrency under group commit: 64 tasks all expect the stream at
+    // version 1; exactly one appends, 63 get a typed Conflict, and the stream has 2 events.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    log.append(append_command("gen", vec![key_generated(5)]))
+        .await
+        .expect("commits");
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let cmd: Command<()> = Command {
+                tailnet: fixtures::tailnet(),
+                command_id: fixtures::command_id(&format!("revoke-{i}")),
+                actor: Actor::system("test"),
+                fingerprint: [i as u8; 32],
+                decide: Box::new(|_, _| {
+                    Ok(vec![Proposed {
+                        event: Event::KeyRevoked(KeyRevoked { key_id: key_id(5) }),
+                        expected: Expected::Exactly(1),
+                    }])
+                }),
+            };
+            log.append(cmd).await
+        }));
+    }
+    let mut wins = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(c) => {
+                wins += 1;
+                assert_eq!(c.envelopes[0].stream_version, 2);
+            }
+            Err(AppendError::Conflict {
+                actual, expected, ..
+            }) => {
+                conflicts += 1;
+                assert_eq!(actual, 2);
+                assert_eq!(expected, Expected::Exactly(1));
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((wins, conflicts), (1, 63));
+    assert_eq!(log.head().seq, 2);
+}
+
+/// A one-off key as an aggregate: `decide` refuses a second use. Shows that decisions inside a
+/// batch see the earlier appends of the same batch.
+#[derive(Default)]
+struct OneOff {
+    used: std::collections::HashSet<String>,
+}
+
+impl Aggregate for OneOff {
+    type Rejection = &'static str;
+    fn apply(&mut self, env: &Envelope) {
+        if let Event::KeyUsed(u) = &env.event {
+            self.used.insert(u.key_id.to_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn r01_decisions_see_earlier_appends_of_the_same_batch() {
+    // Proves there is no read-then-write gap: 64 concurrent uses of one key, decided by a rule
+    // that refuses a used key, produce exactly one KeyUsed, also across a reopen (state rebuilt).
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..2 {
+        let log = Log::open(config(dir.path()), OneOff::default()).expect("opens");
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                log.append(Command {
+                    tailnet: fixtures::tailnet(),
+                    command_id: fixtures::command_id(&format!("use-{round}-{i}")),
+                    actor: Actor::system("test"),
+                    fingerprint: [0; 32],
+                    decide: Box::new(|s: &OneOff, _| {
+                        if s.used.contains(key_id(1).as_str()) {
+                            return Err("used");
+                        }
+                        Ok(vec![Proposed {
+                            event: key_used(1),
+                            expected: Expected::Any,
+                        }])
+                    }),
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) => ok += 1,
+                Err(AppendError::Rejected("used")) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(ok, if round == 0 { 1 } else { 0 });
+        assert_eq!(log.head().seq, 1);
+        log.close();
+    }
+}
+
+#[tokio::test]
+async fn rejected_commands_write_nothing() {
+    // Proves a refused command leaves the log byte-identical: no event, no idempotency record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(config(dir.path()), OneOff::default()).expect("opens");
+    let refuse = |id: &str| Command::<OneOff> {
+        tailnet: fixtures::tailnet(),
+        command_id: fixtures::command_id(id),
+        actor: Actor::system("test"),
+        fingerprint: [0; 32],
+        decide: Box::new(|_, _| Err("no")),
+    };
+    assert!(matches!(
+        log.append(refuse("r1")).await,
+        Err(AppendError::Rejected("no"))
+    ));
+    assert_eq!(log.head().seq, 0);
+    // The id is still free: a later, different command may use it.
+    let mut cmd = append_command::<OneOff>("r1", vec![key_generated(1)]);
+    cmd.fingerprint = [1; 32];
+    log.append(cmd).await.expect("commits");
+    assert_eq!(log.head().seq, 1);
+}
+
+#[tokio::test]
+async fn checkpoints_every_n_events_and_at_close() {
+    // Proves checkpoints are written every N events in the same transaction as the head they
+    // cover, verify under the log's key, and a final one covers the head at close.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_events_max = 10;
+    let log = Log::open(cfg.clone(), ()).expect("opens");
+    for i in 0..25u64 {
+        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
+            .await
+            .expect("commits");
+    }
+    let cps = log.checkpoints().expect("reads");
+    assert_eq!(
+        cps.iter().map(|c| c.seq.get()).collect::<Vec<_>>(),
+        [10, 20]
+    );
+    for cp in &cps {
+        cp.verify(&log.verifying_key()).expect("signed by the log");
+        assert_eq!(cp.log_id, log.log_id());
+    }
+    let key = log.verifying_key();
+    log.close();
+    let reader = LogReader::open(&cfg.path).expect("opens read-only");
+    let report = reader.verify(Some(&key)).expect("verifies");
+    assert_eq!(report.events, 25);
+    assert_eq!(report.last_checkpoint.map(Seq::get), Some(25));
+}
+
+#[tokio::test]
+async fn checkpoint_after_interval_when_idle() {
+    // Proves the T-seconds rule: a lone event is covered by a checkpoint once the interval has
+    // passed, without any further command (the writer wakes on its own deadline).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_interval = Duration::from_millis(50);
+    let log = Log::open(cfg, ()).expect("opens");
+    log.append(append_command("c", vec![key_generated(1)]))
+        .await
+        .expect("commits");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if log
+            .checkpoints()
+            .expect("reads")
+            .iter()
+            .any(|c| c.seq.get() == 1)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn reader_follows_a_running_writer() {
+    // Proves read-only tools can open the file while the service writes and see new commits.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let log = Log::open(cfg.clone(), ()).expect("opens");
+    log.append(append_command("a", vec![key_generated(1)]))
+        .await
+        .expect("commits");
+    let reader = LogReader::open(&cfg.path).expect("opens read-only beside the writer");
+    assert_eq!(reader.head().expect("head").seq, 1);
+    log.append(append_command("b", vec![key_generated(2)]))
+        .await
+        .expect("commits");
+    assert_eq!(reader.head().expect("head").seq, 2);
+    assert_eq!(reader.read(Seq::FIRST, 10).expect("reads").len(), 2);
+    reader.verify(Some(&log.verifying_key())).expect("verifies");
+}
+
+#[tokio::test]
+async fn relay_cursor_is_durable_and_never_passes_the_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    for i in 0..3u64 {
+        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
+            .await
+            .expect("commits");
+    }
+    log.set_relay_cursor(2);
+    log.set_relay_cursor(1); // never backwards
+    log.set_relay_cursor(50); // clamped to the head
+    log.close();
+    let log = open(dir.path());
+    assert_eq!(log.relay_cursor().expect("reads"), 3);
+}
+
+#[tokio::test]
+async fn wrong_signing_key_refuses_to_open() {
+    // Proves the log will not continue a chain with a key that did not sign its checkpoints.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    drop(open(dir.path()));
+    std::fs::remove_file(&cfg.signing_key_path).expect("remove key");
+    match Log::open(cfg.clone(), ()) {
+        Err(LogError::Io { .. }) => {}
+        other => panic!("expected a missing-key error, got {other:?}"),
+    }
+    std::fs::write(&cfg.signing_key_path, format!("{}\n", "11".repeat(32))).expect("write");
+    match Log::open(cfg, ()) {
+        Err(LogError::Config(msg)) => assert!(msg.contains("does not belong"), "{msg}"),
+        other => panic!("expected a key mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn event_time_never_goes_backwards() {
+    // Proves the injected clock is used and that event times are monotonic even if it jumps back.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(2_000_000_000_000));
+    let c = Arc::clone(&now);
+    cfg.clock = Arc::new(move || {
+        Timestamp::from_unix_ms(c.load(std::sync::atomic::Ordering::SeqCst)).expect("in range")
+    });
+    let log = Log::open(cfg, ()).expect("opens");
+    let a = log
+        .append(append_command("a", vec![key_generated(1)]))
+        .await
+        .expect("commits");
+    now.store(1_000_000_000_000, std::sync::atomic::Ordering::SeqCst);
+    let b = log
+        .append(append_command("b", vec![key_generated(2)]))
+        .await
+        .expect("commits");
+    assert_eq!(a.envelopes[0].time.unix_ms(), 2_000_000_000_000);
+    assert_eq!(b.envelopes[0].time, a.envelopes[0].time);
+}
+
+/// Opens the closed log file for writing with raw redb, to play the attacker.
+fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(path).expect("raw open");
+    let txn = db.begin_write().expect("write");
+    f(&txn);
+    txn.commit().expect("commit");
+}
+
+const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
+const CHECKPOINTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("checkpoints");
+
+async fn closed_log(dir: &std::path::Path, n: u64) -> (LogConfig, ed25519_dalek::VerifyingKey) {
+    let mut cfg = config(dir);
+    cfg.checkpoint_events_max = 8;
+    let log = Log::open(cfg.clone(), ()).expect("opens");
+    for i in 0..n {
+        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
+            .await
+            .expect("commits");
+    }
+    let key = log.verifying_key();
+    log.close();
+    (cfg, key)
+}
+
+fn first_bad_seq(cfg: &LogConfig, key: &ed25519_dalek::VerifyingKey) -> u64 {
+    let reader = LogReader::open(&cfg.path).expect("opens");
+    match reader.verify(Some(key)) {
+        Err(LogError::Corrupt { seq, .. }) => seq,
+        other => panic!("tampering not detected: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tamper_one_byte_of_one_event_names_its_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, key) = closed_log(dir.path(), 20).await;
+    tamper(&cfg.path, |txn| {
+        let mut t = txn.open_table(EVENTS).expect("table");
+        let mut row = t.get(13).expect("get").expect("exists").value().to_vec();
+        let i = row.len() - 5;
+        row[i] ^= 0x01;
+        t.insert(13, row.as_slice()).expect("insert");
+    });
+    assert_eq!(first_bad_seq(&cfg, &key), 13);
+    // The service refuses to open it too.
+    assert!(matches!(
+        Log::open(cfg, ()),
+        Err(LogError::Corrupt { seq: 13, .. })
+    ));
+}
+
+#[tokio::test]
+async fn tamper_dropped_event_names_its_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, key) = closed_log(dir.path(), 20).await;
+    tamper(&cfg.path, |txn| {
+        txn.open_table(EVENTS)
+            .expect("table")
+            .remove(7)
+            .expect("remove");
+    });
+    assert_eq!(first_bad_seq(&cfg, &key), 7);
+}
+
+#[tokio::test]
+async fn tamper_dropped_last_event_is_caught_by_its_checkpoint() {
+    // Proves truncation is detected when a checkpoint covers the dropped tail (close writes one).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, key) = closed_log(dir.path(), 20).await;
+    tamper(&cfg.path, |txn| {
+        txn.open_table(EVENTS)
+            .expect("table")
+            .remove(20)
+            .expect("remove");
+    });
+    assert_eq!(first_bad_seq(&cfg, &key), 20);
+}
+
+#[tokio::test]
+async fn tamper_forged_checkpoint_signature_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, key) = closed_log(dir.path(), 20).await;
+    tamper(&cfg.path, |txn| {
+        let mut t = txn.open_table(CHECKPOINTS).expect("table");
+        let mut row = t.get(16).expect("get").expect("exists").value().to_vec();
+        row[100] ^= 0x10;
+        t.insert(16, row.as_slice()).expect("insert");
+    });
+    assert_eq!(first_bad_seq(&cfg, &key), 16);
+}
+
+#[tokio::test]
+async fn tamper_rewritten_and_rehashed_event_is_caught_by_the_checkpoint() {
+    // Proves that recomputing the chain after editing an event does not help: the signed
+    // checkpoint no longer matches. Only the signing key could forge that.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, key) = closed_log(dir.path(), 16).await;
+    let reader = LogReader::open(&cfg.path).expect("opens");
+    let mut events: Vec<Envelope> = reader
+        .read(Seq::FIRST, 100)
+        .expect("reads")
+        .iter()
+        .map(|e| e.envelope().expect("decodes"))
+        .collect();
+    drop(reader);
+    events[4].event = Event::KeyRevoked(KeyRevoked { key_id: key_id(4) });
+    let mut prev = events[3].hash;
+    for e in events.iter_mut().skip(4) {
+        e.prev_hash = prev;
+        e.hash = e.compute_hash();
+        prev = e.hash;
+    }
+    tamper(&cfg.path, |txn| {
+        let mut t = txn.open_table(EVENTS).expect("table");
+        for e in events.iter().skip(4) {
+            let mut row = e.hash.0.to_vec();
+            row.extend_from_slice(&e.encode_body());
+            t.insert(e.seq.get(), row.as_slice()).expect("insert");
+        }
+    });
+    assert_eq!(first_bad_seq(&cfg, &key), 8);
+    assert_eq!(events[4].event_type(), EventType::KeyRevoked);
+}
+
+#[tokio::test]
+async fn verify_under_a_foreign_key_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, _key) = closed_log(dir.path(), 9).await;
+    let other = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
+    assert_eq!(first_bad_seq(&cfg, &other), 8);
+}
