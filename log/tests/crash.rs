@@ -91,11 +91,11 @@ fn acknowledged_commands_survive_sigkill() {
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut total_acks = 0usize;
     for kill in 0..kills {
-        if kill > 0 && kill % KILLS_PER_DIR == 0 {
+        if kill > 0 && kill.is_multiple_of(KILLS_PER_DIR) {
             dir = tempfile::tempdir().expect("tempdir");
             acked.clear();
         }
-        let early = rng.next() % 10 == 0;
+        let early = rng.next().is_multiple_of(10);
         for (id, n) in run_and_kill(dir.path(), &mut rng, early) {
             assert!(
                 acked.insert(id, n).is_none(),
