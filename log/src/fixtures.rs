@@ -7,7 +7,7 @@ use authkeys_events::{
     NodeId, NodeKey, Tags, TailnetId, Timestamp, UserId,
 };
 
-use crate::{Aggregate, Command, Expected, Proposed};
+use crate::{Aggregate, Command, Decision, Expected, Proposed};
 
 /// The tailnet the fixtures use.
 pub fn tailnet() -> TailnetId {
@@ -58,18 +58,21 @@ pub fn command_id(s: &str) -> CommandId {
 pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Command<S> {
     let fingerprint = *blake3::hash(id.as_bytes()).as_bytes();
     Command {
-        tailnet: tailnet(),
+        scope: tailnet().to_string(),
         command_id: command_id(id),
         actor: Actor::system("fixtures"),
         fingerprint,
         decide: Box::new(move |_, _| {
-            Ok(events
-                .into_iter()
-                .map(|event| Proposed {
-                    event,
-                    expected: Expected::Any,
-                })
-                .collect())
+            Ok(Decision {
+                tailnet: tailnet(),
+                events: events
+                    .into_iter()
+                    .map(|event| Proposed {
+                        event,
+                        expected: Expected::Any,
+                    })
+                    .collect(),
+            })
         }),
     }
 }

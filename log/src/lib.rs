@@ -139,15 +139,25 @@ pub struct Proposed {
     pub expected: Expected,
 }
 
+/// What a command decided: the tailnet its events belong to, and the events.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The tailnet of every event (decided too: a registration names only its key).
+    pub tailnet: TailnetId,
+    /// The events, in order; empty when nothing needs to change.
+    pub events: Vec<Proposed>,
+}
+
 /// The decision a command carries: run in the writer against the current state and time.
 pub type Decide<S> =
-    Box<dyn FnOnce(&S, Timestamp) -> Result<Vec<Proposed>, <S as Aggregate>::Rejection> + Send>;
+    Box<dyn FnOnce(&S, Timestamp) -> Result<Decision, <S as Aggregate>::Rejection> + Send>;
 
 /// One command for the log.
 pub struct Command<S: Aggregate> {
-    /// The tailnet every event of the command belongs to.
-    pub tailnet: TailnetId,
-    /// Idempotency key, scoped by tailnet.
+    /// Whose command ids these are: a tailnet id for admin commands, a registrar's name for
+    /// registrations. Idempotency is per `(scope, command_id)`.
+    pub scope: String,
+    /// Idempotency key, unique within `scope`.
     pub command_id: CommandId,
     /// Who is acting.
     pub actor: Actor,
@@ -161,7 +171,7 @@ pub struct Command<S: Aggregate> {
 impl<S: Aggregate> std::fmt::Debug for Command<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Command")
-            .field("tailnet", &self.tailnet)
+            .field("scope", &self.scope)
             .field("command_id", &self.command_id)
             .field("actor", &self.actor)
             .finish_non_exhaustive()

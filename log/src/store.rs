@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `events` | seq (u64) | hash (32 bytes) ‖ body (the envelope's JSON without `hash`) |
 //! | `streams` | stream id | current stream version |
-//! | `commands` | `tailnet/commandId` | first seq ‖ last seq (u64 LE each) ‖ fingerprint (32) |
+//! | `commands` | `scope/commandId` | first seq ‖ last seq (u64 LE each) ‖ fingerprint (32) |
 //! | `checkpoints` | seq | [`Checkpoint::to_bytes`] |
 //! | `meta` | name | value (log id, verifying key, relay cursor, format) |
 //!
@@ -107,9 +107,10 @@ impl CommandRecord {
     }
 }
 
-/// The idempotency key of a command: command ids are the caller's, so they are scoped by tailnet.
-pub(crate) fn command_key(tailnet: &str, command_id: &str) -> String {
-    format!("{tailnet}/{command_id}")
+/// The idempotency key of a command: command ids are the caller's, so they are scoped (by
+/// tailnet, or by registrar).
+pub(crate) fn command_key(scope: &str, command_id: &str) -> String {
+    format!("{scope}/{command_id}")
 }
 
 /// The event id of `seq` in log `log_id`: deterministic, so a re-published event keeps its id.

@@ -413,7 +413,7 @@ impl<S: Aggregate> Writer<S> {
         cmd: Command<S>,
         now: Timestamp,
     ) -> Result<Result<Committed, AppendError<S::Rejection>>, LogError> {
-        let key = command_key(cmd.tailnet.as_str(), cmd.command_id.as_str());
+        let key = command_key(&cmd.scope, cmd.command_id.as_str());
         let previous = t
             .commands
             .get(key.as_str())
@@ -432,14 +432,15 @@ impl<S: Aggregate> Writer<S> {
 
         let decide = cmd.decide;
         let state = &self.state;
-        let proposed = match std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, now))) {
-            Ok(Ok(p)) => p,
+        let decision = match std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, now))) {
+            Ok(Ok(d)) => d,
             Ok(Err(rejection)) => return Ok(Err(AppendError::Rejected(rejection))),
             Err(_) => {
                 tracing::error!(command_id = %cmd.command_id, "decide panicked");
                 return Ok(Err(AppendError::Invalid("the decision failed".into())));
             }
         };
+        let (tailnet, proposed) = (decision.tailnet, decision.events);
         if proposed.len() > self.config.command_events_max {
             return Ok(Err(AppendError::Invalid(format!(
                 "a command may append at most {} events",
@@ -451,7 +452,7 @@ impl<S: Aggregate> Writer<S> {
         let mut versions: HashMap<StreamId, u64> = HashMap::new();
         let mut planned = Vec::with_capacity(proposed.len());
         for p in proposed {
-            let stream = p.event.stream(&cmd.tailnet);
+            let stream = p.event.stream(&tailnet);
             let current = match versions.get(&stream) {
                 Some(v) => *v,
                 None => t
@@ -484,7 +485,7 @@ impl<S: Aggregate> Writer<S> {
                 seq,
                 id: event_id(&self.log_id, seq),
                 event,
-                tailnet: cmd.tailnet.clone(),
+                tailnet: tailnet.clone(),
                 stream,
                 stream_version,
                 time: now,

@@ -6,7 +6,8 @@ use std::time::Duration;
 use authkeys_events::{Actor, Envelope, Event, EventType, KeyRevoked, Seq, Timestamp};
 use authkeys_log::fixtures::{self, append_command, key_generated, key_id, key_used};
 use authkeys_log::{
-    Aggregate, AppendError, Command, Expected, Log, LogConfig, LogError, LogReader, Proposed,
+    Aggregate, AppendError, Command, Decision, Expected, Log, LogConfig, LogError, LogReader,
+    Proposed,
 };
 use redb::ReadableTable;
 
@@ -115,15 +116,18 @@ async fn sixty_four_concurrent_appends_with_one_expected_version_one_wins() {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             let cmd: Command<()> = Command {
-                tailnet: fixtures::tailnet(),
+                scope: fixtures::tailnet().to_string(),
                 command_id: fixtures::command_id(&format!("revoke-{i}")),
                 actor: Actor::system("test"),
                 fingerprint: [i as u8; 32],
                 decide: Box::new(|_, _| {
-                    Ok(vec![Proposed {
-                        event: Event::KeyRevoked(KeyRevoked { key_id: key_id(5) }),
-                        expected: Expected::Exactly(1),
-                    }])
+                    Ok(Decision {
+                        tailnet: fixtures::tailnet(),
+                        events: vec![Proposed {
+                            event: Event::KeyRevoked(KeyRevoked { key_id: key_id(5) }),
+                            expected: Expected::Exactly(1),
+                        }],
+                    })
                 }),
             };
             log.append(cmd).await
@@ -179,7 +183,7 @@ async fn r01_decisions_see_earlier_appends_of_the_same_batch() {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
                 log.append(Command {
-                    tailnet: fixtures::tailnet(),
+                    scope: fixtures::tailnet().to_string(),
                     command_id: fixtures::command_id(&format!("use-{round}-{i}")),
                     actor: Actor::system("test"),
                     fingerprint: [0; 32],
@@ -187,10 +191,13 @@ async fn r01_decisions_see_earlier_appends_of_the_same_batch() {
                         if s.used.contains(key_id(1).as_str()) {
                             return Err("used");
                         }
-                        Ok(vec![Proposed {
-                            event: key_used(1),
-                            expected: Expected::Any,
-                        }])
+                        Ok(Decision {
+                            tailnet: fixtures::tailnet(),
+                            events: vec![Proposed {
+                                event: key_used(1),
+                                expected: Expected::Any,
+                            }],
+                        })
                     }),
                 })
                 .await
@@ -216,7 +223,7 @@ async fn rejected_commands_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(config(dir.path()), OneOff::default()).expect("opens");
     let refuse = |id: &str| Command::<OneOff> {
-        tailnet: fixtures::tailnet(),
+        scope: fixtures::tailnet().to_string(),
         command_id: fixtures::command_id(id),
         actor: Actor::system("test"),
         fingerprint: [0; 32],
