@@ -3,17 +3,18 @@
 //! Event data never carries a secret: keys and tokens appear only as a keyed blake3 hash
 //! (`secretHash`), which is useless without the hashing key kept outside the log.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::Hash;
 use crate::ids::{
     Description, ExpirySeconds, Hostname, KeyDurationDays, KeyId, LoginName, NodeId, NodeKey, Role,
-    StreamId, StreamKind, TailnetName, Tags, TokenId, UserId,
+    StreamId, StreamKind, Tags, TailnetName, TokenId, UserId,
 };
 use crate::time::Timestamp;
 
 /// A tailnet's settings as of creation; later changes come as [`TailnetSettingsChanged`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TailnetSettings {
     /// R03: new nodes wait for approval unless their key is pre-approved.
@@ -25,7 +26,7 @@ pub struct TailnetSettings {
 }
 
 /// A tailnet was created (by `authkeys admin bootstrap`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TailnetCreated {
     /// Display name, e.g. `example.com`.
@@ -35,7 +36,7 @@ pub struct TailnetCreated {
 }
 
 /// Some tailnet settings changed; absent fields are unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TailnetSettingsChanged {
     /// New device-approval setting, if changed.
@@ -50,7 +51,7 @@ pub struct TailnetSettingsChanged {
 }
 
 /// A user joined the tailnet with a role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserAdded {
     /// Stable id.
@@ -62,7 +63,7 @@ pub struct UserAdded {
 }
 
 /// A user's role changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserRoleChanged {
     /// Whose role.
@@ -74,7 +75,7 @@ pub struct UserRoleChanged {
 }
 
 /// An API token (`tskey-api-…`) was issued to a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiTokenIssued {
     /// Public id, the middle part of the token.
@@ -88,7 +89,7 @@ pub struct ApiTokenIssued {
 }
 
 /// An API token was revoked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiTokenRevoked {
     /// Which token.
@@ -96,7 +97,7 @@ pub struct ApiTokenRevoked {
 }
 
 /// An admin generated an auth key (R01–R08, R10).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyGenerated {
     /// Public id.
@@ -122,7 +123,7 @@ pub struct KeyGenerated {
 }
 
 /// A key registered a node (a new one or a re-authentication).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyUsed {
     /// Which key.
@@ -136,7 +137,7 @@ pub struct KeyUsed {
 }
 
 /// An admin revoked a key; nodes it registered stay authorized (R11).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyRevoked {
     /// Which key.
@@ -144,7 +145,7 @@ pub struct KeyRevoked {
 }
 
 /// A key reached its expiry (R08, R13); nodes it registered stay authorized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyExpired {
     /// Which key.
@@ -154,7 +155,7 @@ pub struct KeyExpired {
 }
 
 /// `authkeys lock sign` made a key pre-signed with a trusted lock key (R04).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeySigned {
     /// Which key.
@@ -164,7 +165,7 @@ pub struct KeySigned {
 }
 
 /// Why a node left the machines view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeleteReason {
     /// An admin deleted it (R11: how a node is de-authorized).
@@ -174,7 +175,7 @@ pub enum DeleteReason {
 }
 
 /// A new node joined with an auth key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeRegistered {
     /// Stable id.
@@ -207,7 +208,7 @@ pub struct NodeRegistered {
 }
 
 /// An existing node registered again with the same node key (R15, R16).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeReauthenticated {
     /// Which node.
@@ -227,7 +228,7 @@ pub struct NodeReauthenticated {
 }
 
 /// An admin approved (or un-approved) a node (R03).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeAuthorized {
     /// Which node.
@@ -237,7 +238,7 @@ pub struct NodeAuthorized {
 }
 
 /// An admin disabled or re-enabled a node's key expiry (R14).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeKeyExpirySet {
     /// Which node.
@@ -249,7 +250,7 @@ pub struct NodeKeyExpirySet {
 }
 
 /// A node's key expired (by time or by `POST /device/{id}/expire`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeExpired {
     /// Which node.
@@ -259,7 +260,7 @@ pub struct NodeExpired {
 }
 
 /// A node's tags changed; key expiry is untouched (R15).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagsChanged {
     /// Which node.
@@ -271,7 +272,7 @@ pub struct TagsChanged {
 }
 
 /// A registrar reported the node connected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeConnected {
     /// Which node.
@@ -279,7 +280,7 @@ pub struct NodeConnected {
 }
 
 /// A registrar reported the node disconnected; starts the ephemeral inactivity clock (R02).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeDisconnected {
     /// Which node.
@@ -287,7 +288,7 @@ pub struct NodeDisconnected {
 }
 
 /// A trusted lock key signed a node's key (R04).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSigned {
     /// Which node.
@@ -297,7 +298,7 @@ pub struct NodeSigned {
 }
 
 /// A node left the machines view (R02, R11).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeDeleted {
     /// Which node.
@@ -361,6 +362,14 @@ macro_rules! catalogue {
             pub fn stream_kind(self) -> StreamKind {
                 match self {
                     $(EventType::$name => StreamKind::$kind,)*
+                }
+            }
+
+            /// The JSON Schema of this type's `data`, as `generator` makes it (a `$ref` into its
+            /// definitions). Generated with the catalogue, so no event type can lack one.
+            pub fn data_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self {
+                    $(EventType::$name => generator.subschema_for::<$name>(),)*
                 }
             }
         }

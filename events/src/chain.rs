@@ -5,9 +5,11 @@
 //! ed25519 key, so a verifier holding only the public key can tell the history up to `seq` is
 //! the one the log's owner wrote.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Seq;
@@ -62,6 +64,26 @@ impl From<Hash> for String {
     }
 }
 
+impl JsonSchema for Hash {
+    fn schema_name() -> Cow<'static, str> {
+        "Hash".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::Hash").into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A blake3 digest, serialized as 64 lowercase hex digits.",
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "minLength": 64,
+            "maxLength": 64,
+        })
+    }
+}
+
 /// One link of the chain: `blake3(prev ‖ seq LE ‖ body)`, where `body` is the exact stored bytes
 /// of the envelope without its `hash` field.
 pub fn chain_hash(prev: &Hash, seq: Seq, body: &[u8]) -> Hash {
@@ -112,6 +134,33 @@ impl TryFrom<String> for LogId {
 impl From<LogId> for String {
     fn from(l: LogId) -> String {
         l.to_string()
+    }
+}
+
+impl JsonSchema for LogId {
+    fn schema_name() -> Cow<'static, str> {
+        "LogId".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::LogId").into()
+    }
+
+    /// Written in lowercase; [`LogId::from_hex`] also reads uppercase digits, so only the
+    /// serialize-side schema insists on lowercase.
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let pattern = if generator.contract().is_serialize() {
+            "^[0-9a-f]{32}$"
+        } else {
+            "^[0-9a-fA-F]{32}$"
+        };
+        json_schema!({
+            "description": "A log's random identity, fixed at creation: 32 hex digits, written in lowercase.",
+            "type": "string",
+            "pattern": pattern,
+            "minLength": 32,
+            "maxLength": 32,
+        })
     }
 }
 
@@ -241,7 +290,8 @@ mod tests {
             Seq::new(42).expect("nonzero"),
             Hash([9; 32]),
         );
-        cp.verify(&k.verifying_key()).expect("own signature verifies");
+        cp.verify(&k.verifying_key())
+            .expect("own signature verifies");
         let back = Checkpoint::from_bytes(&cp.to_bytes()).expect("decodes");
         assert_eq!(back, cp);
         assert_eq!(

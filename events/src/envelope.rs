@@ -5,6 +5,7 @@
 //! (with `hash`) is the body with `,"hash":"…"` spliced in before the closing brace, so serving an
 //! event never re-serializes it.
 
+use schemars::JsonSchema;
 use serde::de::Error as _;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -16,7 +17,7 @@ use crate::ids::{CommandId, EventId, LoginName, Seq, StreamId, TailnetId};
 use crate::time::Timestamp;
 
 /// Who caused an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActorType {
     /// A person, through the API or console.
@@ -30,7 +31,7 @@ pub enum ActorType {
 }
 
 /// The actor of an event: `{type, id, loginName?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Actor {
     /// What kind of actor.
@@ -306,11 +307,17 @@ mod tests {
         let full = Envelope::splice_hash(&body, &env.hash);
         assert_eq!(full, env.to_json());
         assert_eq!(Envelope::from_json(&full).expect("decodes"), env);
-        assert_eq!(Envelope::decode_body(&body, env.hash).expect("decodes"), env);
+        assert_eq!(
+            Envelope::decode_body(&body, env.hash).expect("decodes"),
+            env
+        );
         assert!(Envelope::decode_body(&full, env.hash).is_err());
         let text = String::from_utf8(full).expect("utf8");
         assert!(text.starts_with(r#"{"seq":3,"id":"e0000"#), "{text}");
-        assert!(text.contains(r#""type":"KeyRevoked","version":1"#), "{text}");
+        assert!(
+            text.contains(r#""type":"KeyRevoked","version":1"#),
+            "{text}"
+        );
         assert!(text.contains(r#""stream":"key/kAbc123","streamVersion":2"#));
         assert!(text.contains(r#""time":"2026-11-27T22:45:41.123Z""#));
     }

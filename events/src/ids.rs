@@ -3,8 +3,10 @@
 //! Every type here is constructed only through `parse` (or `TryFrom` during deserialization), so
 //! a value that exists is a valid one. Parsing never panics, whatever the input.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 /// Why a value was refused; carries the field's type name so that callers can name it.
@@ -30,10 +32,32 @@ fn is_base62(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// A JSON Schema pattern for "no character that `char::is_whitespace` or `char::is_control`
+/// accepts": the Unicode `White_Space` characters and the C0/C1 controls, listed out because
+/// ECMA-262 patterns without the `u` flag know neither property.
+const NO_SPACE_OR_CONTROL: &str =
+    r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$";
+
+/// The description a manual `JsonSchema` impl gives: the type's doc comment, lines joined the way
+/// `#[derive(JsonSchema)]` joins them, so that hand-written and derived schemas read alike.
+pub(crate) fn schema_description(doc_lines: &[&str]) -> String {
+    doc_lines
+        .iter()
+        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
 /// Declares a string newtype whose only constructor is `parse`, with serde going through it.
+///
+/// `$schema` is the JSON Schema keywords (`pattern`, `minLength`, …) that say in JSON what
+/// `$check` says in Rust; `"type": "string"` and the doc comment as `description` are added.
+/// The schemas crate's tests hold the two to agreement.
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $check:expr) => {
-        $(#[$doc])*
+    ($(#[doc = $doc:literal])* $name:ident, $schema:tt, $check:expr) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
@@ -78,6 +102,26 @@ macro_rules! string_id {
                 Self::parse(s)
             }
         }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn schema_id() -> Cow<'static, str> {
+                concat!(module_path!(), "::", stringify!($name)).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                let mut schema = json_schema!($schema);
+                schema.insert("type".into(), "string".into());
+                schema.insert(
+                    "description".into(),
+                    schema_description(&[$($doc),*]).into(),
+                );
+                schema
+            }
+        }
     };
 }
 
@@ -101,27 +145,32 @@ string_id!(
     /// An auth key's public identifier, `k` followed by letters and digits. It is the middle part
     /// of `tskey-auth-<keyId>-<secret>` and is not secret.
     KeyId,
+    { "pattern": "^k[A-Za-z0-9]{1,40}$", "minLength": 2, "maxLength": 41 },
     |s| prefixed_base62(s, "k", 40)
 );
 string_id!(
     /// A node's stable identifier (`n…`), assigned at its first registration.
     NodeId,
+    { "pattern": "^n[A-Za-z0-9]{1,40}$", "minLength": 2, "maxLength": 41 },
     |s| prefixed_base62(s, "n", 40)
 );
 string_id!(
     /// A user's identifier (`u…`); login names may change, this does not.
     UserId,
+    { "pattern": "^u[A-Za-z0-9]{1,40}$", "minLength": 2, "maxLength": 41 },
     |s| prefixed_base62(s, "u", 40)
 );
 string_id!(
     /// An API token's public identifier (`t…`), the middle part of `tskey-api-<tokenId>-<secret>`.
     TokenId,
+    { "pattern": "^t[A-Za-z0-9]{1,40}$", "minLength": 2, "maxLength": 41 },
     |s| prefixed_base62(s, "t", 40)
 );
 string_id!(
     /// A tailnet's identifier. It appears in NATS subjects, so it is restricted to characters that
     /// are safe there: letters, digits, `_` and `-`.
     TailnetId,
+    { "pattern": "^[A-Za-z0-9_-]{1,64}$", "minLength": 1, "maxLength": 64 },
     |s| {
         if s.is_empty() || s.len() > 64 {
             return Err("must be 1 to 64 characters".into());
@@ -135,6 +184,7 @@ string_id!(
 string_id!(
     /// A tailnet's display name, such as `example.com`.
     TailnetName,
+    { "pattern": "^[A-Za-z0-9._@-]{1,253}$", "minLength": 1, "maxLength": 253 },
     |s| {
         if s.is_empty() || s.len() > 253 {
             return Err("must be 1 to 253 characters".into());
@@ -152,6 +202,7 @@ string_id!(
     /// A node's WireGuard public key as the registrar reports it: `nodekey:` and 64 lowercase hex
     /// digits. Registering again with the same node key re-authenticates the same node (R16).
     NodeKey,
+    { "pattern": "^nodekey:[0-9a-f]{64}$", "minLength": 72, "maxLength": 72 },
     |s| {
         let hex = s.strip_prefix("nodekey:").ok_or("must start with 'nodekey:'")?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -163,6 +214,7 @@ string_id!(
 string_id!(
     /// An ACL tag, `tag:` followed by lowercase letters, digits and `-` (R05).
     TagName,
+    { "pattern": "^tag:[a-z0-9-]{1,63}$", "minLength": 5, "maxLength": 67 },
     |s| {
         let name = s
             .strip_prefix("tag:")
@@ -183,6 +235,7 @@ string_id!(
     /// The caller's idempotency key for a command. A command retried with the same id gets the
     /// first result and writes nothing new.
     CommandId,
+    { "pattern": "^[A-Za-z0-9._:-]{1,128}$", "minLength": 1, "maxLength": 128 },
     |s| {
         if s.is_empty() || s.len() > 128 {
             return Err("must be 1 to 128 characters".into());
@@ -199,6 +252,7 @@ string_id!(
 string_id!(
     /// An event's unique id (`e` and 32 hex digits); used as `Nats-Msg-Id` for de-duplication.
     EventId,
+    { "pattern": "^e[0-9a-f]{32}$", "minLength": 33, "maxLength": 33 },
     |s| {
         let hex = s.strip_prefix('e').ok_or("must start with 'e'")?;
         if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -208,8 +262,10 @@ string_id!(
     }
 );
 string_id!(
-    /// A user's login name (an email address or similar): no whitespace or control characters.
+    /// A user's login name (an email address or similar): 1 to 254 bytes of UTF-8, no whitespace
+    /// or control characters.
     LoginName,
+    { "pattern": NO_SPACE_OR_CONTROL, "minLength": 1, "maxLength": 254 },
     |s| {
         if s.is_empty() || s.len() > 254 {
             return Err("must be 1 to 254 characters".into());
@@ -223,6 +279,7 @@ string_id!(
 string_id!(
     /// A key's description: at most 50 letters, digits, spaces and hyphens (SPEC §5).
     Description,
+    { "pattern": "^[A-Za-z0-9 -]*$", "maxLength": 50 },
     |s| {
         if s.chars().count() > 50 {
             return Err("must be at most 50 characters".into());
@@ -234,8 +291,10 @@ string_id!(
     }
 );
 string_id!(
-    /// A node's host name as reported at registration.
+    /// A node's host name as reported at registration: 1 to 253 bytes of UTF-8, no whitespace or
+    /// control characters.
     Hostname,
+    { "pattern": NO_SPACE_OR_CONTROL, "minLength": 1, "maxLength": 253 },
     |s| {
         if s.is_empty() || s.len() > 253 {
             return Err("must be 1 to 253 characters".into());
@@ -303,6 +362,11 @@ string_id!(
     /// The stream an event belongs to, `kind/id` (e.g. `key/k123`); optimistic concurrency is per
     /// stream.
     StreamId,
+    {
+        "pattern": "^(tailnet|user|token|key|node)/[A-Za-z0-9_-]{1,64}$",
+        "minLength": 5,
+        "maxLength": 72
+    },
     |s| {
         let (kind, id) = s.split_once('/').ok_or("must be 'kind/id'")?;
         StreamKind::parse(kind)
@@ -341,7 +405,10 @@ impl Seq {
 
     /// The position after this one.
     pub fn next(self) -> Seq {
-        Seq(self.0.checked_add(1).expect("the log cannot hold 2^64 events"))
+        Seq(self
+            .0
+            .checked_add(1)
+            .expect("the log cannot hold 2^64 events"))
     }
 }
 
@@ -361,6 +428,25 @@ impl From<Seq> for u64 {
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+impl JsonSchema for Seq {
+    fn schema_name() -> Cow<'static, str> {
+        "Seq".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::Seq").into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A global log position, from 1, gapless.",
+            "type": "integer",
+            "format": "uint64",
+            "minimum": 1,
+        })
     }
 }
 
@@ -415,8 +501,33 @@ impl From<Tags> for Vec<TagName> {
     }
 }
 
+impl JsonSchema for Tags {
+    fn schema_name() -> Cow<'static, str> {
+        "Tags".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::Tags").into()
+    }
+
+    /// Written sorted and without duplicates, so the serialize-side schema says `uniqueItems`;
+    /// a reader sorts and deduplicates what it is given, so the deserialize side does not.
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let items = generator.subschema_for::<TagName>();
+        let mut schema = json_schema!({
+            "description": "A set of ACL tags (R05), written sorted and without duplicates.",
+            "type": "array",
+            "items": items,
+        });
+        if generator.contract().is_serialize() {
+            schema.insert("uniqueItems".into(), true.into());
+        }
+        schema
+    }
+}
+
 /// A user's role in a tailnet, spelled as the API spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Created with the tailnet; every permission.
@@ -484,6 +595,26 @@ impl From<KeyDurationDays> for u16 {
     }
 }
 
+impl JsonSchema for KeyDurationDays {
+    fn schema_name() -> Cow<'static, str> {
+        "KeyDurationDays".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::KeyDurationDays").into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "The node-key lifetime of a tailnet's untagged nodes in days, 1 to 180 (R14).",
+            "type": "integer",
+            "format": "uint16",
+            "minimum": 1,
+            "maximum": 180,
+        })
+    }
+}
+
 /// An auth key's lifetime in seconds: 1 to 7,776,000 (90 days) (R08).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
@@ -520,6 +651,26 @@ impl TryFrom<u32> for ExpirySeconds {
 impl From<ExpirySeconds> for u32 {
     fn from(s: ExpirySeconds) -> u32 {
         s.0
+    }
+}
+
+impl JsonSchema for ExpirySeconds {
+    fn schema_name() -> Cow<'static, str> {
+        "ExpirySeconds".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::ExpirySeconds").into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An auth key's lifetime in seconds: 1 to 7776000 (90 days) (R08).",
+            "type": "integer",
+            "format": "uint32",
+            "minimum": 1,
+            "maximum": ExpirySeconds::MAX.0,
+        })
     }
 }
 

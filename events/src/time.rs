@@ -2,8 +2,10 @@
 //!
 //! The domain never reads a clock; callers pass `now` in as a `Timestamp`.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
 
@@ -72,6 +74,33 @@ impl TryFrom<String> for Timestamp {
 impl From<Timestamp> for String {
     fn from(t: Timestamp) -> String {
         t.to_string()
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        concat!(module_path!(), "::Timestamp").into()
+    }
+
+    /// Written in one spelling only (UTC, three fraction digits, `Z`), which the serialize-side
+    /// schema pins with a pattern; a reader takes any RFC 3339 instant, so the deserialize side
+    /// checks only the format and the year (exact but for an offset that crosses 1970-01-01).
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let pattern = if generator.contract().is_serialize() {
+            r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+        } else {
+            r"^(19[7-9][0-9]|[2-9][0-9]{3})-"
+        };
+        json_schema!({
+            "description": "An instant, UTC, millisecond precision, written as RFC 3339 with exactly three fraction digits and `Z` (`2026-11-27T22:45:41.123Z`), from 1970 to 9999.",
+            "type": "string",
+            "format": "date-time",
+            "pattern": pattern,
+        })
     }
 }
 

@@ -1,1 +1,122 @@
-//! placeholder
+//! JSON Schemas (draft 2020-12) of everything authkeys writes to its log, generated from the Rust
+//! types of `authkeys-events` so that they cannot say something the types do not.
+//!
+//! - [`documents`]: the list of every schema file, with its path under `schemas/`. The
+//!   `gen-schemas` binary writes exactly these; the drift test compares them byte for byte.
+//! - [`events`]: the documents themselves: one per event type (the envelope with that type's
+//!   `data`, `type` and `version` pinned) and the generic envelope.
+//! - [`text`]: the one spelling of a document on disk: pretty JSON, keys in a fixed order,
+//!   trailing newline, whatever `serde_json` features the build happens to have.
+//!
+//! Event schemas use schemars' *serialize* contract: they describe the canonical bytes authkeys
+//! writes. Where a reader is more lenient than the writer (a `Timestamp` with an offset, `Tags`
+//! unsorted or repeated, a `LogId` in uppercase) the schema is the stricter of the two.
+//!
+//! Invariant: no IO here; only the binaries touch files.
+
+pub mod events;
+pub mod text;
+
+use authkeys_events::EventType;
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::Value;
+
+/// The meta-schema every document declares in `$schema`.
+pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// One schema file: where it lives under `schemas/` and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Path relative to the `schemas/` folder, `/`-separated (e.g. `events/KeyUsed.schema.json`).
+    pub path: String,
+    /// The schema.
+    pub schema: Value,
+}
+
+impl Document {
+    /// The exact bytes of the file: see [`text::to_json_text`].
+    pub fn to_text(&self) -> String {
+        text::to_json_text(&self.schema)
+    }
+}
+
+/// Every schema document, in a stable order. To publish a new kind of schema, add its line here;
+/// `gen-schemas` and the tests pick it up from this list.
+pub fn documents() -> Vec<Document> {
+    let mut docs = vec![Document {
+        path: "envelope.schema.json".to_owned(),
+        schema: events::envelope_schema(),
+    }];
+    docs.extend(EventType::ALL.iter().map(|&ty| Document {
+        path: event_schema_path(ty),
+        schema: events::event_schema(ty),
+    }));
+    // Commands go under `commands/`, one line each, e.g.:
+    // docs.push(command_document::<GenerateKey>());
+    docs
+}
+
+/// Where the schema of events of type `ty` lives under `schemas/`.
+pub fn event_schema_path(ty: EventType) -> String {
+    format!("events/{ty}.schema.json")
+}
+
+/// Where the golden example of type `ty` lives under `schemas/`.
+pub fn event_example_path(ty: EventType) -> String {
+    format!("examples/events/{ty}.json")
+}
+
+/// The standalone schema of a command type `T`, at `commands/<name>.schema.json`. Commands are
+/// input, so this describes what the Rust type *accepts* (schemars' deserialize contract).
+pub fn command_document<T: JsonSchema>() -> Document {
+    Document {
+        path: format!("commands/{}.schema.json", T::schema_name()),
+        schema: root_schema_for::<T>(Contract::Deserialize),
+    }
+}
+
+/// A generator for draft 2020-12 under the given contract.
+pub(crate) fn generator(contract: Contract) -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with(|s| s.contract = contract)
+        .into_generator()
+}
+
+/// `T`'s schema as a document of its own: `$schema`, `title` (always the type's name, where
+/// schemars would take a doc comment's `# heading`), its definitions under `$defs`.
+pub fn root_schema_for<T: JsonSchema>(contract: Contract) -> Value {
+    let mut schema = generator(contract).into_root_schema_for::<T>().to_value();
+    if let Value::Object(map) = &mut schema {
+        map.insert("title".to_owned(), T::schema_name().into_owned().into());
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authkeys_events::TailnetSettings;
+
+    #[test]
+    fn command_documents_are_standalone_roots() {
+        // Commands do not exist yet; any catalogue struct stands in to prove the one-line path
+        // produces a rooted, titled 2020-12 document.
+        let doc = command_document::<TailnetSettings>();
+        assert_eq!(doc.path, "commands/TailnetSettings.schema.json");
+        assert_eq!(doc.schema["$schema"], DRAFT_2020_12);
+        assert_eq!(doc.schema["title"], "TailnetSettings");
+        assert_eq!(doc.schema["additionalProperties"], false);
+        assert!(doc.to_text().ends_with("}\n"));
+    }
+
+    #[test]
+    fn every_event_type_has_exactly_one_document() {
+        let docs = documents();
+        for &ty in EventType::ALL {
+            let path = event_schema_path(ty);
+            assert_eq!(docs.iter().filter(|d| d.path == path).count(), 1, "{path}");
+        }
+        assert_eq!(docs.len(), EventType::ALL.len() + 1);
+    }
+}
