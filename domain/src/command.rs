@@ -1,0 +1,212 @@
+//! Commands and rejections.
+//!
+//! A command carries everything its decision needs that is not in the state: identifiers and
+//! secret hashes drawn by the service (the domain draws no randomness) and the acting user, whom
+//! the service authenticated and whose role `decide` re-checks (R07).
+
+use authkeys_events::{
+    Description, ExpirySeconds, Hash, Hostname, KeyDurationDays, KeyId, LoginName, NodeId, NodeKey,
+    Role, Tags, TailnetId, TailnetName, Timestamp, TokenId, UserId,
+};
+use serde::Serialize;
+
+/// A new API token, drawn by the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// Public id.
+    pub token_id: TokenId,
+    /// Keyed hash of the secret.
+    pub secret_hash: Hash,
+    /// Lifetime.
+    pub expires: Timestamp,
+}
+
+/// What an admin asks of a new auth key (SPEC §5 `POST /keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// Description.
+    pub description: Description,
+    /// R08: lifetime.
+    pub expiry_seconds: ExpirySeconds,
+    /// R01.
+    pub reusable: bool,
+    /// R02.
+    pub ephemeral: bool,
+    /// R03.
+    pub preauthorized: bool,
+    /// R05.
+    pub tags: Tags,
+}
+
+/// Commands of a signed-in user of a tailnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminOp {
+    /// Add a user with a role and issue their first API token (Owner, Admin).
+    AddUser {
+        /// New user's id.
+        user_id: UserId,
+        /// Login.
+        login_name: LoginName,
+        /// Role.
+        role: Role,
+        /// Their token.
+        token: NewToken,
+    },
+    /// Change a user's role (Owner, Admin; only an Owner makes or unmakes an Owner).
+    ChangeRole {
+        /// Whom.
+        user_id: UserId,
+        /// New role.
+        role: Role,
+    },
+    /// Issue another API token to oneself.
+    IssueToken {
+        /// The token.
+        token: NewToken,
+    },
+    /// Revoke one of one's own tokens (or any, for Owner and Admin).
+    RevokeToken {
+        /// Which.
+        token_id: TokenId,
+    },
+    /// Generate an auth key (R07).
+    GenerateKey {
+        /// Its id, drawn by the service.
+        key_id: KeyId,
+        /// Keyed hash of its secret.
+        secret_hash: Hash,
+        /// What was asked.
+        request: KeyRequest,
+    },
+    /// Revoke one of one's own keys (R07, R09, R11, R12).
+    RevokeKey {
+        /// Which.
+        key_id: KeyId,
+    },
+    /// Set a node's tags (R15).
+    SetTags {
+        /// Which node.
+        node_id: NodeId,
+        /// New tags.
+        tags: Tags,
+    },
+    /// Disable or re-enable a node's key expiry (R14).
+    SetKeyExpiry {
+        /// Which node.
+        node_id: NodeId,
+        /// Disabled after this.
+        disabled: bool,
+    },
+    /// Expire a node's key now (R14).
+    ExpireNode {
+        /// Which node.
+        node_id: NodeId,
+    },
+    /// Approve or un-approve a node (R03).
+    AuthorizeNode {
+        /// Which node.
+        node_id: NodeId,
+        /// Authorized after this.
+        authorized: bool,
+    },
+    /// Delete a node: how a node is de-authorized (R11).
+    DeleteNode {
+        /// Which node.
+        node_id: NodeId,
+    },
+    /// Change tailnet settings (Owner, Admin).
+    ChangeSettings {
+        /// R03.
+        devices_approval_on: Option<bool>,
+        /// R14.
+        devices_key_duration_days: Option<KeyDurationDays>,
+    },
+}
+
+/// Every command the command service decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `authkeys admin bootstrap`: a tailnet, its Owner and the Owner's token.
+    CreateTailnet {
+        /// New tailnet id.
+        tailnet_id: TailnetId,
+        /// Its name (unique).
+        name: TailnetName,
+        /// The Owner's id.
+        owner_id: UserId,
+        /// The Owner's login.
+        owner_login: LoginName,
+        /// The Owner's token.
+        token: NewToken,
+    },
+    /// A user acting in their tailnet.
+    Admin {
+        /// The tailnet.
+        tailnet: TailnetId,
+        /// Who acts.
+        actor: UserId,
+        /// What they do.
+        op: AdminOp,
+    },
+    /// A registrar forwarding `--authkey` (R01–R06, R08, R10, R16).
+    Register {
+        /// The key id from the presented key.
+        key_id: KeyId,
+        /// The keyed hash of the presented secret (compared in constant time).
+        presented_hash: Hash,
+        /// The node's key.
+        node_key: NodeKey,
+        /// Host name.
+        hostname: Hostname,
+        /// OS, may be empty.
+        os: String,
+        /// The id a new node gets, drawn by the service.
+        new_node_id: NodeId,
+    },
+    /// A registrar reports a node connected.
+    NodeConnected {
+        /// Which node.
+        node_key: NodeKey,
+    },
+    /// A registrar reports a node disconnected (R02).
+    NodeDisconnected {
+        /// Which node.
+        node_key: NodeKey,
+    },
+}
+
+/// Why a command was refused. Nothing is written for any of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "code", content = "message", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The input is wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The actor's role does not allow it (403, R07).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown, or not the actor's to see (404, R09).
+    #[error("{0}")]
+    NotFound(String),
+    /// The state does not allow it now (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A registration's key is unknown, wrong, expired, revoked or used: one answer for all
+    /// (R10).
+    #[error("invalid, expired, revoked or used auth key")]
+    InvalidKey,
+}
+
+impl Rejection {
+    /// The error code of NATS replies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::InvalidKey => "invalid_key",
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! `decide`: the only place a command is refused. Every rule R01–R16 that concerns a command
+//! lives here; `State::apply` only records.
+
+use authkeys_events::{
+    ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyGenerated, KeyId, KeyRevoked, KeyUsed,
+    NodeAuthorized, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired, NodeId,
+    NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, Role, TagsChanged, TailnetCreated,
+    TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRoleChanged,
+};
+use authkeys_log::{Decision, Expected, Proposed};
+use subtle::ConstantTimeEq;
+
+use crate::command::{AdminOp, Command, KeyRequest, NewToken, Rejection};
+use crate::state::{Node, State, Tailnet, User, default_settings};
+
+/// The lock-out reason of a node registered with an unsigned key under tailnet lock (R04).
+pub const LOCKED_OUT: &str =
+    "this node is locked out: its key is not signed by a trusted tailnet lock key";
+
+fn any(event: impl Into<Event>) -> Proposed {
+    Proposed {
+        event: event.into(),
+        expected: Expected::Any,
+    }
+}
+
+fn new_stream(event: impl Into<Event>) -> Proposed {
+    Proposed {
+        event: event.into(),
+        expected: Expected::NoStream,
+    }
+}
+
+/// Decides `cmd` against `state` at `now`: the events to append, or why not.
+pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, Rejection> {
+    match cmd {
+        Command::CreateTailnet {
+            tailnet_id,
+            name,
+            owner_id,
+            owner_login,
+            token,
+        } => {
+            if state.tailnets.contains_key(tailnet_id) {
+                return Err(Rejection::Conflict(format!(
+                    "tailnet {tailnet_id} already exists"
+                )));
+            }
+            if state.tailnet_names.contains_key(name) {
+                return Err(Rejection::Conflict(format!(
+                    "a tailnet named {name} already exists"
+                )));
+            }
+            Ok(Decision {
+                tailnet: tailnet_id.clone(),
+                events: vec![
+                    new_stream(TailnetCreated {
+                        name: name.clone(),
+                        settings: default_settings(),
+                    }),
+                    new_stream(UserAdded {
+                        user_id: owner_id.clone(),
+                        login_name: owner_login.clone(),
+                        role: Role::Owner,
+                    }),
+                    issue_token(owner_id, token),
+                ],
+            })
+        }
+        Command::Admin { tailnet, actor, op } => {
+            let t = state
+                .tailnet(tailnet)
+                .ok_or_else(|| Rejection::NotFound(format!("tailnet {tailnet} not found")))?;
+            let user = t
+                .users
+                .get(actor)
+                .ok_or_else(|| Rejection::Forbidden("unknown user".into()))?;
+            let events = decide_admin(state, t, actor, user, op, now)?;
+            Ok(Decision {
+                tailnet: tailnet.clone(),
+                events,
+            })
+        }
+        Command::Register {
+            key_id,
+            presented_hash,
+            node_key,
+            hostname,
+            os,
+            new_node_id,
+        } => {
+            let (tid, t, key) = authenticate_key(state, key_id, presented_hash, now)?;
+            let uses = key.uses + 1;
+            let key_used = |node_id: &NodeId| {
+                any(KeyUsed {
+                    key_id: key_id.clone(),
+                    node_id: node_id.clone(),
+                    node_key: node_key.clone(),
+                    uses,
+                })
+            };
+            let tagged = !key.tags.is_empty();
+            let duration_secs = i64::from(t.settings.devices_key_duration_days.get()) * 86_400;
+
+            if let Some((node_tid, node_id)) = state.node_keys.get(node_key) {
+                // R16: the same node key is the same node: a re-authentication.
+                if node_tid != tid {
+                    return Err(Rejection::InvalidKey);
+                }
+                let node = t.nodes.get(node_id).ok_or(Rejection::InvalidKey)?;
+                // R15: a tagged key disables key expiry; an untagged one keeps the node's choice.
+                let key_expiry_disabled =
+                    tagged || (node.key_expiry_disabled && node.tags.is_empty());
+                let expires = (!key_expiry_disabled).then(|| now.plus_seconds(duration_secs));
+                let mut events = vec![
+                    any(NodeReauthenticated {
+                        node_id: node_id.clone(),
+                        auth_key_id: key_id.clone(),
+                        hostname: hostname.clone(),
+                        user_id: key.user_id.clone(),
+                        tags: key.tags.clone(),
+                        key_expiry_disabled,
+                        expires,
+                    }),
+                    key_used(node_id),
+                ];
+                if !node.authorized && key.preauthorized {
+                    events.push(any(NodeAuthorized {
+                        node_id: node_id.clone(),
+                        authorized: true,
+                    }));
+                }
+                return Ok(Decision {
+                    tailnet: tid.clone(),
+                    events,
+                });
+            }
+
+            if t.nodes.contains_key(new_node_id) {
+                return Err(Rejection::Conflict(format!(
+                    "node id {new_node_id} is taken"
+                )));
+            }
+            let authorized = !t.settings.devices_approval_on || key.preauthorized;
+            let tailnet_lock_error = (t.settings.tailnet_lock_on && key.signed_by.is_none())
+                .then(|| LOCKED_OUT.to_owned());
+            Ok(Decision {
+                tailnet: tid.clone(),
+                events: vec![
+                    new_stream(NodeRegistered {
+                        node_id: new_node_id.clone(),
+                        node_key: node_key.clone(),
+                        hostname: hostname.clone(),
+                        name: machine_name(t, hostname.as_str()),
+                        os: os.clone(),
+                        user_id: key.user_id.clone(),
+                        tags: key.tags.clone(),
+                        auth_key_id: key_id.clone(),
+                        ephemeral: key.ephemeral,
+                        authorized,
+                        key_expiry_disabled: tagged,
+                        expires: (!tagged).then(|| now.plus_seconds(duration_secs)),
+                        tailnet_lock_error,
+                    }),
+                    key_used(new_node_id),
+                ],
+            })
+        }
+        Command::NodeConnected { node_key } | Command::NodeDisconnected { node_key } => {
+            let connected = matches!(cmd, Command::NodeConnected { .. });
+            let (tid, node_id) = state
+                .node_keys
+                .get(node_key)
+                .ok_or_else(|| Rejection::NotFound("no node has this node key".into()))?;
+            let node = state
+                .tailnet(tid)
+                .and_then(|t| t.nodes.get(node_id))
+                .ok_or_else(|| Rejection::NotFound("no node has this node key".into()))?;
+            let event: Event = if connected {
+                NodeConnected {
+                    node_id: node_id.clone(),
+                }
+                .into()
+            } else {
+                NodeDisconnected {
+                    node_id: node_id.clone(),
+                }
+                .into()
+            };
+            // A repeated report changes nothing and writes nothing.
+            let events = if node.connected == connected && node.last_seen.is_some() {
+                Vec::new()
+            } else {
+                vec![any(event)]
+            };
+            Ok(Decision {
+                tailnet: tid.clone(),
+                events,
+            })
+        }
+    }
+}
+
+/// Finds the key and checks its secret in constant time, then its usability. Every failure is
+/// the same `InvalidKey` (R10); an unknown id still costs one comparison.
+fn authenticate_key<'s>(
+    state: &'s State,
+    key_id: &KeyId,
+    presented: &authkeys_events::Hash,
+    now: Timestamp,
+) -> Result<(&'s TailnetId, &'s Tailnet, &'s crate::state::Key), Rejection> {
+    const DUMMY: [u8; 32] = [0x5a; 32];
+    let found = state
+        .key_index
+        .get(key_id)
+        .and_then(|tid| Some((tid, state.tailnet(tid)?)))
+        .and_then(|(tid, t)| Some((tid, t, t.keys.get(key_id)?)));
+    let stored = found.map_or(&DUMMY, |(_, _, k)| &k.secret_hash.0);
+    let secret_ok: bool = stored.ct_eq(&presented.0).into();
+    match found {
+        Some((tid, t, key)) if secret_ok && key.usable(now) => Ok((tid, t, key)),
+        _ => Err(Rejection::InvalidKey),
+    }
+}
+
+/// A unique machine name from a host name: lowercase letters, digits and `-`, with `-N` added
+/// when taken.
+fn machine_name(t: &Tailnet, hostname: &str) -> String {
+    let mut base: String = hostname
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(63)
+        .collect();
+    if base.is_empty() {
+        base = "node".into();
+    }
+    if !t.names.contains_key(&base) {
+        return base;
+    }
+    (1u64..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|name| !t.names.contains_key(name))
+        .expect("some suffix is free")
+}
+
+fn issue_token(user_id: &UserId, token: &NewToken) -> Proposed {
+    new_stream(ApiTokenIssued {
+        token_id: token.token_id.clone(),
+        user_id: user_id.clone(),
+        secret_hash: token.secret_hash,
+        expires: token.expires,
+    })
+}
+
+fn require(ok: bool, what: &str) -> Result<(), Rejection> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::Forbidden(format!("your role may not {what}")))
+    }
+}
+
+fn may_manage_devices(role: Role) -> bool {
+    role.may_manage_keys()
+}
+
+fn may_manage_tailnet(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin)
+}
+
+fn node<'t>(t: &'t Tailnet, node_id: &NodeId) -> Result<&'t Node, Rejection> {
+    t.nodes
+        .get(node_id)
+        .ok_or_else(|| Rejection::NotFound(format!("device {node_id} not found")))
+}
+
+fn decide_admin(
+    state: &State,
+    t: &Tailnet,
+    actor: &UserId,
+    user: &User,
+    op: &AdminOp,
+    now: Timestamp,
+) -> Result<Vec<Proposed>, Rejection> {
+    let role = user.role;
+    match op {
+        AdminOp::AddUser {
+            user_id,
+            login_name,
+            role: new_role,
+            token,
+        } => {
+            require(may_manage_tailnet(role), "add users")?;
+            if *new_role == Role::Owner && role != Role::Owner {
+                return Err(Rejection::Forbidden(
+                    "only an Owner may add an Owner".into(),
+                ));
+            }
+            if t.logins.contains_key(login_name) {
+                return Err(Rejection::Conflict(format!(
+                    "user {login_name} already exists"
+                )));
+            }
+            if t.users.contains_key(user_id) {
+                return Err(Rejection::Conflict(format!("user id {user_id} is taken")));
+            }
+            Ok(vec![
+                new_stream(UserAdded {
+                    user_id: user_id.clone(),
+                    login_name: login_name.clone(),
+                    role: *new_role,
+                }),
+                issue_token(user_id, token),
+            ])
+        }
+        AdminOp::ChangeRole {
+            user_id,
+            role: new_role,
+        } => {
+            require(may_manage_tailnet(role), "change roles")?;
+            let target = t
+                .users
+                .get(user_id)
+                .ok_or_else(|| Rejection::NotFound(format!("user {user_id} not found")))?;
+            if (target.role == Role::Owner || *new_role == Role::Owner) && role != Role::Owner {
+                return Err(Rejection::Forbidden(
+                    "only an Owner may make or unmake an Owner".into(),
+                ));
+            }
+            if target.role == Role::Owner
+                && *new_role != Role::Owner
+                && t.users.values().filter(|u| u.role == Role::Owner).count() == 1
+            {
+                return Err(Rejection::Conflict(
+                    "a tailnet keeps at least one Owner".into(),
+                ));
+            }
+            if target.role == *new_role {
+                return Ok(Vec::new());
+            }
+            Ok(vec![any(UserRoleChanged {
+                user_id: user_id.clone(),
+                previous_role: target.role,
+                role: *new_role,
+            })])
+        }
+        AdminOp::IssueToken { token } => {
+            if state.token_index.contains_key(&token.token_id) {
+                return Err(Rejection::Conflict("token id is taken".into()));
+            }
+            Ok(vec![issue_token(actor, token)])
+        }
+        AdminOp::RevokeToken { token_id } => {
+            t.tokens
+                .get(token_id)
+                .filter(|tok| !tok.revoked && (tok.user_id == *actor || may_manage_tailnet(role)))
+                .ok_or_else(|| Rejection::NotFound(format!("token {token_id} not found")))?;
+            Ok(vec![any(ApiTokenRevoked {
+                token_id: token_id.clone(),
+            })])
+        }
+        AdminOp::GenerateKey {
+            key_id,
+            secret_hash,
+            request,
+        } => {
+            require(role.may_manage_keys(), "generate auth keys")?;
+            if state.key_index.contains_key(key_id) {
+                return Err(Rejection::Conflict(format!("key id {key_id} is taken")));
+            }
+            let KeyRequest {
+                description,
+                expiry_seconds,
+                reusable,
+                ephemeral,
+                preauthorized,
+                tags,
+            } = request;
+            Ok(vec![new_stream(KeyGenerated {
+                key_id: key_id.clone(),
+                user_id: actor.clone(),
+                description: description.clone(),
+                reusable: *reusable,
+                ephemeral: *ephemeral,
+                preauthorized: *preauthorized,
+                tags: tags.clone(),
+                expiry_seconds: *expiry_seconds,
+                expires: now.plus_seconds(i64::from(expiry_seconds.get())),
+                secret_hash: *secret_hash,
+            })])
+        }
+        AdminOp::RevokeKey { key_id } => {
+            require(role.may_manage_keys(), "revoke auth keys")?;
+            // R09: another user's key is exactly as unknown as a missing one. R12: so is a key
+            // already revoked.
+            t.keys
+                .get(key_id)
+                .filter(|k| k.user_id == *actor && k.revoked.is_none())
+                .ok_or_else(|| Rejection::NotFound(format!("key {key_id} not found")))?;
+            Ok(vec![any(KeyRevoked {
+                key_id: key_id.clone(),
+            })])
+        }
+        AdminOp::SetTags { node_id, tags } => {
+            require(may_manage_devices(role), "manage devices")?;
+            let n = node(t, node_id)?;
+            if n.tags == *tags {
+                return Ok(Vec::new());
+            }
+            // R15: tags change, key expiry does not.
+            Ok(vec![any(TagsChanged {
+                node_id: node_id.clone(),
+                previous_tags: n.tags.clone(),
+                tags: tags.clone(),
+            })])
+        }
+        AdminOp::SetKeyExpiry { node_id, disabled } => {
+            require(may_manage_devices(role), "manage devices")?;
+            let n = node(t, node_id)?;
+            if n.key_expiry_disabled == *disabled {
+                return Ok(Vec::new());
+            }
+            // R14: re-enabling restores the expiry the node would have had all along.
+            let expires = (!disabled).then(|| {
+                n.authenticated_at
+                    .plus_seconds(i64::from(t.settings.devices_key_duration_days.get()) * 86_400)
+            });
+            Ok(vec![any(NodeKeyExpirySet {
+                node_id: node_id.clone(),
+                key_expiry_disabled: *disabled,
+                expires,
+            })])
+        }
+        AdminOp::ExpireNode { node_id } => {
+            require(may_manage_devices(role), "manage devices")?;
+            let n = node(t, node_id)?;
+            if n.expired {
+                return Ok(Vec::new());
+            }
+            Ok(vec![any(NodeExpired {
+                node_id: node_id.clone(),
+                expired_at: now,
+            })])
+        }
+        AdminOp::AuthorizeNode {
+            node_id,
+            authorized,
+        } => {
+            require(may_manage_devices(role), "manage devices")?;
+            let n = node(t, node_id)?;
+            if n.authorized == *authorized {
+                return Ok(Vec::new());
+            }
+            Ok(vec![any(NodeAuthorized {
+                node_id: node_id.clone(),
+                authorized: *authorized,
+            })])
+        }
+        AdminOp::DeleteNode { node_id } => {
+            require(may_manage_devices(role), "manage devices")?;
+            node(t, node_id)?;
+            Ok(vec![any(NodeDeleted {
+                node_id: node_id.clone(),
+                reason: DeleteReason::Admin,
+            })])
+        }
+        AdminOp::ChangeSettings {
+            devices_approval_on,
+            devices_key_duration_days,
+        } => {
+            require(may_manage_tailnet(role), "change tailnet settings")?;
+            let s = &t.settings;
+            let approval = devices_approval_on.filter(|v| *v != s.devices_approval_on);
+            let days = devices_key_duration_days.filter(|v| *v != s.devices_key_duration_days);
+            if approval.is_none() && days.is_none() {
+                return Ok(Vec::new());
+            }
+            Ok(vec![any(TailnetSettingsChanged {
+                devices_approval_on: approval,
+                devices_key_duration_days: days,
+                tailnet_lock_on: None,
+            })])
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The rules of authkeys: the command side's pure core.
+//!
+//! - [`state`]: [`State`], what the rules need to know, folded from events by [`State::apply`]
+//!   (it is the log's [`authkeys_log::Aggregate`], so the log's writer keeps it current).
+//! - [`command`]: every [`Command`] and the [`Rejection`]s.
+//! - [`decide()`]: the rules R01–R16; the only place a command is refused.
+//! - [`secret`]: the text form, checksum and keyed hash of auth keys and API tokens (R10).
+//!
+//! Invariant: no IO, no clock, no randomness. `now`, new ids and secret hashes come in with the
+//! command; the same state and command always give the same decision.
+
+pub mod command;
+pub mod decide;
+pub mod secret;
+pub mod state;
+
+pub use command::{AdminOp, Command, KeyRequest, NewToken, Rejection};
+pub use decide::decide;
+pub use state::State;
