@@ -1,0 +1,14 @@
+//! The processes of authkeys, and the glue between the pure core and the outside world.
+//!
+//! - [`secrets`]: key files, random ids and issuing auth keys and API tokens.
+//! - [`command`]: the command service: NATS request/reply handlers that decide and append
+//!   through the log.
+//! - [`relay`]: publishes committed events to JetStream in seq order; the cursor lives in the log.
+//! - [`log_read`]: serves `authkeys.log.read` for backfill, rebuilds and auditors.
+//!
+//! Invariant: only this crate touches sockets, files, NATS, the clock and the environment.
+
+pub mod command;
+pub mod log_read;
+pub mod relay;
+pub mod secrets;

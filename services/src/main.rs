@@ -1,0 +1,2 @@
+//! The `authkeys` binary (being written).
+fn main() {}
