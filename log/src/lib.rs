@@ -289,6 +289,7 @@ enum Msg<S: Aggregate> {
         oneshot::Sender<Result<Committed, AppendError<S::Rejection>>>,
     ),
     RelayCursor(u64),
+    Query(Box<dyn FnOnce(&S) + Send>),
     Close,
 }
 
@@ -353,6 +354,25 @@ impl<S: Aggregate> Log<S> {
             .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
         rx.blocking_recv()
             .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))?
+    }
+
+    /// Runs `f` on the writer's state after every command queued before it has committed
+    /// (read-your-writes), and returns its result. Keep `f` short: the writer waits for it.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> R + Send + 'static,
+    ) -> Result<R, AppendError<S::Rejection>> {
+        let (tx, rx) = oneshot::channel();
+        let q: Box<dyn FnOnce(&S) + Send> = Box::new(move |s| {
+            let _ = tx.send(f(s));
+        });
+        self.inner
+            .tx
+            .send_async(Msg::Query(q))
+            .await
+            .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
+        rx.await
+            .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))
     }
 
     /// Up to `limit` events from `from` on, in order.

@@ -25,6 +25,8 @@ use crate::{
 };
 
 type Reply<R> = oneshot::Sender<Result<Committed, AppendError<R>>>;
+type Pending<S> = (Command<S>, Reply<<S as Aggregate>::Rejection>);
+type Query<S> = Box<dyn FnOnce(&S) + Send>;
 /// A command's reply channel with the answer it will get once the batch is committed.
 type Answer<R> = (Reply<R>, Result<Committed, AppendError<R>>);
 
@@ -213,50 +215,61 @@ impl<S: Aggregate> Writer<S> {
                 },
             };
             let mut batch = Vec::with_capacity(64);
+            let mut queries = Vec::new();
             for msg in std::iter::once(first).chain(rx.try_iter()) {
-                match msg {
-                    Msg::Close => {
-                        closing = true;
-                        break;
-                    }
-                    Msg::RelayCursor(seq) => {
-                        self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
-                        self.cursor_since.get_or_insert_with(Instant::now);
-                    }
-                    Msg::Append(cmd, reply) => {
-                        batch.push((cmd, reply));
-                        if batch.len() >= self.config.batch_commands_max {
-                            break;
-                        }
-                    }
+                if self.take(msg, &mut batch, &mut queries) {
+                    closing = true;
+                    break;
+                }
+                if batch.len() >= self.config.batch_commands_max {
+                    break;
                 }
             }
             if !batch.is_empty() || self.housekeeping_due() {
                 self.commit_batch(batch, false);
             }
+            // Queries see every command queued before them, committed.
+            for q in queries {
+                q(&self.state);
+            }
         }
         // Answer what is still queued, then leave a checkpoint at the head.
         loop {
-            let batch: Vec<_> = rx
-                .try_iter()
-                .take(self.config.batch_commands_max)
-                .filter_map(|m| match m {
-                    Msg::Append(cmd, reply) => Some((cmd, reply)),
-                    Msg::RelayCursor(seq) => {
-                        self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
-                        None
-                    }
-                    Msg::Close => None,
-                })
-                .collect();
-            if batch.is_empty() {
+            let mut batch = Vec::new();
+            let mut queries = Vec::new();
+            for msg in rx.try_iter().take(self.config.batch_commands_max) {
+                self.take(msg, &mut batch, &mut queries);
+            }
+            if batch.is_empty() && queries.is_empty() {
                 break;
             }
             self.commit_batch(batch, false);
+            for q in queries {
+                q(&self.state);
+            }
         }
         if self.head.seq > self.checkpointed_seq || self.pending_cursor.is_some() {
             self.commit_batch(Vec::new(), true);
         }
+    }
+
+    /// Sorts one message into the batch being gathered; true for `Close`.
+    fn take(
+        &mut self,
+        msg: Msg<S>,
+        batch: &mut Vec<Pending<S>>,
+        queries: &mut Vec<Query<S>>,
+    ) -> bool {
+        match msg {
+            Msg::Close => return true,
+            Msg::RelayCursor(seq) => {
+                self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
+                self.cursor_since.get_or_insert_with(Instant::now);
+            }
+            Msg::Append(cmd, reply) => batch.push((cmd, reply)),
+            Msg::Query(q) => queries.push(q),
+        }
+        false
     }
 
     /// When the writer must wake up without a message: to checkpoint uncovered events or to
@@ -290,11 +303,7 @@ impl<S: Aggregate> Writer<S> {
     /// Handles one batch in one transaction. With an empty batch it only writes what
     /// housekeeping needs (a checkpoint, the relay cursor); `force_checkpoint` covers the head
     /// whatever the thresholds say (at close).
-    fn commit_batch(
-        &mut self,
-        batch: Vec<(Command<S>, Reply<S::Rejection>)>,
-        force_checkpoint: bool,
-    ) {
+    fn commit_batch(&mut self, batch: Vec<Pending<S>>, force_checkpoint: bool) {
         if let Some(why) = &self.poisoned {
             for (_, reply) in batch {
                 let _ = reply.send(Err(AppendError::Unavailable(why.clone())));
@@ -331,7 +340,7 @@ impl<S: Aggregate> Writer<S> {
     /// Writes the batch; on `Err` nothing is committed and every reply must become an error.
     fn write_batch(
         &mut self,
-        batch: Vec<(Command<S>, Reply<S::Rejection>)>,
+        batch: Vec<Pending<S>>,
         force_checkpoint: bool,
         results: &mut Vec<Answer<S::Rejection>>,
     ) -> Result<bool, LogError> {

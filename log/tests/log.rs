@@ -510,3 +510,25 @@ async fn verify_under_a_foreign_key_fails() {
     let other = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
     assert_eq!(first_bad_seq(&cfg, &other), 8);
 }
+
+#[tokio::test]
+async fn query_sees_every_earlier_command() {
+    // Proves read-your-writes through the writer: a query sent after an append reads state that
+    // includes it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(config(dir.path()), OneOff::default()).expect("opens");
+    let pending = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            log.append(append_command("u", vec![key_used(3)]))
+                .await
+                .expect("commits")
+        })
+    };
+    pending.await.expect("task");
+    let used = log
+        .query(|s: &OneOff| s.used.contains(key_id(3).as_str()))
+        .await
+        .expect("answers");
+    assert!(used);
+}
