@@ -39,6 +39,9 @@ pub(crate) fn open_database(path: &std::path::Path) -> Result<redb::Database, Lo
 }
 
 pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<S>, LogError> {
+    if !config.path.exists() {
+        create_atomically(&config)?;
+    }
     let db = open_database(&config.path)?;
     let (log_id, signing) = init_meta(&db, &config)?;
     let verifying_key = signing.verifying_key();
@@ -95,6 +98,36 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
             writer: Mutex::new(Some(handle)),
         }),
     })
+}
+
+/// Creates a new log file under a temporary name and renames it into place once its tables and
+/// identity are durable, so that a crash during creation never leaves a half-written file where
+/// the log belongs.
+fn create_atomically(config: &LogConfig) -> Result<(), LogError> {
+    let mut tmp = config.path.clone().into_os_string();
+    tmp.push(".creating");
+    let tmp = std::path::PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LogError::io(format!("remove {}", tmp.display()), e)),
+    }
+    let db = open_database(&tmp)?;
+    init_meta(&db, config)?;
+    drop(db);
+    std::fs::rename(&tmp, &config.path)
+        .map_err(|e| LogError::io(format!("rename {} into place", tmp.display()), e))?;
+    if let Some(dir) = config.path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| LogError::io(format!("sync directory {}", dir.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Creates the tables and identity of a new log, or checks those of an existing one against the
