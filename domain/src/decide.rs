@@ -424,10 +424,15 @@ fn decide_admin(
             if n.key_expiry_disabled == *disabled {
                 return Ok(Vec::new());
             }
-            // R14: re-enabling restores the expiry the node would have had all along.
+            // R14: re-enabling restores the expiry the node's last authentication set, whatever
+            // the tailnet's duration is now; a node that authenticated with expiry disabled (a
+            // tagged one) gets its authentication time plus the current duration.
             let expires = (!disabled).then(|| {
-                n.authenticated_at
-                    .plus_seconds(i64::from(t.settings.devices_key_duration_days.get()) * 86_400)
+                n.authenticated_expires.unwrap_or_else(|| {
+                    n.authenticated_at.plus_seconds(
+                        i64::from(t.settings.devices_key_duration_days.get()) * 86_400,
+                    )
+                })
             });
             Ok(vec![any(NodeKeyExpirySet {
                 node_id: node_id.clone(),

@@ -142,6 +142,9 @@ pub struct Node {
     pub expires: Option<Timestamp>,
     /// When the node last (re-)authenticated: the base of its key expiry (R14).
     pub authenticated_at: Timestamp,
+    /// The expiry its last (re-)authentication set, which re-enabling expiry restores (R14);
+    /// `None` when it (re-)authenticated with expiry disabled.
+    pub authenticated_expires: Option<Timestamp>,
     /// First registration.
     pub created: Timestamp,
     /// Connected to the control plane, per its registrar.
@@ -306,6 +309,7 @@ impl State {
                             key_expiry_disabled: e.key_expiry_disabled,
                             expires: e.expires,
                             authenticated_at: now,
+                            authenticated_expires: e.expires,
                             created: now,
                             connected: false,
                             last_seen: None,
@@ -324,6 +328,7 @@ impl State {
                     n.key_expiry_disabled = e.key_expiry_disabled;
                     n.expires = e.expires;
                     n.authenticated_at = now;
+                    n.authenticated_expires = e.expires;
                     n.expired = false;
                 }
             }

@@ -1,0 +1,1319 @@
+//! The rules R01–R16 (SPEC §2) as given/when/then scenarios against the real `decide` and
+//! `State::apply`. Each test names its rule; its first comment says what it proves.
+//!
+//! The few "under contention" tests run through the real log (`authkeys_log::Log`), because the
+//! rule they check is about the log serializing decisions.
+
+mod support;
+
+use std::thread;
+
+use authkeys_domain::decide::LOCKED_OUT;
+use authkeys_domain::secret::{self, SecretError, SecretKind};
+use authkeys_domain::{AdminOp, Rejection};
+use authkeys_events::{
+    DeleteReason, EventType, ExpirySeconds, KeyDurationDays, KeyExpired, KeyGenerated, KeyRevoked,
+    KeySigned, KeyUsed, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
+    NodeReauthenticated, NodeRegistered, NodeSigned, Role, Tags, TagsChanged,
+    TailnetSettingsChanged, UserRoleChanged,
+};
+use authkeys_log::AppendError;
+use support::*;
+
+use EventType as E;
+
+/// A tailnet with two admins, Alice and Bob, besides its Owner.
+fn admins() -> Given {
+    given()
+        .tailnet()
+        .user(ALICE, Role::Admin)
+        .user(BOB, Role::Admin)
+}
+
+fn lock_on() -> TailnetSettingsChanged {
+    TailnetSettingsChanged {
+        devices_approval_on: None,
+        devices_key_duration_days: None,
+        tailnet_lock_on: Some(true),
+    }
+}
+
+fn approval(on: bool) -> AdminOp {
+    AdminOp::ChangeSettings {
+        devices_approval_on: Some(on),
+        devices_key_duration_days: None,
+    }
+}
+
+fn set_tags(node: &str, t: &[&str]) -> AdminOp {
+    AdminOp::SetTags {
+        node_id: nid(node),
+        tags: tags(t),
+    }
+}
+
+fn set_key_expiry(node: &str, disabled: bool) -> AdminOp {
+    AdminOp::SetKeyExpiry {
+        node_id: nid(node),
+        disabled,
+    }
+}
+
+fn expire(node: &str) -> AdminOp {
+    AdminOp::ExpireNode { node_id: nid(node) }
+}
+
+fn authorize(node: &str, authorized: bool) -> AdminOp {
+    AdminOp::AuthorizeNode {
+        node_id: nid(node),
+        authorized,
+    }
+}
+
+fn delete(node: &str) -> AdminOp {
+    AdminOp::DeleteNode { node_id: nid(node) }
+}
+
+fn change_role(user: &str, role: Role) -> AdminOp {
+    AdminOp::ChangeRole {
+        user_id: uid(user),
+        role,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// R01 one-off and reusable keys
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r01_one_off_key_registers_one_node_then_is_invalid() {
+    // A one-off key's first registration writes NodeRegistered + KeyUsed{uses: 1}; a second
+    // registration with another node key is refused with InvalidKey.
+    admins()
+        .key(ALICE, "kOne", KeyOpts::one_off())
+        .when(register("kOne", 1, "n1"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed])
+        .then_events(|e| {
+            let used = one::<KeyUsed>(e);
+            assert_eq!(used.uses, 1);
+            assert_eq!(used.node_id, nid("n1"));
+            assert_eq!(used.node_key, node_key(1));
+        })
+        .and()
+        .when(register("kOne", 2, "n2"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r01_reusable_key_registers_many_nodes_and_counts_uses() {
+    // A reusable key registers one new node per node key, and KeyUsed.uses counts 1, 2, 3; the
+    // state's key records the count and the last use.
+    let mut g = admins().key(ALICE, "kMany", KeyOpts::reusable());
+    for i in 1..=3u64 {
+        let node = format!("n{i}");
+        g = g
+            .at(i as i64 * 10)
+            .when(register("kMany", i, &node))
+            .then_events(|e| {
+                assert_eq!(one::<NodeRegistered>(e).node_id, nid(&node));
+                assert_eq!(one::<KeyUsed>(e).uses, i);
+            })
+            .and();
+    }
+    let key = key_in(g.state(), "kMany");
+    assert_eq!(key.uses, 3);
+    assert_eq!(key.last_used, Some(at(30)));
+    assert_eq!(g.state().tailnets[&t1()].nodes.len(), 3);
+}
+
+#[test]
+fn r01_one_off_key_stays_spent_after_its_node_is_deleted() {
+    // Deleting the node a one-off key registered does not give the key back: registering again,
+    // with the old node key or a new one, is refused.
+    let g = admins()
+        .key(ALICE, "kOne", KeyOpts::one_off())
+        .registered("kOne", 1, "n1")
+        .command(admin(ALICE, delete("n1")));
+    g.clone()
+        .when(register("kOne", 1, "n2"))
+        .then_rejected(Rejection::InvalidKey);
+    g.when(register("kOne", 2, "n3"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r01_one_off_key_cannot_reauthenticate_even_its_own_node() {
+    // Presenting a used one-off key again with the same node key is a use of a used key:
+    // refused, not a re-authentication.
+    admins()
+        .key(ALICE, "kOne", KeyOpts::one_off())
+        .registered("kOne", 1, "n1")
+        .when(register("kOne", 1, "n2"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r01_one_off_key_registers_one_node_under_contention() {
+    // Eight registrars present the same one-off key with eight node keys at once through the
+    // real log: exactly one is accepted (NodeRegistered + KeyUsed{uses: 1}), seven get
+    // InvalidKey, and the log holds exactly one KeyUsed for the key.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    append(&log, admin(OWNER, generate("kOne", &KeyOpts::one_off()))).expect("generate");
+
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (1..=8u64)
+            .map(|i| {
+                let log = log.clone();
+                s.spawn(move || append(&log, register("kOne", i, &format!("n{i}"))))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    let accepted: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(accepted.len(), 1, "{results:?}");
+    let events: Vec<_> = accepted[0]
+        .envelopes
+        .iter()
+        .map(|e| e.event.clone())
+        .collect();
+    assert_eq!(types(&events), [E::NodeRegistered, E::KeyUsed]);
+    assert_eq!(one::<KeyUsed>(&events).uses, 1);
+    for r in &results {
+        match r {
+            Ok(_) => {}
+            Err(AppendError::Rejected(rej)) => assert_eq!(rej, &Rejection::InvalidKey),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let stored = log
+        .read(authkeys_events::Seq::FIRST, usize::MAX)
+        .expect("read");
+    let used = stored
+        .iter()
+        .map(|s| s.envelope().expect("decodes"))
+        .filter(|e| e.event_type() == E::KeyUsed)
+        .count();
+    assert_eq!(used, 1);
+    log.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// R02 ephemeral keys
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r02_ephemeral_flag_flows_from_key_to_node() {
+    // An ephemeral key registers an ephemeral node, a plain key a plain one: NodeRegistered and
+    // the folded node carry the key's flag.
+    let g = admins()
+        .key(ALICE, "kEph", KeyOpts::reusable().ephemeral())
+        .key(ALICE, "kPlain", KeyOpts::reusable());
+    let g = g
+        .when(register("kEph", 1, "n1"))
+        .then_events(|e| assert!(one::<NodeRegistered>(e).ephemeral))
+        .and()
+        .when(register("kPlain", 2, "n2"))
+        .then_events(|e| assert!(!one::<NodeRegistered>(e).ephemeral))
+        .and();
+    assert!(live_node(g.state(), "n1").ephemeral);
+    assert!(!live_node(g.state(), "n2").ephemeral);
+}
+
+#[test]
+fn r02_restarted_workload_with_a_new_node_key_is_a_new_node() {
+    // An ephemeral workload that restarts registers with a new node key and becomes a second
+    // node; the first stays until the inactivity timer removes it.
+    let g = admins()
+        .key(ALICE, "kEph", KeyOpts::reusable().ephemeral())
+        .registered("kEph", 1, "n1")
+        .when(register("kEph", 2, "n2"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed])
+        .then_events(|e| {
+            let r = one::<NodeRegistered>(e);
+            assert_eq!(r.node_id, nid("n2"));
+            assert!(r.ephemeral);
+        })
+        .and();
+    assert!(
+        node_in(g.state(), "n1").is_some(),
+        "the old node is still there"
+    );
+}
+
+#[test]
+fn r02_disconnect_is_recorded_once_for_the_inactivity_timer() {
+    // A registrar's disconnect report writes NodeDisconnected (which starts the inactivity
+    // clock); the same report again writes nothing; a reconnect writes NodeConnected.
+    let g = admins()
+        .key(ALICE, "kEph", KeyOpts::reusable().ephemeral())
+        .registered("kEph", 1, "n1");
+    let disconnected = authkeys_domain::Command::NodeDisconnected {
+        node_key: node_key(1),
+    };
+    g.at(60)
+        .when(disconnected.clone())
+        .then_types(&[E::NodeDisconnected])
+        .and()
+        .when(disconnected)
+        .then_no_events()
+        .and()
+        .when(authkeys_domain::Command::NodeConnected {
+            node_key: node_key(1),
+        })
+        .then_types(&[E::NodeConnected]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// R03 device approval
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r03_approval_off_authorizes_every_node() {
+    // With device approval off (the default), nodes of plain and of pre-approved keys are both
+    // authorized at registration.
+    admins()
+        .key(ALICE, "kPlain", KeyOpts::reusable())
+        .key(ALICE, "kPre", KeyOpts::reusable().preauthorized())
+        .when(register("kPlain", 1, "n1"))
+        .then_events(|e| assert!(one::<NodeRegistered>(e).authorized))
+        .and()
+        .when(register("kPre", 2, "n2"))
+        .then_events(|e| assert!(one::<NodeRegistered>(e).authorized));
+}
+
+#[test]
+fn r03_approval_on_authorizes_only_preauthorized_keys() {
+    // With device approval on, a pre-approved key's node is authorized at once and a plain key's
+    // node waits unauthorized.
+    admins()
+        .command(admin(OWNER, approval(true)))
+        .key(ALICE, "kPlain", KeyOpts::reusable())
+        .key(ALICE, "kPre", KeyOpts::reusable().preauthorized())
+        .when(register("kPre", 1, "n1"))
+        .then_events(|e| assert!(one::<NodeRegistered>(e).authorized))
+        .and()
+        .when(register("kPlain", 2, "n2"))
+        .then_events(|e| assert!(!one::<NodeRegistered>(e).authorized));
+}
+
+#[test]
+fn r03_admin_approves_a_waiting_node() {
+    // A waiting node is authorized by AuthorizeNode{true} (NodeAuthorized); approving it again
+    // writes nothing; a Member may not approve.
+    let g = admins()
+        .user("uMember", Role::Member)
+        .command(admin(OWNER, approval(true)))
+        .key(ALICE, "kPlain", KeyOpts::reusable())
+        .registered("kPlain", 1, "n1");
+    assert!(!live_node(g.state(), "n1").authorized);
+    g.clone()
+        .when(admin("uMember", authorize("n1", true)))
+        .then_rejected_code("forbidden");
+    let g = g
+        .when(admin(BOB, authorize("n1", true)))
+        .then_events(|e| {
+            assert_eq!(
+                one::<NodeAuthorized>(e),
+                &NodeAuthorized {
+                    node_id: nid("n1"),
+                    authorized: true
+                }
+            );
+        })
+        .and();
+    assert!(live_node(g.state(), "n1").authorized);
+    g.when(admin(BOB, authorize("n1", true))).then_no_events();
+}
+
+#[test]
+fn r03_reauthentication_with_a_preauthorized_key_approves_a_waiting_node() {
+    // A node waiting for approval that re-authenticates with a pre-approved key is authorized
+    // by that re-authentication (NodeReauthenticated + KeyUsed + NodeAuthorized).
+    admins()
+        .command(admin(OWNER, approval(true)))
+        .key(ALICE, "kPlain", KeyOpts::reusable())
+        .key(ALICE, "kPre", KeyOpts::reusable().preauthorized())
+        .registered("kPlain", 1, "n1")
+        .when(register("kPre", 1, "n2"))
+        .then_types(&[E::NodeReauthenticated, E::KeyUsed, E::NodeAuthorized]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// R04 tailnet lock
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r04_lock_off_registers_without_lock_error() {
+    // Without tailnet lock, a node of an unsigned key has no tailnetLockError.
+    admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .when(register("kA", 1, "n1"))
+        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).tailnet_lock_error, None));
+}
+
+#[test]
+fn r04_lock_on_locks_out_a_node_of_an_unsigned_key() {
+    // With tailnet lock on (turned on by a TailnetSettingsChanged event; no command does it
+    // yet), a node of an unsigned key is registered locked out: tailnetLockError is set.
+    let g = admins()
+        .event(TAILNET, lock_on())
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .when(register("kA", 1, "n1"))
+        .then_events(|e| {
+            assert_eq!(
+                one::<NodeRegistered>(e).tailnet_lock_error.as_deref(),
+                Some(LOCKED_OUT)
+            );
+        })
+        .and();
+    assert_eq!(
+        live_node(g.state(), "n1").tailnet_lock_error.as_deref(),
+        Some(LOCKED_OUT)
+    );
+}
+
+#[test]
+fn r04_lock_on_signs_a_node_of_a_pre_signed_key_and_node_signed_clears_the_error() {
+    // Under tailnet lock, a key pre-signed by `authkeys lock sign` (KeySigned) registers a signed
+    // node (no error); a locked-out node is released by NodeSigned.
+    let g = admins()
+        .event(TAILNET, lock_on())
+        .key(ALICE, "kSigned", KeyOpts::one_off())
+        .key(ALICE, "kPlain", KeyOpts::one_off())
+        .event(
+            TAILNET,
+            KeySigned {
+                key_id: kid("kSigned"),
+                lock_key: format!("tlpub:{}", "ab".repeat(32)),
+            },
+        )
+        .when(register("kSigned", 1, "n1"))
+        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).tailnet_lock_error, None))
+        .and()
+        .registered("kPlain", 2, "n2");
+    assert!(live_node(g.state(), "n2").tailnet_lock_error.is_some());
+    let g = g.event(
+        TAILNET,
+        NodeSigned {
+            node_id: nid("n2"),
+            lock_key: format!("tlpub:{}", "ab".repeat(32)),
+        },
+    );
+    assert_eq!(live_node(g.state(), "n2").tailnet_lock_error, None);
+}
+
+#[test]
+fn r04_settings_commands_never_turn_tailnet_lock_on() {
+    // The console/API settings command cannot touch tailnet lock: its event leaves
+    // tailnetLockOn absent.
+    admins()
+        .when(admin(OWNER, approval(true)))
+        .then_events(|e| assert_eq!(one::<TailnetSettingsChanged>(e).tailnet_lock_on, None));
+}
+
+// ---------------------------------------------------------------------------------------------
+// R05 tagged keys
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r05_tagged_key_registers_a_tagged_node_with_expiry_disabled() {
+    // A tagged key's node carries the key's tags, has key expiry disabled and no expiry.
+    let g = admins()
+        .key(ALICE, "kTag", KeyOpts::one_off().tags(&["tag:ci"]))
+        .when(register("kTag", 1, "n1"))
+        .then_events(|e| {
+            let r = one::<NodeRegistered>(e);
+            assert_eq!(tag_names(&r.tags), ["tag:ci"]);
+            assert!(r.key_expiry_disabled);
+            assert_eq!(r.expires, None);
+        })
+        .and();
+    let n = live_node(g.state(), "n1");
+    assert_eq!(tag_names(&n.tags), ["tag:ci"]);
+    assert!(n.key_expiry_disabled);
+}
+
+#[test]
+fn r05_tags_are_sorted_and_deduplicated() {
+    // Tags given as [web, db, web] are stored on the key and the node as [db, web].
+    admins()
+        .key(
+            ALICE,
+            "kTag",
+            KeyOpts::one_off().tags(&["tag:web", "tag:db", "tag:web"]),
+        )
+        .when(register("kTag", 1, "n1"))
+        .then_events(|e| {
+            assert_eq!(
+                tag_names(&one::<NodeRegistered>(e).tags),
+                ["tag:db", "tag:web"]
+            );
+        })
+        .and()
+        .when(admin(
+            ALICE,
+            generate(
+                "kTag2",
+                &KeyOpts::one_off().tags(&["tag:b", "tag:a", "tag:b"]),
+            ),
+        ))
+        .then_events(|e| assert_eq!(tag_names(&one::<KeyGenerated>(e).tags), ["tag:a", "tag:b"]));
+}
+
+#[test]
+fn r05_tags_without_the_tag_prefix_are_refused_at_parse() {
+    // A tag must be `tag:` + lowercase letters, digits, `-`: anything else cannot even be made
+    // into Tags, so no command can carry it.
+    for bad in [
+        "server",
+        "tag:",
+        "tag:Server",
+        "tag:a_b",
+        "TAG:server",
+        " tag:x",
+    ] {
+        assert!(Tags::parse(&[bad]).is_err(), "{bad:?} should be refused");
+    }
+    assert!(
+        Tags::parse(&["tag:ok", "web"]).is_err(),
+        "one bad tag spoils the set"
+    );
+    assert!(Tags::parse(&["tag:server-1", "tag:0"]).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// R06 untagged nodes belong to the key's user
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r06_untagged_node_is_owned_by_the_key_user() {
+    // A node registered with Alice's untagged key is Alice's, without tags.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .when(register("kA", 1, "n1"))
+        .then_events(|e| {
+            let r = one::<NodeRegistered>(e);
+            assert_eq!(r.user_id, uid(ALICE));
+            assert!(r.tags.is_empty());
+            assert_eq!(r.auth_key_id, kid("kA"));
+        })
+        .and();
+    assert_eq!(live_node(g.state(), "n1").user_id, uid(ALICE));
+}
+
+#[test]
+fn r06_user_b_key_never_logs_in_as_user_a() {
+    // Bob's key registers Bob's nodes: a new node is Bob's, and Alice's node re-authenticated
+    // with Bob's key becomes Bob's; nothing done with Bob's key is ever owned by Alice.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .key(BOB, "kB", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .when(register("kB", 2, "n2"))
+        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).user_id, uid(BOB)))
+        .and()
+        .when(register("kB", 1, "n3"))
+        .then_events(|e| {
+            let r = one::<NodeReauthenticated>(e);
+            assert_eq!(r.node_id, nid("n1"));
+            assert_eq!(r.user_id, uid(BOB));
+        })
+        .and();
+    assert_eq!(live_node(g.state(), "n1").user_id, uid(BOB));
+    assert_eq!(live_node(g.state(), "n2").user_id, uid(BOB));
+}
+
+// ---------------------------------------------------------------------------------------------
+// R07 roles
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r07_owner_admin_it_admin_and_network_admin_may_generate_and_revoke() {
+    // Each key-managing role generates a key (KeyGenerated owned by them) and revokes it
+    // (KeyRevoked).
+    for role in [Role::Owner, Role::Admin, Role::ItAdmin, Role::NetworkAdmin] {
+        let user = "uKeeper";
+        given()
+            .tailnet()
+            .user(user, role)
+            .when(admin(user, generate("kK", &KeyOpts::one_off())))
+            .then_events(|e| assert_eq!(one::<KeyGenerated>(e).user_id, uid(user)))
+            .and()
+            .when(admin(user, revoke("kK")))
+            .then_types(&[E::KeyRevoked]);
+    }
+}
+
+#[test]
+fn r07_member_auditor_and_billing_admin_are_forbidden() {
+    // Members, Auditors and Billing admins get Forbidden (403) for generating, for revoking
+    // (even before the key is looked up), and for managing devices.
+    for role in [Role::Member, Role::Auditor, Role::BillingAdmin] {
+        let user = "uNobody";
+        let g = given()
+            .tailnet()
+            .user(user, role)
+            .key(OWNER, "kO", KeyOpts::reusable())
+            .registered("kO", 1, "n1");
+        g.clone()
+            .when(admin(user, generate("kK", &KeyOpts::one_off())))
+            .then_rejected_code("forbidden");
+        g.clone()
+            .when(admin(user, revoke("kO")))
+            .then_rejected_code("forbidden");
+        g.clone()
+            .when(admin(user, revoke("kUnknown")))
+            .then_rejected_code("forbidden");
+        for op in [
+            set_tags("n1", &["tag:x"]),
+            set_key_expiry("n1", true),
+            expire("n1"),
+            authorize("n1", false),
+            delete("n1"),
+        ] {
+            g.clone()
+                .when(admin(user, op))
+                .then_rejected_code("forbidden");
+        }
+    }
+}
+
+#[test]
+fn r07_a_demoted_user_may_no_longer_revoke_their_own_key() {
+    // The role is checked at decision time: an Admin demoted to Member cannot revoke the key
+    // they generated as Admin.
+    admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .command(admin(OWNER, change_role(ALICE, Role::Member)))
+        .when(admin(ALICE, revoke("kA")))
+        .then_rejected_code("forbidden");
+}
+
+#[test]
+fn r07_an_unknown_actor_is_forbidden() {
+    // A user id that is not in the tailnet may do nothing.
+    admins()
+        .when(admin("uStranger", generate("kK", &KeyOpts::one_off())))
+        .then_rejected_code("forbidden");
+}
+
+#[test]
+fn r07_change_role_keeps_at_least_one_owner() {
+    // The last Owner cannot be demoted (Conflict); with a second Owner, one can.
+    let g = admins();
+    g.clone()
+        .when(admin(OWNER, change_role(OWNER, Role::Admin)))
+        .then_rejected_code("conflict");
+    g.command(admin(OWNER, add_user("uOwner2", Role::Owner)))
+        .when(admin("uOwner2", change_role(OWNER, Role::Admin)))
+        .then_events(|e| {
+            let c = one::<UserRoleChanged>(e);
+            assert_eq!(c.previous_role, Role::Owner);
+            assert_eq!(c.role, Role::Admin);
+        });
+}
+
+#[test]
+fn r07_only_an_owner_makes_or_unmakes_an_owner() {
+    // An Admin may neither promote to Owner, demote an Owner, nor add an Owner.
+    let g = admins();
+    g.clone()
+        .when(admin(ALICE, change_role(BOB, Role::Owner)))
+        .then_rejected_code("forbidden");
+    g.clone()
+        .when(admin(ALICE, change_role(OWNER, Role::Member)))
+        .then_rejected_code("forbidden");
+    g.when(admin(ALICE, add_user("uNew", Role::Owner)))
+        .then_rejected_code("forbidden");
+}
+
+// ---------------------------------------------------------------------------------------------
+// R08 key expiry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r08_expires_is_generation_time_plus_expiry_seconds() {
+    // KeyGenerated.expires = now + expirySeconds.
+    admins()
+        .at(10)
+        .when(admin(
+            ALICE,
+            generate("kA", &KeyOpts::one_off().expiry_secs(3600)),
+        ))
+        .then_events(|e| {
+            let g = one::<KeyGenerated>(e);
+            assert_eq!(g.expires, at(10 + 3600));
+            assert_eq!(g.expiry_seconds.get(), 3600);
+        });
+}
+
+#[test]
+fn r08_key_is_unusable_at_and_after_expires_by_time_alone() {
+    // A key generated at T0 for 3600 s registers at 3599.999 s but not at 3600 s nor later,
+    // though no KeyExpired was ever recorded (no timer ran).
+    let g = admins().key(ALICE, "kA", KeyOpts::reusable().expiry_secs(3600));
+    g.clone()
+        .at_ms(3_599_999)
+        .when(register("kA", 1, "n1"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed]);
+    g.clone()
+        .at(3600)
+        .when(register("kA", 1, "n1"))
+        .then_rejected(Rejection::InvalidKey);
+    let g = g.at(90 * DAY);
+    assert!(!g.history().iter().any(|e| e.event_type() == E::KeyExpired));
+    assert!(!key_in(g.state(), "kA").expired);
+    g.when(register("kA", 1, "n1"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r08_expired_key_cannot_register_even_when_no_timer_has_run() {
+    // The hard-learned case: expiry is checked by time in decide, never by waiting for the
+    // KeyExpired timer; an expired reusable key neither registers a new node nor
+    // re-authenticates an existing one.
+    admins()
+        .key(ALICE, "kA", KeyOpts::reusable().expiry_secs(60))
+        .registered("kA", 1, "n1")
+        .at(61)
+        .when(register("kA", 2, "n2"))
+        .then_rejected(Rejection::InvalidKey)
+        .and()
+        .when(register("kA", 1, "n3"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r08_an_expired_and_used_key_is_refused() {
+    // A one-off key used before its expiry is refused after it (both reasons hold).
+    admins()
+        .key(ALICE, "kA", KeyOpts::one_off().expiry_secs(60))
+        .registered("kA", 1, "n1")
+        .at(120)
+        .when(register("kA", 2, "n2"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r08_expiry_outside_one_second_to_ninety_days_cannot_be_asked() {
+    // expirySeconds is 1..=7,776,000: 0 and 7,776,001 cannot be made into ExpirySeconds, so no
+    // GenerateKey can carry them (the API answers 400 and nothing is written).
+    assert!(ExpirySeconds::new(0).is_err());
+    assert!(ExpirySeconds::new(7_776_001).is_err());
+    assert!(ExpirySeconds::new(1).is_ok());
+    assert_eq!(ExpirySeconds::MAX.get(), 90 * 86_400);
+}
+
+// ---------------------------------------------------------------------------------------------
+// R09 own keys only
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r09_another_users_key_is_not_found_exactly_like_an_unknown_id() {
+    // Bob revoking Alice's key gets the very same rejection as Bob revoking an id that does not
+    // exist: NotFound with the same message.
+    let other = admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .when(admin(BOB, revoke("kA")))
+        .rejection();
+    let unknown = admins().when(admin(BOB, revoke("kA"))).rejection();
+    assert_eq!(other, unknown);
+    assert_eq!(other.code(), "not_found");
+}
+
+#[test]
+fn r09_even_the_owner_cannot_revoke_another_users_key() {
+    // Owning the tailnet does not make Alice's key the Owner's: NotFound.
+    admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .when(admin(OWNER, revoke("kA")))
+        .then_rejected_code("not_found");
+}
+
+#[test]
+fn r09_a_key_of_another_tailnet_is_not_found() {
+    // The Owner of T1 revoking a key of tailnet T2 gets what an unknown id gets.
+    let g = admins()
+        .command(create_tailnet("T2", "other.example", "uOther"))
+        .command(admin_in(
+            "T2",
+            "uOther",
+            generate("kX", &KeyOpts::one_off()),
+        ));
+    let foreign = g.when(admin(OWNER, revoke("kX"))).rejection();
+    let unknown = admins().when(admin(OWNER, revoke("kX"))).rejection();
+    assert_eq!(foreign, unknown);
+}
+
+#[test]
+fn r09_admin_ops_on_a_node_of_another_tailnet_are_not_found() {
+    // Every device command naming a node of another tailnet answers NotFound, as for a node that
+    // does not exist, and changes nothing there.
+    let g = admins()
+        .command(create_tailnet("T2", "other.example", "uOther"))
+        .command(admin_in(
+            "T2",
+            "uOther",
+            generate("kX", &KeyOpts::reusable()),
+        ))
+        .registered("kX", 1, "n1");
+    let ops = || {
+        [
+            set_tags("n1", &["tag:x"]),
+            set_key_expiry("n1", true),
+            expire("n1"),
+            authorize("n1", false),
+            delete("n1"),
+        ]
+    };
+    for (op, same_op) in ops().into_iter().zip(ops()) {
+        let foreign = g.clone().when(admin(OWNER, op)).rejection();
+        let unknown = admins().when(admin(OWNER, same_op)).rejection();
+        assert_eq!(foreign, unknown);
+        assert_eq!(foreign.code(), "not_found");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// R10 one answer for every unusable key
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r10_unknown_wrong_expired_revoked_and_used_keys_get_the_identical_answer() {
+    // Unknown id, wrong secret (valid checksum), expired, revoked and used keys all give
+    // Rejection::InvalidKey: same variant, same code, same message.
+    let base = admins()
+        .key(ALICE, "kA", KeyOpts::one_off().expiry_secs(60))
+        .key(ALICE, "kRev", KeyOpts::reusable())
+        .command(admin(ALICE, revoke("kRev")))
+        .key(ALICE, "kUsed", KeyOpts::one_off())
+        .registered("kUsed", 9, "n9");
+    let cases = [
+        ("unknown", base.clone().when(register("kNope", 1, "n1"))),
+        (
+            "wrong secret",
+            base.clone().when(register_with_secret(
+                &issue_with("kA", b"another secret").text,
+                1,
+                "n1",
+            )),
+        ),
+        ("expired", base.clone().at(60).when(register("kA", 1, "n1"))),
+        ("revoked", base.clone().when(register("kRev", 1, "n1"))),
+        ("used", base.clone().when(register("kUsed", 1, "n1"))),
+    ];
+    for (what, then) in cases {
+        let r = then.rejection();
+        assert_eq!(r, Rejection::InvalidKey, "{what}");
+        assert_eq!(r.code(), "invalid_key", "{what}");
+        assert_eq!(r.to_string(), Rejection::InvalidKey.to_string(), "{what}");
+    }
+}
+
+#[test]
+fn r10_mistyped_or_recased_keys_fail_before_any_lookup() {
+    // The checksum refuses a key with one character changed or its case changed, so the
+    // service never gets as far as decide.
+    let text = issued("kA").text;
+    assert!(secret::parse(SecretKind::Auth, &text).is_ok());
+    let upper = text.replacen("tskey-auth-kA-", "tskey-auth-KA-", 1);
+    assert!(secret::parse(SecretKind::Auth, &upper).is_err());
+    let mut typo: Vec<char> = text.chars().collect();
+    let i = typo.len() - 10;
+    typo[i] = if typo[i] == 'x' { 'y' } else { 'x' };
+    let typo: String = typo.into_iter().collect();
+    assert_eq!(
+        secret::parse(SecretKind::Auth, &typo),
+        Err(SecretError::Checksum)
+    );
+    let swapped = text.to_uppercase();
+    assert!(secret::parse(SecretKind::Auth, &swapped).is_err());
+}
+
+#[test]
+fn r10_no_event_carries_the_secret() {
+    // After generating and using a key, no envelope in the history contains the key's text or
+    // its secret part, only the keyed hash.
+    let text = issued("kA").text;
+    let secret_part = &text["tskey-auth-kA-".len()..text.len() - secret::CHECK_LEN];
+    assert_eq!(secret_part.len(), secret::SECRET_LEN);
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .registered("kA", 1, "n2");
+    for env in g.history() {
+        let json = String::from_utf8(env.to_json()).expect("utf8");
+        assert!(!json.contains(secret_part), "{json}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// R11 revoking never de-authorizes; deleting does
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r11_revoking_a_key_leaves_its_nodes_authorized() {
+    // Revoking a key writes only KeyRevoked; the nodes it registered stay, authorized.
+    let g = admins()
+        .command(admin(OWNER, approval(true)))
+        .key(ALICE, "kA", KeyOpts::reusable().preauthorized())
+        .registered("kA", 1, "n1")
+        .registered("kA", 2, "n2")
+        .when(admin(ALICE, revoke("kA")))
+        .then_events(|e| {
+            assert_eq!(e, [KeyRevoked { key_id: kid("kA") }.into()]);
+        })
+        .and();
+    assert!(live_node(g.state(), "n1").authorized);
+    assert!(live_node(g.state(), "n2").authorized);
+}
+
+#[test]
+fn r11_deleting_a_node_is_how_it_is_deauthorized() {
+    // DeleteNode writes NodeDeleted{reason: admin} and removes the node and its node key, so
+    // the node key is free for a new registration.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .when(admin(BOB, delete("n1")))
+        .then_events(|e| {
+            assert_eq!(
+                one::<NodeDeleted>(e),
+                &NodeDeleted {
+                    node_id: nid("n1"),
+                    reason: DeleteReason::Admin
+                }
+            );
+        })
+        .and();
+    assert!(node_in(g.state(), "n1").is_none());
+    assert!(!g.state().node_keys.contains_key(&node_key(1)));
+    g.clone()
+        .when(admin(BOB, delete("n1")))
+        .then_rejected_code("not_found");
+}
+
+// ---------------------------------------------------------------------------------------------
+// R12 revoke twice
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r12_revoking_twice_answers_not_found_the_second_time() {
+    // The first revoke writes KeyRevoked; the second is NotFound, exactly as for an unknown id;
+    // the revoked key stays in the state (revoked set) and cannot register.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .at(5)
+        .command(admin(ALICE, revoke("kA")));
+    let second = g.clone().when(admin(ALICE, revoke("kA"))).rejection();
+    let unknown = admins().when(admin(ALICE, revoke("kA"))).rejection();
+    assert_eq!(second, unknown);
+    assert_eq!(second.code(), "not_found");
+    assert_eq!(key_in(g.state(), "kA").revoked, Some(at(5)));
+    g.when(register("kA", 1, "n1"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+// ---------------------------------------------------------------------------------------------
+// R13 an expired key's nodes stay
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r13_an_expired_keys_node_stays_authorized() {
+    // When a key expires (here also recorded by the timer's KeyExpired), the node it registered
+    // stays authorized with its own node-key expiry unchanged; only new registrations stop.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable().expiry_secs(60))
+        .registered("kA", 1, "n1");
+    let before = live_node(g.state(), "n1").clone();
+    let g = g.at(61).event(
+        TAILNET,
+        KeyExpired {
+            key_id: kid("kA"),
+            expired_at: at(60),
+        },
+    );
+    let after = live_node(g.state(), "n1");
+    assert!(after.authorized);
+    assert!(!after.expired);
+    assert_eq!(after.expires, before.expires);
+    assert_eq!(after.expires, Some(at(180 * DAY)));
+    g.when(register("kA", 2, "n2"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+// ---------------------------------------------------------------------------------------------
+// R14 node-key expiry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r14_untagged_node_expires_devices_key_duration_days_after_registration() {
+    // With the default 180 days, a node registered at T0+100 s expires at T0+100 s+180 d; after
+    // the Owner sets 7 days, a node registered later expires 7 days after its registration.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .at(100)
+        .when(register("kA", 1, "n1"))
+        .then_events(|e| {
+            let r = one::<NodeRegistered>(e);
+            assert!(!r.key_expiry_disabled);
+            assert_eq!(r.expires, Some(at(100 + 180 * DAY)));
+        })
+        .and()
+        .command(admin(
+            OWNER,
+            AdminOp::ChangeSettings {
+                devices_approval_on: None,
+                devices_key_duration_days: Some(KeyDurationDays::new(7).expect("1..=180")),
+            },
+        ));
+    g.at(200)
+        .when(register("kA", 2, "n2"))
+        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).expires, Some(at(200 + 7 * DAY))));
+}
+
+#[test]
+fn r14_tagged_node_has_expiry_disabled() {
+    // A tagged node's key never expires by default: disabled, no expiry.
+    admins()
+        .key(ALICE, "kT", KeyOpts::reusable().tags(&["tag:srv"]))
+        .when(register("kT", 1, "n1"))
+        .then_events(|e| {
+            let r = one::<NodeRegistered>(e);
+            assert!(r.key_expiry_disabled);
+            assert_eq!(r.expires, None);
+        });
+}
+
+#[test]
+fn r14_disabling_then_reenabling_expiry_restores_the_original_expiry() {
+    // Disabling writes NodeKeyExpirySet{disabled, expires: None}; re-enabling later restores
+    // registration + 180 d, not re-enable time + 180 d; doing either twice writes nothing.
+    let original = at(10 + 180 * DAY);
+    admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .at(10)
+        .registered("kA", 1, "n1")
+        .at(1000)
+        .when(admin(ALICE, set_key_expiry("n1", true)))
+        .then_events(|e| {
+            let s = one::<NodeKeyExpirySet>(e);
+            assert!(s.key_expiry_disabled);
+            assert_eq!(s.expires, None);
+        })
+        .and()
+        .when(admin(ALICE, set_key_expiry("n1", true)))
+        .then_no_events()
+        .and()
+        .at(5000)
+        .when(admin(ALICE, set_key_expiry("n1", false)))
+        .then_events(|e| {
+            let s = one::<NodeKeyExpirySet>(e);
+            assert!(!s.key_expiry_disabled);
+            assert_eq!(s.expires, Some(original));
+        })
+        .and()
+        .when(admin(ALICE, set_key_expiry("n1", false)))
+        .then_no_events();
+}
+
+#[test]
+fn r14_reenabling_restores_the_original_expiry_even_after_the_duration_changed() {
+    // The original expiry is the one set at registration: after the Owner shortens
+    // devicesKeyDurationDays to 7, disabling and re-enabling a node registered under 180 days
+    // gives back registration + 180 d, the expiry it had and would still have had without the
+    // toggle (a settings change applies to new authentications only).
+    let original = at(10 + 180 * DAY);
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .at(10)
+        .registered("kA", 1, "n1")
+        .command(admin(
+            OWNER,
+            AdminOp::ChangeSettings {
+                devices_approval_on: None,
+                devices_key_duration_days: Some(KeyDurationDays::new(7).expect("1..=180")),
+            },
+        ));
+    assert_eq!(live_node(g.state(), "n1").expires, Some(original));
+    g.at(100)
+        .command(admin(ALICE, set_key_expiry("n1", true)))
+        .at(200)
+        .when(admin(ALICE, set_key_expiry("n1", false)))
+        .then_events(|e| assert_eq!(one::<NodeKeyExpirySet>(e).expires, Some(original)));
+}
+
+#[test]
+fn r14_reenabling_a_tagged_nodes_expiry_counts_from_its_registration() {
+    // A tagged node never had an expiry; re-enabling gives it registration + the tailnet's
+    // duration (the expiry an untagged registration would have set), not now + duration.
+    admins()
+        .key(ALICE, "kT", KeyOpts::reusable().tags(&["tag:srv"]))
+        .at(10)
+        .registered("kT", 1, "n1")
+        .at(1000)
+        .when(admin(ALICE, set_key_expiry("n1", false)))
+        .then_events(|e| {
+            let s = one::<NodeKeyExpirySet>(e);
+            assert!(!s.key_expiry_disabled);
+            assert_eq!(s.expires, Some(at(10 + 180 * DAY)));
+        });
+}
+
+#[test]
+fn r14_expire_node_expires_it_now() {
+    // ExpireNode writes NodeExpired{expiredAt: now}; the node is expired with that expiry;
+    // expiring it again writes nothing; re-authenticating it gives a fresh expiry.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .at(500)
+        .when(admin(ALICE, expire("n1")))
+        .then_events(|e| {
+            assert_eq!(
+                one::<NodeExpired>(e),
+                &NodeExpired {
+                    node_id: nid("n1"),
+                    expired_at: at(500)
+                }
+            );
+        })
+        .and();
+    let n = live_node(g.state(), "n1");
+    assert!(n.expired);
+    assert_eq!(n.expires, Some(at(500)));
+    let g = g
+        .when(admin(ALICE, expire("n1")))
+        .then_no_events()
+        .and()
+        .at(600)
+        .when(register("kA", 1, "n2"))
+        .then_types(&[E::NodeReauthenticated, E::KeyUsed])
+        .and();
+    let n = live_node(g.state(), "n1");
+    assert!(!n.expired);
+    assert_eq!(n.expires, Some(at(600 + 180 * DAY)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// R15 tags and key expiry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r15_set_tags_does_not_change_key_expiry() {
+    // Tagging an untagged node keeps its expiry enabled and unchanged; untagging a tagged node
+    // keeps its expiry disabled. SetTags writes only TagsChanged.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .key(ALICE, "kT", KeyOpts::reusable().tags(&["tag:srv"]))
+        .registered("kA", 1, "n1")
+        .registered("kT", 2, "n2");
+    let before = live_node(g.state(), "n1").expires;
+    let g = g
+        .at(50)
+        .when(admin(ALICE, set_tags("n1", &["tag:web"])))
+        .then_events(|e| {
+            assert_eq!(types(e), [E::TagsChanged]);
+            let c = one::<TagsChanged>(e);
+            assert!(c.previous_tags.is_empty());
+            assert_eq!(tag_names(&c.tags), ["tag:web"]);
+        })
+        .and()
+        .command(admin(ALICE, set_tags("n2", &[])));
+    let n1 = live_node(g.state(), "n1");
+    assert!(!n1.key_expiry_disabled);
+    assert_eq!(n1.expires, before);
+    let n2 = live_node(g.state(), "n2");
+    assert!(n2.tags.is_empty());
+    assert!(n2.key_expiry_disabled);
+    assert_eq!(n2.expires, None);
+    g.when(admin(ALICE, set_tags("n1", &["tag:web"])))
+        .then_no_events();
+}
+
+#[test]
+fn r15_reauthenticating_with_a_tagged_key_disables_key_expiry() {
+    // An untagged node with expiry enabled, re-authenticated with a tagged key, is tagged with
+    // expiry disabled.
+    admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .key(ALICE, "kT", KeyOpts::reusable().tags(&["tag:srv"]))
+        .registered("kA", 1, "n1")
+        .when(register("kT", 1, "n2"))
+        .then_events(|e| {
+            let r = one::<NodeReauthenticated>(e);
+            assert_eq!(r.node_id, nid("n1"));
+            assert!(r.key_expiry_disabled);
+            assert_eq!(r.expires, None);
+            assert_eq!(tag_names(&r.tags), ["tag:srv"]);
+        });
+}
+
+#[test]
+fn r15_a_tagged_node_reauthenticating_keeps_expiry_disabled() {
+    // A tagged node re-authenticating with its tagged key stays disabled, even if an admin had
+    // re-enabled its expiry in between.
+    admins()
+        .key(ALICE, "kT", KeyOpts::reusable().tags(&["tag:srv"]))
+        .registered("kT", 1, "n1")
+        .at(100)
+        .when(register("kT", 1, "n2"))
+        .then_events(|e| {
+            let r = one::<NodeReauthenticated>(e);
+            assert!(r.key_expiry_disabled);
+            assert_eq!(r.expires, None);
+        })
+        .and()
+        .command(admin(ALICE, set_key_expiry("n1", false)))
+        .at(200)
+        .when(register("kT", 1, "n3"))
+        .then_events(|e| {
+            let r = one::<NodeReauthenticated>(e);
+            assert!(r.key_expiry_disabled);
+            assert_eq!(r.expires, None);
+        });
+}
+
+#[test]
+fn r15_reregistering_with_a_tagged_reusable_key_applies_the_keys_tags() {
+    // A node whose tags an admin changed takes the key's tags again when it re-authenticates
+    // with a tagged reusable key.
+    let g = admins()
+        .key(ALICE, "kT", KeyOpts::reusable().tags(&["tag:ci"]))
+        .registered("kT", 1, "n1")
+        .command(admin(ALICE, set_tags("n1", &["tag:other"])))
+        .when(register("kT", 1, "n2"))
+        .then_events(|e| assert_eq!(tag_names(&one::<NodeReauthenticated>(e).tags), ["tag:ci"]))
+        .and();
+    assert_eq!(tag_names(&live_node(g.state(), "n1").tags), ["tag:ci"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// R16 node keys
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn r16_same_node_key_reauthenticates_the_same_node() {
+    // Registering again with the same node key writes NodeReauthenticated + KeyUsed for the
+    // same node id (the offered new id is not used); there is still one node.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .when(register("kA", 1, "n2"))
+        .then_types(&[E::NodeReauthenticated, E::KeyUsed])
+        .then_events(|e| {
+            assert_eq!(one::<NodeReauthenticated>(e).node_id, nid("n1"));
+            assert_eq!(one::<KeyUsed>(e).node_id, nid("n1"));
+        })
+        .and();
+    assert_eq!(g.state().tailnets[&t1()].nodes.len(), 1);
+    assert!(node_in(g.state(), "n2").is_none());
+}
+
+#[test]
+fn r16_new_node_key_is_a_new_node() {
+    // A different node key is a different node, even with the same key and host.
+    admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .when(register("kA", 2, "n2"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed])
+        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).node_id, nid("n2")));
+}
+
+#[test]
+fn r16_a_deleted_nodes_node_key_registers_a_new_node() {
+    // After a node is deleted, its node key registers as a new node with a new id.
+    admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .command(admin(ALICE, delete("n1")))
+        .when(register("kA", 1, "n2"))
+        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).node_id, nid("n2")));
+}
+
+#[test]
+fn r16_same_node_key_is_one_node_under_contention() {
+    // Eight registrars present the same node key with a reusable key at once through the real
+    // log: one NodeRegistered, seven NodeReauthenticated, all of the same node.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    append(&log, admin(OWNER, generate("kA", &KeyOpts::reusable()))).expect("generate");
+
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (1..=8u64)
+            .map(|i| {
+                let log = log.clone();
+                s.spawn(move || append(&log, register("kA", 1, &format!("n{i}"))))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic").expect("accepted"))
+            .collect()
+    });
+    let events: Vec<_> = results
+        .iter()
+        .flat_map(|c| c.envelopes.iter().map(|e| e.event.clone()))
+        .collect();
+    let registered = all::<NodeRegistered>(&events);
+    assert_eq!(registered.len(), 1);
+    let node = registered[0].node_id.clone();
+    let reauth = all::<NodeReauthenticated>(&events);
+    assert_eq!(reauth.len(), 7);
+    assert!(reauth.iter().all(|r| r.node_id == node));
+    log.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals write nothing
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rejections_write_nothing_to_the_log() {
+    // Every kind of refusal (Forbidden, NotFound, Conflict, InvalidKey) comes back from the real
+    // log as AppendError::Rejected and leaves the head where it was (SPEC: "Nothing is written
+    // for any of these"; R08's "nothing is written").
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    append(&log, admin(OWNER, add_user("uMember", Role::Member))).expect("add user");
+    append(
+        &log,
+        admin(OWNER, generate("kA", &KeyOpts::one_off().expiry_secs(60))),
+    )
+    .expect("generate");
+    let head = log.head();
+    clock.advance_ms(61_000);
+    let refused = [
+        (
+            admin("uMember", generate("kB", &KeyOpts::one_off())),
+            "forbidden",
+        ),
+        (admin(OWNER, revoke("kNope")), "not_found"),
+        (admin(OWNER, change_role(OWNER, Role::Member)), "conflict"),
+        (
+            admin(OWNER, generate("kA", &KeyOpts::one_off())),
+            "conflict",
+        ),
+        (register("kA", 1, "n1"), "invalid_key"),
+        (register("kNope", 1, "n1"), "invalid_key"),
+    ];
+    for (cmd, code) in refused {
+        match append(&log, cmd) {
+            Err(AppendError::Rejected(r)) => assert_eq!(r.code(), code),
+            other => panic!("expected a {code} rejection, got {other:?}"),
+        }
+        assert_eq!(log.head(), head);
+    }
+    log.close();
+}
