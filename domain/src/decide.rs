@@ -397,9 +397,11 @@ fn decide_admin(
             require(role.may_manage_keys(), "revoke auth keys")?;
             // R09: another user's key is exactly as unknown as a missing one. R12: so is a key
             // already revoked.
+            // R01: a used one-off key already counts as revoked.
             t.keys
                 .get(key_id)
                 .filter(|k| k.user_id == *actor && k.revoked.is_none())
+                .filter(|k| k.reusable || k.uses == 0)
                 .ok_or_else(|| Rejection::NotFound(format!("key {key_id} not found")))?;
             Ok(vec![any(KeyRevoked {
                 key_id: key_id.clone(),

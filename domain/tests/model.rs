@@ -375,7 +375,11 @@ fn run(ops: &[Op]) {
                 let id = k.map_or("kUnknown".to_owned(), |i| model.keys[i].id.clone());
                 let expect = match k {
                     _ if !may_manage(*by) => Expect::Rejected("forbidden"),
-                    Some(i) if model.keys[i].user == uid(USERS[*by]) && !model.keys[i].revoked => {
+                    Some(i)
+                        if model.keys[i].user == uid(USERS[*by])
+                            && !model.keys[i].revoked
+                            && (model.keys[i].reusable || model.keys[i].uses == 0) =>
+                    {
                         model.keys[i].revoked = true;
                         Expect::Accepted(vec![E::KeyRevoked], None)
                     }

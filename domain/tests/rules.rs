@@ -920,6 +920,17 @@ fn r12_revoking_twice_answers_not_found_the_second_time() {
         .then_rejected(Rejection::InvalidKey);
 }
 
+#[test]
+fn r12_a_used_one_off_key_already_counts_as_revoked() {
+    // R01 says a used one-off key counts as revoked, so revoking it answers NotFound like a
+    // second revoke, and writes nothing.
+    admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .registered("kA", 1, "n1")
+        .when(admin(ALICE, revoke("kA")))
+        .then_rejected_code("not_found");
+}
+
 // ---------------------------------------------------------------------------------------------
 // R13 an expired key's nodes stay
 // ---------------------------------------------------------------------------------------------
