@@ -5,6 +5,8 @@
 //! - [`command`]: every [`Command`] and the [`Rejection`]s.
 //! - [`decide()`]: the rules R01–R16; the only place a command is refused.
 //! - [`secret`]: the text form, checksum and keyed hash of auth keys and API tokens (R10).
+//! - [`wire`]: the NATS command contract: request and reply DTOs, their parsing into the domain's
+//!   types (naming the bad field), and the `Device` and `Key` views built from [`State`].
 //!
 //! Invariant: no IO, no clock, no randomness. `now`, new ids and secret hashes come in with the
 //! command; the same state and command always give the same decision.
@@ -13,6 +15,7 @@ pub mod command;
 pub mod decide;
 pub mod secret;
 pub mod state;
+pub mod wire;
 
 pub use command::{AdminOp, Command, KeyRequest, NewToken, Rejection};
 pub use decide::decide;

@@ -1,5 +1,6 @@
-//! JSON Schemas (draft 2020-12) of everything authkeys writes to its log, generated from the Rust
-//! types of `authkeys-events` so that they cannot say something the types do not.
+//! JSON Schemas (draft 2020-12) of everything authkeys writes to its log and of the NATS commands,
+//! generated from the Rust types of `authkeys-events` and `authkeys_domain::wire` so that they
+//! cannot say something the types do not.
 //!
 //! - [`documents`]: the list of every schema file, with its path under `schemas/`. The
 //!   `gen-schemas` binary writes exactly these; the drift test compares them byte for byte.
@@ -7,6 +8,10 @@
 //!   `data`, `type` and `version` pinned) and the generic envelope.
 //! - [`text`]: the one spelling of a document on disk: pretty JSON, keys in a fixed order,
 //!   trailing newline, whatever `serde_json` features the build happens to have.
+//!
+//! Command request schemas (`commands/<Type>Request.schema.json`) use the *deserialize* contract:
+//! they describe what the service accepts. Reply schemas (`commands/<Type>ReplyOrError.schema.json`:
+//! the subject's `{ok: true, …}` or `{ok: false, error}`) use the serialize contract, like events.
 //!
 //! Event schemas use schemars' *serialize* contract: they describe the canonical bytes authkeys
 //! writes. Where a reader is more lenient than the writer (a `Timestamp` with an offset, `Tags`
@@ -17,6 +22,12 @@
 pub mod events;
 pub mod text;
 
+use authkeys_domain::wire::{
+    AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest, DeletedReply,
+    DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
+    NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
+    SetTagsRequest, SettingsReply, TokenReply, UserReply,
+};
 use authkeys_events::EventType;
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -52,8 +63,25 @@ pub fn documents() -> Vec<Document> {
         path: event_schema_path(ty),
         schema: events::event_schema(ty),
     }));
-    // Commands go under `commands/`, one line each, e.g.:
-    // docs.push(command_document::<GenerateKey>());
+    // Commands go under `commands/`, one line each.
+    docs.push(command_document::<RegisterRequest>());
+    docs.push(command_document::<NodeStatusRequest>());
+    docs.push(command_document::<GenerateKeyRequest>());
+    docs.push(command_document::<RevokeKeyRequest>());
+    docs.push(command_document::<AddUserRequest>());
+    docs.push(command_document::<IssueTokenRequest>());
+    docs.push(command_document::<SetTagsRequest>());
+    docs.push(command_document::<SetKeyExpiryRequest>());
+    docs.push(command_document::<ExpireNodeRequest>());
+    docs.push(command_document::<AuthorizeNodeRequest>());
+    docs.push(command_document::<DeleteNodeRequest>());
+    docs.push(command_document::<ChangeSettingsRequest>());
+    docs.push(reply_document::<Reply<DeviceReply>>());
+    docs.push(reply_document::<Reply<KeyReply>>());
+    docs.push(reply_document::<Reply<UserReply>>());
+    docs.push(reply_document::<Reply<TokenReply>>());
+    docs.push(reply_document::<Reply<DeletedReply>>());
+    docs.push(reply_document::<Reply<SettingsReply>>());
     docs
 }
 
@@ -76,6 +104,19 @@ pub fn command_document<T: JsonSchema>() -> Document {
     }
 }
 
+/// The standalone schema of a command reply type `T`, at `commands/<name>.schema.json`. Replies
+/// are output, so this describes what the service *writes* (schemars' serialize contract).
+pub fn reply_document<T: JsonSchema>() -> Document {
+    Document {
+        path: format!("commands/{}.schema.json", T::schema_name()),
+        schema: root_schema_for::<T>(Contract::Serialize),
+    }
+}
+
+/// Where the golden examples of commands live under `schemas/`: `<Title>[.<variant>].json`
+/// validates against `commands/<Title>.schema.json`.
+pub const COMMAND_EXAMPLES_DIR: &str = "examples/commands";
+
 /// A generator for draft 2020-12 under the given contract.
 pub(crate) fn generator(contract: Contract) -> SchemaGenerator {
     SchemaSettings::draft2020_12()
@@ -96,18 +137,19 @@ pub fn root_schema_for<T: JsonSchema>(contract: Contract) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authkeys_events::TailnetSettings;
 
     #[test]
     fn command_documents_are_standalone_roots() {
-        // Commands do not exist yet; any catalogue struct stands in to prove the one-line path
-        // produces a rooted, titled 2020-12 document.
-        let doc = command_document::<TailnetSettings>();
-        assert_eq!(doc.path, "commands/TailnetSettings.schema.json");
+        // The one-line path produces a rooted, titled 2020-12 document for a request and a reply.
+        let doc = command_document::<RegisterRequest>();
+        assert_eq!(doc.path, "commands/RegisterRequest.schema.json");
         assert_eq!(doc.schema["$schema"], DRAFT_2020_12);
-        assert_eq!(doc.schema["title"], "TailnetSettings");
+        assert_eq!(doc.schema["title"], "RegisterRequest");
         assert_eq!(doc.schema["additionalProperties"], false);
         assert!(doc.to_text().ends_with("}\n"));
+        let reply = reply_document::<Reply<DeviceReply>>();
+        assert_eq!(reply.path, "commands/DeviceReplyOrError.schema.json");
+        assert_eq!(reply.schema["title"], "DeviceReplyOrError");
     }
 
     #[test]
@@ -117,6 +159,11 @@ mod tests {
             let path = event_schema_path(ty);
             assert_eq!(docs.iter().filter(|d| d.path == path).count(), 1, "{path}");
         }
-        assert_eq!(docs.len(), EventType::ALL.len() + 1);
+        let commands = docs
+            .iter()
+            .filter(|d| d.path.starts_with("commands/"))
+            .count();
+        assert_eq!(commands, 18, "12 requests and 6 replies");
+        assert_eq!(docs.len(), EventType::ALL.len() + 1 + commands);
     }
 }

@@ -1,2 +1,294 @@
-//! The `authkeys` binary (being written).
-fn main() {}
+//! `authkeys`: the command-line entry of every role (SPEC §5).
+//!
+//! - `authkeys admin bootstrap --data DIR --tailnet NAME --owner LOGIN`: creates a tailnet and its
+//!   Owner offline; prints only the Owner's API token on stdout (what was made goes to stderr).
+//! - `authkeys command --data DIR --nats URL`: the command service with its relay and
+//!   `authkeys.log.read`; SIGTERM or SIGINT shuts it down gracefully.
+//! - `authkeys register --nats URL --authkey KEY --hostname H [--node-key K] [--os OS]
+//!   [--request-id ID]`: a registrar client; prints the device JSON, or `error: <code>: <message>`
+//!   on stderr and exits 1 when refused (2 when the request could not be made).
+//!
+//! Every flag can also be set with an `AUTHKEYS_*` environment variable (shown in `--help`);
+//! logs go to stderr, filtered by `RUST_LOG` (default `info` for the service, `warn` for the
+//! clients), as text or JSON (`--log-format`).
+//!
+//! Thin: flags become settings, the library does the work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use authkeys_domain::wire::{self, DeviceReply, RegisterRequest, Reply};
+use authkeys_services::command::app::{App, CommandSettings};
+use authkeys_services::command::bootstrap::bootstrap;
+use authkeys_services::command::{REGISTRAR_HEADER, RateLimitConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authkeys",
+    version,
+    about = "Pre-authentication keys, event-sourced."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "AUTHKEYS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Administration that works on the data dir directly.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCmd,
+    },
+    /// The command service: owns the log, answers commands over NATS, relays events.
+    Command(CommandArgs),
+    /// Register a node with an auth key, as a registrar does.
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCmd {
+    /// Create a tailnet and its Owner, offline; print the Owner's API token.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// The data dir of the command service (created if missing).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The tailnet's name, e.g. example.com.
+    #[arg(long, env = "AUTHKEYS_TAILNET")]
+    tailnet: String,
+    /// The Owner's login name.
+    #[arg(long, env = "AUTHKEYS_OWNER")]
+    owner: String,
+}
+
+#[derive(Debug, Args)]
+struct CommandArgs {
+    /// The data dir: log.redb, signing.key, hashing.key (created if missing).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Run without the relay to JetStream.
+    #[arg(long, env = "AUTHKEYS_NO_RELAY")]
+    no_relay: bool,
+    /// Failed registrations a registrar may make at once (0: no limit).
+    #[arg(long, env = "AUTHKEYS_REGISTRAR_FAILURES_BURST", default_value_t = RateLimitConfig::default().registrar_failures_burst)]
+    registrar_failures_burst: u32,
+    /// Failed registrations per minute a registrar may make after the burst.
+    #[arg(long, env = "AUTHKEYS_REGISTRAR_FAILURES_PER_MINUTE", default_value_t = RateLimitConfig::default().registrar_failures_per_minute)]
+    registrar_failures_per_minute: u32,
+    /// Failed registrations with one key id at once (0: no limit).
+    #[arg(long, env = "AUTHKEYS_KEY_FAILURES_BURST", default_value_t = RateLimitConfig::default().key_failures_burst)]
+    key_failures_burst: u32,
+    /// Failed registrations per minute with one key id after the burst.
+    #[arg(long, env = "AUTHKEYS_KEY_FAILURES_PER_MINUTE", default_value_t = RateLimitConfig::default().key_failures_per_minute)]
+    key_failures_per_minute: u32,
+}
+
+#[derive(Debug, Args)]
+struct RegisterArgs {
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The auth key, tskey-auth-….
+    #[arg(long, env = "AUTHKEYS_AUTHKEY", hide_env_values = true)]
+    authkey: String,
+    /// The node's host name.
+    #[arg(long, env = "AUTHKEYS_HOSTNAME")]
+    hostname: String,
+    /// The node's key, nodekey: and 64 lowercase hex digits; a random one if absent.
+    #[arg(long, env = "AUTHKEYS_NODE_KEY")]
+    node_key: Option<String>,
+    /// The node's operating system.
+    #[arg(long, env = "AUTHKEYS_OS")]
+    os: Option<String>,
+    /// Idempotency key; a random one if absent. Retrying with the same id is safe.
+    #[arg(long, env = "AUTHKEYS_REQUEST_ID")]
+    request_id: Option<String>,
+    /// This registrar's name, sent in the Authkeys-Registrar header (rate limits, audit).
+    #[arg(long, env = "AUTHKEYS_REGISTRAR", default_value = "authkeys-cli")]
+    registrar: String,
+    /// How long to wait for the answer.
+    #[arg(long, env = "AUTHKEYS_TIMEOUT_MS", default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A client's stderr is for its answer; a service's for its story.
+    let default_filter = match cli.command {
+        Cmd::Command(_) => "info",
+        Cmd::Admin { .. } | Cmd::Register(_) => "warn",
+    };
+    init_logs(cli.log_format, default_filter);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Admin {
+                command: AdminCmd::Bootstrap(args),
+            } => run_bootstrap(args).await,
+            Cmd::Command(args) => run_command(args).await,
+            Cmd::Register(args) => run_register(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(format: LogFormat, default_filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run_bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let made = tokio::task::spawn_blocking(move || {
+        bootstrap(&args.data, &args.tailnet, &args.owner)
+            .map(|made| (made, args.tailnet, args.owner))
+    })
+    .await
+    .context("bootstrap")?;
+    match made {
+        Ok((made, tailnet, owner)) => {
+            eprintln!(
+                "created tailnet {tailnet} (id {}) with Owner {owner} (id {}); their API token \
+                 follows on stdout and is shown only now",
+                made.tailnet_id, made.owner_id
+            );
+            println!("{}", made.token.text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = CommandSettings::new(args.data, args.nats);
+    settings.command.rate_limits = RateLimitConfig {
+        registrar_failures_burst: args.registrar_failures_burst,
+        registrar_failures_per_minute: args.registrar_failures_per_minute,
+        key_failures_burst: args.key_failures_burst,
+        key_failures_per_minute: args.key_failures_per_minute,
+        ..RateLimitConfig::default()
+    };
+    if args.no_relay {
+        settings.relay = None;
+    }
+    let app = App::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+}
+
+async fn run_register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let node_key = match args.node_key {
+        Some(k) => k,
+        None => random_node_key()?,
+    };
+    let request_id = match args.request_id {
+        Some(id) => id,
+        None => authkeys_services::secrets::random_id('r')?,
+    };
+    let request = RegisterRequest {
+        request_id,
+        auth_key: args.authkey,
+        node_key,
+        hostname: args.hostname,
+        os: args.os,
+    };
+    let payload = serde_json::to_vec(&request).context("encode the request")?;
+    let client = async_nats::ConnectOptions::new()
+        .name("authkeys-register")
+        .request_timeout(Some(Duration::from_millis(args.timeout_ms)))
+        .connect(args.nats.as_str())
+        .await
+        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(REGISTRAR_HEADER, args.registrar.as_str());
+    let reply = client
+        .request_with_headers(wire::subject::REGISTER, headers, payload.into())
+        .await
+        .context("send the registration")?;
+    let reply: Reply<DeviceReply> =
+        serde_json::from_slice(&reply.payload).context("read the command service's reply")?;
+    let code = match reply {
+        Reply::Ok(ok) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ok.device).context("encode the device")?
+            );
+            ExitCode::SUCCESS
+        }
+        Reply::Err(e) => {
+            eprintln!("error: {}: {}", e.error.code, e.error.message);
+            ExitCode::from(1)
+        }
+    };
+    client.drain().await.ok();
+    Ok(code)
+}
+
+/// `nodekey:` and 64 random lowercase hex digits.
+fn random_node_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("nodekey:{}", hex::encode(bytes)))
+}

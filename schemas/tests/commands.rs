@@ -1,0 +1,221 @@
+//! The NATS command schemas under `schemas/commands/` and their golden examples under
+//! `schemas/examples/commands/`: each example satisfies its schema *and* the Rust type, byte for
+//! byte; request examples also pass the service's field validation; mutated copies are refused by
+//! both.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use authkeys_domain::secret::{self, SecretKind};
+use authkeys_domain::wire::{
+    self, AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
+    DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
+    NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
+    SetTagsRequest, SettingsReply, TokenReply, UserReply,
+};
+use authkeys_schemas::COMMAND_EXAMPLES_DIR;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Decodes as `T` the way the service does, runs `check` on it, and re-encodes it.
+fn through<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
+    let v: T = wire::decode(bytes).map_err(|e| e.to_string())?;
+    check(&v)?;
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
+}
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<(), String> {
+    r.map(drop).map_err(|e| e.to_string())
+}
+
+fn none<T>(_: &T) -> Result<(), String> {
+    Ok(())
+}
+
+/// The example through the Rust type of its schema's title: decoded, validated (requests) and
+/// re-encoded.
+fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match title {
+        "RegisterRequest" => through(bytes, |r: &RegisterRequest| {
+            let parsed = r.parse().map_err(|e| e.to_string())?;
+            // The example's key is a real one: form and checksum hold.
+            if !parsed.auth_key.is_well_formed() {
+                return Err("authKey is not a well-formed auth key".into());
+            }
+            Ok(())
+        }),
+        "NodeStatusRequest" => through(bytes, |r: &NodeStatusRequest| ok(r.parse())),
+        "GenerateKeyRequest" => through(bytes, |r: &GenerateKeyRequest| ok(r.parse())),
+        "RevokeKeyRequest" => through(bytes, |r: &RevokeKeyRequest| ok(r.parse())),
+        "AddUserRequest" => through(bytes, |r: &AddUserRequest| ok(r.parse())),
+        "IssueTokenRequest" => through(bytes, |r: &IssueTokenRequest| ok(r.parse())),
+        "SetTagsRequest" => through(bytes, |r: &SetTagsRequest| ok(r.parse())),
+        "SetKeyExpiryRequest" => through(bytes, |r: &SetKeyExpiryRequest| ok(r.parse())),
+        "ExpireNodeRequest" => through(bytes, |r: &ExpireNodeRequest| ok(r.parse())),
+        "AuthorizeNodeRequest" => through(bytes, |r: &AuthorizeNodeRequest| ok(r.parse())),
+        "DeleteNodeRequest" => through(bytes, |r: &DeleteNodeRequest| ok(r.parse())),
+        "ChangeSettingsRequest" => through(bytes, |r: &ChangeSettingsRequest| ok(r.parse())),
+        "DeviceReplyOrError" => through(bytes, none::<Reply<DeviceReply>>),
+        "KeyReplyOrError" => through(bytes, |r: &Reply<KeyReply>| match r {
+            Reply::Ok(k) => match &k.key.key {
+                Some(text) => ok(secret::parse(SecretKind::Auth, text)),
+                None => Ok(()),
+            },
+            Reply::Err(_) => Ok(()),
+        }),
+        "UserReplyOrError" => through(bytes, |r: &Reply<UserReply>| match r {
+            Reply::Ok(u) => ok(secret::parse(SecretKind::Api, &u.api_key)),
+            Reply::Err(_) => Ok(()),
+        }),
+        "TokenReplyOrError" => through(bytes, |r: &Reply<TokenReply>| match r {
+            Reply::Ok(t) => ok(secret::parse(SecretKind::Api, &t.api_key)),
+            Reply::Err(_) => Ok(()),
+        }),
+        "DeletedReplyOrError" => through(bytes, none::<Reply<DeletedReply>>),
+        "SettingsReplyOrError" => through(bytes, none::<Reply<SettingsReply>>),
+        other => Err(format!("no Rust type for {other}")),
+    }
+}
+
+/// `(file name, title, bytes)` of every command example.
+fn examples() -> Vec<(String, String, Vec<u8>)> {
+    common::file_names(COMMAND_EXAMPLES_DIR, ".json")
+        .into_iter()
+        .map(|name| {
+            let title = name
+                .split('.')
+                .next()
+                .expect("split yields at least one piece")
+                .to_owned();
+            let bytes = common::read(&format!("{COMMAND_EXAMPLES_DIR}/{name}"));
+            (name, title, bytes)
+        })
+        .collect()
+}
+
+fn schema_path(title: &str) -> String {
+    format!("commands/{title}.schema.json")
+}
+
+#[test]
+fn c01_every_command_document_has_an_example_and_every_example_a_document() {
+    // Examples are named `<Title>[.<variant>].json`; each title is a command document, and each
+    // command document has at least one example.
+    let documents: BTreeSet<String> = authkeys_schemas::documents()
+        .into_iter()
+        .filter(|d| d.path.starts_with("commands/"))
+        .map(|d| d.path)
+        .collect();
+    let titles: BTreeSet<String> = examples()
+        .into_iter()
+        .map(|(_, title, _)| schema_path(&title))
+        .collect();
+    assert_eq!(titles, documents);
+}
+
+#[test]
+fn c02_examples_validate_against_their_schema() {
+    // Every example passes its schema with `format` checked.
+    for (name, title, bytes) in examples() {
+        let json: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let validator = common::validator(&common::read_json(&schema_path(&title)));
+        let errors = common::errors(&validator, &json);
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+}
+
+#[test]
+fn c03_examples_round_trip_through_the_rust_types_byte_for_byte() {
+    // Each file is exactly the Rust type's encoding of what it decodes to, plus one newline; request
+    // examples pass every field check of `parse`, and the secrets shown are well-formed.
+    for (name, title, bytes) in examples() {
+        let json = bytes
+            .strip_suffix(b"\n")
+            .unwrap_or_else(|| panic!("{name}: the file must end in one newline"));
+        let again = round_trip(&title, json).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            again == json,
+            "{name}: re-serializes differently:\n file: {}\n rust: {}",
+            String::from_utf8_lossy(json),
+            String::from_utf8_lossy(&again)
+        );
+    }
+}
+
+#[test]
+fn c04_mutated_examples_are_refused_by_the_schema_and_the_rust_type() {
+    // Non-vacuity: each mutation is refused by the schema (at the given place) and by the Rust
+    // side (decode or field validation).
+    type Mutate = fn(&mut Value);
+    let cases: &[(&str, Mutate, &str)] = &[
+        (
+            "RegisterRequest.json",
+            |v| v["nodeKey"] = json!("nodekey:AB"),
+            "/nodeKey",
+        ),
+        ("RegisterRequest.json", |v| v["extra"] = json!(1), ""),
+        (
+            "RegisterRequest.json",
+            |v| {
+                v.as_object_mut().expect("object").remove("hostname");
+            },
+            "",
+        ),
+        (
+            "GenerateKeyRequest.json",
+            |v| v["expirySeconds"] = json!(7_776_001),
+            "/expirySeconds",
+        ),
+        (
+            "GenerateKeyRequest.json",
+            |v| {
+                v["capabilities"]["devices"]["create"]["tags"] = json!(["Tag:x"]);
+            },
+            "/capabilities/devices/create/tags/0",
+        ),
+        (
+            "AddUserRequest.json",
+            |v| v["role"] = json!("root"),
+            "/role",
+        ),
+        (
+            "ChangeSettingsRequest.json",
+            |v| v["devicesKeyDurationDays"] = json!(0),
+            "/devicesKeyDurationDays",
+        ),
+        (
+            "SetTagsRequest.json",
+            |v| v["nodeId"] = json!("k123"),
+            "/nodeId",
+        ),
+        ("DeviceReplyOrError.json", |v| v["ok"] = json!(false), ""),
+        (
+            "DeviceReplyOrError.invalid_key.json",
+            |v| v["error"]["code"] = json!("teapot"),
+            "",
+        ),
+    ];
+    for (name, mutate, at) in cases {
+        let title = name.split('.').next().expect("a title");
+        let mut v = common::read_json(&format!("{COMMAND_EXAMPLES_DIR}/{name}"));
+        let before = v.clone();
+        mutate(&mut v);
+        assert_ne!(v, before, "{name}: the mutation changed nothing");
+        let validator = common::validator(&common::read_json(&schema_path(title)));
+        let errors = common::errors(&validator, &v);
+        assert!(
+            errors.iter().any(|(path, _)| path == at),
+            "{name}: schema did not refuse at {at:?}: {errors:?}"
+        );
+        let bytes = serde_json::to_vec(&v).expect("serializes");
+        assert!(
+            round_trip(title, &bytes).is_err(),
+            "{name}: the Rust side accepted {v}"
+        );
+    }
+}
