@@ -11,7 +11,7 @@ use authkeys_log::{Decision, Expected, Proposed};
 use subtle::ConstantTimeEq;
 
 use crate::command::{AdminOp, Command, KeyRequest, NewToken, Rejection};
-use crate::state::{Node, State, Tailnet, User, default_settings};
+use crate::state::{Node, State, Tailnet, User, default_settings, machine_base};
 
 /// The lock-out reason of a node registered with an unsigned key under tailnet lock (R04).
 pub const LOCKED_OUT: &str =
@@ -223,25 +223,16 @@ fn authenticate_key<'s>(
     }
 }
 
-/// A unique machine name from a host name: lowercase letters, digits and `-`, with `-N` added
-/// when taken.
+/// A unique machine name from a host name: [`machine_base`], with `-N` added when taken. The
+/// search starts after the suffixes already handed out for that base, so registering many nodes
+/// with one host name (CI runners) stays constant-time per node.
 fn machine_name(t: &Tailnet, hostname: &str) -> String {
-    let mut base: String = hostname
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>()
-        .trim_matches('-')
-        .chars()
-        .take(63)
-        .collect();
-    if base.is_empty() {
-        base = "node".into();
-    }
+    let base = machine_base(hostname);
     if !t.names.contains_key(&base) {
         return base;
     }
-    (1u64..)
+    let first = t.name_next.get(&base).copied().unwrap_or(1).max(1);
+    (first..)
         .map(|n| format!("{base}-{n}"))
         .find(|name| !t.names.contains_key(name))
         .expect("some suffix is free")

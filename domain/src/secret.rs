@@ -46,12 +46,21 @@ pub enum SecretError {
 }
 
 /// A presented secret that passed the format and checksum test.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Presented {
     /// The public id part.
     pub id: String,
     /// The secret part (without checksum). Never log it.
     secret: String,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Presented {
@@ -164,6 +173,7 @@ mod tests {
         assert_eq!(p.hash(&HK), issued.secret_hash);
         assert_ne!(p.hash(&[1; 32]), issued.secret_hash, "the hash is keyed");
         assert!(!format!("{issued:?}").contains(&issued.text));
+        assert!(!format!("{p:?}").contains(&issued.text[issued.text.len() - 49..]));
     }
 
     #[test]

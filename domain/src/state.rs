@@ -45,6 +45,9 @@ pub struct Tailnet {
     pub nodes: HashMap<NodeId, Node>,
     /// Machine names in use, for uniqueness.
     pub names: HashMap<String, NodeId>,
+    /// Per machine-name base, how many nodes registered with it: where the search for a free
+    /// `-N` suffix starts.
+    pub name_next: HashMap<String, u64>,
 }
 
 /// A user and their role.
@@ -185,6 +188,7 @@ impl State {
                         keys: HashMap::new(),
                         nodes: HashMap::new(),
                         names: HashMap::new(),
+                        name_next: HashMap::new(),
                     },
                 );
             }
@@ -294,6 +298,9 @@ impl State {
                     .insert(e.node_key.clone(), (tid.clone(), e.node_id.clone()));
                 if let Some(t) = self.tailnet_mut(tid) {
                     t.names.insert(e.name.clone(), e.node_id.clone());
+                    *t.name_next
+                        .entry(machine_base(e.hostname.as_str()))
+                        .or_default() += 1;
                     t.nodes.insert(
                         e.node_id.clone(),
                         Node {
@@ -399,6 +406,21 @@ impl authkeys_log::Aggregate for State {
     fn apply(&mut self, env: &Envelope) {
         State::apply(self, env);
     }
+}
+
+/// The machine-name base of a host name: lowercase letters, digits and `-`, at most 63
+/// characters, `node` if nothing is left.
+pub fn machine_base(hostname: &str) -> String {
+    let base: String = hostname
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(63)
+        .collect();
+    if base.is_empty() { "node".into() } else { base }
 }
 
 /// The default settings of a new tailnet.

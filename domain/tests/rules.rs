@@ -1328,3 +1328,26 @@ fn rejections_write_nothing_to_the_log() {
     }
     log.close();
 }
+
+#[test]
+fn machine_names_stay_unique_when_many_nodes_share_a_host_name() {
+    // Proves the `-N` suffix search: nodes registering with the same host name (CI runners) get
+    // host, host-1, host-2, … and a new node after a deletion never takes a name in use.
+    let mut g = admins().key(ALICE, "kA", KeyOpts::reusable());
+    let mut names = Vec::new();
+    for i in 0..5u64 {
+        let mut cmd = register("kA", 100 + i, &format!("n{i}"));
+        if let authkeys_domain::Command::Register { hostname, .. } = &mut cmd {
+            *hostname = authkeys_events::Hostname::parse("Runner").expect("valid");
+        }
+        g = g.command(cmd);
+        names.push(live_node(g.state(), &format!("n{i}")).name.clone());
+    }
+    assert_eq!(
+        names,
+        ["runner", "runner-1", "runner-2", "runner-3", "runner-4"]
+    );
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 5);
+}
