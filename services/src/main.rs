@@ -2,6 +2,9 @@
 //!
 //! - `authkeys admin bootstrap --data DIR --tailnet NAME --owner LOGIN`: creates a tailnet and its
 //!   Owner offline; prints only the Owner's API token on stdout (what was made goes to stderr).
+//! - `authkeys admin create-key --data DIR --token TOKEN [--reusable] [--ephemeral]
+//!   [--preauthorized] [--tag TAG]… [--expiry-seconds N] [--description D]`: on the service's
+//!   host, generate an auth key as the token's user (over NATS); prints only the key on stdout.
 //! - `authkeys command --data DIR --nats URL`: the command service with its relay and
 //!   `authkeys.log.read`; SIGTERM or SIGINT shuts it down gracefully.
 //! - `authkeys register --nats URL --authkey KEY --hostname H [--node-key K] [--os OS]
@@ -63,6 +66,42 @@ enum Cmd {
 enum AdminCmd {
     /// Create a tailnet and its Owner, offline; print the Owner's API token.
     Bootstrap(BootstrapArgs),
+    /// Generate an auth key as the token's user, on the service's host; print the key.
+    CreateKey(CreateKeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateKeyArgs {
+    /// The command service's data dir (read-only here: the token is checked against its log).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// An API token, tskey-api-… (e.g. the one bootstrap printed).
+    #[arg(long, env = "AUTHKEYS_TOKEN", hide_env_values = true)]
+    token: String,
+    /// May register many nodes (R01); one-off otherwise.
+    #[arg(long)]
+    reusable: bool,
+    /// Registers ephemeral nodes (R02).
+    #[arg(long)]
+    ephemeral: bool,
+    /// Nodes are authorized at once under device approval (R03).
+    #[arg(long)]
+    preauthorized: bool,
+    /// An ACL tag, tag:name (R05); repeat for several.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Lifetime, 1 to 7776000 seconds (R08).
+    #[arg(long, default_value_t = 7_776_000)]
+    expiry_seconds: i64,
+    /// Free text: letters, digits, spaces and hyphens.
+    #[arg(long)]
+    description: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, env = "AUTHKEYS_TIMEOUT_MS", default_value_t = 10_000)]
+    timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +190,9 @@ fn main() -> ExitCode {
             Cmd::Admin {
                 command: AdminCmd::Bootstrap(args),
             } => run_bootstrap(args).await,
+            Cmd::Admin {
+                command: AdminCmd::CreateKey(args),
+            } => run_create_key(args).await,
             Cmd::Command(args) => run_command(args).await,
             Cmd::Register(args) => run_register(args).await,
         }
@@ -200,6 +242,73 @@ async fn run_bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
+    let data = args.data.clone();
+    let token = args.token.clone();
+    let owner = match tokio::task::spawn_blocking(move || {
+        authkeys_services::local_admin::authenticate(&data, &token)
+    })
+    .await
+    .context("check the token")?
+    {
+        Ok(owner) => owner,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let request = wire::GenerateKeyRequest {
+        command_id: authkeys_services::secrets::random_id('c')?,
+        tailnet: owner.tailnet.to_string(),
+        actor: owner.user_id.to_string(),
+        key_type: None,
+        description: args.description,
+        expiry_seconds: Some(args.expiry_seconds),
+        capabilities: wire::Capabilities {
+            devices: wire::DeviceCapabilities {
+                create: wire::CreateCapabilities {
+                    reusable: args.reusable,
+                    ephemeral: args.ephemeral,
+                    preauthorized: args.preauthorized,
+                    tags: Some(args.tags),
+                },
+            },
+        },
+    };
+    let client = async_nats::ConnectOptions::new()
+        .name("authkeys-admin")
+        .request_timeout(Some(Duration::from_millis(args.timeout_ms)))
+        .connect(args.nats.as_str())
+        .await
+        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let payload = serde_json::to_vec(&request).context("encode the request")?;
+    let reply = client
+        .request(wire::subject::GENERATE_KEY, payload.into())
+        .await
+        .context("send generate-key")?;
+    let reply: Reply<wire::KeyReply> =
+        serde_json::from_slice(&reply.payload).context("read the command service's reply")?;
+    let code = match reply {
+        Reply::Ok(ok) => {
+            let secret = ok.key.key.clone().unwrap_or_default();
+            let mut shown = ok.key;
+            shown.key = None;
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&shown).context("encode the key")?
+            );
+            println!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Reply::Err(e) => {
+            eprintln!("error: {}: {}", e.error.code, e.error.message);
+            ExitCode::from(1)
+        }
+    };
+    client.drain().await.ok();
+    Ok(code)
 }
 
 async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {

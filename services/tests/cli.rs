@@ -371,3 +371,73 @@ async fn r10_no_secret_is_stored_published_or_logged() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r07_cli_create_key_acts_as_the_tokens_user() -> anyhow::Result<()> {
+    // `authkeys admin create-key` on the service's host: the Owner's token (checked against the
+    // log, read-only, while the service writes it) generates a key as the Owner, printed alone on
+    // stdout, that registers a node; a wrong token is refused non-zero with nothing on stdout.
+    let svc = Service::start().await?;
+    // Wait until the service answers, so the key request does not race its start.
+    svc.generate_key("warm-up", true).await?;
+    let create = |token: &str| {
+        run(authkeys()
+            .args([
+                "admin",
+                "create-key",
+                "--nats",
+                &svc.nats.url(),
+                "--token",
+                token,
+            ])
+            .args([
+                "--reusable",
+                "--tag",
+                "tag:ci",
+                "--description",
+                "ci runners",
+            ])
+            .arg("--data")
+            .arg(svc.data.path()))
+    };
+    let out = create(&svc.owner_token)?;
+    ensure!(
+        out.status.success(),
+        "create-key failed: {}",
+        text(&out.stderr)
+    );
+    let key = text(&out.stdout).trim_end().to_owned();
+    ensure!(
+        secret::parse(SecretKind::Auth, &key).is_ok() && !key.contains('\n'),
+        "stdout is not exactly one auth key: {key:?}"
+    );
+    ensure!(
+        !text(&out.stderr).contains(&key),
+        "the key is printed on stdout only"
+    );
+    for host in ["runner", "runner"] {
+        let reg = svc.register(&key, host)?;
+        ensure!(reg.status.success(), "register: {}", text(&reg.stderr));
+        let device: Device = serde_json::from_slice(&reg.stdout)?;
+        ensure!(device.tags == ["tag:ci"] && device.key_expiry_disabled);
+    }
+
+    let mut wrong = svc.owner_token.clone();
+    wrong.pop();
+    wrong.push(if svc.owner_token.ends_with('a') {
+        'b'
+    } else {
+        'a'
+    });
+    for token in [wrong.as_str(), "tskey-api-nope", ""] {
+        let out = create(token)?;
+        ensure!(out.status.code() == Some(1), "{token:?}: {:?}", out.status);
+        ensure!(out.stdout.is_empty());
+        ensure!(
+            text(&out.stderr).contains("invalid, expired or revoked API token"),
+            "stderr: {}",
+            text(&out.stderr)
+        );
+    }
+    Ok(())
+}
