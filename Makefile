@@ -26,8 +26,6 @@ else
 endif
 export NATS_SERVER
 
-# Where `make run` keeps JetStream data (read by deploy/nats-server.conf).
-NATS_STORE_DIR ?= $(DATA_DIR)/nats
 
 CARGO_TEST := cargo test --workspace
 
@@ -38,7 +36,7 @@ help:
 	@echo "make test        cargo test --workspace, against that nats-server"
 	@echo "make check       fmt --check, clippy -D warnings, then the tests"
 	@echo "make bench       the log benchmarks (figures in BENCHMARKS.md)"
-	@echo "make run         nats-server with JetStream on 127.0.0.1:4222 (data in .data/nats)"
+	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make schemas     regenerate the JSON schemas under schemas/"
 	@echo "make fmt         cargo fmt --all"
 	@echo "make clean-data  delete .data/ (local JetStream store and other run data)"
@@ -81,12 +79,13 @@ check: tools
 
 bench: tools
 	cargo bench -p authkeys-log --bench log
+	cargo bench -p authkeys-services --bench register
 
-# For now only the message bus: the authkeys binary does not exist yet.
+# The system on loopback: nats-server with JetStream and the authkeys roles that exist so far
+# (deploy/run-local.sh). The first start bootstraps a tailnet; data stays in .data/.
 run: tools
-	@mkdir -p "$(NATS_STORE_DIR)"
-	@echo "up: nats-server with JetStream on nats://127.0.0.1:4222, monitoring http://127.0.0.1:8222, store $(NATS_STORE_DIR) (Ctrl-C stops it; authkeys itself is not started yet)"
-	NATS_STORE_DIR="$(NATS_STORE_DIR)" exec "$(NATS_SERVER)" -c "$(ROOT)/deploy/nats-server.conf"
+	cargo build -q -p authkeys-services --bin authkeys
+	DATA_DIR="$(DATA_DIR)" AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-local.sh"
 
 schemas:
 	cargo run -q -p authkeys-schemas --bin gen-schemas

@@ -136,12 +136,24 @@ impl App {
         drop(service);
 
         helpers.cancel();
+        // Every wait below is bounded: with NATS gone, flushing or draining would wait for a
+        // reconnect that may never come, and shutdown must still finish.
+        let wait_max = settings.command.drain_wait_max;
         for (what, task) in [("relay", relay_task), ("log read", log_read_task)] {
-            if let Some(task) = task {
-                match task.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "the {what} failed"),
-                    Err(e) => tracing::error!(error = %e, "the {what} task failed"),
+            if let Some(mut task) = task {
+                match tokio::time::timeout(wait_max, &mut task).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(e))) => {
+                        tracing::error!(error = format!("{e:#}"), "the {what} failed")
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "the {what} task failed"),
+                    Err(_) => {
+                        tracing::warn!(
+                            wait_ms = wait_max.as_millis(),
+                            "the {what} did not stop in time"
+                        );
+                        task.abort();
+                    }
                 }
             }
         }
@@ -149,10 +161,19 @@ impl App {
             .await
             .context("close the log")?;
         tracing::info!("log closed");
-        if let Err(e) = client.flush().await {
-            tracing::warn!(error = %e, "flush NATS");
+        match tokio::time::timeout(wait_max, async {
+            client.flush().await.ok();
+            client.drain().await
+        })
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "drain the NATS connection"),
+            Err(_) => tracing::warn!(
+                wait_ms = wait_max.as_millis(),
+                "NATS did not drain in time (unreachable?); every command was answered and logged"
+            ),
         }
-        client.drain().await.context("drain the NATS connection")?;
         served
     }
 }

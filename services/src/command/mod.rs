@@ -292,7 +292,11 @@ impl CommandService {
         while let Some(done) = tasks.join_next().await {
             report_task(done);
         }
-        client.flush().await.context("flush replies to NATS")?;
+        // Bounded: with NATS unreachable a flush would wait for a reconnect that may not come.
+        match tokio::time::timeout(self.ctx.config.drain_wait_max, client.flush()).await {
+            Ok(r) => r.context("flush replies to NATS")?,
+            Err(_) => tracing::warn!("replies not flushed in time: NATS unreachable"),
+        }
         tracing::info!("command service stopped: every request answered");
         Ok(())
     }
