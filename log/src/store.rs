@@ -48,15 +48,20 @@ impl StoredEvent {
         row
     }
 
-    /// Splits a stored row; `None` if it is too short to hold a hash.
-    pub(crate) fn decode_row(seq: Seq, row: &[u8]) -> Option<Self> {
+    /// Splits the stored row of key `seq`, refusing seq 0 and a row too short to hold a hash.
+    pub(crate) fn decode_row(seq: u64, row: &[u8]) -> Result<Self, LogError> {
+        let corrupt = |what: &str| LogError::Corrupt {
+            seq,
+            what: what.into(),
+        };
+        let s = Seq::new(seq).map_err(|_| corrupt("seq 0 stored"))?;
         if row.len() < 33 {
-            return None;
+            return Err(corrupt("row too short"));
         }
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&row[..32]);
-        Some(Self {
-            seq,
+        Ok(Self {
+            seq: s,
             hash: Hash(hash),
             body: row[32..].to_vec(),
         })
@@ -149,15 +154,7 @@ pub(crate) fn read_events(
                 what: format!("event {expected} is missing (next stored is {seq})"),
             });
         }
-        let s = Seq::new(seq).map_err(|_| LogError::Corrupt {
-            seq,
-            what: "seq 0 stored".into(),
-        })?;
-        let ev = StoredEvent::decode_row(s, v.value()).ok_or_else(|| LogError::Corrupt {
-            seq,
-            what: "row too short".into(),
-        })?;
-        out.push(ev);
+        out.push(StoredEvent::decode_row(seq, v.value())?);
     }
     Ok(out)
 }
@@ -176,15 +173,7 @@ pub(crate) fn read_head(txn: &redb::ReadTransaction) -> Result<(u64, Hash), LogE
         None => Ok((0, Hash::ZERO)),
         Some((k, v)) => {
             let seq = k.value();
-            let s = Seq::new(seq).map_err(|_| LogError::Corrupt {
-                seq,
-                what: "seq 0 stored".into(),
-            })?;
-            let ev = StoredEvent::decode_row(s, v.value()).ok_or_else(|| LogError::Corrupt {
-                seq,
-                what: "row too short".into(),
-            })?;
-            Ok((seq, ev.hash))
+            Ok((seq, StoredEvent::decode_row(seq, v.value())?.hash))
         }
     }
 }

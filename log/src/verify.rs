@@ -79,9 +79,8 @@ pub fn verify_txn(
                     format!("event {expected} is missing (next stored is {seq})"),
                 ));
             }
-            let s = Seq::new(seq).map_err(|_| corrupt(seq, "seq 0 stored"))?;
-            let ev = StoredEvent::decode_row(s, v.value())
-                .ok_or_else(|| corrupt(seq, "row too short"))?;
+            let ev = StoredEvent::decode_row(seq, v.value())?;
+            let s = ev.seq;
             let computed = chain_hash(&head.hash, s, &ev.body);
             if computed != ev.hash {
                 return Err(corrupt(seq, "hash does not match the stored bytes"));

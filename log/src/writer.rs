@@ -581,10 +581,7 @@ impl<S: Aggregate> Writer<S> {
                 .get(seq)
                 .ok()
                 .flatten()
-                .and_then(|v| {
-                    let s = Seq::new(seq).ok()?;
-                    StoredEvent::decode_row(s, v.value())
-                })
+                .and_then(|v| StoredEvent::decode_row(seq, v.value()).ok())
                 .and_then(|ev| ev.envelope().ok())
                 .ok_or_else(|| {
                     AppendError::Unavailable(format!(
