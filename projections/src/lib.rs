@@ -1,0 +1,28 @@
+//! The read side of authkeys: views built from the event log, and the workers that keep them.
+//!
+//! - [`views`]: pure views (keys page, machines, identity): `apply(&mut View, &Envelope)`, row
+//!   change tracking, loading from rows, and a state hash for convergence checks.
+//! - [`store`]: one redb file per view holding its rows and its checkpoint (last applied seq and
+//!   its hash), always written in the same transaction.
+//! - [`log_client`]: reads pages of the log over `authkeys.log.read`, checking the chain.
+//! - [`worker`]: consumes a durable JetStream pull consumer, skips redeliveries, backfills gaps
+//!   from the log, commits rows and checkpoint together, then acks; rebuilds from seq 1.
+//! - [`query`]: the views' NATS request/reply subjects, with bounded read-your-writes waits.
+//! - [`run_views`]: every view with its worker and query responders, for `authkeys project` and
+//!   `authkeys serve`.
+//!
+//! Invariant: views know nothing of NATS, redb or the clock; only `store`, `log_client`,
+//! `worker` and `query` do IO.
+
+pub mod config;
+pub mod fixtures;
+pub mod log_client;
+pub mod query;
+pub mod store;
+pub mod views;
+pub mod worker;
+
+pub use config::ProjectionConfig;
+pub use query::run_views;
+pub use views::{IdentityView, KeysView, MachinesView, View};
+pub use worker::{ViewHandle, Worker, rebuild_from_log};

@@ -1,0 +1,341 @@
+//! The identity view: what the HTTP gateway needs to authenticate and authorize a request —
+//! API tokens, users and their current roles, tailnets with their name and settings.
+//!
+//! Rows: `tailnet/<tailnet>` → [`TailnetRow`], `user/<tailnet>/<userId>` → [`UserRow`],
+//! `token/<tokenId>` → [`TokenRow`] (token ids are global: a token names no tailnet). A token's
+//! login name and role are joined from its user at query time, so a role change (R07) applies to
+//! every token of the user at once.
+
+use authkeys_domain::wire::{SettingsView, role_str};
+use authkeys_events::{
+    Envelope, Event, Hash, LoginName, Role, TailnetId, TailnetName, TailnetSettings, Timestamp,
+    UserId,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{RowChange, RowError, Table, View, key2, unknown_row};
+
+/// A tailnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetRow {
+    /// Display name.
+    pub name: TailnetName,
+    /// Current settings.
+    pub settings: TailnetSettings,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRow {
+    /// Login name.
+    pub login_name: LoginName,
+    /// Current role.
+    pub role: Role,
+}
+
+/// An API token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRow {
+    /// Its tailnet.
+    pub tailnet: TailnetId,
+    /// Whom it acts as.
+    pub user_id: UserId,
+    /// Keyed blake3 of its secret.
+    pub secret_hash: Hash,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Revoked.
+    pub revoked: bool,
+}
+
+/// A token as `authkeys.query.identity.token` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenInfo {
+    /// Public id.
+    pub token_id: String,
+    /// Its tailnet.
+    pub tailnet: String,
+    /// Whom it acts as.
+    pub user_id: String,
+    /// That user's login name (empty if the user is unknown).
+    pub login_name: String,
+    /// That user's current role, as the API spells it (empty if the user is unknown).
+    pub role: String,
+    /// Keyed blake3 of the secret, hex: the gateway compares the presented secret's hash.
+    pub secret_hash: Hash,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Revoked.
+    pub revoked: bool,
+}
+
+/// A tailnet as `authkeys.query.identity.tailnet` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetInfo {
+    /// Its id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Settings as the API shows them.
+    pub settings: SettingsView,
+}
+
+/// The identity view. See the module docs.
+#[derive(Debug, Clone)]
+pub struct IdentityView {
+    tailnets: Table<TailnetRow>,
+    users: Table<UserRow>,
+    tokens: Table<TokenRow>,
+}
+
+impl Default for IdentityView {
+    fn default() -> Self {
+        Self {
+            tailnets: Table::new("tailnet/"),
+            users: Table::new("user/"),
+            tokens: Table::new("token/"),
+        }
+    }
+}
+
+impl IdentityView {
+    /// The token `token_id`, with its user's login name and current role.
+    pub fn token(&self, token_id: &str) -> Option<TokenInfo> {
+        let t = self.tokens.get(token_id)?;
+        let user = self
+            .users
+            .get(&key2(t.tailnet.as_str(), t.user_id.as_str()));
+        Some(TokenInfo {
+            token_id: token_id.to_owned(),
+            tailnet: t.tailnet.to_string(),
+            user_id: t.user_id.to_string(),
+            login_name: user.map(|u| u.login_name.to_string()).unwrap_or_default(),
+            role: user
+                .map(|u| role_str(u.role).to_owned())
+                .unwrap_or_default(),
+            secret_hash: t.secret_hash,
+            expires: t.expires,
+            revoked: t.revoked,
+        })
+    }
+
+    /// The tailnet `tailnet`.
+    pub fn tailnet(&self, tailnet: &str) -> Option<TailnetInfo> {
+        let t = self.tailnets.get(tailnet)?;
+        Some(TailnetInfo {
+            id: tailnet.to_owned(),
+            name: t.name.to_string(),
+            settings: SettingsView {
+                devices_approval_on: t.settings.devices_approval_on,
+                devices_key_duration_days: t.settings.devices_key_duration_days.get(),
+            },
+        })
+    }
+
+    /// The user `user_id` of `tailnet`: login name and current role.
+    pub fn user(&self, tailnet: &str, user_id: &str) -> Option<&UserRow> {
+        self.users.get(&key2(tailnet, user_id))
+    }
+}
+
+impl View for IdentityView {
+    const NAME: &'static str = "identity";
+
+    fn apply(&mut self, env: &Envelope) {
+        let t = env.tailnet.as_str();
+        match &env.event {
+            Event::TailnetCreated(e) => {
+                self.tailnets.insert(
+                    t.to_owned(),
+                    TailnetRow {
+                        name: e.name.clone(),
+                        settings: e.settings.clone(),
+                    },
+                );
+            }
+            Event::TailnetSettingsChanged(e) => {
+                if let Some(row) = self.tailnets.get_mut(t) {
+                    let s = &mut row.settings;
+                    if let Some(v) = e.devices_approval_on {
+                        s.devices_approval_on = v;
+                    }
+                    if let Some(v) = e.devices_key_duration_days {
+                        s.devices_key_duration_days = v;
+                    }
+                    if let Some(v) = e.tailnet_lock_on {
+                        s.tailnet_lock_on = v;
+                    }
+                }
+            }
+            Event::UserAdded(e) => {
+                self.users.insert(
+                    key2(t, e.user_id.as_str()),
+                    UserRow {
+                        login_name: e.login_name.clone(),
+                        role: e.role,
+                    },
+                );
+            }
+            Event::UserRoleChanged(e) => {
+                if let Some(u) = self.users.get_mut(&key2(t, e.user_id.as_str())) {
+                    u.role = e.role;
+                }
+            }
+            Event::ApiTokenIssued(e) => {
+                self.tokens.insert(
+                    e.token_id.to_string(),
+                    TokenRow {
+                        tailnet: env.tailnet.clone(),
+                        user_id: e.user_id.clone(),
+                        secret_hash: e.secret_hash,
+                        expires: e.expires,
+                        revoked: false,
+                    },
+                );
+            }
+            Event::ApiTokenRevoked(e) => {
+                if let Some(tok) = self.tokens.get_mut(e.token_id.as_str())
+                    && tok.tailnet == env.tailnet
+                {
+                    tok.revoked = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn take_changes(&mut self) -> Vec<RowChange> {
+        let mut out = Vec::new();
+        self.tailnets.drain_changes(&mut out);
+        self.users.drain_changes(&mut out);
+        self.tokens.drain_changes(&mut out);
+        out
+    }
+
+    fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
+        if self.tailnets.load(key, value)?.is_some()
+            || self.users.load(key, value)?.is_some()
+            || self.tokens.load(key, value)?.is_some()
+        {
+            return Ok(());
+        }
+        Err(unknown_row(key))
+    }
+
+    fn for_each_row(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        self.tailnets.for_each(f);
+        self.tokens.for_each(f);
+        self.users.for_each(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use authkeys_events::{
+        ApiTokenIssued, ApiTokenRevoked, KeyDurationDays, TailnetCreated, TailnetSettingsChanged,
+        TokenId, UserAdded, UserRoleChanged,
+    };
+
+    use super::*;
+    use crate::views::test_support::{Given, at, round_trip};
+
+    #[test]
+    fn tokens_follow_their_users_role_and_revocation() {
+        let mut g = Given::new("T1");
+        let mut v = IdentityView::default();
+        let mut stored = BTreeMap::new();
+        let alice = UserId::parse("uAlice").expect("valid");
+        v.apply(&g.env(
+            0,
+            TailnetCreated {
+                name: TailnetName::parse("example.com").expect("valid"),
+                settings: TailnetSettings {
+                    devices_approval_on: false,
+                    devices_key_duration_days: KeyDurationDays::DEFAULT,
+                    tailnet_lock_on: false,
+                },
+            },
+        ));
+        v.apply(&g.env(
+            1,
+            UserAdded {
+                user_id: alice.clone(),
+                login_name: LoginName::parse("alice@example.com").expect("valid"),
+                role: Role::Owner,
+            },
+        ));
+        v.apply(&g.env(
+            2,
+            ApiTokenIssued {
+                token_id: TokenId::parse("tA").expect("valid"),
+                user_id: alice.clone(),
+                secret_hash: Hash([9; 32]),
+                expires: at(86_400),
+            },
+        ));
+        let mut v = round_trip(&mut v, &mut stored);
+        let t = v.token("tA").expect("issued");
+        assert_eq!(
+            (
+                t.tailnet.as_str(),
+                t.user_id.as_str(),
+                t.login_name.as_str(),
+                t.role.as_str()
+            ),
+            ("T1", "uAlice", "alice@example.com", "owner")
+        );
+        assert_eq!(
+            (t.secret_hash, t.expires, t.revoked),
+            (Hash([9; 32]), at(86_400), false)
+        );
+
+        v.apply(&g.env(
+            3,
+            UserRoleChanged {
+                user_id: alice,
+                previous_role: Role::Owner,
+                role: Role::ItAdmin,
+            },
+        ));
+        v.apply(&g.env(
+            4,
+            ApiTokenRevoked {
+                token_id: TokenId::parse("tA").expect("valid"),
+            },
+        ));
+        v.apply(&g.env(
+            5,
+            TailnetSettingsChanged {
+                devices_approval_on: Some(true),
+                devices_key_duration_days: Some(KeyDurationDays::new(30).expect("valid")),
+                tailnet_lock_on: None,
+            },
+        ));
+        let v = round_trip(&mut v, &mut stored);
+        let t = v.token("tA").expect("still known");
+        assert_eq!((t.role.as_str(), t.revoked), ("it-admin", true));
+        let tn = v.tailnet("T1").expect("created");
+        assert_eq!(tn.name, "example.com");
+        assert_eq!(
+            tn.settings,
+            SettingsView {
+                devices_approval_on: true,
+                devices_key_duration_days: 30
+            }
+        );
+        assert_eq!(v.token("tZ"), None);
+        assert_eq!(v.tailnet("T2"), None);
+        let json = serde_json::to_string(&t).expect("serializes");
+        assert!(
+            json.contains(r#""secretHash":"0909"#) && json.contains(r#""loginName""#),
+            "{json}"
+        );
+    }
+}

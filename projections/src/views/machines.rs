@@ -1,0 +1,416 @@
+//! The machines view: per tailnet, every live node with every field of the API's `Device`
+//! (SPEC §5). Deleted nodes leave it (R02, R11).
+//!
+//! Rows: `device/<tailnet>/<nodeId>` → [`DeviceRow`], and `user/<tailnet>/<userId>` →
+//! [`UserRow`] for the `user` field (a login name), joined at query time so that the order in
+//! which a user and their nodes arrive does not matter.
+
+use authkeys_domain::wire::{Device, NEVER_EXPIRES};
+use authkeys_events::{
+    Envelope, Event, Hostname, KeyId, LoginName, NodeKey, Tags, Timestamp, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{RowChange, RowError, Table, View, key2, unknown_row};
+
+/// One live node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceRow {
+    /// R16.
+    pub node_key: NodeKey,
+    /// As reported.
+    pub hostname: Hostname,
+    /// Unique machine name.
+    pub name: String,
+    /// As reported.
+    pub os: String,
+    /// Owner (R06).
+    pub user_id: UserId,
+    /// R05.
+    pub tags: Tags,
+    /// The key of its last (re-)authentication.
+    pub auth_key_id: KeyId,
+    /// R02.
+    pub ephemeral: bool,
+    /// R03.
+    pub authorized: bool,
+    /// R14.
+    pub key_expiry_disabled: bool,
+    /// Node-key expiry in force; `None` when disabled.
+    pub expires: Option<Timestamp>,
+    /// First registration.
+    pub created: Timestamp,
+    /// Per its registrar.
+    pub connected: bool,
+    /// Last connect or disconnect report.
+    pub last_seen: Option<Timestamp>,
+    /// R04.
+    pub tailnet_lock_error: Option<String>,
+}
+
+/// A user's login name, for devices' `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRow {
+    /// Login name.
+    pub login_name: LoginName,
+}
+
+/// The machines view. See the module docs.
+#[derive(Debug, Clone)]
+pub struct MachinesView {
+    devices: Table<DeviceRow>,
+    users: Table<UserRow>,
+}
+
+impl Default for MachinesView {
+    fn default() -> Self {
+        Self {
+            devices: Table::new("device/"),
+            users: Table::new("user/"),
+        }
+    }
+}
+
+impl MachinesView {
+    /// The tailnet's devices, by node id.
+    pub fn list(&self, tailnet: &str) -> Vec<Device> {
+        let prefix = format!("{tailnet}/");
+        self.devices
+            .with_prefix(&prefix)
+            .map(|(k, row)| self.to_wire(tailnet, &k[prefix.len()..], row))
+            .collect()
+    }
+
+    /// The device `node_id` of `tailnet`.
+    pub fn get(&self, tailnet: &str, node_id: &str) -> Option<Device> {
+        let row = self.devices.get(&key2(tailnet, node_id))?;
+        Some(self.to_wire(tailnet, node_id, row))
+    }
+
+    /// How many devices (all tailnets).
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// No devices.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    fn to_wire(&self, tailnet: &str, node_id: &str, n: &DeviceRow) -> Device {
+        Device {
+            id: node_id.to_owned(),
+            node_id: node_id.to_owned(),
+            name: n.name.clone(),
+            hostname: n.hostname.to_string(),
+            os: n.os.clone(),
+            user: self
+                .users
+                .get(&key2(tailnet, n.user_id.as_str()))
+                .map(|u| u.login_name.to_string())
+                .unwrap_or_default(),
+            tags: n.tags.iter().map(ToString::to_string).collect(),
+            authorized: n.authorized,
+            is_ephemeral: n.ephemeral,
+            key_expiry_disabled: n.key_expiry_disabled,
+            expires: n
+                .expires
+                .map_or_else(|| NEVER_EXPIRES.to_owned(), |e| e.to_string()),
+            created: n.created,
+            last_seen: n.last_seen,
+            connected_to_control: n.connected,
+            node_key: n.node_key.to_string(),
+            tailnet_lock_error: n.tailnet_lock_error.clone().unwrap_or_default(),
+            auth_key_id: n.auth_key_id.to_string(),
+        }
+    }
+
+    fn node_mut(&mut self, tailnet: &str, node_id: &str) -> Option<&mut DeviceRow> {
+        self.devices.get_mut(&key2(tailnet, node_id))
+    }
+}
+
+impl View for MachinesView {
+    const NAME: &'static str = "machines";
+
+    fn apply(&mut self, env: &Envelope) {
+        let t = env.tailnet.as_str();
+        let now = env.time;
+        match &env.event {
+            Event::UserAdded(e) => {
+                self.users.insert(
+                    key2(t, e.user_id.as_str()),
+                    UserRow {
+                        login_name: e.login_name.clone(),
+                    },
+                );
+            }
+            Event::NodeRegistered(e) => {
+                self.devices.insert(
+                    key2(t, e.node_id.as_str()),
+                    DeviceRow {
+                        node_key: e.node_key.clone(),
+                        hostname: e.hostname.clone(),
+                        name: e.name.clone(),
+                        os: e.os.clone(),
+                        user_id: e.user_id.clone(),
+                        tags: e.tags.clone(),
+                        auth_key_id: e.auth_key_id.clone(),
+                        ephemeral: e.ephemeral,
+                        authorized: e.authorized,
+                        key_expiry_disabled: e.key_expiry_disabled,
+                        expires: e.expires,
+                        created: now,
+                        connected: false,
+                        last_seen: None,
+                        tailnet_lock_error: e.tailnet_lock_error.clone(),
+                    },
+                );
+            }
+            Event::NodeReauthenticated(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.auth_key_id = e.auth_key_id.clone();
+                    n.hostname = e.hostname.clone();
+                    n.user_id = e.user_id.clone();
+                    n.tags = e.tags.clone();
+                    n.key_expiry_disabled = e.key_expiry_disabled;
+                    n.expires = e.expires;
+                }
+            }
+            Event::NodeAuthorized(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.authorized = e.authorized;
+                }
+            }
+            Event::NodeKeyExpirySet(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.key_expiry_disabled = e.key_expiry_disabled;
+                    n.expires = e.expires;
+                }
+            }
+            Event::NodeExpired(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.expires = Some(e.expired_at);
+                }
+            }
+            Event::TagsChanged(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.tags = e.tags.clone();
+                }
+            }
+            Event::NodeConnected(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.connected = true;
+                    n.last_seen = Some(now);
+                }
+            }
+            Event::NodeDisconnected(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.connected = false;
+                    n.last_seen = Some(now);
+                }
+            }
+            Event::NodeSigned(e) => {
+                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
+                    n.tailnet_lock_error = None;
+                }
+            }
+            Event::NodeDeleted(e) => {
+                self.devices.remove(&key2(t, e.node_id.as_str()));
+            }
+            _ => {}
+        }
+    }
+
+    fn take_changes(&mut self) -> Vec<RowChange> {
+        let mut out = Vec::new();
+        self.devices.drain_changes(&mut out);
+        self.users.drain_changes(&mut out);
+        out
+    }
+
+    fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
+        if self.devices.load(key, value)?.is_some() || self.users.load(key, value)?.is_some() {
+            return Ok(());
+        }
+        Err(unknown_row(key))
+    }
+
+    fn for_each_row(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        self.devices.for_each(f);
+        self.users.for_each(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use authkeys_events::{
+        DeleteReason, NodeAuthorized, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired,
+        NodeId, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, NodeSigned, Role,
+        TagsChanged, UserAdded,
+    };
+
+    use super::*;
+    use crate::views::test_support::{Given, at, round_trip};
+
+    fn nid(s: &str) -> NodeId {
+        NodeId::parse(s).expect("valid")
+    }
+
+    fn registered(node: &str, hex: &str) -> NodeRegistered {
+        NodeRegistered {
+            node_id: nid(node),
+            node_key: NodeKey::parse(format!("nodekey:{}", hex.repeat(32))).expect("valid"),
+            hostname: Hostname::parse("web-1").expect("valid"),
+            name: format!("{node}-web"),
+            os: "linux".into(),
+            user_id: UserId::parse("uAlice").expect("valid"),
+            tags: Tags::default(),
+            auth_key_id: KeyId::parse("kA").expect("valid"),
+            ephemeral: true,
+            authorized: false,
+            key_expiry_disabled: false,
+            expires: Some(at(180 * 86_400)),
+            tailnet_lock_error: Some("locked out".into()),
+        }
+    }
+
+    #[test]
+    fn devices_carry_every_field_through_their_lifecycle() {
+        let mut g = Given::new("T1");
+        let mut v = MachinesView::default();
+        let mut stored = BTreeMap::new();
+        v.apply(&g.env(0, registered("n1", "ab")));
+        let d = v.get("T1", "n1").expect("registered");
+        assert_eq!(d.user, "", "user not known yet");
+        assert_eq!(
+            (d.authorized, d.is_ephemeral, d.connected_to_control),
+            (false, true, false)
+        );
+        assert_eq!(d.tailnet_lock_error, "locked out");
+        assert_eq!(d.created, at(0));
+        assert_eq!(d.auth_key_id, "kA");
+        v.apply(&g.env(
+            1,
+            UserAdded {
+                user_id: UserId::parse("uAlice").expect("valid"),
+                login_name: LoginName::parse("alice@example.com").expect("valid"),
+                role: Role::Admin,
+            },
+        ));
+        v.apply(&g.env(
+            2,
+            NodeAuthorized {
+                node_id: nid("n1"),
+                authorized: true,
+            },
+        ));
+        v.apply(&g.env(3, NodeConnected { node_id: nid("n1") }));
+        v.apply(&g.env(
+            4,
+            NodeSigned {
+                node_id: nid("n1"),
+                lock_key: "tlpub:00".into(),
+            },
+        ));
+        v.apply(&g.env(
+            5,
+            TagsChanged {
+                node_id: nid("n1"),
+                previous_tags: Tags::default(),
+                tags: Tags::parse(&["tag:web"]).expect("valid"),
+            },
+        ));
+        let mut v = round_trip(&mut v, &mut stored);
+        let d = v.get("T1", "n1").expect("live");
+        assert_eq!(d.user, "alice@example.com");
+        assert_eq!(
+            (d.authorized, d.connected_to_control, d.last_seen),
+            (true, true, Some(at(3)))
+        );
+        assert_eq!(d.tailnet_lock_error, "");
+        assert_eq!(d.tags, ["tag:web"]);
+        assert!(!d.key_expiry_disabled, "R15: tags do not change key expiry");
+
+        v.apply(&g.env(
+            6,
+            NodeKeyExpirySet {
+                node_id: nid("n1"),
+                key_expiry_disabled: true,
+                expires: None,
+            },
+        ));
+        assert_eq!(v.get("T1", "n1").expect("live").expires, NEVER_EXPIRES);
+        v.apply(&g.env(
+            7,
+            NodeReauthenticated {
+                node_id: nid("n1"),
+                auth_key_id: KeyId::parse("kB").expect("valid"),
+                hostname: Hostname::parse("web-2").expect("valid"),
+                user_id: UserId::parse("uAlice").expect("valid"),
+                tags: Tags::parse(&["tag:db"]).expect("valid"),
+                key_expiry_disabled: false,
+                expires: Some(at(1000)),
+            },
+        ));
+        v.apply(&g.env(
+            8,
+            NodeExpired {
+                node_id: nid("n1"),
+                expired_at: at(8),
+            },
+        ));
+        v.apply(&g.env(9, NodeDisconnected { node_id: nid("n1") }));
+        let d = v.get("T1", "n1").expect("live");
+        assert_eq!(
+            (d.hostname.as_str(), d.auth_key_id.as_str()),
+            ("web-2", "kB")
+        );
+        assert_eq!(d.expires, at(8).to_string());
+        assert_eq!((d.connected_to_control, d.last_seen), (false, Some(at(9))));
+        assert_eq!(
+            d.created,
+            at(0),
+            "re-authentication keeps the creation time"
+        );
+        round_trip(&mut v, &mut stored);
+    }
+
+    #[test]
+    fn deleted_nodes_leave_and_tailnets_stay_apart() {
+        let mut g = Given::new("T1");
+        let mut h = Given::new("T2");
+        h.seq = 100;
+        let mut v = MachinesView::default();
+        let mut stored = BTreeMap::new();
+        v.apply(&g.env(0, registered("n1", "ab")));
+        v.apply(&g.env(1, registered("n2", "cd")));
+        v.apply(&h.env(2, registered("n3", "ef")));
+        round_trip(&mut v, &mut stored);
+        v.apply(&g.env(
+            3,
+            NodeDeleted {
+                node_id: nid("n1"),
+                reason: DeleteReason::Admin,
+            },
+        ));
+        let v = round_trip(&mut v, &mut stored);
+        assert_eq!(
+            v.list("T1")
+                .iter()
+                .map(|d| d.id.as_str())
+                .collect::<Vec<_>>(),
+            ["n2"]
+        );
+        assert_eq!(v.list("T2").len(), 1);
+        assert_eq!(v.get("T1", "n3"), None);
+        assert!(
+            stored.keys().all(|k| k != "device/T1/n1"),
+            "deletion reached the rows"
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The worker of one view: JetStream in, rows and checkpoint out, in one transaction.
+//!
+//! A session (re)creates the durable pull consumer `<consumer_prefix><view>` starting at
+//! checkpoint + 1 (the checkpoint, not the consumer, is the record of progress, so a deleted or
+//! stale consumer is simply replaced), then takes messages in chunks of what is ready (at most
+//! `batch_events_max`):
+//! - each message is decoded and its hash checked against its bytes; one that does not decode
+//!   is treated as missing;
+//! - seq ≤ the chain's end: a redelivery or duplicate, skipped;
+//! - seq > end + 1: a gap (JetStream lost or skipped messages): the batch so far is committed and
+//!   the gap is backfilled from `authkeys.log.read`, page by page, before going on;
+//! - `prevHash` ≠ the end's hash: the message is not this log's next event; the log's own copy
+//!   is fetched instead;
+//! - the chunk's events are applied to the in-memory view, the touched rows and the new
+//!   checkpoint are committed in one redb transaction, the applied seq is published on a
+//!   `watch` channel, and only then are the messages acked.
+//!
+//! When no message arrives for `idle_check_ms`, the worker asks the log for events past its
+//! checkpoint: lost messages at the tail are found without waiting for a later one. Any NATS
+//! failure (connection, consumer deleted, missed heartbeats) ends the session; the next one
+//! starts after a doubling backoff bounded by `retry_wait_ms_max`. A store failure stops the
+//! worker: the in-memory view would be ahead of its file.
+//!
+//! [`rebuild_from_log`] builds a fresh view from seq 1; [`ViewHandle::rebuild`] makes the
+//! worker do that, write it over its rows and checkpoint in one transaction, and swap it in.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use async_nats::Client;
+use async_nats::jetstream::{self, consumer};
+use authkeys_events::{Envelope, Hash};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ProjectionConfig;
+use crate::log_client::{Chain, LogClient, decode_checked};
+use crate::store::{Checkpoint, StoreError, ViewStore};
+use crate::views::View;
+
+/// Rebuild requests waiting for the worker.
+const REBUILD_REQUESTS_MAX: usize = 4;
+
+type RebuildReply = oneshot::Sender<anyhow::Result<u64>>;
+
+/// A running view, for queries, tests and metrics. Cheap to clone.
+#[derive(Debug)]
+pub struct ViewHandle<V> {
+    shared: Arc<Shared<V>>,
+    rebuild_tx: mpsc::Sender<RebuildReply>,
+}
+
+impl<V> Clone for ViewHandle<V> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            rebuild_tx: self.rebuild_tx.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared<V> {
+    view: RwLock<V>,
+    applied: watch::Sender<u64>,
+}
+
+impl<V: View> ViewHandle<V> {
+    /// The last seq applied *and* committed.
+    pub fn applied_seq(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// Wakes on every commit, with the applied seq: for read-your-writes waits and lag metrics.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.applied.subscribe()
+    }
+
+    /// Waits (at most `wait`) until the view has applied `min_seq`; the applied seq then, or
+    /// `None` on timeout.
+    pub async fn wait_for(&self, min_seq: u64, wait: Duration) -> Option<u64> {
+        let mut rx = self.subscribe();
+        match tokio::time::timeout(wait, rx.wait_for(|s| *s >= min_seq)).await {
+            Ok(Ok(seq)) => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` on the view. Keep `f` short: the worker waits for it to apply the next batch.
+    pub fn read<R>(&self, f: impl FnOnce(&V) -> R) -> R {
+        let guard = self
+            .shared
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&guard)
+    }
+
+    /// The view's state hash (see [`View::state_hash`]) with the seq it is at, read together.
+    pub fn state(&self) -> (u64, Hash) {
+        let guard = self
+            .shared
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.applied_seq(), guard.state_hash())
+    }
+
+    /// Asks the worker to rebuild the view from seq 1 out of the log and swap it in; answers
+    /// the seq of the rebuilt view.
+    pub async fn rebuild(&self) -> anyhow::Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.rebuild_tx
+            .send(tx)
+            .await
+            .map_err(|_| anyhow!("the {} worker is not running", V::NAME))?;
+        rx.await
+            .map_err(|_| anyhow!("the {} worker stopped during the rebuild", V::NAME))?
+    }
+}
+
+/// Builds a fresh view from seq 1 out of the log, up to `up_to` (or the head as first seen):
+/// what a worker's view must converge to. Checks the chain from the start.
+pub async fn rebuild_from_log<V: View>(
+    log: &LogClient,
+    up_to: Option<u64>,
+) -> anyhow::Result<(V, Checkpoint)> {
+    let mut view = V::default();
+    let mut chain = Chain(Checkpoint::START);
+    let mut target = up_to;
+    // One page is read (and decoded, on its own task) ahead while the current one is applied.
+    let read_ahead = |from: u64, target: Option<u64>| {
+        let log = log.clone();
+        let want = target.map_or(u64::MAX, |t| t.saturating_sub(from - 1));
+        tokio::spawn(async move { log.read(from, want).await })
+    };
+    let mut next = read_ahead(1, target);
+    loop {
+        if target.is_some_and(|t| chain.0.seq >= t) {
+            next.abort();
+            break;
+        }
+        let page = next.await.context("log read task")??;
+        let target_now = *target.get_or_insert(page.head);
+        if page.events.is_empty() {
+            anyhow::ensure!(
+                chain.0.seq >= target_now,
+                "the log ends at {} before seq {target_now}",
+                chain.0.seq
+            );
+            break;
+        }
+        let after = page.events.last().map_or(0, |e| e.seq.get());
+        next = read_ahead(after + 1, target);
+        for env in &page.events {
+            if env.seq.get() > target_now {
+                break;
+            }
+            anyhow::ensure!(
+                chain.links(env),
+                "event {} does not link to the chain at {}",
+                env.seq,
+                chain.0.seq
+            );
+            view.apply(env);
+            chain.advance(env);
+        }
+    }
+    // A rebuilt view's rows are all new; the caller writes them whole.
+    view.take_changes();
+    Ok((view, chain.0))
+}
+
+/// Consumes the events of one view. See the module docs.
+#[derive(Debug)]
+pub struct Worker<V: View> {
+    cfg: Arc<ProjectionConfig>,
+    client: Client,
+    log: LogClient,
+    store: Arc<ViewStore>,
+    handle: ViewHandle<V>,
+    chain: Chain,
+    rebuild_rx: mpsc::Receiver<RebuildReply>,
+}
+
+/// How a session ended without error.
+enum SessionEnd {
+    Shutdown,
+    Restart,
+}
+
+impl<V: View> Worker<V> {
+    /// Opens (or creates) `<data_dir>/view-<name>.redb` and loads the view. Retries for up to
+    /// `open_wait_ms_max` while the file is still held (by a crashed predecessor's last commit).
+    pub async fn open(client: Client, cfg: &ProjectionConfig) -> anyhow::Result<Self> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("create {}", cfg.data_dir.display()))?;
+        let path = cfg.data_dir.join(format!("view-{}.redb", V::NAME));
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.open_wait_ms_max);
+        let (store, view, cp) = loop {
+            let p = path.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                let store = ViewStore::open(&p, V::NAME)?;
+                let (view, cp) = store.load::<V>()?;
+                Ok::<_, StoreError>((store, view, cp))
+            })
+            .await
+            .context("open view task")?;
+            match opened {
+                Ok(ok) => break ok,
+                Err(StoreError::Busy) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(cfg.retry_wait_ms_min)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+            }
+        };
+        tracing::info!(view = V::NAME, seq = cp.seq, "view loaded");
+        let (rebuild_tx, rebuild_rx) = mpsc::channel(REBUILD_REQUESTS_MAX);
+        let handle = ViewHandle {
+            shared: Arc::new(Shared {
+                view: RwLock::new(view),
+                applied: watch::Sender::new(cp.seq),
+            }),
+            rebuild_tx,
+        };
+        let log = LogClient::new(
+            client.clone(),
+            cfg.log_read_subject.clone(),
+            cfg.log_read_events_max,
+            Duration::from_millis(cfg.log_read_wait_ms_max),
+        );
+        Ok(Self {
+            cfg: Arc::new(cfg.clone()),
+            client,
+            log,
+            store: Arc::new(store),
+            handle,
+            chain: Chain(cp),
+            rebuild_rx,
+        })
+    }
+
+    /// A handle on the view, valid while the worker runs (and after, read-only).
+    pub fn handle(&self) -> ViewHandle<V> {
+        self.handle.clone()
+    }
+
+    /// Keeps the view current until `shutdown`. Returns `Err` only when its store fails.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut failures: u32 = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            match self.session(&shutdown).await {
+                Ok(SessionEnd::Shutdown) => return Ok(()),
+                Ok(SessionEnd::Restart) => failures = 0,
+                Err(e) if e.is::<StoreError>() => {
+                    tracing::error!(
+                        view = V::NAME,
+                        error = format!("{e:#}"),
+                        "view store failed"
+                    );
+                    return Err(e);
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(
+                            view = V::NAME,
+                            error = format!("{e:#}"),
+                            "view session failed; retrying"
+                        );
+                    } else {
+                        tracing::debug!(
+                            view = V::NAME,
+                            error = format!("{e:#}"),
+                            failures,
+                            "view session failed again"
+                        );
+                    }
+                    failures = failures.saturating_add(1);
+                    let wait = backoff(&self.cfg, failures);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(&mut self, shutdown: &CancellationToken) -> anyhow::Result<SessionEnd> {
+        let cfg = Arc::clone(&self.cfg);
+        let js = jetstream::new(self.client.clone());
+        let stream = js
+            .get_stream(&cfg.stream)
+            .await
+            .with_context(|| format!("get stream {}", cfg.stream))?;
+        let name = format!("{}{}", cfg.consumer_prefix, V::NAME);
+        // The checkpoint is the record of progress: replace whatever consumer is there.
+        let _ = stream.delete_consumer(&name).await;
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: self.chain.next_seq(),
+                },
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_millis(cfg.ack_wait_ms),
+                max_ack_pending: cfg.ack_pending_max,
+                filter_subject: format!("{}.>", cfg.subject_prefix),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("create consumer {name}"))?;
+        let expires = Duration::from_millis(cfg.pull_expires_ms);
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(cfg.batch_events_max)
+            .expires(expires)
+            .heartbeat(expires / 4)
+            .messages()
+            .await
+            .with_context(|| format!("pull from consumer {name}"))?
+            .ready_chunks(cfg.batch_events_max);
+        tracing::debug!(
+            view = V::NAME,
+            from = self.chain.next_seq(),
+            "view session started"
+        );
+        let idle = Duration::from_millis(cfg.idle_check_ms);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+                Some(reply) = self.rebuild_rx.recv() => {
+                    let result = self.rebuild().await;
+                    let failed = result.as_ref().err().map(|e| format!("{e:#}"));
+                    let _ = reply.send(result);
+                    if let Some(e) = failed {
+                        tracing::error!(view = V::NAME, error = e, "rebuild failed");
+                    }
+                    return Ok(SessionEnd::Restart);
+                }
+                chunk = tokio::time::timeout(idle, messages.next()) => match chunk {
+                    Err(_idle) => self.catch_up(None).await?,
+                    Ok(None) => return Err(anyhow!("consumer {name}: message stream ended")),
+                    Ok(Some(items)) => self.take_chunk(items).await?,
+                }
+            }
+        }
+    }
+
+    /// Applies a chunk of delivered messages (see the module docs), then acks them.
+    async fn take_chunk(
+        &mut self,
+        items: Vec<Result<jetstream::Message, consumer::pull::MessagesError>>,
+    ) -> anyhow::Result<()> {
+        let mut batch: Vec<Envelope> = Vec::with_capacity(items.len());
+        let mut tip = self.chain;
+        let mut to_ack = Vec::with_capacity(items.len());
+        let mut failure = None;
+        for item in items {
+            let msg = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    failure = Some(anyhow!(e).context("pull messages"));
+                    break;
+                }
+            };
+            let env = match decode_checked(&msg.payload) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::warn!(view = V::NAME, subject = %msg.subject, error = format!("{e:#}"), "undecodable event message; the log will fill its place");
+                    to_ack.push(msg);
+                    continue;
+                }
+            };
+            let seq = env.seq.get();
+            if seq <= tip.0.seq {
+                to_ack.push(msg);
+                continue;
+            }
+            if !tip.links(&env) {
+                // A gap, or a message that is not this log's next event: commit what we have,
+                // then take everything up to and including `seq` from the log.
+                self.commit_batch(std::mem::take(&mut batch), tip).await?;
+                tracing::debug!(
+                    view = V::NAME,
+                    from = tip.next_seq(),
+                    to = seq,
+                    "backfilling from the log"
+                );
+                self.catch_up(Some(seq)).await?;
+                tip = self.chain;
+                to_ack.push(msg);
+                continue;
+            }
+            tip.advance(&env);
+            batch.push(env);
+            to_ack.push(msg);
+        }
+        self.commit_batch(batch, tip).await?;
+        for msg in to_ack {
+            if let Err(e) = msg.ack().await {
+                tracing::debug!(view = V::NAME, error = %e, "ack failed; the message will be redelivered and skipped");
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Applies `batch` (already linked from the chain's end to `tip`) and commits it with the
+    /// checkpoint `tip`.
+    async fn commit_batch(&mut self, batch: Vec<Envelope>, tip: Chain) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let changes = {
+            let mut view = self
+                .handle
+                .shared
+                .view
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for env in &batch {
+                view.apply(env);
+            }
+            view.take_changes()
+        };
+        let store = Arc::clone(&self.store);
+        let cp = tip.0;
+        tokio::task::spawn_blocking(move || store.commit(&changes, cp))
+            .await
+            .context("commit task")??;
+        self.chain = tip;
+        self.handle.shared.applied.send_replace(cp.seq);
+        Ok(())
+    }
+
+    /// Applies events from the log past the checkpoint, up to `until` (or as far as the log
+    /// goes), a page per transaction.
+    async fn catch_up(&mut self, until: Option<u64>) -> anyhow::Result<()> {
+        loop {
+            if until.is_some_and(|u| self.chain.0.seq >= u) {
+                return Ok(());
+            }
+            let want = until.map_or(u64::MAX, |u| u - self.chain.0.seq);
+            let page = self.log.read(self.chain.next_seq(), want).await?;
+            if page.events.is_empty() {
+                if let Some(u) = until {
+                    anyhow::ensure!(
+                        page.head >= u,
+                        "JetStream delivered seq {u} but the log ends at {}: another log's stream?",
+                        page.head
+                    );
+                }
+                return Ok(());
+            }
+            let mut tip = self.chain;
+            for env in &page.events {
+                if !tip.links(env) {
+                    // The log's own events do not link to our checkpoint: the file belongs to
+                    // another log (or history was replaced). The log is the record: rebuild.
+                    tracing::error!(view = V::NAME, seq = %env.seq, checkpoint = tip.0.seq, "the log does not link to the view's checkpoint; rebuilding");
+                    self.rebuild().await?;
+                    return Ok(());
+                }
+                tip.advance(env);
+            }
+            self.commit_batch(page.events, tip).await?;
+        }
+    }
+
+    /// Rebuilds from seq 1 out of the log, writes the new rows and checkpoint in one
+    /// transaction, and swaps the view in.
+    async fn rebuild(&mut self) -> anyhow::Result<u64> {
+        tracing::info!(view = V::NAME, "rebuilding from the log");
+        let (view, cp) = rebuild_from_log::<V>(&self.log, None).await?;
+        let rows = view.all_rows();
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.replace_all(&rows, cp))
+            .await
+            .context("rebuild commit task")??;
+        {
+            let mut live = self
+                .handle
+                .shared
+                .view
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *live = view;
+        }
+        self.chain = Chain(cp);
+        self.handle.shared.applied.send_replace(cp.seq);
+        tracing::info!(view = V::NAME, seq = cp.seq, "rebuilt");
+        Ok(cp.seq)
+    }
+}
+
+/// `retry_wait_ms_min · 2^(failures−1)`, capped at `retry_wait_ms_max`.
+fn backoff(cfg: &ProjectionConfig, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let ms = cfg
+        .retry_wait_ms_min
+        .saturating_mul(1u64 << exp)
+        .min(cfg.retry_wait_ms_max);
+    Duration::from_millis(ms)
+}
