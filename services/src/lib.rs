@@ -5,13 +5,18 @@
 //!   through the log.
 //! - [`relay`]: publishes committed events to JetStream in seq order; the cursor lives in the log.
 //! - [`log_read`]: serves `authkeys.log.read` for backfill, rebuilds and auditors.
+//! - [`api`]: the HTTP gateway (Tailscale API v2): writes become NATS commands, reads NATS
+//!   queries of the views.
+//! - [`serve`]: every role in one process.
 //! - [`local_admin`]: `authkeys admin create-key` on the service's host (token checked against the
 //!   log, read-only).
 //!
 //! Invariant: only this crate touches sockets, files, NATS, the clock and the environment.
 
+pub mod api;
 pub mod command;
 pub mod local_admin;
 pub mod log_read;
 pub mod relay;
 pub mod secrets;
+pub mod serve;

@@ -5,6 +5,11 @@
 //! - `authkeys admin create-key --data DIR --token TOKEN [--reusable] [--ephemeral]
 //!   [--preauthorized] [--tag TAG]… [--expiry-seconds N] [--description D]`: on the service's
 //!   host, generate an auth key as the token's user (over NATS); prints only the key on stdout.
+//! - `authkeys serve --data DIR --http ADDR --nats URL`: every role in one process (command
+//!   service with its relay and log reads, projection workers, HTTP gateway), talking over NATS
+//!   exactly as the split topology does.
+//! - `authkeys project --data DIR --nats URL` and `authkeys api --http ADDR --nats URL
+//!   --hashing-key FILE`: the projection workers and the HTTP gateway as separate processes.
 //! - `authkeys command --data DIR --nats URL`: the command service with its relay and
 //!   `authkeys.log.read`; SIGTERM or SIGINT shuts it down gracefully.
 //! - `authkeys register --nats URL --authkey KEY --hostname H [--node-key K] [--os OS]
@@ -56,8 +61,14 @@ enum Cmd {
         #[command(subcommand)]
         command: AdminCmd,
     },
+    /// Every role in one process: command service, relay, projections, HTTP gateway.
+    Serve(ServeArgs),
     /// The command service: owns the log, answers commands over NATS, relays events.
     Command(CommandArgs),
+    /// The projection workers (keys, machines, identity views) and their queries.
+    Project(ProjectArgs),
+    /// The HTTP API gateway (Tailscale API v2); talks only NATS.
+    Api(ApiArgs),
     /// Register a node with an auth key, as a registrar does.
     Register(RegisterArgs),
 }
@@ -143,6 +154,42 @@ struct CommandArgs {
 }
 
 #[derive(Debug, Args)]
+struct ServeArgs {
+    /// The data dir: the log and its keys, and the views under views/.
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "AUTHKEYS_HTTP", default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+#[derive(Debug, Args)]
+struct ProjectArgs {
+    /// Where the views keep their files.
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// Where to listen.
+    #[arg(long, env = "AUTHKEYS_HTTP", default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The command service's hashing.key (in its data dir).
+    #[arg(long, env = "AUTHKEYS_HASHING_KEY")]
+    hashing_key: PathBuf,
+}
+
+#[derive(Debug, Args)]
 struct RegisterArgs {
     /// The NATS server.
     #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
@@ -174,7 +221,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A client's stderr is for its answer; a service's for its story.
     let default_filter = match cli.command {
-        Cmd::Command(_) => "info",
+        Cmd::Command(_) | Cmd::Serve(_) | Cmd::Project(_) | Cmd::Api(_) => "info",
         Cmd::Admin { .. } | Cmd::Register(_) => "warn",
     };
     init_logs(cli.log_format, default_filter);
@@ -194,6 +241,9 @@ fn main() -> ExitCode {
                 command: AdminCmd::CreateKey(args),
             } => run_create_key(args).await,
             Cmd::Command(args) => run_command(args).await,
+            Cmd::Serve(args) => run_serve(args).await,
+            Cmd::Project(args) => run_project(args).await,
+            Cmd::Api(args) => run_api(args).await,
             Cmd::Register(args) => run_register(args).await,
         }
     });
@@ -327,6 +377,39 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    authkeys_services::serve::run(
+        authkeys_services::serve::ServeSettings::new(args.data, args.http, args.nats),
+        shutdown,
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_project(args: ProjectArgs) -> anyhow::Result<ExitCode> {
+    let client = async_nats::ConnectOptions::new()
+        .name("authkeys-project")
+        .connect(args.nats.as_str())
+        .await
+        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let config = authkeys_projections::config::ProjectionConfig::new(args.data);
+    authkeys_projections::query::run_views(client.clone(), config, shutdown).await?;
+    client.drain().await.ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+    let settings = authkeys_services::api::ApiSettings::new(args.http, args.nats, args.hashing_key);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    authkeys_services::api::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

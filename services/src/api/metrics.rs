@@ -1,0 +1,165 @@
+//! Prometheus text metrics of the gateway: HTTP requests by method, route and status; NATS
+//! request latency by subject; and the last log head and view seq seen, whose difference is the
+//! projections' lag in events as this gateway observes it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the NATS latency histogram's buckets.
+pub const LATENCY_BUCKETS_SECS: [f64; 12] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS_SECS.len()],
+    count: u64,
+    sum_secs: f64,
+}
+
+/// The gateway's counters. Cheap to update: one short lock per request.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    nats: Mutex<BTreeMap<String, Histogram>>,
+    log_head: AtomicU64,
+    view_seq: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one answered HTTP request.
+    pub fn http(&self, method: &str, route: &str, status: u16) {
+        if let Ok(mut m) = self.http.lock() {
+            *m.entry((method.to_owned(), route.to_owned(), status))
+                .or_default() += 1;
+        }
+    }
+
+    /// Records one NATS request's round trip.
+    pub fn nats(&self, subject: &str, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Ok(mut m) = self.nats.lock() {
+            let h = m.entry(subject.to_owned()).or_default();
+            h.count += 1;
+            h.sum_secs += secs;
+            for (bucket, bound) in h.buckets.iter_mut().zip(LATENCY_BUCKETS_SECS) {
+                if secs <= bound {
+                    *bucket += 1;
+                }
+            }
+        }
+    }
+
+    /// The log head a request read.
+    pub fn saw_head(&self, head: u64) {
+        self.log_head.fetch_max(head, Ordering::Relaxed);
+    }
+
+    /// The seq a view answered at.
+    pub fn saw_view_seq(&self, seq: u64) {
+        self.view_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP authkeys_http_requests_total HTTP requests answered.\n");
+        out.push_str("# TYPE authkeys_http_requests_total counter\n");
+        if let Ok(m) = self.http.lock() {
+            for ((method, route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "authkeys_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP authkeys_nats_request_seconds Round trip of the gateway's NATS requests.\n",
+        );
+        out.push_str("# TYPE authkeys_nats_request_seconds histogram\n");
+        if let Ok(m) = self.nats.lock() {
+            for (subject, h) in m.iter() {
+                for (n, bound) in h.buckets.iter().zip(LATENCY_BUCKETS_SECS) {
+                    let _ = writeln!(
+                        out,
+                        "authkeys_nats_request_seconds_bucket{{subject=\"{subject}\",le=\"{bound}\"}} {n}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "authkeys_nats_request_seconds_bucket{{subject=\"{subject}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "authkeys_nats_request_seconds_sum{{subject=\"{subject}\"}} {}",
+                    h.sum_secs
+                );
+                let _ = writeln!(
+                    out,
+                    "authkeys_nats_request_seconds_count{{subject=\"{subject}\"}} {}",
+                    h.count
+                );
+            }
+        }
+        let head = self.log_head.load(Ordering::Relaxed);
+        let seq = self.view_seq.load(Ordering::Relaxed);
+        for (name, help, value) in [
+            (
+                "authkeys_gateway_log_head",
+                "Highest log head this gateway read.",
+                head,
+            ),
+            (
+                "authkeys_gateway_view_seq",
+                "Highest seq a view answered this gateway at.",
+                seq,
+            ),
+            (
+                "authkeys_gateway_projection_lag_events",
+                "Log head minus view seq, as last observed here.",
+                head.saturating_sub(seq),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.http("GET", "/api/v2/device/{id}", 200);
+        m.http("GET", "/api/v2/device/{id}", 200);
+        m.nats("authkeys.query.devices.get", Duration::from_millis(3));
+        m.saw_head(10);
+        m.saw_view_seq(7);
+        let text = m.render();
+        assert!(text.contains(
+            "authkeys_http_requests_total{method=\"GET\",route=\"/api/v2/device/{id}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "authkeys_nats_request_seconds_bucket{subject=\"authkeys.query.devices.get\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "authkeys_nats_request_seconds_bucket{subject=\"authkeys.query.devices.get\",le=\"0.0025\"} 0"
+        ));
+        assert!(text.contains("authkeys_gateway_projection_lag_events 3"));
+    }
+}

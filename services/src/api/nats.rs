@@ -1,0 +1,139 @@
+//! The gateway's only way out: NATS request/reply to the command service (writes), the
+//! projections' queries (reads) and `authkeys.log.read` (the log head, for read-your-writes).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, RequestErrorKind};
+use authkeys_domain::wire::{Reply, True};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+
+/// The projections' query subjects (request/reply, camelCase JSON; each takes `minSeq`).
+pub mod query {
+    /// `{tokenId, minSeq?}` → `{ok, token, seq}`.
+    pub const IDENTITY_TOKEN: &str = "authkeys.query.identity.token";
+    /// `{tailnet, minSeq?}` → `{ok, tailnet: {id, name, settings}, seq}`.
+    pub const IDENTITY_TAILNET: &str = "authkeys.query.identity.tailnet";
+    /// `{tailnet, userId, all?, minSeq?}` → `{ok, keys, seq}`.
+    pub const KEYS_LIST: &str = "authkeys.query.keys.list";
+    /// `{tailnet, userId, keyId, minSeq?}` → `{ok, key, seq}`.
+    pub const KEYS_GET: &str = "authkeys.query.keys.get";
+    /// `{tailnet, minSeq?}` → `{ok, devices, seq}`.
+    pub const DEVICES_LIST: &str = "authkeys.query.devices.list";
+    /// `{tailnet, nodeId, minSeq?}` → `{ok, device, seq}`.
+    pub const DEVICES_GET: &str = "authkeys.query.devices.get";
+}
+
+/// The log read subject; asked from past the head, it answers the head alone.
+pub const LOG_READ: &str = "authkeys.log.read";
+
+/// A view's answer: the payload and the seq the view answered at.
+#[derive(Debug, Deserialize)]
+struct ViewReply<T> {
+    #[allow(dead_code)]
+    ok: True,
+    #[serde(flatten)]
+    body: T,
+    #[serde(default)]
+    seq: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeadReply {
+    #[allow(dead_code)]
+    ok: True,
+    head: u64,
+}
+
+/// A NATS connection with the gateway's bounds and metrics.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    client: Client,
+    metrics: Arc<Metrics>,
+    request_wait: Duration,
+}
+
+impl Nats {
+    /// Wraps `client`; every request waits at most `request_wait` for its answer.
+    pub fn new(client: Client, metrics: Arc<Metrics>, request_wait: Duration) -> Self {
+        Self {
+            client,
+            metrics,
+            request_wait,
+        }
+    }
+
+    /// The connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends `request` and reads `{ok:true,…}` as `T` or `{ok:false,error}` as an [`ApiError`].
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        subject: &'static str,
+        request: &impl Serialize,
+    ) -> Result<T, ApiError> {
+        let payload =
+            serde_json::to_vec(request).map_err(|e| ApiError::internal("encode a request", e))?;
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            self.request_wait,
+            self.client.request(subject, payload.into()),
+        )
+        .await;
+        self.metrics.nats(subject, started.elapsed());
+        let msg = match answer {
+            Err(_) => {
+                return Err(ApiError::unavailable(format!(
+                    "{subject} did not answer in time"
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    RequestErrorKind::NoResponders => {
+                        ApiError::unavailable(format!("no service answers {subject}"))
+                    }
+                    RequestErrorKind::TimedOut => {
+                        ApiError::unavailable(format!("{subject} did not answer in time"))
+                    }
+                    _ => {
+                        tracing::warn!(error = %e, subject, "NATS request failed");
+                        ApiError::unavailable("the message bus is unavailable")
+                    }
+                });
+            }
+            Ok(Ok(msg)) => msg,
+        };
+        let reply: Reply<T> = serde_json::from_slice(&msg.payload)
+            .map_err(|e| ApiError::internal(&format!("read the answer of {subject}"), e))?;
+        reply.into_result().map_err(ApiError::from_reply)
+    }
+
+    /// Asks a view, waiting for it to reach `min_seq`; returns its payload.
+    pub async fn query<T: DeserializeOwned>(
+        &self,
+        subject: &'static str,
+        request: &impl Serialize,
+    ) -> Result<T, ApiError> {
+        let reply: ViewReply<T> = self.request(subject, request).await?;
+        self.metrics.saw_view_seq(reply.seq);
+        Ok(reply.body)
+    }
+
+    /// The log's head: the seq of the last committed event (0 for an empty log).
+    pub async fn head(&self) -> Result<u64, ApiError> {
+        let reply: HeadReply = self
+            .request(
+                LOG_READ,
+                &serde_json::json!({ "fromSeq": u64::MAX, "limit": 1 }),
+            )
+            .await?;
+        self.metrics.saw_head(reply.head);
+        Ok(reply.head)
+    }
+}
