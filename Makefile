@@ -29,7 +29,7 @@ export NATS_SERVER
 
 CARGO_TEST := cargo test --workspace
 
-.PHONY: help tools test check bench run schemas fmt clean-data
+.PHONY: help tools test check bench run run-split schemas fmt clean-data
 
 help:
 	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
@@ -37,6 +37,7 @@ help:
 	@echo "make check       fmt --check, clippy -D warnings, then the tests"
 	@echo "make bench       the log benchmarks (figures in BENCHMARKS.md)"
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
+	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
 	@echo "make schemas     regenerate the JSON schemas under schemas/"
 	@echo "make fmt         cargo fmt --all"
 	@echo "make clean-data  delete .data/ (local JetStream store and other run data)"
@@ -87,6 +88,11 @@ run: tools
 	cargo build -q -p authkeys-services --bin authkeys
 	DATA_DIR="$(DATA_DIR)" AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-local.sh"
 
+# The same roles as three processes (command, project, api) over NATS.
+run-split: tools
+	cargo build -q -p authkeys-services --bin authkeys
+	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-split.sh"
+
 schemas:
 	cargo run -q -p authkeys-schemas --bin gen-schemas
 
@@ -94,4 +100,4 @@ fmt:
 	cargo fmt --all
 
 clean-data:
-	rm -rf "$(DATA_DIR)"
+	rm -rf "$(DATA_DIR)" "$(ROOT)/.data-split"

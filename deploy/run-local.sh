@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Brings authkeys up on loopback for `make run`: a pinned nats-server with JetStream, then the
-# authkeys roles that exist, in the foreground. Ctrl-C (or SIGTERM) stops authkeys gracefully,
+# Brings authkeys up on loopback for `make run`: a pinned nats-server with JetStream, then every
+# authkeys role in one process (`authkeys serve`), in the foreground. Ctrl-C (or SIGTERM) stops authkeys gracefully,
 # then nats-server. Data lives under $DATA_DIR (default .data/ in the repository).
 set -euo pipefail
 
@@ -9,6 +9,7 @@ DATA_DIR="${DATA_DIR:-$ROOT/.data}"
 NATS_SERVER="${NATS_SERVER:?NATS_SERVER must point at nats-server (make run sets it)}"
 AUTHKEYS="${AUTHKEYS:?AUTHKEYS must point at the authkeys binary (make run sets it)}"
 NATS_URL="nats://127.0.0.1:4222"
+HTTP_ADDR="${AUTHKEYS_HTTP:-127.0.0.1:8080}"
 
 mkdir -p "$DATA_DIR/nats" "$DATA_DIR/authkeys"
 
@@ -49,18 +50,23 @@ done
 
 cat <<MSG
 up: nats-server (JetStream) on $NATS_URL, monitoring http://127.0.0.1:8222, log $DATA_DIR/nats-server.log
-up: authkeys command service (with its relay and authkeys.log.read), data in $DATA_DIR/authkeys
+up: authkeys serve (command service, relay, views, HTTP API v2 on http://$HTTP_ADDR), data in $DATA_DIR/authkeys
     the Owner's API token is in $TOKEN_FILE
 
 In another shell:
-  # generate an auth key as the Owner (one-off by default; --reusable, --tag tag:x, …)
-  $AUTHKEYS admin create-key --data $DATA_DIR/authkeys --token "\$(cat $TOKEN_FILE)"
+  TOKEN=\$(cat $TOKEN_FILE)
+  # create an auth key over the Tailscale-compatible API (the secret is in "key", shown once)
+  curl -s -u "\$TOKEN:" -H 'content-type: application/json' \\
+    -d '{"capabilities":{"devices":{"create":{"reusable":true,"tags":["tag:ci"]}}}}' \\
+    http://$HTTP_ADDR/api/v2/tailnet/-/keys
   # register a node with it, as a registrar does
   $AUTHKEYS register --nats $NATS_URL --authkey tskey-auth-… --hostname web-1
+  # see it
+  curl -s -u "\$TOKEN:" http://$HTTP_ADDR/api/v2/tailnet/-/devices
 
 Ctrl-C stops everything.
 MSG
 
-"$AUTHKEYS" command --data "$DATA_DIR/authkeys" --nats "$NATS_URL" &
+"$AUTHKEYS" serve --data "$DATA_DIR/authkeys" --http "$HTTP_ADDR" --nats "$NATS_URL" &
 authkeys_pid=$!
 wait "$authkeys_pid"

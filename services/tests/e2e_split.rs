@@ -1,0 +1,204 @@
+//! End to end through a real nats-server with **separate processes**: `authkeys command`,
+//! `authkeys project` and `authkeys api` (the binary, as `make run-split` starts them). Create a
+//! key over HTTP, register a node with `authkeys register`, see the device over HTTP; then kill -9
+//! the projection process and restart it, and see the views answer again with every event.
+
+#[allow(dead_code, unused_imports)]
+mod api_support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use api_support::send;
+use authkeys_tests::NatsServer;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// Bound on every wait of this test (start-up, views catching up).
+const WAIT_MS_MAX: u64 = 30_000;
+
+fn authkeys() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authkeys"));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Children killed on drop, so a failing test leaves no process behind.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<api_support::Answer> {
+    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+    let body = match body {
+        Some(v) => {
+            headers.push(("content-type".to_owned(), "application/json".to_owned()));
+            Bytes::from(serde_json::to_vec(&v)?)
+        }
+        None => Bytes::new(),
+    };
+    send(port, method, path, &headers, body).await
+}
+
+/// Retries `GET path` until it answers 200 (the processes are starting), within the bound.
+async fn get_ok(port: u16, path: &str, token: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    loop {
+        match http(port, "GET", path, token, None).await {
+            Ok(a) if a.status == 200 => return Ok(a.body),
+            other if Instant::now() >= deadline => {
+                anyhow::bail!("GET {path} never answered 200: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_processes_create_register_list_and_survive_a_killed_projector() -> anyhow::Result<()>
+{
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let (cmd_dir, views_dir) = (dir.path().join("command"), dir.path().join("views"));
+    let out = authkeys()
+        .stdout(Stdio::piped())
+        .args([
+            "admin",
+            "bootstrap",
+            "--tailnet",
+            "example.com",
+            "--owner",
+            "o@example.com",
+        ])
+        .arg("--data")
+        .arg(&cmd_dir)
+        .output()?;
+    ensure!(out.status.success(), "bootstrap failed");
+    let token = String::from_utf8(out.stdout)?.trim_end().to_owned();
+
+    let port = free_port()?;
+    let project = |views: &std::path::Path| -> anyhow::Result<Child> {
+        Ok(authkeys()
+            .args(["project", "--nats", &nats.url()])
+            .arg("--data")
+            .arg(views)
+            .spawn()?)
+    };
+    let mut procs = Procs(vec![
+        authkeys()
+            .args(["command", "--nats", &nats.url()])
+            .arg("--data")
+            .arg(&cmd_dir)
+            .spawn()?,
+        project(&views_dir)?,
+        authkeys()
+            .args([
+                "api",
+                "--nats",
+                &nats.url(),
+                "--http",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--hashing-key")
+            .arg(cmd_dir.join("hashing.key"))
+            .spawn()?,
+    ]);
+
+    // Wait until the gateway and the views answer, then create a key over HTTP.
+    get_ok(port, "/api/v2/tailnet/-/keys", &token).await?;
+    let created = http(
+        port,
+        "POST",
+        "/api/v2/tailnet/-/keys",
+        &token,
+        Some(json!({"capabilities": {"devices": {"create": {"reusable": true, "tags": ["tag:ci"]}}}})),
+    )
+    .await?;
+    ensure!(
+        created.status == 200,
+        "create: {} {:?}",
+        created.status,
+        created.body
+    );
+    let key = created.body["key"]
+        .as_str()
+        .context("the secret in the create response")?
+        .to_owned();
+
+    // Register through the registrar CLI.
+    let reg = Command::new(env!("CARGO_BIN_EXE_authkeys"))
+        .args([
+            "register",
+            "--nats",
+            &nats.url(),
+            "--authkey",
+            &key,
+            "--hostname",
+            "web-1",
+        ])
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(
+        reg.status.success(),
+        "register: {}",
+        String::from_utf8_lossy(&reg.stderr)
+    );
+    let device: Value = serde_json::from_slice(&reg.stdout)?;
+
+    // Read-your-writes across processes: the device is listed at once.
+    let listed = get_ok(port, "/api/v2/tailnet/-/devices", &token).await?;
+    let devices = listed["devices"].as_array().context("devices")?;
+    ensure!(
+        devices.len() == 1 && devices[0]["nodeId"] == device["nodeId"],
+        "{listed}"
+    );
+    ensure!(
+        devices[0]["tags"] == json!(["tag:ci"]) && devices[0]["authKeyId"] == created.body["id"]
+    );
+
+    // kill -9 the projection process; a key created meanwhile is seen after its restart.
+    procs.0[1].kill()?;
+    procs.0[1].wait()?;
+    let second = http(
+        port,
+        "POST",
+        "/api/v2/tailnet/-/keys",
+        &token,
+        Some(json!({"capabilities": {"devices": {"create": {"reusable": false}}}})),
+    )
+    .await?;
+    // Without views the gateway cannot authenticate the token: 503, never a wrong answer.
+    ensure!(
+        matches!(second.status, 200 | 503),
+        "{} {:?}",
+        second.status,
+        second.body
+    );
+    procs.0[1] = project(&views_dir)?;
+    let keys = get_ok(port, "/api/v2/tailnet/-/keys", &token).await?;
+    let n = keys["keys"].as_array().context("keys")?.len();
+    ensure!(n == if second.status == 200 { 2 } else { 1 }, "{keys}");
+    Ok(())
+}
