@@ -3,7 +3,6 @@
 //! key over HTTP, register a node with `authkeys register`, see the device over HTTP; then kill -9
 //! the projection process and restart it, and see the views answer again with every event.
 
-#[allow(dead_code, unused_imports)]
 mod api_support;
 
 use std::process::{Child, Command, Stdio};
