@@ -106,12 +106,22 @@ pub struct KeysGetQuery {
     pub min_seq: Option<u64>,
 }
 
+/// Most devices in one `authkeys.query.devices.list` reply (about 450 bytes each).
+pub const DEVICES_PAGE_MAX: usize = 1000;
+
 /// `authkeys.query.devices.list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DevicesListQuery {
     /// The tailnet id.
     pub tailnet: String,
+    /// Continue after this node id (the previous page's `next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Most devices in this page: 1 to [`DEVICES_PAGE_MAX`], that if absent. Pages keep replies
+    /// under NATS's payload limit (1 MiB) whatever the tailnet's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
     /// Wait until the view has applied this seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_seq: Option<u64>,
@@ -184,8 +194,11 @@ pub struct KeyAnswer {
 pub struct DevicesAnswer {
     /// Always `true`.
     pub ok: True,
-    /// The tailnet's devices.
+    /// A page of the tailnet's devices, in node-id order.
     pub devices: Vec<Device>,
+    /// Ask again with `after` = this for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// The view's applied seq.
     pub seq: u64,
 }
@@ -467,11 +480,25 @@ async fn keys_get(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer
 async fn devices_list(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer {
     let q: DevicesListQuery = parse(cfg, payload)?;
     let tailnet = id("tailnet", TailnetId::parse(q.tailnet))?;
+    let after = q.after.map(|a| id("after", NodeId::parse(a))).transpose()?;
+    let limit = match q.limit {
+        None => DEVICES_PAGE_MAX,
+        Some(n) if (1..=DEVICES_PAGE_MAX as u32).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ErrorReply::from(WireError {
+                field: "limit".to_owned(),
+                message: format!("must be from 1 to {DEVICES_PAGE_MAX}"),
+            }));
+        }
+    };
     let seq = ready(cfg, &v.machines, q.min_seq).await?;
-    let devices = v.machines.read(|view| view.list(tailnet.as_str()));
+    let (devices, next) = v
+        .machines
+        .read(|view| view.page(tailnet.as_str(), after.as_ref().map(NodeId::as_str), limit));
     Ok(serde_json::to_vec(&DevicesAnswer {
         ok: True,
         devices,
+        next,
         seq,
     }))
 }

@@ -83,6 +83,27 @@ impl MachinesView {
             .collect()
     }
 
+    /// Up to `limit` devices of `tailnet` after node id `after`, in node-id order, and the node
+    /// id to continue after when more remain.
+    pub fn page(
+        &self,
+        tailnet: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Device>, Option<String>) {
+        let prefix = format!("{tailnet}/");
+        let mut rows = self.devices.with_prefix_after(&prefix, after);
+        let devices: Vec<Device> = rows
+            .by_ref()
+            .take(limit)
+            .map(|(k, row)| self.to_wire(tailnet, &k[prefix.len()..], row))
+            .collect();
+        let next = rows
+            .next()
+            .and_then(|_| devices.last().map(|d| d.node_id.clone()));
+        (devices, next)
+    }
+
     /// The device `node_id` of `tailnet`.
     pub fn get(&self, tailnet: &str, node_id: &str) -> Option<Device> {
         let row = self.devices.get(&key2(tailnet, node_id))?;
@@ -411,6 +432,37 @@ mod tests {
         assert!(
             stored.keys().all(|k| k != "device/T1/n1"),
             "deletion reached the rows"
+        );
+    }
+
+    #[test]
+    fn pages_cover_every_device_once_in_order() {
+        // The devices.list query answers in pages: walking `next` from the first page visits
+        // every device of the tailnet exactly once, in node-id order, and no other tailnet's.
+        let mut g = Given::new("T1");
+        let mut h = Given::new("T2");
+        h.seq = 100;
+        let mut v = MachinesView::default();
+        for (i, n) in ["n1", "n2", "n3", "n4", "n5"].iter().enumerate() {
+            v.apply(&g.env(i as i64, registered(n, &format!("{:02x}", i + 16))));
+        }
+        v.apply(&h.env(9, registered("n0", "ff")));
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = v.page("T1", after.as_deref(), 2);
+            assert!(page.len() <= 2);
+            seen.extend(page.into_iter().map(|d| d.node_id));
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["n1", "n2", "n3", "n4", "n5"]);
+        assert_eq!(
+            v.page("T1", None, 5).1,
+            None,
+            "an exact fit has no next page"
         );
     }
 }

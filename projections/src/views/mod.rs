@@ -149,6 +149,23 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             .map(|(k, v)| (k.as_str(), v))
     }
 
+    /// Rows under `prefix` whose key is after `prefix + after` (all of them when `after` is
+    /// `None`), in key order: pages of a listing.
+    pub fn with_prefix_after<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a str, &'a T)> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(format!("{prefix}{a}")),
+            None => std::ops::Bound::Included(prefix.to_owned()),
+        };
+        self.rows
+            .range::<String, _>((start, std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
     /// How many rows.
     pub fn len(&self) -> usize {
         self.rows.len()

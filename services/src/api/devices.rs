@@ -15,9 +15,12 @@ use super::body::{JsonBody, OptionalJsonBody, query_param};
 use super::error::ApiError;
 use super::{AppState, Authed, command_id, json, nats::query, resolve_tailnet};
 
+/// A page from the view (with `next`), or the whole list the API answers (without).
 #[derive(Debug, Serialize, Deserialize)]
 struct Devices {
     devices: Vec<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,14 +80,31 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     check_fields(q.as_deref())?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
-    let devices: Devices = shared
-        .nats
-        .query(
-            query::DEVICES_LIST,
-            &serde_json::json!({ "tailnet": authed.caller.tailnet, "minSeq": authed.head }),
-        )
-        .await?;
-    Ok(json(&devices))
+    // The view answers in pages (NATS replies stay under 1 MiB); the API answers one list.
+    let mut devices = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page: Devices = shared
+            .nats
+            .query(
+                query::DEVICES_LIST,
+                &serde_json::json!({
+                    "tailnet": authed.caller.tailnet,
+                    "minSeq": authed.head,
+                    "after": after,
+                }),
+            )
+            .await?;
+        devices.extend(page.devices);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(json(&Devices {
+        devices,
+        next: None,
+    }))
 }
 
 pub(super) async fn get(
