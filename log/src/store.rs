@@ -3,10 +3,12 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `events` | seq (u64) | hash (32 bytes) ‖ body (the envelope's JSON without `hash`) |
-//! | `streams` | stream id | current stream version |
 //! | `commands` | `scope/commandId` | first seq ‖ last seq (u64 LE each) ‖ fingerprint (32) |
 //! | `checkpoints` | seq | [`Checkpoint::to_bytes`] |
 //! | `meta` | name | value (log id, verifying key, relay cursor, format) |
+//!
+//! Stream versions are not stored apart: they are in every envelope, and the writer rebuilds
+//! them when it opens the log.
 //!
 //! Everything read back from the file is checked before it is trusted: lengths, hashes, seqs.
 
@@ -16,7 +18,6 @@ use redb::{ReadableTable, TableDefinition};
 use crate::LogError;
 
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-pub(crate) const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
 pub(crate) const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
 pub(crate) const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoints");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

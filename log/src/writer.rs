@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::store::{
     CHECKPOINTS, COMMANDS, CommandRecord, EVENTS, FORMAT_VERSION, META, META_FORMAT, META_LOG_ID,
-    META_RELAY_CURSOR, META_VERIFYING_KEY, STREAMS, StoredEvent, command_key, event_id,
+    META_RELAY_CURSOR, META_VERIFYING_KEY, StoredEvent, command_key, event_id,
 };
 use crate::{
     Aggregate, AppendError, Command, Committed, Expected, Head, Inner, Log, LogConfig, LogError,
@@ -46,12 +46,18 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
     let (log_id, signing) = init_meta(&db, &config)?;
     let verifying_key = signing.verifying_key();
 
-    // Verify everything before accepting a write, folding each event into the state.
+    // Verify everything before accepting a write, folding each event into the state and the
+    // stream versions (kept in memory: they are derivable from the events, and a B-tree of them
+    // would dirty a random leaf page per event).
+    let mut streams = HashMap::new();
     let report = {
         let txn = db
             .begin_read()
             .map_err(|e| LogError::storage("begin read", e))?;
-        crate::verify::verify_txn(&txn, &verifying_key, Some(log_id), |env| state.apply(env))?
+        crate::verify::verify_txn(&txn, &verifying_key, Some(log_id), |env| {
+            streams.insert(env.stream.clone(), env.stream_version);
+            state.apply(env);
+        })?
     };
     tracing::info!(
         events = report.events,
@@ -70,6 +76,7 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
     let writer = Writer {
         db: Arc::clone(&db),
         state,
+        streams,
         signing,
         log_id,
         head: report.head,
@@ -187,8 +194,6 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
         }
         txn.open_table(EVENTS)
             .map_err(|e| LogError::storage("create events table", e))?;
-        txn.open_table(STREAMS)
-            .map_err(|e| LogError::storage("create streams table", e))?;
         txn.open_table(COMMANDS)
             .map_err(|e| LogError::storage("create commands table", e))?;
         txn.open_table(CHECKPOINTS)
@@ -202,6 +207,8 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
 struct Writer<S: Aggregate> {
     db: Arc<redb::Database>,
     state: S,
+    /// Every stream's version, from the events (optimistic concurrency).
+    streams: HashMap<StreamId, u64>,
     signing: SigningKey,
     log_id: LogId,
     head: Head,
@@ -223,7 +230,6 @@ struct Writer<S: Aggregate> {
 /// The tables one batch writes, open in its transaction.
 struct Tables<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
-    streams: redb::Table<'t, &'static str, u64>,
     commands: redb::Table<'t, &'static str, &'static [u8]>,
     checkpoints: redb::Table<'t, u64, &'static [u8]>,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
@@ -392,9 +398,6 @@ impl<S: Aggregate> Writer<S> {
                 events: txn
                     .open_table(EVENTS)
                     .map_err(|e| LogError::storage("open events", e))?,
-                streams: txn
-                    .open_table(STREAMS)
-                    .map_err(|e| LogError::storage("open streams", e))?,
                 commands: txn
                     .open_table(COMMANDS)
                     .map_err(|e| LogError::storage("open commands", e))?,
@@ -495,14 +498,11 @@ impl<S: Aggregate> Writer<S> {
         let mut planned = Vec::with_capacity(proposed.len());
         for p in proposed {
             let stream = p.event.stream(&tailnet);
-            let current = match versions.get(&stream) {
-                Some(v) => *v,
-                None => t
-                    .streams
-                    .get(stream.as_str())
-                    .map_err(|e| LogError::storage("read streams", e))?
-                    .map_or(0, |v| v.value()),
-            };
+            let current = versions
+                .get(&stream)
+                .or_else(|| self.streams.get(&stream))
+                .copied()
+                .unwrap_or(0);
             let ok = match p.expected {
                 Expected::Any => true,
                 Expected::NoStream => current == 0,
@@ -544,9 +544,7 @@ impl<S: Aggregate> Writer<S> {
                     StoredEvent::encode_row(&env.hash, &body).as_slice(),
                 )
                 .map_err(|e| LogError::storage("write event", e))?;
-            t.streams
-                .insert(env.stream.as_str(), stream_version)
-                .map_err(|e| LogError::storage("write stream version", e))?;
+            self.streams.insert(env.stream.clone(), stream_version);
             self.head = Head {
                 seq: seq.get(),
                 hash: env.hash,

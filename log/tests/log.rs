@@ -532,3 +532,40 @@ async fn query_sees_every_earlier_command() {
         .expect("answers");
     assert!(used);
 }
+
+#[tokio::test]
+async fn stream_versions_survive_a_reopen() {
+    // Proves optimistic concurrency across restarts: stream versions are rebuilt from the events
+    // at open, so an expectation written before the restart is checked against the truth after.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    log.append(append_command("g", vec![key_generated(7), key_used(7)]))
+        .await
+        .expect("commits");
+    log.close();
+    let log = open(dir.path());
+    let revoke = |id: &str, expected| Command::<()> {
+        scope: fixtures::tailnet().to_string(),
+        command_id: fixtures::command_id(id),
+        actor: Actor::system("test"),
+        fingerprint: [9; 32],
+        decide: Box::new(move |_, _| {
+            Ok(Decision {
+                tailnet: fixtures::tailnet(),
+                events: vec![Proposed {
+                    event: Event::KeyRevoked(KeyRevoked { key_id: key_id(7) }),
+                    expected,
+                }],
+            })
+        }),
+    };
+    match log.append(revoke("stale", Expected::Exactly(1))).await {
+        Err(AppendError::Conflict { actual, .. }) => assert_eq!(actual, 2),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let c = log
+        .append(revoke("fresh", Expected::Exactly(2)))
+        .await
+        .expect("commits");
+    assert_eq!(c.envelopes[0].stream_version, 3);
+}
