@@ -11,37 +11,13 @@ AUTHKEYS="${AUTHKEYS:?AUTHKEYS must point at the authkeys binary (make run-split
 NATS_URL="nats://127.0.0.1:4222"
 HTTP_ADDR="${AUTHKEYS_HTTP:-127.0.0.1:8080}"
 
-mkdir -p "$DATA_DIR/nats" "$DATA_DIR/command" "$DATA_DIR/views"
+source "$ROOT/deploy/common.sh"
 TOKEN_FILE="$DATA_DIR/owner.token"
-if [ ! -e "$DATA_DIR/command/log.redb" ]; then
-  umask 077
-  "$AUTHKEYS" admin bootstrap --data "$DATA_DIR/command" \
-    --tailnet "${AUTHKEYS_TAILNET:-example.com}" --owner "${AUTHKEYS_OWNER:-admin@example.com}" \
-    >"$TOKEN_FILE"
-  umask 022
-fi
-
-NATS_STORE_DIR="$DATA_DIR/nats" setsid "$NATS_SERVER" -c "$ROOT/deploy/nats-server.conf" \
-  >"$DATA_DIR/nats-server.log" 2>&1 &
-nats_pid=$!
-pids=()
-stop() {
-  # Front to back: api, project, command; then the broker.
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-    wait "${pids[$i]}" 2>/dev/null || true
-  done
-  kill -TERM "$nats_pid" 2>/dev/null || true
-  wait "$nats_pid" 2>/dev/null || true
-}
-trap stop EXIT
+bootstrap_once "$DATA_DIR/command" "$TOKEN_FILE"
+mkdir -p "$DATA_DIR/views"
+trap stop_all EXIT
 trap 'exit 130' INT TERM
-
-for _ in $(seq 1 100); do
-  if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then break; fi
-  kill -0 "$nats_pid" 2>/dev/null || { echo "nats-server failed; see $DATA_DIR/nats-server.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_nats "$DATA_DIR"
 
 "$AUTHKEYS" command --data "$DATA_DIR/command" --nats "$NATS_URL" & pids+=($!)
 "$AUTHKEYS" project --data "$DATA_DIR/views" --nats "$NATS_URL" & pids+=($!)
