@@ -8,6 +8,7 @@
 //! - [`api`]: the HTTP gateway (Tailscale API v2): writes become NATS commands, reads NATS
 //!   queries of the views.
 //! - [`serve`]: every role in one process.
+//! - [`status`]: `authkeys.status`, the command service's counters for `/metrics`.
 //! - [`local_admin`]: `authkeys admin create-key` on the service's host (token checked against the
 //!   log, read-only).
 //!
@@ -20,3 +21,4 @@ pub mod log_read;
 pub mod relay;
 pub mod secrets;
 pub mod serve;
+pub mod status;

@@ -661,5 +661,26 @@ async fn users_endpoint_returns_user_and_working_token() -> anyhow::Result<()> {
             "authkeys_nats_request_seconds_bucket{subject=\"authkeys.cmd.admin.add-user\""
         )
     );
+    // The command service's counters and the relay's lag come through authkeys.status; the
+    // views' lag in ms is the gateway's own observation.
+    let value = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    ensure!(
+        value("authkeys_commands_total").is_some_and(|n| n >= 1),
+        "{text}"
+    );
+    ensure!(
+        value("authkeys_events_total").is_some_and(|n| n >= 1),
+        "{text}"
+    );
+    ensure!(value("authkeys_log_head").is_some_and(|n| n >= 1), "{text}");
+    ensure!(value("authkeys_relay_lag_events").is_some(), "{text}");
+    ensure!(
+        value("authkeys_gateway_projection_lag_ms").is_some(),
+        "{text}"
+    );
     s.stop().await
 }

@@ -1,12 +1,14 @@
 //! Prometheus text metrics of the gateway: HTTP requests by method, route and status; NATS
-//! request latency by subject; and the last log head and view seq seen, whose difference is the
-//! projections' lag in events as this gateway observes it.
+//! request latency by subject; the last log head and view seq seen, whose difference is the
+//! projections' lag in events (and how long they have been behind, in ms) as this gateway
+//! observes it; and, asked from the command service (`authkeys.status`), its command, event,
+//! transaction and checkpoint counters and the relay's lag.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bounds (seconds) of the NATS latency histogram's buckets.
 pub const LATENCY_BUCKETS_SECS: [f64; 12] = [
@@ -27,6 +29,8 @@ pub struct Metrics {
     nats: Mutex<BTreeMap<String, Histogram>>,
     log_head: AtomicU64,
     view_seq: AtomicU64,
+    /// Since when the views have been seen behind the log head (`None`: caught up).
+    behind_since: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -56,15 +60,28 @@ impl Metrics {
     /// The log head a request read.
     pub fn saw_head(&self, head: u64) {
         self.log_head.fetch_max(head, Ordering::Relaxed);
+        self.update_behind();
     }
 
     /// The seq a view answered at.
     pub fn saw_view_seq(&self, seq: u64) {
         self.view_seq.fetch_max(seq, Ordering::Relaxed);
+        self.update_behind();
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    fn update_behind(&self) {
+        let behind = self.view_seq.load(Ordering::Relaxed) < self.log_head.load(Ordering::Relaxed);
+        if let Ok(mut since) = self.behind_since.lock() {
+            match (behind, *since) {
+                (true, None) => *since = Some(Instant::now()),
+                (false, Some(_)) => *since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// The Prometheus text exposition, with the command service's `status` when it answered.
+    pub fn render(&self, status: Option<&crate::status::Status>) -> String {
         let mut out = String::new();
         out.push_str("# HELP authkeys_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE authkeys_http_requests_total counter\n");
@@ -130,6 +147,61 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        let behind_ms = self
+            .behind_since
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .map_or(0, |t| t.elapsed().as_millis());
+        let _ = writeln!(
+            out,
+            "# HELP authkeys_gateway_projection_lag_ms How long the views have been seen behind the log head.\n# TYPE authkeys_gateway_projection_lag_ms gauge\nauthkeys_gateway_projection_lag_ms {behind_ms}"
+        );
+        if let Some(s) = status {
+            for (name, kind, help, value) in [
+                (
+                    "authkeys_log_head",
+                    "gauge",
+                    "The log's last committed seq.",
+                    s.head,
+                ),
+                (
+                    "authkeys_commands_total",
+                    "counter",
+                    "Commands the command service answered.",
+                    s.commands,
+                ),
+                (
+                    "authkeys_events_total",
+                    "counter",
+                    "Events appended to the log.",
+                    s.events,
+                ),
+                (
+                    "authkeys_log_transactions_total",
+                    "counter",
+                    "Write transactions (fsyncs) of the log.",
+                    s.transactions,
+                ),
+                (
+                    "authkeys_log_checkpoints_total",
+                    "counter",
+                    "Signed checkpoints written.",
+                    s.checkpoints,
+                ),
+                (
+                    "authkeys_relay_lag_events",
+                    "gauge",
+                    "Log head minus the relay's durable cursor.",
+                    s.head.saturating_sub(s.relay_cursor),
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+                );
+            }
+        }
         out
     }
 }
@@ -150,7 +222,7 @@ mod tests {
         m.nats("authkeys.query.devices.get", Duration::from_millis(3));
         m.saw_head(10);
         m.saw_view_seq(7);
-        let text = m.render();
+        let text = m.render(None);
         assert!(text.contains(
             "authkeys_http_requests_total{method=\"GET\",route=\"/api/v2/device/{id}\",status=\"200\"} 2"
         ));

@@ -340,10 +340,23 @@ async fn healthz(State(shared): State<AppState>) -> Response {
     axum::Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
+/// Longest `/metrics` waits for the command service's counters; without them it answers the
+/// gateway's own.
+const STATUS_WAIT_MS_MAX: u64 = 500;
+
 async fn metrics_text(State(shared): State<AppState>) -> Response {
+    let client = shared.nats.client().clone();
+    let status = tokio::time::timeout(
+        std::time::Duration::from_millis(STATUS_WAIT_MS_MAX),
+        client.request(crate::status::SUBJECT, bytes::Bytes::from_static(b"{}")),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .and_then(|m| serde_json::from_slice::<crate::status::Status>(&m.payload).ok());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(),
+        shared.metrics.render(status.as_ref()),
     )
         .into_response()
 }

@@ -132,6 +132,11 @@ impl App {
             ))
         });
 
+        let status_task = tokio::spawn(crate::status::serve(
+            log.clone(),
+            client.clone(),
+            helpers.clone(),
+        ));
         let served = service.serve(client.clone(), subscriptions, shutdown).await;
         drop(service);
 
@@ -139,7 +144,11 @@ impl App {
         // Every wait below is bounded: with NATS gone, flushing or draining would wait for a
         // reconnect that may never come, and shutdown must still finish.
         let wait_max = settings.command.drain_wait_max;
-        for (what, task) in [("relay", relay_task), ("log read", log_read_task)] {
+        for (what, task) in [
+            ("relay", relay_task),
+            ("log read", log_read_task),
+            ("status", Some(status_task)),
+        ] {
             if let Some(mut task) = task {
                 match tokio::time::timeout(wait_max, &mut task).await {
                     Ok(Ok(Ok(()))) => {}
