@@ -64,7 +64,7 @@ impl ProjectionConfig {
             stream: "AUTHKEYS_EVENTS".to_owned(),
             subject_prefix: "authkeys.events".to_owned(),
             log_read_subject: "authkeys.log.read".to_owned(),
-            query_prefix: "authkeys.query".to_owned(),
+            query_prefix: crate::query::subject::PREFIX.to_owned(),
             queue_group: "authkeys-views".to_owned(),
             consumer_prefix: "view-".to_owned(),
             retention_days: RETENTION_DAYS_DEFAULT,

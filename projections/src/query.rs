@@ -37,20 +37,37 @@ use crate::views::identity::{TailnetInfo, TokenInfo};
 use crate::views::{IdentityView, KeysView, MachinesView, View};
 use crate::worker::{ViewHandle, Worker};
 
-/// The query subjects, relative to `query_prefix`.
-pub mod subject {
+/// Declares each query subject once: relative to `query_prefix` in [`subject`], and in full
+/// under the production prefix in [`subject::full`] (what the HTTP gateway asks).
+macro_rules! subjects {
+    ($($(#[doc = $doc:literal])* $name:ident = $what:literal;)*) => {
+        /// The query subjects, relative to `query_prefix`.
+        pub mod subject {
+            /// The production `query_prefix`.
+            pub const PREFIX: &str = "authkeys.query";
+            $($(#[doc = $doc])* pub const $name: &str = $what;)*
+
+            /// The same subjects under [`PREFIX`].
+            pub mod full {
+                $($(#[doc = $doc])* pub const $name: &str = concat!("authkeys.query.", $what);)*
+            }
+        }
+    };
+}
+
+subjects! {
     /// [`super::TokenQuery`] → [`super::TokenAnswer`].
-    pub const IDENTITY_TOKEN: &str = "identity.token";
+    IDENTITY_TOKEN = "identity.token";
     /// [`super::TailnetQuery`] → [`super::TailnetAnswer`].
-    pub const IDENTITY_TAILNET: &str = "identity.tailnet";
+    IDENTITY_TAILNET = "identity.tailnet";
     /// [`super::KeysListQuery`] → [`super::KeysAnswer`].
-    pub const KEYS_LIST: &str = "keys.list";
+    KEYS_LIST = "keys.list";
     /// [`super::KeysGetQuery`] → [`super::KeyAnswer`].
-    pub const KEYS_GET: &str = "keys.get";
+    KEYS_GET = "keys.get";
     /// [`super::DevicesListQuery`] → [`super::DevicesAnswer`].
-    pub const DEVICES_LIST: &str = "devices.list";
+    DEVICES_LIST = "devices.list";
     /// [`super::DevicesGetQuery`] → [`super::DeviceAnswer`].
-    pub const DEVICES_GET: &str = "devices.get";
+    DEVICES_GET = "devices.get";
 }
 
 /// `authkeys.query.identity.token`.

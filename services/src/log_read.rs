@@ -34,6 +34,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// The subject (SPEC §5).
+pub const SUBJECT: &str = "authkeys.log.read";
+
 /// How the handler is set up. Every limit is named, unit last.
 #[derive(Debug, Clone)]
 pub struct LogReadConfig {

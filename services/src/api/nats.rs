@@ -13,23 +13,10 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 
 /// The projections' query subjects (request/reply, camelCase JSON; each takes `minSeq`).
-pub mod query {
-    /// `{tokenId, minSeq?}` → `{ok, token, seq}`.
-    pub const IDENTITY_TOKEN: &str = "authkeys.query.identity.token";
-    /// `{tailnet, minSeq?}` → `{ok, tailnet: {id, name, settings}, seq}`.
-    pub const IDENTITY_TAILNET: &str = "authkeys.query.identity.tailnet";
-    /// `{tailnet, userId, all?, minSeq?}` → `{ok, keys, seq}`.
-    pub const KEYS_LIST: &str = "authkeys.query.keys.list";
-    /// `{tailnet, userId, keyId, minSeq?}` → `{ok, key, seq}`.
-    pub const KEYS_GET: &str = "authkeys.query.keys.get";
-    /// `{tailnet, minSeq?}` → `{ok, devices, seq}`.
-    pub const DEVICES_LIST: &str = "authkeys.query.devices.list";
-    /// `{tailnet, nodeId, minSeq?}` → `{ok, device, seq}`.
-    pub const DEVICES_GET: &str = "authkeys.query.devices.get";
-}
+pub use authkeys_projections::query::subject::full as query;
 
 /// The log read subject; asked from past the head, it answers the head alone.
-pub const LOG_READ: &str = "authkeys.log.read";
+pub use crate::log_read::SUBJECT as LOG_READ;
 
 /// A view's answer: the payload and the seq the view answered at.
 #[derive(Debug, Deserialize)]

@@ -18,9 +18,6 @@ use super::{CommandConfig, CommandService, Subscriptions};
 use crate::relay::{self, RelayConfig};
 use crate::secrets::Secrets;
 
-/// The subject of log reads (SPEC §5).
-pub const LOG_READ_SUBJECT: &str = "authkeys.log.read";
-
 /// What `authkeys command` needs.
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
@@ -127,7 +124,7 @@ impl App {
             tokio::spawn(crate::log_read::serve(
                 log.clone(),
                 client.clone(),
-                LOG_READ_SUBJECT.to_owned(),
+                crate::log_read::SUBJECT.to_owned(),
                 helpers.clone(),
             ))
         });
