@@ -76,3 +76,48 @@ pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Command<S> 
         }),
     }
 }
+
+/// Writes a log file with exactly these rows, checking nothing: how tests make a log that an
+/// attacker with write access to the file could have made (rows dropped, reordered, rewritten,
+/// checkpoints forged). `meta` holds `(name, value)` rows such as `("log_id", 16 bytes)`;
+/// `events` and `checkpoints` hold `(key, value)` rows in the stored encodings.
+pub fn write_raw_log(
+    path: &std::path::Path,
+    meta: &[(&str, Vec<u8>)],
+    events: &[(u64, Vec<u8>)],
+    checkpoints: &[(u64, Vec<u8>)],
+) -> Result<(), crate::LogError> {
+    use crate::store::{CHECKPOINTS, EVENTS, META};
+    let storage = |what: &'static str| move |e: redb::Error| crate::LogError::storage(what, e);
+    let db = redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .create(path)
+        .map_err(|e| storage("create raw log")(e.into()))?;
+    let txn = db
+        .begin_write()
+        .map_err(|e| storage("begin write")(e.into()))?;
+    {
+        let mut t = txn
+            .open_table(META)
+            .map_err(|e| storage("open meta")(e.into()))?;
+        for (k, v) in meta {
+            t.insert(*k, v.as_slice())
+                .map_err(|e| storage("write meta")(e.into()))?;
+        }
+        let mut t = txn
+            .open_table(EVENTS)
+            .map_err(|e| storage("open events")(e.into()))?;
+        for (k, v) in events {
+            t.insert(*k, v.as_slice())
+                .map_err(|e| storage("write events")(e.into()))?;
+        }
+        let mut t = txn
+            .open_table(CHECKPOINTS)
+            .map_err(|e| storage("open checkpoints")(e.into()))?;
+        for (k, v) in checkpoints {
+            t.insert(*k, v.as_slice())
+                .map_err(|e| storage("write checkpoints")(e.into()))?;
+        }
+    }
+    txn.commit().map_err(|e| storage("commit")(e.into()))
+}

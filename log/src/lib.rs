@@ -35,7 +35,7 @@ use redb::ReadableDatabase;
 use tokio::sync::{oneshot, watch};
 
 pub use store::StoredEvent;
-pub use verify::{LogReader, VerifyReport};
+pub use verify::{LogReader, Snapshot, VerifyReport};
 
 /// Reads the current time; injected so that tests control it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

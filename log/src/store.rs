@@ -120,7 +120,7 @@ pub(crate) fn command_key(scope: &str, command_id: &str) -> String {
 }
 
 /// The event id of `seq` in log `log_id`: deterministic, so a re-published event keeps its id.
-pub(crate) fn event_id(log_id: &LogId, seq: Seq) -> EventId {
+pub fn event_id(log_id: &LogId, seq: Seq) -> EventId {
     let mut h = blake3::Hasher::new();
     h.update(b"authkeys/event-id/v1");
     h.update(&log_id.0);

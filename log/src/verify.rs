@@ -195,4 +195,71 @@ impl LogReader {
     pub fn checkpoints(&self) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
         store::read_checkpoints(&self.txn()?)
     }
+
+    /// One consistent read of the whole file, rows as stored: what an auditor's own verifier
+    /// reads, so that it (not this crate) decides what is wrong and at which seq.
+    pub fn snapshot(&self) -> Result<Snapshot, LogError> {
+        Ok(Snapshot { txn: self.txn()? })
+    }
+}
+
+/// A consistent read-only snapshot of a log file: the events and checkpoints of one commit.
+/// Nothing is checked here; every row is handed over as stored.
+pub struct Snapshot {
+    txn: redb::ReadTransaction,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// The log id recorded in the file, if any.
+    pub fn log_id(&self) -> Result<Option<LogId>, LogError> {
+        store::read_log_id(&self.txn)
+    }
+
+    /// Every checkpoint row as stored: `(key, value)` in key order.
+    pub fn checkpoint_rows(&self) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        let table = match self.txn.open_table(store::CHECKPOINTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(LogError::storage("open checkpoints table", e)),
+        };
+        let mut out = Vec::new();
+        for row in table
+            .iter()
+            .map_err(|e| LogError::storage("read checkpoints", e))?
+        {
+            let (k, v) = row.map_err(|e| LogError::storage("read checkpoints", e))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Calls `f(key, row)` for every event row from key `from` on, in key order, without
+    /// copying; `row` is hash (32 bytes) ‖ body as stored. Stops when `f` breaks.
+    pub fn for_each_event(
+        &self,
+        from: u64,
+        mut f: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let table = match self.txn.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(LogError::storage("open events table", e)),
+        };
+        for row in table
+            .range(from..)
+            .map_err(|e| LogError::storage("read events", e))?
+        {
+            let (k, v) = row.map_err(|e| LogError::storage("read events", e))?;
+            if f(k.value(), v.value()).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
