@@ -37,6 +37,15 @@ use tokio_util::sync::CancellationToken;
 /// The subject (SPEC §5).
 pub const SUBJECT: &str = "authkeys.log.read";
 
+/// The subject of the log's signed checkpoints, for auditors over NATS: request
+/// `{"fromSeq", "limit"}` as for [`SUBJECT`]; reply `{"ok": true, "logId": "…", "checkpoints":
+/// [{"at": <seq>, "bytes": "<hex of the stored checkpoint>"}, …]}` with up to `limit` checkpoints
+/// from `fromSeq` on (empty past the last one).
+pub const CHECKPOINTS_SUBJECT: &str = "authkeys.log.checkpoints";
+
+/// Checkpoints in one [`CHECKPOINTS_SUBJECT`] reply at most (~260 bytes each).
+pub const CHECKPOINTS_PAGE_MAX: u32 = 1_000;
+
 /// How the handler is set up. Every limit is named, unit last.
 #[derive(Debug, Clone)]
 pub struct LogReadConfig {
@@ -147,6 +156,57 @@ pub async fn serve_with<S: Aggregate>(
             wait_ms = cfg.shutdown_wait_ms_max,
             "log reads still pending at shutdown were dropped"
         );
+    }
+    Ok(())
+}
+
+/// Serves [`CHECKPOINTS_SUBJECT`] until `shutdown`, one request at a time (auditors are few).
+/// Returns `Err` only if it cannot subscribe.
+pub async fn serve_checkpoints<S: Aggregate>(
+    log: Log<S>,
+    client: Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut sub = client
+        .queue_subscribe(CHECKPOINTS_SUBJECT, CHECKPOINTS_SUBJECT.to_owned())
+        .await
+        .with_context(|| format!("subscribe to {CHECKPOINTS_SUBJECT}"))?;
+    let wait = Duration::from_millis(LogReadConfig::default().reply_wait_ms_max);
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            m = sub.next() => m,
+        };
+        let Some(message) = message else {
+            break;
+        };
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let reply = match parse(&message.payload, CHECKPOINTS_PAGE_MAX) {
+            Err(m) => error_reply("bad_request", &m),
+            Ok(request) => {
+                let reader = log.clone();
+                match tokio::task::spawn_blocking(move || reader.checkpoints()).await {
+                    Ok(Ok(all)) => checkpoints_reply(log.log_id(), &all, request),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "checkpoints read failed");
+                        error_reply("unavailable", "the checkpoints could not be read")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "checkpoints read task failed");
+                        error_reply("unavailable", "the checkpoints could not be read")
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(wait, client.publish(reply_to, reply))
+            .await
+            .is_err()
+        {
+            tracing::warn!("checkpoints reply not sent in time (NATS unreachable?)");
+        }
     }
     Ok(())
 }
@@ -338,6 +398,22 @@ fn read_page<S: Aggregate>(
     }
     // An event read here may be committed a moment before the head moves: never report less.
     Ok(Page::Events(page_reply(&out, head.max(last))))
+}
+
+/// `{"ok":true,"logId":…,"checkpoints":[{"at":…,"bytes":…},…]}`: up to `limit` from `fromSeq`.
+fn checkpoints_reply(
+    log_id: authkeys_events::LogId,
+    all: &[authkeys_events::Checkpoint],
+    request: Request,
+) -> Bytes {
+    let page: Vec<Value> = all
+        .iter()
+        .filter(|cp| cp.seq >= request.from_seq)
+        .take(request.limit as usize)
+        .map(|cp| json!({"at": cp.seq.get(), "bytes": hex::encode(cp.to_bytes())}))
+        .collect();
+    let reply = json!({"ok": true, "logId": log_id, "checkpoints": page});
+    Bytes::from(reply.to_string())
 }
 
 /// `{"ok":true,"events":[e1,e2,…],"head":N}` from the envelopes' bytes.

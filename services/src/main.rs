@@ -16,6 +16,11 @@
 //!   [--request-id ID]`: a registrar client; prints the device JSON, or `error: <code>: <message>`
 //!   on stderr and exits 1 when refused (2 when the request could not be made).
 //!
+//! - `authkeys audit verify (--data DIR | --nats URL) --trusted-key KEY [--state FILE]`: verify
+//!   the whole log against a pinned public key; exit 0 with a summary, 1 naming the first bad
+//!   seq. `audit history (--key ID | --node ID | --user LOGIN) [--json]`, `audit replay --until
+//!   SEQ|TIME --view keys|machines [--json]` and `audit public-key --data DIR` (the key to pin).
+//!
 //! Every flag can also be set with an `AUTHKEYS_*` environment variable (shown in `--help`);
 //! logs go to stderr, filtered by `RUST_LOG` (default `info` for the service, `warn` for the
 //! clients), as text or JSON (`--log-format`).
@@ -71,6 +76,88 @@ enum Cmd {
     Api(ApiArgs),
     /// Register a node with an auth key, as a registrar does.
     Register(RegisterArgs),
+    /// Auditors' tools: verify the log, the history of a key, node or user, replay a view.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify the whole log from seq 1 against a pinned public key; exit 1 naming the first bad seq.
+    Verify(AuditVerifyArgs),
+    /// Every event that touched a key, a node or a user, in order (for a key: every node it registered).
+    History(AuditHistoryArgs),
+    /// A view (keys or machines) as it stood at a seq or a time.
+    Replay(AuditReplayArgs),
+    /// Print the public key of a data dir's signing key: the key auditors pin.
+    PublicKey(AuditPublicKeyArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct AuditSourceArgs {
+    /// A data dir (or its log.redb), opened read-only: works while the service runs.
+    #[arg(long, env = "AUTHKEYS_AUDIT_DATA")]
+    data: Option<PathBuf>,
+    /// A running system's NATS server (reads authkeys.log.read and authkeys.log.checkpoints).
+    #[arg(long, env = "AUTHKEYS_AUDIT_NATS")]
+    nats: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AuditVerifyArgs {
+    #[command(flatten)]
+    source: AuditSourceArgs,
+    /// The log's ed25519 public key, pinned: 64 hex digits, base64, or a file holding either.
+    #[arg(long, env = "AUTHKEYS_TRUSTED_KEY")]
+    trusted_key: String,
+    /// The auditor's memory between runs: read if it exists (the log must extend the history
+    /// verified then), written after a successful run.
+    #[arg(long, env = "AUTHKEYS_AUDIT_STATE")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).multiple(false)))]
+struct AuditHistoryArgs {
+    #[command(flatten)]
+    source: AuditSourceArgs,
+    /// An auth key id (k…).
+    #[arg(long, group = "subject")]
+    key: Option<String>,
+    /// A node id (n…).
+    #[arg(long, group = "subject")]
+    node: Option<String>,
+    /// A user's login name.
+    #[arg(long, group = "subject")]
+    user: Option<String>,
+    /// Print JSON (every envelope whole) instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct AuditReplayArgs {
+    #[command(flatten)]
+    source: AuditSourceArgs,
+    /// A seq (the view after it), an RFC 3339 time (the view at it) or `now`.
+    #[arg(long)]
+    until: String,
+    /// Which view: keys or machines.
+    #[arg(long)]
+    view: String,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct AuditPublicKeyArgs {
+    /// The command service's data dir (holds signing.key).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,12 +304,14 @@ struct RegisterArgs {
     timeout_ms: u64,
 }
 
+mod audit_cli;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A client's stderr is for its answer; a service's for its story.
     let default_filter = match cli.command {
         Cmd::Command(_) | Cmd::Serve(_) | Cmd::Project(_) | Cmd::Api(_) => "info",
-        Cmd::Admin { .. } | Cmd::Register(_) => "warn",
+        Cmd::Admin { .. } | Cmd::Register(_) | Cmd::Audit { .. } => "warn",
     };
     init_logs(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -245,6 +334,7 @@ fn main() -> ExitCode {
             Cmd::Project(args) => run_project(args).await,
             Cmd::Api(args) => run_api(args).await,
             Cmd::Register(args) => run_register(args).await,
+            Cmd::Audit { command } => audit_cli::run(command).await,
         }
     });
     match result {

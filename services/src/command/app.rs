@@ -128,6 +128,13 @@ impl App {
                 helpers.clone(),
             ))
         });
+        let checkpoints_task = settings.log_read.then(|| {
+            tokio::spawn(crate::log_read::serve_checkpoints(
+                log.clone(),
+                client.clone(),
+                helpers.clone(),
+            ))
+        });
 
         let status_task = tokio::spawn(crate::status::serve(
             log.clone(),
@@ -144,6 +151,7 @@ impl App {
         for (what, task) in [
             ("relay", relay_task),
             ("log read", log_read_task),
+            ("checkpoints", checkpoints_task),
             ("status", Some(status_task)),
         ] {
             if let Some(mut task) = task {

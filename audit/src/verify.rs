@@ -1,0 +1,328 @@
+//! The streaming verifier: one event at a time, in seq order, from whatever source.
+//!
+//! [`Verifier::new`] takes the checkpoints as stored and the auditor's saved [`AuditState`];
+//! [`Verifier::push`] takes each event's stored hash and exact body bytes; [`Verifier::finish`]
+//! says either what was verified ([`Summary`]) or the first bad seq and what is wrong there
+//! ([`Problem`]). Nothing here does IO, so the file and the NATS source share every check.
+//!
+//! What is checked, and where a failure is reported:
+//! - every event: seqs contiguous from 1 (a gap is reported at the missing seq); the stored hash
+//!   equals `chain_hash(previous hash, seq, body)`; the body decodes, names its own seq, links to
+//!   the previous hash and carries this log's event id for its seq; times never go backwards;
+//!   the domain invariants of [`crate::invariants`] hold.
+//! - every checkpoint: it decodes, is stored under the seq it names, names this log and is signed
+//!   by the pinned key (reported at its seq); the chain's hash at its seq equals the signed one
+//!   (reported at that seq); a checkpoint past the last event means events were cut off
+//!   (reported at the first missing seq).
+//! - the state file, the auditor's memory of an earlier run: it names the same log; every
+//!   checkpoint seen then is still there, with the same hash (checkpoints only grow and never
+//!   disagree); the chain still passes through every checkpoint and the head seen then. A history
+//!   rewritten and re-signed with the real key is caught at the first such anchor at or after the
+//!   rewrite: the resolution is the checkpoint interval, because nothing finer was ever signed.
+//!
+//! Memory: the checkpoints and anchors (one per `checkpoint_events_max` events) and the domain
+//! state (one entry per tailnet, user, token, key and live node); events are not kept.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use authkeys_events::{Checkpoint, Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
+use authkeys_log::store::event_id;
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::invariants::Invariants;
+
+/// The first thing found wrong: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The first bad seq (0 when the log as a whole is wrong, e.g. another log's id).
+    pub seq: u64,
+    /// What is wrong there.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seq {}: {}", self.seq, self.what)
+    }
+}
+
+/// A position and the chain hash there: a checkpoint or a head the auditor verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Anchor {
+    /// The seq.
+    pub seq: u64,
+    /// The chain hash at `seq`.
+    pub hash: Hash,
+}
+
+/// What an auditor keeps between runs (`--state FILE`): the log it verified, the head it saw
+/// and every signed checkpoint it saw. The next run must find a history that extends this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditState {
+    /// Format of this file.
+    pub version: u32,
+    /// The log verified.
+    pub log_id: LogId,
+    /// The last event verified.
+    pub head: Anchor,
+    /// Every checkpoint verified, in seq order.
+    pub checkpoints: Vec<Anchor>,
+}
+
+impl AuditState {
+    /// The format this build writes and reads.
+    pub const VERSION: u32 = 1;
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The log verified.
+    pub log_id: LogId,
+    /// Events verified (the head's seq).
+    pub events: u64,
+    /// Signed checkpoints verified.
+    pub checkpoints: u64,
+    /// The last event.
+    pub head: Anchor,
+    /// The highest signed checkpoint.
+    pub last_checkpoint: Option<Anchor>,
+    /// The last event's time.
+    pub last_time: Option<Timestamp>,
+    /// The state to save for the next run.
+    pub state: AuditState,
+}
+
+/// The streaming verifier. See the module docs.
+#[derive(Debug)]
+pub struct Verifier {
+    log_id: LogId,
+    /// Valid signed checkpoints: seq → hash.
+    checkpoints: BTreeMap<u64, Hash>,
+    /// What the state file says the chain passes through: seq → hash.
+    anchors: BTreeMap<u64, Hash>,
+    problem: Option<Problem>,
+    head: Anchor,
+    last_time: Option<Timestamp>,
+    invariants: Invariants,
+}
+
+impl Verifier {
+    /// Checks `checkpoint_rows` (`(stored key, stored bytes)`, in any order) under `key` and
+    /// against `state`, and is ready for event 1.
+    pub fn new(
+        key: &VerifyingKey,
+        log_id: LogId,
+        checkpoint_rows: &[(u64, Vec<u8>)],
+        state: Option<&AuditState>,
+    ) -> Self {
+        let mut v = Self {
+            log_id,
+            checkpoints: BTreeMap::new(),
+            anchors: BTreeMap::new(),
+            problem: None,
+            head: Anchor {
+                seq: 0,
+                hash: Hash::ZERO,
+            },
+            last_time: None,
+            invariants: Invariants::default(),
+        };
+        for (stored_at, bytes) in checkpoint_rows {
+            let at = *stored_at;
+            match Checkpoint::from_bytes(bytes) {
+                Err(e) => v.note(at, format!("checkpoint: {e}")),
+                Ok(cp) if cp.seq.get() != at => v.note(
+                    at,
+                    format!("the checkpoint stored at seq {at} names seq {}", cp.seq),
+                ),
+                Ok(cp) if cp.log_id != log_id => v.note(
+                    at,
+                    format!("the checkpoint names another log ({})", cp.log_id),
+                ),
+                Ok(cp) => match cp.verify(key) {
+                    Err(_) => v.note(
+                        at,
+                        "the checkpoint's signature does not verify under the trusted key",
+                    ),
+                    Ok(()) => {
+                        v.checkpoints.insert(at, cp.hash);
+                    }
+                },
+            }
+        }
+        if let Some(state) = state {
+            v.remember(state);
+        }
+        v
+    }
+
+    fn remember(&mut self, state: &AuditState) {
+        if state.log_id != self.log_id {
+            self.note(
+                0,
+                format!(
+                    "this is log {}, the state file is of log {}",
+                    self.log_id, state.log_id
+                ),
+            );
+            return;
+        }
+        for seen in &state.checkpoints {
+            match self.checkpoints.get(&seen.seq) {
+                Some(now) if *now != seen.hash => self.note(
+                    seen.seq,
+                    format!(
+                        "two checkpoints disagree on seq {}: the one signed now says {now}, the one \
+                         verified before said {}",
+                        seen.seq, seen.hash
+                    ),
+                ),
+                Some(_) => {}
+                None => self.note(
+                    seen.seq,
+                    format!(
+                        "the signed checkpoint at seq {} that this auditor verified before is gone",
+                        seen.seq
+                    ),
+                ),
+            }
+            self.anchors.insert(seen.seq, seen.hash);
+        }
+        if state.head.seq > 0 {
+            self.anchors.insert(state.head.seq, state.head.hash);
+        }
+    }
+
+    /// Keeps the earliest problem.
+    fn note(&mut self, seq: u64, what: impl Into<String>) {
+        if self.problem.as_ref().is_none_or(|p| seq < p.seq) {
+            self.problem = Some(Problem {
+                seq,
+                what: what.into(),
+            });
+        }
+    }
+
+    /// The next seq due.
+    pub fn next_seq(&self) -> u64 {
+        self.head.seq + 1
+    }
+
+    /// [`Verifier::push`] for a row as the log file stores it: hash (32 bytes) ‖ body.
+    pub fn push_row(&mut self, stored_at: u64, row: &[u8]) -> ControlFlow<()> {
+        match row.split_first_chunk::<32>() {
+            Some((hash, body)) => self.push(stored_at, &Hash(*hash), body),
+            // Too short to hold a hash: no hash matches it.
+            None => self.push(stored_at, &Hash::ZERO, row),
+        }
+    }
+
+    /// Checks the event stored under `stored_at` with its stored `hash` and `body`. Breaks once a
+    /// problem at or before this seq is known: nothing later can change the answer.
+    pub fn push(&mut self, stored_at: u64, hash: &Hash, body: &[u8]) -> ControlFlow<()> {
+        let seq = self.next_seq();
+        if self.problem.as_ref().is_some_and(|p| p.seq <= seq) {
+            return ControlFlow::Break(());
+        }
+        match self.check(seq, stored_at, hash, body) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(what) => {
+                self.note(seq, what);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn check(&mut self, seq: u64, stored_at: u64, hash: &Hash, body: &[u8]) -> Result<(), String> {
+        if stored_at != seq {
+            return Err(format!(
+                "event {seq} is missing (the next stored is {stored_at})"
+            ));
+        }
+        let s = Seq::new(seq).map_err(|_| "seq 0 stored".to_owned())?;
+        if chain_hash(&self.head.hash, s, body) != *hash {
+            return Err(
+                "the stored hash does not match the stored bytes and the event before".into(),
+            );
+        }
+        let env = Envelope::decode_body(body, *hash).map_err(|e| format!("the body: {e}"))?;
+        if env.seq != s {
+            return Err(format!("the body names seq {}", env.seq));
+        }
+        if env.prev_hash != self.head.hash {
+            return Err("prevHash does not link to the event before".into());
+        }
+        if env.id != event_id(&self.log_id, s) {
+            return Err("the event id is not this log's id for this seq".into());
+        }
+        if let Some(before) = self.last_time
+            && env.time < before
+        {
+            return Err(format!("time goes backwards ({} after {before})", env.time));
+        }
+        if self.checkpoints.get(&seq).is_some_and(|h| h != hash) {
+            return Err("the signed checkpoint at this seq disagrees with the chain".into());
+        }
+        if self.anchors.get(&seq).is_some_and(|h| h != hash) {
+            return Err(
+                "the history up to here differs from the one this auditor verified before \
+                 (state file): rewritten"
+                    .into(),
+            );
+        }
+        self.invariants
+            .check(&env)
+            .map_err(|what| format!("{} {what}", env.event_type()))?;
+        self.invariants.apply(&env);
+        self.last_time = Some(env.time);
+        self.head = Anchor { seq, hash: *hash };
+        Ok(())
+    }
+
+    /// The verdict once the source has no more events.
+    pub fn finish(mut self) -> Result<Summary, Problem> {
+        let next = self.next_seq();
+        if let Some((&seq, _)) = self.checkpoints.range(next..).next() {
+            self.note(
+                next,
+                format!("event {next} is missing: a signed checkpoint covers seq {seq}"),
+            );
+        }
+        if let Some((&seq, _)) = self.anchors.range(next..).next() {
+            self.note(
+                next,
+                format!(
+                    "event {next} is missing: this auditor verified the log up to seq {seq} before \
+                     (state file)"
+                ),
+            );
+        }
+        if let Some(p) = self.problem {
+            return Err(p);
+        }
+        let checkpoints: Vec<Anchor> = self
+            .checkpoints
+            .iter()
+            .map(|(&seq, &hash)| Anchor { seq, hash })
+            .collect();
+        Ok(Summary {
+            log_id: self.log_id,
+            events: self.head.seq,
+            checkpoints: checkpoints.len() as u64,
+            head: self.head,
+            last_checkpoint: checkpoints.last().copied(),
+            last_time: self.last_time,
+            state: AuditState {
+                version: AuditState::VERSION,
+                log_id: self.log_id,
+                head: self.head,
+                checkpoints,
+            },
+        })
+    }
+}
