@@ -9,6 +9,8 @@
 //! - [`body`]: JSON bodies and query strings, refused as 400 `{"message"}` naming the field.
 //! - [`error`]: `{"message"}` errors and the NATS error code → HTTP status table.
 //! - [`metrics`]: `GET /metrics`.
+//! - `logging`: `GET /tailnet/{tailnet}/logging/configuration`, the configuration audit log,
+//!   read from the log itself over `authkeys.log.read` (not from a view).
 //!
 //! # Read-your-writes
 //!
@@ -32,6 +34,7 @@ pub mod nats;
 
 mod devices;
 mod keys;
+mod logging;
 mod tailnet;
 
 use std::net::SocketAddr;
@@ -107,6 +110,7 @@ pub(crate) struct Shared {
     pub(crate) hashing_key: [u8; 32],
     pub(crate) metrics: Arc<Metrics>,
     limiter: Option<TokenLimiter>,
+    pub(crate) audit: logging::AuditCache,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -149,6 +153,7 @@ impl App {
             hashing_key,
             metrics,
             limiter,
+            audit: logging::AuditCache::default(),
         });
         let router = router(Arc::clone(&shared), settings.body_bytes_max);
         let listener = tokio::net::TcpListener::bind(settings.http)
@@ -233,7 +238,11 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
             "/tailnet/{tailnet}/settings",
             get(tailnet::get_settings).patch(tailnet::patch_settings),
         )
-        .route("/tailnet/{tailnet}/users", post(tailnet::add_user));
+        .route("/tailnet/{tailnet}/users", post(tailnet::add_user))
+        .route(
+            "/tailnet/{tailnet}/logging/configuration",
+            get(logging::configuration),
+        );
     Router::new()
         .nest(BASE_PATH, api)
         .route("/healthz", get(healthz))

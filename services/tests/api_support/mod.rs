@@ -262,6 +262,15 @@ impl Stack {
         .context("the log did not settle")
     }
 
+    /// Stops every role gracefully and hands over the data dir, which dropping the stack would
+    /// delete (to read the views' and the log's files after a clean stop).
+    #[allow(dead_code)]
+    pub async fn stop_keep_data(mut self) -> anyhow::Result<tempfile::TempDir> {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        self.stop().await?;
+        Ok(dir)
+    }
+
     /// Stops every role gracefully.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
