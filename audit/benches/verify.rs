@@ -1,7 +1,7 @@
 //! `audit verify` speed against its two limits, in one run.
 //!
 //! Builds a log of `AUTHKEYS_BENCH_EVENTS` events (default 1,000,000; the projections' fixture
-//! mix, which satisfies the domain invariants) with the real log writer, closes it, then times
+//! mix from its second cycle on, which satisfies the domain invariants) with the real log writer, closes it, then times
 //! on the same file, each `AUTHKEYS_BENCH_ROUNDS` times (default 3, best kept):
 //! 1. raw read: one read transaction iterating the `events` table, touching every byte;
 //! 2. blake3 over the same bytes (rows read into memory first; one hasher per row, as the chain
@@ -47,13 +47,15 @@ fn main() {
     let log = Log::open(config, ()).expect("open the log");
     let key = log.verifying_key();
     let started = Instant::now();
+    // Step 0 makes the tailnet; the mix's first cycle (steps 1-7) uses key 0, which no step
+    // generates, so it starts at step 8 to keep the domain invariants true.
     let mut step = 0u64;
     let mut n = 0u64;
     while log.head().seq < target {
         let mut events = Vec::new();
         while events.len() < EVENTS_PER_COMMAND {
             events.extend(authkeys_projections::fixtures::step(step));
-            step += 1;
+            step = if step == 0 { 8 } else { step + 1 };
         }
         n += 1;
         log.append_blocking(fixtures::append_command(&format!("b{n}"), events))
@@ -116,7 +118,8 @@ fn main() {
 
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     let mbs = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
-    let limit = raw.min(hash);
+    // The smaller limit is the slower of the two (in events/s).
+    let limit = raw.max(hash);
     println!(
         "\n{events} events, {:.0} MB of rows (avg {} B), best of {rounds}\n",
         bytes as f64 / 1e6,

@@ -17,12 +17,19 @@
 
 use authkeys_domain::State;
 use authkeys_domain::state::Tailnet;
-use authkeys_events::{ActorType, Envelope, Event, KeyId, Role, Timestamp, UserId};
+use std::collections::HashMap;
+
+use authkeys_events::{
+    ActorType, Envelope, Event, KeyId, NodeId, Role, TailnetId, Timestamp, UserId,
+};
 
 /// The state the checks read. See the module docs.
 #[derive(Debug, Default)]
 pub struct Invariants {
     state: State,
+    /// The node each spent one-off key registered: its `NodeRegistered` may come before or
+    /// after its `KeyUsed`, but no other node may follow.
+    one_off_used_by: HashMap<(TailnetId, KeyId), NodeId>,
 }
 
 fn manages_tailnet(role: Role) -> bool {
@@ -32,6 +39,16 @@ fn manages_tailnet(role: Role) -> bool {
 impl Invariants {
     /// Folds a checked event in.
     pub fn apply(&mut self, env: &Envelope) {
+        if let Event::KeyUsed(e) = &env.event
+            && self
+                .state
+                .tailnet(&env.tailnet)
+                .and_then(|t| t.keys.get(&e.key_id))
+                .is_some_and(|k| !k.reusable)
+        {
+            self.one_off_used_by
+                .insert((env.tailnet.clone(), e.key_id.clone()), e.node_id.clone());
+        }
         self.state.apply(env);
     }
 
@@ -72,7 +89,10 @@ impl Invariants {
             }
             Event::NodeRegistered(e) => {
                 let key = usable_key(t, &e.auth_key_id, env.time)?;
-                if !key.reusable && key.uses > 0 {
+                let used_by = self
+                    .one_off_used_by
+                    .get(&(env.tailnet.clone(), e.auth_key_id.clone()));
+                if !key.reusable && key.uses > 0 && used_by != Some(&e.node_id) {
                     return Err(format!(
                         "one-off key {} registered a second node (R01)",
                         e.auth_key_id

@@ -17,6 +17,8 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use authkeys_projections::log_client::split_stored;
+
 use crate::Error;
 use crate::verify::{AuditState, Problem, Summary, Verifier};
 
@@ -245,22 +247,6 @@ async fn nats_checkpoints(
     Ok((log_id, rows))
 }
 
-/// `{…,"hash":"<64 hex>"}` → (hash, `{…}`), the stored body and hash of an envelope that
-/// `authkeys.log.read` sent verbatim.
-fn split_envelope(json: &[u8]) -> Option<(Hash, Vec<u8>)> {
-    const SUFFIX_BYTES: usize = 9 + 64 + 2; // ,"hash":" + hex + "}
-    let start = json.len().checked_sub(SUFFIX_BYTES)?;
-    let tail = &json[start..];
-    if !tail.starts_with(b",\"hash\":\"") || !tail.ends_with(b"\"}") {
-        return None;
-    }
-    let hash = Hash::from_hex(std::str::from_utf8(&tail[9..9 + 64]).ok()?).ok()?;
-    let mut body = Vec::with_capacity(start + 1);
-    body.extend_from_slice(&json[..start]);
-    body.push(b'}');
-    Some((hash, body))
-}
-
 /// Calls `f(position, hash, body)` for every event of a running system from seq 1, in order,
 /// until `f` breaks or a page comes back empty.
 async fn for_each_nats_raw(
@@ -284,7 +270,7 @@ async fn for_each_nats_raw(
             return Ok(());
         }
         for raw in reply.events {
-            let (hash, body) = split_envelope(raw.get().as_bytes()).ok_or_else(|| {
+            let (hash, body) = split_stored(raw.get().as_bytes()).ok_or_else(|| {
                 Error::Corrupt(format!(
                     "seq {next}: the envelope sent is not one stored body and its hash"
                 ))

@@ -95,8 +95,8 @@ impl LogClient {
 /// received (the stored body is the JSON with the trailing `,"hash":"…"` removed).
 pub fn decode_checked(json: &[u8]) -> anyhow::Result<Envelope> {
     let env = Envelope::from_json(json).context("decode envelope")?;
-    let computed = match stored_body(json) {
-        Some(body) => chain_hash(&env.prev_hash, env.seq, &body),
+    let computed = match split_stored(json) {
+        Some((_, body)) => chain_hash(&env.prev_hash, env.seq, &body),
         // Not spliced by the log (whitespace, field order): fall back to the canonical bytes.
         None => env.compute_hash(),
     };
@@ -106,18 +106,20 @@ pub fn decode_checked(json: &[u8]) -> anyhow::Result<Envelope> {
     Ok(env)
 }
 
-/// `{…,"hash":"<64 hex>"}` → `{…}`, or `None` if `json` does not end that way.
-fn stored_body(json: &[u8]) -> Option<Vec<u8>> {
+/// `{…,"hash":"<64 hex>"}` → (the hash, `{…}`): the stored body and hash of an envelope the log
+/// spliced, or `None` if `json` does not end that way.
+pub fn split_stored(json: &[u8]) -> Option<(authkeys_events::Hash, Vec<u8>)> {
     const SUFFIX_BYTES: usize = 9 + 64 + 2; // ,"hash":" + hex + "}
     let start = json.len().checked_sub(SUFFIX_BYTES)?;
     let tail = &json[start..];
     if !tail.starts_with(b",\"hash\":\"") || !tail.ends_with(b"\"}") {
         return None;
     }
+    let hash = authkeys_events::Hash::from_hex(std::str::from_utf8(&tail[9..9 + 64]).ok()?).ok()?;
     let mut body = Vec::with_capacity(start + 1);
     body.extend_from_slice(&json[..start]);
     body.push(b'}');
-    Some(body)
+    Some((hash, body))
 }
 
 /// Where the chain of applied events stands; [`Chain::link`] accepts only the next event.
