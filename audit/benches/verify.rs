@@ -6,7 +6,8 @@
 //! 1. raw read: one read transaction iterating the `events` table, touching every byte;
 //! 2. blake3 over the same bytes (rows read into memory first; one hasher per row, as the chain
 //!    hashes one row at a time);
-//! 3. `verify_file` with the pinned key: chain, ids, checkpoint signatures, decode of every
+//! 3. decoding every envelope on one thread (where verify's time goes);
+//! 4. `verify_file` with the pinned key: chain, ids, checkpoint signatures, decode of every
 //!    envelope and the domain invariants.
 //!
 //! Prints a Markdown table. Run: `cargo bench -p authkeys-audit --bench verify`.
@@ -106,6 +107,14 @@ fn main() {
         std::hint::black_box(acc);
         rows.len() as u64
     });
+    // Where verify's time goes: decoding every envelope, on one thread.
+    let (decode, _) = best(rounds, || {
+        let ok = rows
+            .iter()
+            .filter(|row| authkeys_audit::verify::decode_row(row).is_ok())
+            .count();
+        ok as u64
+    });
     drop(rows);
 
     let (verify, verified) = best(rounds, || {
@@ -130,6 +139,7 @@ fn main() {
     for (what, d) in [
         ("raw read of the events table", raw),
         ("blake3 over the same bytes", hash),
+        ("decode every envelope (serde, one thread)", decode),
         ("audit verify (file)", verify),
     ] {
         println!(

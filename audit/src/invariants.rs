@@ -19,9 +19,7 @@ use authkeys_domain::State;
 use authkeys_domain::state::Tailnet;
 use std::collections::HashMap;
 
-use authkeys_events::{
-    ActorType, Envelope, Event, KeyId, NodeId, Role, TailnetId, Timestamp, UserId,
-};
+use authkeys_events::{ActorType, Envelope, Event, KeyId, NodeId, Role, Timestamp, UserId};
 
 /// The state the checks read. See the module docs.
 #[derive(Debug, Default)]
@@ -29,7 +27,8 @@ pub struct Invariants {
     state: State,
     /// The node each spent one-off key registered: its `NodeRegistered` may come before or
     /// after its `KeyUsed`, but no other node may follow.
-    one_off_used_by: HashMap<(TailnetId, KeyId), NodeId>,
+    /// Key ids are unique across tailnets (the command side indexes them globally).
+    one_off_used_by: HashMap<KeyId, NodeId>,
 }
 
 fn manages_tailnet(role: Role) -> bool {
@@ -47,7 +46,7 @@ impl Invariants {
                 .is_some_and(|k| !k.reusable)
         {
             self.one_off_used_by
-                .insert((env.tailnet.clone(), e.key_id.clone()), e.node_id.clone());
+                .insert(e.key_id.clone(), e.node_id.clone());
         }
         self.state.apply(env);
     }
@@ -89,9 +88,7 @@ impl Invariants {
             }
             Event::NodeRegistered(e) => {
                 let key = usable_key(t, &e.auth_key_id, env.time)?;
-                let used_by = self
-                    .one_off_used_by
-                    .get(&(env.tailnet.clone(), e.auth_key_id.clone()));
+                let used_by = self.one_off_used_by.get(&e.auth_key_id);
                 if !key.reusable && key.uses > 0 && used_by != Some(&e.node_id) {
                     return Err(format!(
                         "one-off key {} registered a second node (R01)",

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use authkeys_projections::log_client::split_stored;
 
 use crate::Error;
-use crate::verify::{AuditState, Problem, Summary, Verifier};
+use crate::verify::{AuditState, Problem, Summary, Verifier, decode_row};
 
 /// The NATS subject of the log's pages (SPEC §5).
 pub const LOG_READ_SUBJECT: &str = "authkeys.log.read";
@@ -86,7 +86,7 @@ pub fn verify_file(
         if done.is_multiple_of(PROGRESS_EVERY_EVENTS) {
             progress(done, known.max(done));
         }
-        v.push_row(at, row)
+        v.push_row(at, row, decode_row(row))
     })
     .map_err(storage)?;
     progress(done, known.max(done));

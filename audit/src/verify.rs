@@ -26,12 +26,27 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use authkeys_events::{Checkpoint, Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
+use authkeys_events::{Checkpoint, DecodeError, Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
 use authkeys_log::store::event_id;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::invariants::Invariants;
+
+/// A stored row's hash and body; a row too short to hold a hash gets a zero hash, which no
+/// chain hash equals.
+pub fn split_row(row: &[u8]) -> (Hash, &[u8]) {
+    match row.split_first_chunk::<32>() {
+        Some((hash, body)) => (Hash(*hash), body),
+        None => (Hash::ZERO, row),
+    }
+}
+
+/// Decodes a stored row's body (most of a verification's work).
+pub fn decode_row(row: &[u8]) -> Result<Envelope, DecodeError> {
+    let (hash, body) = split_row(row);
+    Envelope::decode_body(body, hash)
+}
 
 /// The first thing found wrong: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,23 +228,38 @@ impl Verifier {
         self.head.seq + 1
     }
 
-    /// [`Verifier::push`] for a row as the log file stores it: hash (32 bytes) ‖ body.
-    pub fn push_row(&mut self, stored_at: u64, row: &[u8]) -> ControlFlow<()> {
-        match row.split_first_chunk::<32>() {
-            Some((hash, body)) => self.push(stored_at, &Hash(*hash), body),
-            // Too short to hold a hash: no hash matches it.
-            None => self.push(stored_at, &Hash::ZERO, row),
-        }
+    /// [`Verifier::push_decoded`] for a row as the log file stores it (hash (32 bytes) ‖ body)
+    /// and its [`decode_row`].
+    pub fn push_row(
+        &mut self,
+        stored_at: u64,
+        row: &[u8],
+        decoded: Result<Envelope, DecodeError>,
+    ) -> ControlFlow<()> {
+        let (hash, body) = split_row(row);
+        self.push_decoded(stored_at, &hash, body, decoded)
     }
 
     /// Checks the event stored under `stored_at` with its stored `hash` and `body`. Breaks once a
     /// problem at or before this seq is known: nothing later can change the answer.
     pub fn push(&mut self, stored_at: u64, hash: &Hash, body: &[u8]) -> ControlFlow<()> {
+        self.push_decoded(stored_at, hash, body, Envelope::decode_body(body, *hash))
+    }
+
+    /// [`Verifier::push`] with the body already decoded (elsewhere, e.g. on another thread):
+    /// `decoded` must be `Envelope::decode_body(body, hash)`.
+    pub fn push_decoded(
+        &mut self,
+        stored_at: u64,
+        hash: &Hash,
+        body: &[u8],
+        decoded: Result<Envelope, DecodeError>,
+    ) -> ControlFlow<()> {
         let seq = self.next_seq();
         if self.problem.as_ref().is_some_and(|p| p.seq <= seq) {
             return ControlFlow::Break(());
         }
-        match self.check(seq, stored_at, hash, body) {
+        match self.check(seq, stored_at, hash, body, decoded) {
             Ok(()) => ControlFlow::Continue(()),
             Err(what) => {
                 self.note(seq, what);
@@ -238,7 +268,14 @@ impl Verifier {
         }
     }
 
-    fn check(&mut self, seq: u64, stored_at: u64, hash: &Hash, body: &[u8]) -> Result<(), String> {
+    fn check(
+        &mut self,
+        seq: u64,
+        stored_at: u64,
+        hash: &Hash,
+        body: &[u8],
+        decoded: Result<Envelope, DecodeError>,
+    ) -> Result<(), String> {
         if stored_at != seq {
             return Err(format!(
                 "event {seq} is missing (the next stored is {stored_at})"
@@ -250,7 +287,7 @@ impl Verifier {
                 "the stored hash does not match the stored bytes and the event before".into(),
             );
         }
-        let env = Envelope::decode_body(body, *hash).map_err(|e| format!("the body: {e}"))?;
+        let env = decoded.map_err(|e| format!("the body: {e}"))?;
         if env.seq != s {
             return Err(format!("the body names seq {}", env.seq));
         }
