@@ -269,11 +269,11 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
         _ => {
             // A domain rule broken by a well-formed, re-chained, re-signed event.
             let revoked = seqs_where(o, |e| matches!(e.event, Event::KeyRevoked(_)));
-            let variant = match rng.u8(..3) {
+            let variant = match rng.u8(..4) {
                 1 if revoked.is_empty() => 2,
                 v => v,
             };
-            let (k, env) = match variant {
+            let (k, env, what) = match variant {
                 0 => {
                     let spent =
                         seqs_where(o, |e| matches!(&e.event, Event::KeyUsed(u) if u.uses == 1));
@@ -289,7 +289,11 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
                         uses: if one_off { 2 } else { 1 },
                         ..used
                     };
-                    (k, forged(o, &events, k, registrar(), event.into()))
+                    (
+                        k,
+                        forged(o, &events, k, registrar(), event.into()),
+                        "domain: a key's extra use",
+                    )
                 }
                 1 => {
                     let at = revoked[rng.usize(..revoked.len())];
@@ -306,7 +310,59 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
                         key_expiry_disabled: false,
                         expires: None,
                     };
-                    (k, forged(o, &events, k, registrar(), event.into()))
+                    (
+                        k,
+                        forged(o, &events, k, registrar(), event.into()),
+                        "domain: registration after revoke",
+                    )
+                }
+                3 => {
+                    // A registration with a key after its expiry (the fixture's 5-second keys).
+                    // (Never revoked ones: a revoked key is refused as revoked first.)
+                    let revoked_keys: Vec<KeyId> = revoked
+                        .iter()
+                        .filter_map(|at| match envelope(&events[*at as usize - 1].1).event {
+                            Event::KeyRevoked(r) => Some(r.key_id),
+                            _ => None,
+                        })
+                        .collect();
+                    let short = seqs_where(o, |e| {
+                        matches!(&e.event, Event::KeyGenerated(g)
+                            if g.expiry_seconds.get() == 5 && !revoked_keys.contains(&g.key_id))
+                    });
+                    let (g, after) = short
+                        .iter()
+                        .cycle()
+                        .skip(rng.usize(..short.len()))
+                        .take(short.len())
+                        .find_map(|at| {
+                            let Event::KeyGenerated(g) =
+                                envelope(&events[*at as usize - 1].1).event
+                            else {
+                                unreachable!("filtered");
+                            };
+                            let after: Vec<u64> = (*at + 2..=len)
+                                .filter(|k| envelope(&events[*k as usize - 2].1).time >= g.expires)
+                                .collect();
+                            (!after.is_empty()).then_some((g, after))
+                        })
+                        .expect("a short-lived key expires before the log ends");
+                    let k = after[rng.usize(..after.len())];
+                    let event = KeyUsed {
+                        key_id: g.key_id,
+                        node_id: NodeId::parse("nLate").expect("valid"),
+                        node_key: authkeys_events::NodeKey::parse(format!(
+                            "nodekey:{}",
+                            "ab".repeat(32)
+                        ))
+                        .expect("valid"),
+                        uses: 1,
+                    };
+                    (
+                        k,
+                        forged(o, &events, k, registrar(), event.into()),
+                        "domain: registration after expiry",
+                    )
                 }
                 _ => {
                     let k = rng.u64(7..=len);
@@ -328,7 +384,11 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
                             .expect("in range"),
                         secret_hash: Hash([1; 32]),
                     };
-                    (k, forged(o, &events, k, auditor, event.into()))
+                    (
+                        k,
+                        forged(o, &events, k, auditor, event.into()),
+                        "domain: an auditor generates a key",
+                    )
                 }
             };
             events.insert(k as usize - 1, (k, encode(&env)));
@@ -337,7 +397,7 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
                 row.0 = i as u64 + 1;
             }
             resign(o, &events, &mut checkpoints, k, &o.signing);
-            (events, checkpoints, k, "domain rule broken, re-signed")
+            (events, checkpoints, k, what)
         }
     }
 }
@@ -423,10 +483,28 @@ fn verify_rejects_1000_mutations_naming_the_first_bad_seq() {
         write(&path, &o, &events, &checkpoints);
         match verify(&path, &o, Some(&o.state)) {
             Ok(_) => panic!("mutation {i} ({what}) was not detected"),
-            Err(p) => assert_eq!(
-                p.seq, expected,
-                "mutation {i} ({what}): expected first bad seq {expected}, got {p}"
-            ),
+            Err(p) => {
+                assert_eq!(
+                    p.seq, expected,
+                    "mutation {i} ({what}): expected first bad seq {expected}, got {p}"
+                );
+                // Without the state (whose anchors also flag a re-signed log), the domain rule
+                // alone names the same seq, and says what it is.
+                let says = match what {
+                    "domain: registration after revoke" => Some("revoked"),
+                    "domain: registration after expiry" => Some("expired"),
+                    "domain: an auditor generates a key" => Some("may not manage auth keys"),
+                    "domain: a key's extra use" => Some("key"),
+                    _ => None,
+                };
+                if let Some(says) = says {
+                    let alone = verify(&path, &o, None).expect_err("a broken domain rule");
+                    assert!(
+                        alone.seq == expected && alone.what.contains(says),
+                        "mutation {i} ({what}) without state: {alone}"
+                    );
+                }
+            }
         }
         if kind == 9 && verify(&path, &o, None).is_ok() {
             resigned_passed_without_state += 1;
