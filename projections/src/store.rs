@@ -37,7 +37,7 @@ impl Checkpoint {
         hash: Hash::ZERO,
     };
 
-    fn encode(&self) -> [u8; 72] {
+    pub(crate) fn encode(&self) -> [u8; 72] {
         let mut out = [0u8; 72];
         out[..8].copy_from_slice(&self.seq.to_le_bytes());
         out[8..40].copy_from_slice(&self.hash.0);
@@ -46,7 +46,7 @@ impl Checkpoint {
         out
     }
 
-    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, StoreError> {
         if b.len() != 72 || blake3::hash(&b[..40]).as_bytes() != &b[40..] {
             return Err(StoreError::Corrupt("checkpoint fails its checksum".into()));
         }
