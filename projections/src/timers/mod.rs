@@ -222,7 +222,7 @@ async fn fire_loop(
                         ),
                         done => done,
                     };
-                    outcomes.push((entry.due_key, outcome));
+                    outcomes.push((entry, outcome));
                 }
                 Ok(None) => unanswered += 1,
                 Err(e) => {

@@ -50,7 +50,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT_VERSION: u32 = 1;
 const NAME: &[u8] = b"timers";
 
-/// redb's page cache for the schedule: memory stays this size whatever the schedule holds.
+/// redb's page cache for the schedule: memory stays bounded whatever the schedule holds.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 fn redb_err(e: impl std::fmt::Display) -> StoreError {
@@ -284,8 +284,9 @@ impl Schedule {
     }
 
     /// Records what became of fired entries, in one transaction. An entry that an event
-    /// replaced or cancelled meanwhile is left as the event made it.
-    pub fn finish(&self, outcomes: &[(Vec<u8>, Outcome)]) -> Result<(), StoreError> {
+    /// replaced or cancelled meanwhile (even by one with the same deadline) is left as the event
+    /// made it.
+    pub fn finish(&self, outcomes: &[(DueEntry, Outcome)]) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -293,14 +294,21 @@ impl Schedule {
         {
             let mut due = txn.open_table(DUE).map_err(redb_err)?;
             let mut things = txn.open_table(THINGS).map_err(redb_err)?;
-            for (key, outcome) in outcomes {
-                let Some(value) = due
-                    .remove(key.as_slice())
+            for (entry, outcome) in outcomes {
+                let key = &entry.due_key;
+                let stored = due
+                    .get(key.as_slice())
                     .map_err(redb_err)?
-                    .map(|v| v.value().to_vec())
-                else {
+                    .map(|v| v.value().to_vec());
+                let Some(value) = stored else {
                     continue;
                 };
+                let same = serde_json::from_slice::<TimerRequest>(&value)
+                    .is_ok_and(|r| r.request_id == entry.request.request_id);
+                if !same {
+                    continue;
+                }
+                due.remove(key.as_slice()).map_err(redb_err)?;
                 let thing = std::str::from_utf8(key.get(8..).unwrap_or_default())
                     .map_err(|_| StoreError::Corrupt("a due key's thing is not UTF-8".into()))?
                     .to_owned();
@@ -703,30 +711,40 @@ mod tests {
         let mut f = Fixture::new();
         f.at(0, generated("kA", true, 10))
             .at(0, generated("kB", true, 10))
-            .at(0, registered("n1", false, Some(10)));
+            .at(0, registered("n1", false, Some(10)))
+            .at(0, registered("n2", false, Some(10)));
         let (entries, _) = f.schedule.due(at(10), 10).expect("reads");
-        assert_eq!(entries.len(), 3);
-        // Meanwhile the node re-authenticated: its entry moved to 500.
+        assert_eq!(entries.len(), 4);
+        // Meanwhile n1 re-authenticated: its entry moved to 500; and n2's expiry was disabled
+        // and re-enabled at the same deadline: the same place, a new request id.
         f.at(9, reauthenticated("n1", Some(500)));
+        f.at(9, expiry_set("n2", None))
+            .at(9, expiry_set("n2", Some(10)));
         let outcomes: Vec<_> = entries
             .iter()
             .map(|e| match &e.request.due {
                 TimerDue::KeyExpiry { key_id, .. } if key_id == "kB" => {
-                    (e.due_key.clone(), Outcome::RetryAt(at(12)))
+                    (e.clone(), Outcome::RetryAt(at(12)))
                 }
-                _ => (e.due_key.clone(), Outcome::Done),
+                _ => (e.clone(), Outcome::Done),
             })
             .collect();
         f.schedule.finish(&outcomes).expect("finishes");
-        assert_eq!(f.due_at(11), Vec::<(String, String, i64)>::new());
-        assert_eq!(f.due_at(12), vec![e("key", "kB", 12)]);
+        assert_eq!(f.due_at(11), vec![e("node", "n2", 10)]);
         assert_eq!(
             f.due_at(1000),
-            vec![e("key", "kB", 12), e("node", "n1", 500)]
+            vec![
+                e("node", "n2", 10),
+                e("key", "kB", 12),
+                e("node", "n1", 500)
+            ]
         );
         // The moved entry is still the key's: its revoke cancels it.
         f.at(13, KeyRevoked { key_id: kid("kB") });
-        assert_eq!(f.due_at(1000), vec![e("node", "n1", 500)]);
+        assert_eq!(
+            f.due_at(1000),
+            vec![e("node", "n2", 10), e("node", "n1", 500)]
+        );
     }
 
     #[test]
