@@ -40,22 +40,16 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::store::{Checkpoint, StoreError};
+use crate::store::{Checkpoint, META, StoreError, init_meta, read_checkpoint, redb_err};
 
 const DUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("due");
 const THINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("things");
 const ONE_OFF: TableDefinition<&str, ()> = TableDefinition::new("one_off");
 const EPHEMERAL: TableDefinition<&str, ()> = TableDefinition::new("ephemeral");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const FORMAT_VERSION: u32 = 1;
-const NAME: &[u8] = b"timers";
+const NAME: &str = "timers";
 
 /// redb's page cache for the schedule: memory stays bounded whatever the schedule holds.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
-
-fn redb_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Redb(e.to_string())
-}
 
 /// An entry that has fallen due.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,33 +119,7 @@ impl Schedule {
         };
         let txn = db.begin_write().map_err(redb_err)?;
         {
-            let mut meta = txn.open_table(META).map_err(redb_err)?;
-            let format = meta
-                .get("format")
-                .map_err(redb_err)?
-                .map(|v| v.value().to_vec());
-            match format {
-                None => {
-                    meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())
-                        .map_err(redb_err)?;
-                    meta.insert("view", NAME).map_err(redb_err)?;
-                    meta.insert("checkpoint", Checkpoint::START.encode().as_slice())
-                        .map_err(redb_err)?;
-                }
-                Some(f) if f == FORMAT_VERSION.to_le_bytes() => {
-                    let name = meta.get("view").map_err(redb_err)?;
-                    if name.map(|v| v.value().to_vec()).as_deref() != Some(NAME) {
-                        return Err(StoreError::Corrupt(
-                            "the file holds something else than the timers' schedule".into(),
-                        ));
-                    }
-                }
-                Some(_) => {
-                    return Err(StoreError::Corrupt(
-                        "the file has another format version".into(),
-                    ));
-                }
-            }
+            init_meta(&txn, NAME)?;
             open_tables(&txn)?;
         }
         txn.commit().map_err(redb_err)?;
@@ -161,12 +129,7 @@ impl Schedule {
     /// The last applied event.
     pub fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
         let txn = self.db.begin_read().map_err(redb_err)?;
-        let meta = txn.open_table(META).map_err(redb_err)?;
-        let cp = meta
-            .get("checkpoint")
-            .map_err(redb_err)?
-            .ok_or_else(|| StoreError::Corrupt("no checkpoint".into()))?;
-        Checkpoint::decode(cp.value())
+        read_checkpoint(&txn.open_table(META).map_err(redb_err)?)
     }
 
     /// Applies `batch` (in seq order, right after the checkpoint) and records `tip`, in one
