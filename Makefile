@@ -35,7 +35,7 @@ help:
 	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
 	@echo "make test        cargo test --workspace, against that nats-server"
 	@echo "make check       fmt --check, clippy -D warnings, then the tests"
-	@echo "make bench       the log, register and audit verify benchmarks (figures in BENCHMARKS.md)"
+	@echo "make bench       every benchmark (figures in BENCHMARKS.md)"
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
 	@echo "make schemas     regenerate the JSON schemas under schemas/"
@@ -81,6 +81,10 @@ check: tools
 bench: tools
 	cargo bench -p authkeys-log --bench log
 	cargo bench -p authkeys-services --bench register
+	cargo bench -p authkeys-services --bench http
+	cargo bench -p authkeys-services --bench timers
+	cargo bench -p authkeys-projections --bench rebuild
+	cargo bench -p authkeys-projections --bench fanout
 	cargo bench -p authkeys-audit --bench verify
 
 # The system on loopback: nats-server with JetStream and the authkeys roles that exist so far

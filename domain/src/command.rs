@@ -173,6 +173,54 @@ pub enum Command {
         /// Which node.
         node_key: NodeKey,
     },
+    /// The expiry timers found something due (R02, R08, R13, R14). `decide` re-checks that it
+    /// is still due exactly as scheduled: a late or doubled timer never expires something that
+    /// was renewed, and one that fires early is refused until it is due.
+    Timer {
+        /// The tailnet of the thing.
+        tailnet: TailnetId,
+        /// What fell due.
+        due: Due,
+    },
+}
+
+/// What a timer found due, with the deadline it scheduled from the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// A key reached its `expires` → `KeyExpired` (unless revoked, spent or expired already).
+    KeyExpiry {
+        /// Which key.
+        key_id: KeyId,
+        /// Its `expires`, as scheduled.
+        expires: Timestamp,
+    },
+    /// A node's key reached its `expires` → `NodeExpired` (unless renewed, disabled or gone).
+    NodeKeyExpiry {
+        /// Which node.
+        node_id: NodeId,
+        /// Its `expires`, as scheduled.
+        expires: Timestamp,
+    },
+    /// An ephemeral node stayed disconnected for the inactivity timeout →
+    /// `NodeDeleted{ephemeral-inactive}` (unless it reported since).
+    EphemeralInactivity {
+        /// Which node.
+        node_id: NodeId,
+        /// The time of the `NodeDisconnected` that started the clock.
+        disconnected_at: Timestamp,
+        /// `disconnected_at` + the inactivity timeout.
+        due: Timestamp,
+    },
+}
+
+impl Due {
+    /// When it falls due.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::KeyExpiry { expires, .. } | Self::NodeKeyExpiry { expires, .. } => *expires,
+            Self::EphemeralInactivity { due, .. } => *due,
+        }
+    }
 }
 
 /// Why a command was refused. Nothing is written for any of these.
@@ -196,6 +244,9 @@ pub enum Rejection {
     /// (R10).
     #[error("invalid, expired, revoked or used auth key")]
     InvalidKey,
+    /// A timer fired before its deadline (the timers' clock is ahead of the log's): retry then.
+    #[error("not due until {0}")]
+    NotDue(Timestamp),
 }
 
 impl Rejection {
@@ -207,6 +258,7 @@ impl Rejection {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::InvalidKey => "invalid_key",
+            Self::NotDue(_) => "not_due",
         }
     }
 }

@@ -2,15 +2,16 @@
 //! lives here; `State::apply` only records.
 
 use authkeys_events::{
-    ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyGenerated, KeyId, KeyRevoked, KeyUsed,
-    NodeAuthorized, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired, NodeId,
-    NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, Role, TagsChanged, TailnetCreated,
-    TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRoleChanged,
+    ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyExpired, KeyGenerated, KeyId,
+    KeyRevoked, KeyUsed, NodeAuthorized, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired,
+    NodeId, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, Role, TagsChanged,
+    TailnetCreated, TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId,
+    UserRoleChanged,
 };
 use authkeys_log::{Decision, Expected, Proposed};
 use subtle::ConstantTimeEq;
 
-use crate::command::{AdminOp, Command, KeyRequest, NewToken, Rejection};
+use crate::command::{AdminOp, Command, Due, KeyRequest, NewToken, Rejection};
 use crate::state::{Node, State, Tailnet, User, default_settings, machine_base};
 
 /// The lock-out reason of a node registered with an unsigned key under tailnet lock (R04).
@@ -198,7 +199,63 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                 events,
             })
         }
+        Command::Timer { tailnet, due } => {
+            let t = state
+                .tailnet(tailnet)
+                .ok_or_else(|| Rejection::NotFound(format!("tailnet {tailnet} not found")))?;
+            Ok(Decision {
+                tailnet: tailnet.clone(),
+                events: decide_timer(t, due, now)?,
+            })
+        }
     }
+}
+
+/// A timer's command: the event if the thing is still due exactly as scheduled, nothing if it
+/// changed since (revoked, spent, renewed, disabled, reconnected, deleted: a later event says
+/// so, and the timers reschedule from it), `NotDue` if it fired early.
+fn decide_timer(t: &Tailnet, due: &Due, now: Timestamp) -> Result<Vec<Proposed>, Rejection> {
+    let still_due =
+        match due {
+            Due::KeyExpiry { key_id, expires } => t.keys.get(key_id).is_some_and(|k| {
+                // R12: a revoked or spent key is already invalid; it does not also expire.
+                k.expires == *expires
+                    && !k.expired
+                    && k.revoked.is_none()
+                    && (k.reusable || k.uses == 0)
+            }),
+            Due::NodeKeyExpiry { node_id, expires } => t.nodes.get(node_id).is_some_and(|n| {
+                !n.expired && !n.key_expiry_disabled && n.expires == Some(*expires)
+            }),
+            Due::EphemeralInactivity {
+                node_id,
+                disconnected_at,
+                ..
+            } => t.nodes.get(node_id).is_some_and(|n| {
+                n.ephemeral && !n.connected && n.last_seen == Some(*disconnected_at)
+            }),
+        };
+    if !still_due {
+        return Ok(Vec::new());
+    }
+    if now < due.at() {
+        return Err(Rejection::NotDue(due.at()));
+    }
+    Ok(vec![match due {
+        // R13: the key's nodes are untouched.
+        Due::KeyExpiry { key_id, expires } => any(KeyExpired {
+            key_id: key_id.clone(),
+            expired_at: *expires,
+        }),
+        Due::NodeKeyExpiry { node_id, expires } => any(NodeExpired {
+            node_id: node_id.clone(),
+            expired_at: *expires,
+        }),
+        Due::EphemeralInactivity { node_id, .. } => any(NodeDeleted {
+            node_id: node_id.clone(),
+            reason: DeleteReason::EphemeralInactive,
+        }),
+    }])
 }
 
 /// Finds the key and checks its secret in constant time, then its usability. Every failure is

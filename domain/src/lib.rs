@@ -17,6 +17,6 @@ pub mod secret;
 pub mod state;
 pub mod wire;
 
-pub use command::{AdminOp, Command, KeyRequest, NewToken, Rejection};
+pub use command::{AdminOp, Command, Due, KeyRequest, NewToken, Rejection};
 pub use decide::decide;
 pub use state::State;

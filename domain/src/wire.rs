@@ -31,7 +31,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::command::{AdminOp, KeyRequest, Rejection};
+use crate::command::{AdminOp, Due, KeyRequest, Rejection};
 use crate::secret::{self, Presented, SecretKind};
 use crate::state::State;
 
@@ -76,6 +76,8 @@ pub mod subject {
     pub const DELETE_NODE: &str = "authkeys.cmd.admin.delete-node";
     /// [`super::ChangeSettingsRequest`] → [`super::SettingsReply`].
     pub const CHANGE_SETTINGS: &str = "authkeys.cmd.admin.change-settings";
+    /// The expiry timers: [`super::TimerRequest`] → [`super::TimerReply`].
+    pub const TIMER: &str = "authkeys.cmd.timer.fire";
 
     /// Every command subject.
     pub const ALL: &[&str] = &[
@@ -92,6 +94,7 @@ pub mod subject {
         AUTHORIZE_NODE,
         DELETE_NODE,
         CHANGE_SETTINGS,
+        TIMER,
     ];
 }
 
@@ -144,6 +147,9 @@ pub enum ErrorCode {
     Unavailable,
     /// An unexpected failure; the service logged it.
     Internal,
+    /// A timer fired before its deadline (the timers' clock is ahead of the log's); retry at
+    /// the time the message names.
+    NotDue,
 }
 
 impl ErrorCode {
@@ -158,6 +164,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::NotDue => "not_due",
         }
     }
 
@@ -169,6 +176,7 @@ impl ErrorCode {
             "not_found" => Self::NotFound,
             "conflict" => Self::Conflict,
             "invalid_key" => Self::InvalidKey,
+            "not_due" => Self::NotDue,
             _ => Self::Internal,
         }
     }
@@ -469,6 +477,144 @@ impl NodeStatusRequest {
             id("nodeKey", NodeKey::parse(self.node_key.as_str()))?,
         ))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+/// `authkeys.cmd.timer.fire`: the expiry timers found something due. `requestId` is unique per
+/// scheduled deadline (scope `timers`), so a timer that fires twice appends once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimerRequest {
+    /// Idempotency key.
+    #[schemars(with = "CommandId")]
+    pub request_id: String,
+    /// The tailnet of the thing that fell due.
+    #[schemars(with = "TailnetId")]
+    pub tailnet: String,
+    /// What fell due, with the deadline the timer scheduled.
+    pub due: TimerDue,
+}
+
+/// What a timer found due (see [`crate::Due`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum TimerDue {
+    /// A key's `expires` (R08) → `KeyExpired`.
+    KeyExpiry {
+        /// Which key.
+        #[schemars(with = "KeyId")]
+        key_id: String,
+        /// The key's `expires`.
+        #[schemars(with = "Timestamp")]
+        expires: String,
+    },
+    /// A node's key `expires` (R14) → `NodeExpired`.
+    NodeKeyExpiry {
+        /// Which node.
+        #[schemars(with = "NodeId")]
+        node_id: String,
+        /// The node's `expires`.
+        #[schemars(with = "Timestamp")]
+        expires: String,
+    },
+    /// An ephemeral node disconnected for the inactivity timeout (R02) →
+    /// `NodeDeleted{ephemeral-inactive}`.
+    EphemeralInactivity {
+        /// Which node.
+        #[schemars(with = "NodeId")]
+        node_id: String,
+        /// The time of the `NodeDisconnected` that started the clock.
+        #[schemars(with = "Timestamp")]
+        disconnected_at: String,
+        /// `disconnectedAt` + the inactivity timeout.
+        #[schemars(with = "Timestamp")]
+        due: String,
+    },
+}
+
+fn time(name: &str, s: &str) -> Result<Timestamp, WireError> {
+    Timestamp::parse(s).map_err(|e| WireError::new(name, e.to_string()))
+}
+
+impl TimerRequest {
+    /// The wire form of a due thing (what the timers send).
+    pub fn new(request_id: &CommandId, tailnet: &TailnetId, due: &Due) -> Self {
+        let due = match due {
+            Due::KeyExpiry { key_id, expires } => TimerDue::KeyExpiry {
+                key_id: key_id.to_string(),
+                expires: expires.to_string(),
+            },
+            Due::NodeKeyExpiry { node_id, expires } => TimerDue::NodeKeyExpiry {
+                node_id: node_id.to_string(),
+                expires: expires.to_string(),
+            },
+            Due::EphemeralInactivity {
+                node_id,
+                disconnected_at,
+                due,
+            } => TimerDue::EphemeralInactivity {
+                node_id: node_id.to_string(),
+                disconnected_at: disconnected_at.to_string(),
+                due: due.to_string(),
+            },
+        };
+        Self {
+            request_id: request_id.to_string(),
+            tailnet: tailnet.to_string(),
+            due,
+        }
+    }
+
+    /// Validates every field.
+    pub fn parse(&self) -> Result<(CommandId, TailnetId, Due), WireError> {
+        let request_id = id("requestId", CommandId::parse(self.request_id.as_str()))?;
+        let tailnet = id("tailnet", TailnetId::parse(self.tailnet.as_str()))?;
+        let due = match &self.due {
+            TimerDue::KeyExpiry { key_id, expires } => Due::KeyExpiry {
+                key_id: id("due.keyId", KeyId::parse(key_id.as_str()))?,
+                expires: time("due.expires", expires)?,
+            },
+            TimerDue::NodeKeyExpiry { node_id, expires } => Due::NodeKeyExpiry {
+                node_id: id("due.nodeId", NodeId::parse(node_id.as_str()))?,
+                expires: time("due.expires", expires)?,
+            },
+            TimerDue::EphemeralInactivity {
+                node_id,
+                disconnected_at,
+                due,
+            } => {
+                let disconnected_at = time("due.disconnectedAt", disconnected_at)?;
+                let due = time("due.due", due)?;
+                if due < disconnected_at {
+                    return Err(WireError::new("due.due", "is before disconnectedAt"));
+                }
+                Due::EphemeralInactivity {
+                    node_id: id("due.nodeId", NodeId::parse(node_id.as_str()))?,
+                    disconnected_at,
+                    due,
+                }
+            }
+        };
+        Ok((request_id, tailnet, due))
+    }
+}
+
+/// `{ok: true, fired}`: `fired` is `true` when the timer's event was appended (now or by the
+/// first try of this `requestId`), `false` when the thing was no longer due as scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimerReply {
+    /// Always `true`.
+    pub ok: True,
+    /// Whether the event was appended.
+    pub fired: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use authkeys_events::{
     DeleteReason, EventType, ExpirySeconds, KeyDurationDays, KeyExpired, KeyGenerated, KeyRevoked,
     KeySigned, KeyUsed, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
     NodeReauthenticated, NodeRegistered, NodeSigned, Role, Tags, TagsChanged,
-    TailnetSettingsChanged, UserRoleChanged,
+    TailnetSettingsChanged, Timestamp, UserRoleChanged,
 };
 use authkeys_log::AppendError;
 use support::*;
@@ -1350,4 +1350,151 @@ fn machine_names_stay_unique_when_many_nodes_share_a_host_name() {
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(unique.len(), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers: what fell due is re-checked when it fires (R02, R08, R13, R14)
+// ---------------------------------------------------------------------------------------------
+
+fn timer(due: authkeys_domain::Due) -> authkeys_domain::Command {
+    authkeys_domain::Command::Timer { tailnet: t1(), due }
+}
+
+fn key_expiry(key: &str, expires: Timestamp) -> authkeys_domain::Command {
+    timer(authkeys_domain::Due::KeyExpiry {
+        key_id: kid(key),
+        expires,
+    })
+}
+
+fn node_expiry(node: &str, expires: Timestamp) -> authkeys_domain::Command {
+    timer(authkeys_domain::Due::NodeKeyExpiry {
+        node_id: nid(node),
+        expires,
+    })
+}
+
+fn inactivity(node: &str, disconnected_at: Timestamp, due: Timestamp) -> authkeys_domain::Command {
+    timer(authkeys_domain::Due::EphemeralInactivity {
+        node_id: nid(node),
+        disconnected_at,
+        due,
+    })
+}
+
+#[test]
+fn r08_key_expiry_timer_records_key_expired_once_at_its_time_and_never_early() {
+    // Early (clocks differ): refused until due, nothing written. At or after `expires`:
+    // KeyExpired{expiredAt: expires}; firing again writes nothing. R13: the node stays.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable().expiry_secs(60))
+        .registered("kA", 1, "n1");
+    g.clone()
+        .at(59)
+        .when(key_expiry("kA", at(60)))
+        .then_rejected(Rejection::NotDue(at(60)));
+    let then = g.at(61).when(key_expiry("kA", at(60))).then_events(|e| {
+        let x = one::<KeyExpired>(e);
+        assert_eq!(x.expired_at, at(60));
+    });
+    let node = live_node(&then.state(), "n1").clone();
+    assert!(node.authorized && !node.expired);
+    then.and().when(key_expiry("kA", at(60))).then_no_events();
+}
+
+#[test]
+fn r08_key_expiry_timer_is_cancelled_by_revoke_and_by_a_one_off_use() {
+    // A revoked key and a spent one-off key are already invalid (R12): no KeyExpired.
+    admins()
+        .key(ALICE, "kR", KeyOpts::reusable().expiry_secs(60))
+        .command(admin(ALICE, revoke("kR")))
+        .at(61)
+        .when(key_expiry("kR", at(60)))
+        .then_no_events();
+    admins()
+        .key(ALICE, "kO", KeyOpts::one_off().expiry_secs(60))
+        .registered("kO", 1, "n1")
+        .at(61)
+        .when(key_expiry("kO", at(60)))
+        .then_no_events();
+}
+
+#[test]
+fn r14_node_expiry_timer_records_node_expired_only_while_the_schedule_holds() {
+    // Due as scheduled → NodeExpired{expiredAt: expires}; renewed by re-authentication,
+    // disabled, or deleted → nothing (the later event reschedules or cancels).
+    let exp = at(180 * DAY);
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1");
+    g.clone()
+        .at(180 * DAY - 1)
+        .when(node_expiry("n1", exp))
+        .then_rejected(Rejection::NotDue(exp));
+    g.clone()
+        .at(180 * DAY + 5)
+        .when(node_expiry("n1", exp))
+        .then_events(|e| assert_eq!(one::<NodeExpired>(e).expired_at, exp));
+    // Re-authenticated at T0+100: expiry moved to 100 s + 180 d.
+    g.clone()
+        .at(100)
+        .command(register("kA", 1, "nUnused"))
+        .at(180 * DAY + 5)
+        .when(node_expiry("n1", exp))
+        .then_no_events();
+    g.clone()
+        .command(admin(ALICE, set_key_expiry("n1", true)))
+        .at(180 * DAY + 5)
+        .when(node_expiry("n1", exp))
+        .then_no_events();
+    g.command(admin(ALICE, AdminOp::DeleteNode { node_id: nid("n1") }))
+        .at(180 * DAY + 5)
+        .when(node_expiry("n1", exp))
+        .then_no_events();
+}
+
+#[test]
+fn r02_inactivity_timer_deletes_an_ephemeral_node_unless_it_reported_since() {
+    let disconnected = authkeys_domain::Command::NodeDisconnected {
+        node_key: node_key(1),
+    };
+    let connected = authkeys_domain::Command::NodeConnected {
+        node_key: node_key(1),
+    };
+    let g = admins()
+        .key(ALICE, "kEph", KeyOpts::reusable().ephemeral())
+        .registered("kEph", 1, "n1")
+        .at(60)
+        .command(disconnected.clone());
+    g.clone()
+        .at(61)
+        .when(inactivity("n1", at(60), at(62)))
+        .then_rejected(Rejection::NotDue(at(62)));
+    let gone = g
+        .clone()
+        .at(62)
+        .when(inactivity("n1", at(60), at(62)))
+        .then_events(|e| {
+            assert_eq!(
+                one::<NodeDeleted>(e).reason,
+                DeleteReason::EphemeralInactive
+            );
+        });
+    assert!(node_in(&gone.state(), "n1").is_none());
+    // Reconnected (and even disconnected again) since: this timer is stale.
+    g.clone()
+        .at(61)
+        .command(connected)
+        .at(62)
+        .when(inactivity("n1", at(60), at(62)))
+        .then_no_events();
+    // A node that is not ephemeral is never removed by the timer.
+    admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .at(60)
+        .command(disconnected)
+        .at(100)
+        .when(inactivity("n1", at(60), at(62)))
+        .then_no_events();
 }

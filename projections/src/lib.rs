@@ -8,6 +8,8 @@
 //! - [`worker`]: consumes a durable JetStream pull consumer, skips redeliveries, backfills gaps
 //!   from the log, commits rows and checkpoint together, then acks; rebuilds from seq 1.
 //! - [`query`]: the views' NATS request/reply subjects, with bounded read-your-writes waits.
+//! - [`timers`]: the expiry timers: a schedule kept from the events like a view, and a loop that
+//!   sends what falls due to the command service.
 //! - [`run_views`]: every view with its worker and query responders, for `authkeys project` and
 //!   `authkeys serve`.
 //!
@@ -19,10 +21,11 @@ pub mod fixtures;
 pub mod log_client;
 pub mod query;
 pub mod store;
+pub mod timers;
 pub mod views;
 pub mod worker;
 
 pub use config::ProjectionConfig;
 pub use query::run_views;
 pub use views::{IdentityView, KeysView, MachinesView, View};
-pub use worker::{ViewHandle, Worker, rebuild_from_log};
+pub use worker::{Sink, ViewHandle, ViewSink, ViewWorker, Worker, rebuild_from_log};

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProjectionConfig;
 use crate::views::identity::{TailnetInfo, TokenInfo};
 use crate::views::{IdentityView, KeysView, MachinesView, View};
-use crate::worker::{ViewHandle, Worker};
+use crate::worker::{ViewHandle, ViewWorker};
 
 /// Declares each query subject once: relative to `query_prefix` in [`subject`], and in full
 /// under the production prefix in [`subject::full`] (what the HTTP gateway asks).
@@ -261,9 +261,9 @@ pub async fn run_views(
     cfg: ProjectionConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let keys = Worker::<KeysView>::open(client.clone(), &cfg).await?;
-    let machines = Worker::<MachinesView>::open(client.clone(), &cfg).await?;
-    let identity = Worker::<IdentityView>::open(client.clone(), &cfg).await?;
+    let keys = ViewWorker::<KeysView>::open(client.clone(), &cfg).await?;
+    let machines = ViewWorker::<MachinesView>::open(client.clone(), &cfg).await?;
+    let identity = ViewWorker::<IdentityView>::open(client.clone(), &cfg).await?;
     let handles = Handles {
         keys: keys.handle(),
         machines: machines.handle(),

@@ -17,7 +17,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use crate::views::{RowChange, View};
 
 const ROWS: TableDefinition<&str, &[u8]> = TableDefinition::new("rows");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Format version, name and checkpoint of a view or schedule file.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT_VERSION: u32 = 1;
 
 /// The position a view has reached: the last applied event's seq and hash (0 and zero before
@@ -37,7 +38,7 @@ impl Checkpoint {
         hash: Hash::ZERO,
     };
 
-    fn encode(&self) -> [u8; 72] {
+    pub(crate) fn encode(&self) -> [u8; 72] {
         let mut out = [0u8; 72];
         out[..8].copy_from_slice(&self.seq.to_le_bytes());
         out[8..40].copy_from_slice(&self.hash.0);
@@ -46,7 +47,7 @@ impl Checkpoint {
         out
     }
 
-    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, StoreError> {
         if b.len() != 72 || blake3::hash(&b[..40]).as_bytes() != &b[40..] {
             return Err(StoreError::Corrupt("checkpoint fails its checksum".into()));
         }
@@ -77,8 +78,55 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-fn redb_err(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn redb_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Redb(e.to_string())
+}
+
+/// Creates the `meta` table of a new file (format version, the name of what it holds, the start
+/// checkpoint), or checks that an existing file's format and name are these.
+pub(crate) fn init_meta(txn: &redb::WriteTransaction, name: &str) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(redb_err)?;
+    let format = meta
+        .get("format")
+        .map_err(redb_err)?
+        .map(|v| v.value().to_vec());
+    match format {
+        None => {
+            meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(redb_err)?;
+            meta.insert("view", name.as_bytes()).map_err(redb_err)?;
+            meta.insert("checkpoint", Checkpoint::START.encode().as_slice())
+                .map_err(redb_err)?;
+        }
+        Some(f) if f == FORMAT_VERSION.to_le_bytes() => {
+            let stored = meta
+                .get("view")
+                .map_err(redb_err)?
+                .map(|v| v.value().to_vec());
+            if stored.as_deref() != Some(name.as_bytes()) {
+                return Err(StoreError::Corrupt(format!(
+                    "the file holds another view than {name:?}"
+                )));
+            }
+        }
+        Some(_) => {
+            return Err(StoreError::Corrupt(
+                "the file has another format version".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoint in `meta`.
+pub(crate) fn read_checkpoint(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Checkpoint, StoreError> {
+    let cp = meta
+        .get("checkpoint")
+        .map_err(redb_err)?
+        .ok_or_else(|| StoreError::Corrupt("no checkpoint".into()))?;
+    Checkpoint::decode(cp.value())
 }
 
 /// A view's redb file.
@@ -98,36 +146,7 @@ impl ViewStore {
         let store = Self { db };
         let txn = store.db.begin_write().map_err(redb_err)?;
         {
-            let mut meta = txn.open_table(META).map_err(redb_err)?;
-            let format = meta
-                .get("format")
-                .map_err(redb_err)?
-                .map(|v| v.value().to_vec());
-            match format {
-                None => {
-                    meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())
-                        .map_err(redb_err)?;
-                    meta.insert("view", name.as_bytes()).map_err(redb_err)?;
-                    meta.insert("checkpoint", Checkpoint::START.encode().as_slice())
-                        .map_err(redb_err)?;
-                }
-                Some(f) if f == FORMAT_VERSION.to_le_bytes() => {
-                    let stored = meta
-                        .get("view")
-                        .map_err(redb_err)?
-                        .map(|v| v.value().to_vec());
-                    if stored.as_deref() != Some(name.as_bytes()) {
-                        return Err(StoreError::Corrupt(format!(
-                            "the file holds another view than {name:?}"
-                        )));
-                    }
-                }
-                Some(_) => {
-                    return Err(StoreError::Corrupt(
-                        "the file has another format version".into(),
-                    ));
-                }
-            }
+            init_meta(&txn, name)?;
             txn.open_table(ROWS).map_err(redb_err)?;
         }
         txn.commit().map_err(redb_err)?;
@@ -138,11 +157,7 @@ impl ViewStore {
     pub fn load<V: View>(&self) -> Result<(V, Checkpoint), StoreError> {
         let txn = self.db.begin_read().map_err(redb_err)?;
         let meta = txn.open_table(META).map_err(redb_err)?;
-        let cp = meta
-            .get("checkpoint")
-            .map_err(redb_err)?
-            .ok_or_else(|| StoreError::Corrupt("no checkpoint".into()))?;
-        let cp = Checkpoint::decode(cp.value())?;
+        let cp = read_checkpoint(&meta)?;
         let rows = txn.open_table(ROWS).map_err(redb_err)?;
         let mut view = V::default();
         for row in rows.iter().map_err(redb_err)? {

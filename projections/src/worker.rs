@@ -43,7 +43,8 @@ use crate::views::View;
 /// Rebuild requests waiting for the worker.
 const REBUILD_REQUESTS_MAX: usize = 4;
 
-type RebuildReply = oneshot::Sender<anyhow::Result<u64>>;
+/// How a rebuild request is answered: the seq of the rebuilt state.
+pub type RebuildReply = oneshot::Sender<anyhow::Result<u64>>;
 
 /// A running view, for queries, tests and metrics. Cheap to clone.
 #[derive(Debug)]
@@ -173,14 +174,91 @@ pub async fn rebuild_from_log<V: View>(
     Ok((view, chain.0))
 }
 
-/// Consumes the events of one view. See the module docs.
+/// What a [`Worker`] keeps current from the event stream: a view ([`ViewSink`]) or the expiry
+/// timers' schedule ([`crate::timers::ScheduleSink`]).
+pub trait Sink: Send + 'static {
+    /// Names the durable consumer (`<consumer_prefix><NAME>`) and the logs.
+    const NAME: &'static str;
+
+    /// Applies `batch` (linked, in seq order, right after the last checkpoint) and durably
+    /// records it with the checkpoint `tip`. A [`StoreError`] stops the worker.
+    fn commit(
+        &mut self,
+        batch: Vec<Envelope>,
+        tip: Checkpoint,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+
+    /// Replaces everything with what the log holds from seq 1; answers the new checkpoint.
+    fn rebuild(
+        &mut self,
+        log: &LogClient,
+    ) -> impl std::future::Future<Output = anyhow::Result<Checkpoint>> + Send;
+}
+
+/// A view in memory, its file, and the handle queries read it through.
 #[derive(Debug)]
-pub struct Worker<V: View> {
+pub struct ViewSink<V> {
+    store: Arc<ViewStore>,
+    handle: ViewHandle<V>,
+}
+
+impl<V: View> Sink for ViewSink<V> {
+    const NAME: &'static str = V::NAME;
+
+    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> anyhow::Result<()> {
+        let changes = {
+            let mut view = self
+                .handle
+                .shared
+                .view
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for env in &batch {
+                view.apply(env);
+            }
+            view.take_changes()
+        };
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.commit(&changes, tip))
+            .await
+            .context("commit task")??;
+        self.handle.shared.applied.send_replace(tip.seq);
+        Ok(())
+    }
+
+    /// Builds the view in memory from seq 1, writes its rows and checkpoint in one
+    /// transaction, and swaps it in: readers see the old view or the new one.
+    async fn rebuild(&mut self, log: &LogClient) -> anyhow::Result<Checkpoint> {
+        let (view, cp) = rebuild_from_log::<V>(log, None).await?;
+        let rows = view.all_rows();
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.replace_all(&rows, cp))
+            .await
+            .context("rebuild commit task")??;
+        {
+            let mut live = self
+                .handle
+                .shared
+                .view
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *live = view;
+        }
+        self.handle.shared.applied.send_replace(cp.seq);
+        Ok(cp)
+    }
+}
+
+/// The worker of a view.
+pub type ViewWorker<V> = Worker<ViewSink<V>>;
+
+/// Consumes the event stream into a [`Sink`]. See the module docs.
+#[derive(Debug)]
+pub struct Worker<S> {
     cfg: Arc<ProjectionConfig>,
     client: Client,
     log: LogClient,
-    store: Arc<ViewStore>,
-    handle: ViewHandle<V>,
+    sink: S,
     chain: Chain,
     rebuild_rx: mpsc::Receiver<RebuildReply>,
 }
@@ -191,32 +269,44 @@ enum SessionEnd {
     Restart,
 }
 
-impl<V: View> Worker<V> {
-    /// Opens (or creates) `<data_dir>/view-<name>.redb` and loads the view. Retries for up to
-    /// `open_wait_ms_max` while the file is still held (by a crashed predecessor's last commit).
+/// Opens `path` with `open` (on a blocking thread), retrying for up to `open_wait_ms_max` while
+/// the file is still held (by a crashed predecessor's last commit).
+pub async fn open_retrying<T: Send + 'static>(
+    cfg: &ProjectionConfig,
+    path: &std::path::Path,
+    open: impl Fn(&std::path::Path) -> Result<T, StoreError> + Send + Sync + 'static,
+) -> anyhow::Result<T> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("create {}", cfg.data_dir.display()))?;
+    let open = Arc::new(open);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.open_wait_ms_max);
+    loop {
+        let p = path.to_owned();
+        let o = Arc::clone(&open);
+        let opened = tokio::task::spawn_blocking(move || o(&p))
+            .await
+            .context("open task")?;
+        match opened {
+            Ok(ok) => return Ok(ok),
+            Err(StoreError::Busy) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(cfg.retry_wait_ms_min)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        }
+    }
+}
+
+impl<V: View> Worker<ViewSink<V>> {
+    /// Opens (or creates) `<data_dir>/view-<name>.redb` and loads the view.
     pub async fn open(client: Client, cfg: &ProjectionConfig) -> anyhow::Result<Self> {
         cfg.validate()?;
-        std::fs::create_dir_all(&cfg.data_dir)
-            .with_context(|| format!("create {}", cfg.data_dir.display()))?;
         let path = cfg.data_dir.join(format!("view-{}.redb", V::NAME));
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.open_wait_ms_max);
-        let (store, view, cp) = loop {
-            let p = path.clone();
-            let opened = tokio::task::spawn_blocking(move || {
-                let store = ViewStore::open(&p, V::NAME)?;
-                let (view, cp) = store.load::<V>()?;
-                Ok::<_, StoreError>((store, view, cp))
-            })
-            .await
-            .context("open view task")?;
-            match opened {
-                Ok(ok) => break ok,
-                Err(StoreError::Busy) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(cfg.retry_wait_ms_min)).await;
-                }
-                Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-            }
-        };
+        let (store, view, cp) = open_retrying(cfg, &path, |p| {
+            let store = ViewStore::open(p, V::NAME)?;
+            let (view, cp) = store.load::<V>()?;
+            Ok((store, view, cp))
+        })
+        .await?;
         tracing::info!(view = V::NAME, seq = cp.seq, "view loaded");
         let (rebuild_tx, rebuild_rx) = mpsc::channel(REBUILD_REQUESTS_MAX);
         let handle = ViewHandle {
@@ -226,26 +316,43 @@ impl<V: View> Worker<V> {
             }),
             rebuild_tx,
         };
+        let sink = ViewSink {
+            store: Arc::new(store),
+            handle,
+        };
+        Ok(Self::new(client, cfg, sink, cp, rebuild_rx))
+    }
+
+    /// A handle on the view, valid while the worker runs (and after, read-only).
+    pub fn handle(&self) -> ViewHandle<V> {
+        self.sink.handle.clone()
+    }
+}
+
+impl<S: Sink> Worker<S> {
+    /// A worker feeding `sink`, which has applied everything up to `checkpoint`; rebuild
+    /// requests arrive on `rebuild_rx`.
+    pub fn new(
+        client: Client,
+        cfg: &ProjectionConfig,
+        sink: S,
+        checkpoint: Checkpoint,
+        rebuild_rx: mpsc::Receiver<RebuildReply>,
+    ) -> Self {
         let log = LogClient::new(
             client.clone(),
             cfg.log_read_subject.clone(),
             cfg.log_read_events_max,
             Duration::from_millis(cfg.log_read_wait_ms_max),
         );
-        Ok(Self {
+        Self {
             cfg: Arc::new(cfg.clone()),
             client,
             log,
-            store: Arc::new(store),
-            handle,
-            chain: Chain(cp),
+            sink,
+            chain: Chain(checkpoint),
             rebuild_rx,
-        })
-    }
-
-    /// A handle on the view, valid while the worker runs (and after, read-only).
-    pub fn handle(&self) -> ViewHandle<V> {
-        self.handle.clone()
+        }
     }
 
     /// Keeps the view current until `shutdown`. Returns `Err` only when its store fails.
@@ -260,7 +367,7 @@ impl<V: View> Worker<V> {
                 Ok(SessionEnd::Restart) => failures = 0,
                 Err(e) if e.is::<StoreError>() => {
                     tracing::error!(
-                        view = V::NAME,
+                        view = S::NAME,
                         error = format!("{e:#}"),
                         "view store failed"
                     );
@@ -269,13 +376,13 @@ impl<V: View> Worker<V> {
                 Err(e) => {
                     if failures == 0 {
                         tracing::warn!(
-                            view = V::NAME,
+                            view = S::NAME,
                             error = format!("{e:#}"),
                             "view session failed; retrying"
                         );
                     } else {
                         tracing::debug!(
-                            view = V::NAME,
+                            view = S::NAME,
                             error = format!("{e:#}"),
                             failures,
                             "view session failed again"
@@ -299,7 +406,7 @@ impl<V: View> Worker<V> {
             .get_stream(&cfg.stream)
             .await
             .with_context(|| format!("get stream {}", cfg.stream))?;
-        let name = format!("{}{}", cfg.consumer_prefix, V::NAME);
+        let name = format!("{}{}", cfg.consumer_prefix, S::NAME);
         // The checkpoint is the record of progress: replace whatever consumer is there.
         let _ = stream.delete_consumer(&name).await;
         let consumer = stream
@@ -327,7 +434,7 @@ impl<V: View> Worker<V> {
             .with_context(|| format!("pull from consumer {name}"))?
             .ready_chunks(cfg.batch_events_max);
         tracing::debug!(
-            view = V::NAME,
+            view = S::NAME,
             from = self.chain.next_seq(),
             "view session started"
         );
@@ -341,7 +448,7 @@ impl<V: View> Worker<V> {
                     let failed = result.as_ref().err().map(|e| format!("{e:#}"));
                     let _ = reply.send(result);
                     if let Some(e) = failed {
-                        tracing::error!(view = V::NAME, error = e, "rebuild failed");
+                        tracing::error!(view = S::NAME, error = e, "rebuild failed");
                     }
                     return Ok(SessionEnd::Restart);
                 }
@@ -374,7 +481,7 @@ impl<V: View> Worker<V> {
             let env = match decode_checked(&msg.payload) {
                 Ok(env) => env,
                 Err(e) => {
-                    tracing::warn!(view = V::NAME, subject = %msg.subject, error = format!("{e:#}"), "undecodable event message; the log will fill its place");
+                    tracing::warn!(view = S::NAME, subject = %msg.subject, error = format!("{e:#}"), "undecodable event message; the log will fill its place");
                     to_ack.push(msg);
                     continue;
                 }
@@ -389,7 +496,7 @@ impl<V: View> Worker<V> {
                 // then take everything up to and including `seq` from the log.
                 self.commit_batch(std::mem::take(&mut batch), tip).await?;
                 tracing::debug!(
-                    view = V::NAME,
+                    view = S::NAME,
                     from = tip.next_seq(),
                     to = seq,
                     "backfilling from the log"
@@ -406,7 +513,7 @@ impl<V: View> Worker<V> {
         self.commit_batch(batch, tip).await?;
         for msg in to_ack {
             if let Err(e) = msg.ack().await {
-                tracing::debug!(view = V::NAME, error = %e, "ack failed; the message will be redelivered and skipped");
+                tracing::debug!(view = S::NAME, error = %e, "ack failed; the message will be redelivered and skipped");
             }
         }
         failure.map_or(Ok(()), Err)
@@ -418,25 +525,8 @@ impl<V: View> Worker<V> {
         if batch.is_empty() {
             return Ok(());
         }
-        let changes = {
-            let mut view = self
-                .handle
-                .shared
-                .view
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for env in &batch {
-                view.apply(env);
-            }
-            view.take_changes()
-        };
-        let store = Arc::clone(&self.store);
-        let cp = tip.0;
-        tokio::task::spawn_blocking(move || store.commit(&changes, cp))
-            .await
-            .context("commit task")??;
+        self.sink.commit(batch, tip.0).await?;
         self.chain = tip;
-        self.handle.shared.applied.send_replace(cp.seq);
         Ok(())
     }
 
@@ -464,7 +554,7 @@ impl<V: View> Worker<V> {
                 if !tip.links(env) {
                     // The log's own events do not link to our checkpoint: the file belongs to
                     // another log (or history was replaced). The log is the record: rebuild.
-                    tracing::error!(view = V::NAME, seq = %env.seq, checkpoint = tip.0.seq, "the log does not link to the view's checkpoint; rebuilding");
+                    tracing::error!(view = S::NAME, seq = %env.seq, checkpoint = tip.0.seq, "the log does not link to the view's checkpoint; rebuilding");
                     self.rebuild().await?;
                     return Ok(());
                 }
@@ -477,25 +567,10 @@ impl<V: View> Worker<V> {
     /// Rebuilds from seq 1 out of the log, writes the new rows and checkpoint in one
     /// transaction, and swaps the view in.
     async fn rebuild(&mut self) -> anyhow::Result<u64> {
-        tracing::info!(view = V::NAME, "rebuilding from the log");
-        let (view, cp) = rebuild_from_log::<V>(&self.log, None).await?;
-        let rows = view.all_rows();
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.replace_all(&rows, cp))
-            .await
-            .context("rebuild commit task")??;
-        {
-            let mut live = self
-                .handle
-                .shared
-                .view
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *live = view;
-        }
+        tracing::info!(view = S::NAME, "rebuilding from the log");
+        let cp = self.sink.rebuild(&self.log).await?;
         self.chain = Chain(cp);
-        self.handle.shared.applied.send_replace(cp.seq);
-        tracing::info!(view = V::NAME, seq = cp.seq, "rebuilt");
+        tracing::info!(view = S::NAME, seq = cp.seq, "rebuilt");
         Ok(cp.seq)
     }
 }

@@ -26,7 +26,7 @@ use authkeys_domain::wire::{
     AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest, DeletedReply,
     DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
     NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
-    SetTagsRequest, SettingsReply, TokenReply, UserReply,
+    SetTagsRequest, SettingsReply, TimerReply, TimerRequest, TokenReply, UserReply,
 };
 use authkeys_events::EventType;
 use schemars::generate::{Contract, SchemaSettings};
@@ -76,12 +76,14 @@ pub fn documents() -> Vec<Document> {
     docs.push(command_document::<AuthorizeNodeRequest>());
     docs.push(command_document::<DeleteNodeRequest>());
     docs.push(command_document::<ChangeSettingsRequest>());
+    docs.push(command_document::<TimerRequest>());
     docs.push(reply_document::<Reply<DeviceReply>>());
     docs.push(reply_document::<Reply<KeyReply>>());
     docs.push(reply_document::<Reply<UserReply>>());
     docs.push(reply_document::<Reply<TokenReply>>());
     docs.push(reply_document::<Reply<DeletedReply>>());
     docs.push(reply_document::<Reply<SettingsReply>>());
+    docs.push(reply_document::<Reply<TimerReply>>());
     docs
 }
 
@@ -163,7 +165,7 @@ mod tests {
             .iter()
             .filter(|d| d.path.starts_with("commands/"))
             .count();
-        assert_eq!(commands, 18, "12 requests and 6 replies");
+        assert_eq!(commands, 20, "13 requests and 7 replies");
         assert_eq!(docs.len(), EventType::ALL.len() + 1 + commands);
     }
 }

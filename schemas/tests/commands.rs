@@ -12,7 +12,7 @@ use authkeys_domain::wire::{
     self, AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
     DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
     NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
-    SetTagsRequest, SettingsReply, TokenReply, UserReply,
+    SetTagsRequest, SettingsReply, TimerReply, TimerRequest, TokenReply, UserReply,
 };
 use authkeys_schemas::COMMAND_EXAMPLES_DIR;
 use serde::Serialize;
@@ -60,6 +60,8 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
         "AuthorizeNodeRequest" => through(bytes, |r: &AuthorizeNodeRequest| ok(r.parse())),
         "DeleteNodeRequest" => through(bytes, |r: &DeleteNodeRequest| ok(r.parse())),
         "ChangeSettingsRequest" => through(bytes, |r: &ChangeSettingsRequest| ok(r.parse())),
+        "TimerRequest" => through(bytes, |r: &TimerRequest| ok(r.parse())),
+        "TimerReplyOrError" => through(bytes, none::<Reply<TimerReply>>),
         "DeviceReplyOrError" => through(bytes, none::<Reply<DeviceReply>>),
         "KeyReplyOrError" => through(bytes, |r: &Reply<KeyReply>| match r {
             Reply::Ok(k) => match &k.key.key {
@@ -192,6 +194,16 @@ fn c04_mutated_examples_are_refused_by_the_schema_and_the_rust_type() {
             "SetTagsRequest.json",
             |v| v["nodeId"] = json!("k123"),
             "/nodeId",
+        ),
+        (
+            "TimerRequest.json",
+            |v| v["due"]["kind"] = json!("keyExpiryX"),
+            "/due",
+        ),
+        (
+            "TimerRequest.ephemeral.json",
+            |v| v["due"]["disconnectedAt"] = json!("yesterday"),
+            "/due",
         ),
         ("DeviceReplyOrError.json", |v| v["ok"] = json!(false), ""),
         (

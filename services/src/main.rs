@@ -72,6 +72,8 @@ enum Cmd {
     Command(CommandArgs),
     /// The projection workers (keys, machines, identity views) and their queries.
     Project(ProjectArgs),
+    /// The expiry timers: keys, node keys and inactive ephemeral nodes expire on time.
+    Timers(TimersArgs),
     /// The HTTP API gateway (Tailscale API v2); talks only NATS.
     Api(ApiArgs),
     /// Register a node with an auth key, as a registrar does.
@@ -251,6 +253,34 @@ struct ServeArgs {
     /// The NATS server.
     #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
+    /// `1h 30m`).
+    #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
+    ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+struct TimersArgs {
+    /// Where the schedule keeps its file (timers.redb).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
+    /// `1h 30m`).
+    #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
+    ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+/// A positive duration such as `30m`, `2s` or `1h 30m`, at most 365 days.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30m, 2s, 1h 30m)"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(365 * 86_400) {
+        return Err("must be more than 0 and at most 365 days".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -310,7 +340,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A client's stderr is for its answer; a service's for its story.
     let default_filter = match cli.command {
-        Cmd::Command(_) | Cmd::Serve(_) | Cmd::Project(_) | Cmd::Api(_) => "info",
+        Cmd::Command(_) | Cmd::Serve(_) | Cmd::Project(_) | Cmd::Timers(_) | Cmd::Api(_) => "info",
         Cmd::Admin { .. } | Cmd::Register(_) | Cmd::Audit { .. } => "warn",
     };
     init_logs(cli.log_format, default_filter);
@@ -332,6 +362,7 @@ fn main() -> ExitCode {
             Cmd::Command(args) => run_command(args).await,
             Cmd::Serve(args) => run_serve(args).await,
             Cmd::Project(args) => run_project(args).await,
+            Cmd::Timers(args) => run_timers(args).await,
             Cmd::Api(args) => run_api(args).await,
             Cmd::Register(args) => run_register(args).await,
             Cmd::Audit { command } => audit_cli::run(command).await,
@@ -473,11 +504,26 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
 async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    authkeys_services::serve::run(
-        authkeys_services::serve::ServeSettings::new(args.data, args.http, args.nats),
-        shutdown,
-    )
-    .await?;
+    let mut settings =
+        authkeys_services::serve::ServeSettings::new(args.data, args.http, args.nats);
+    settings.timers.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
+    authkeys_services::serve::run(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_timers(args: TimersArgs) -> anyhow::Result<ExitCode> {
+    let client = async_nats::ConnectOptions::new()
+        .name("authkeys-timers")
+        .connect(args.nats.as_str())
+        .await
+        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let mut config = authkeys_projections::timers::TimersConfig::new(args.data);
+    config.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
+    let clock = authkeys_log::system_clock();
+    authkeys_projections::timers::run_timers(client.clone(), config, clock, shutdown).await?;
+    client.drain().await.ok();
     Ok(ExitCode::SUCCESS)
 }
 

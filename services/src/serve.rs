@@ -1,16 +1,18 @@
 //! `authkeys serve`: every role in one process — the command service (with its relay and
-//! `authkeys.log.read`), the projection workers with their queries, and the HTTP gateway —
-//! talking over NATS exactly as the split topology does (`authkeys command|project|api`).
+//! `authkeys.log.read`), the projection workers with their queries, the expiry timers, and the
+//! HTTP gateway — talking over NATS exactly as the split topology does
+//! (`authkeys command|project|timers|api`).
 //!
 //! Shutdown runs front to back: the gateway stops accepting and answers what it has, then the
-//! command service answers its in-flight commands and the relay publishes what is committed,
-//! then the views stop.
+//! timers stop sending, then the command service answers its in-flight commands and the relay
+//! publishes what is committed, then the views stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use authkeys_projections::config::ProjectionConfig;
+use authkeys_projections::timers::TimersConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiSettings};
@@ -23,6 +25,9 @@ pub struct ServeSettings {
     pub command: CommandSettings,
     /// The views' settings (their files under `<data>/views`).
     pub projections: ProjectionConfig,
+    /// The expiry timers' settings (their schedule under `<data>/views`, its consumer
+    /// `view-timers`).
+    pub timers: TimersConfig,
     /// The gateway's settings (its hashing key is the command service's).
     pub api: ApiSettings,
 }
@@ -32,6 +37,7 @@ impl ServeSettings {
     pub fn new(data_dir: PathBuf, http: SocketAddr, nats_url: String) -> Self {
         Self {
             projections: ProjectionConfig::new(data_dir.join("views")),
+            timers: TimersConfig::new(data_dir.join("views")),
             api: ApiSettings::new(http, nats_url.clone(), data_dir.join("hashing.key")),
             command: CommandSettings::new(data_dir, nats_url),
         }
@@ -44,6 +50,7 @@ pub struct Serve {
     command: CommandApp,
     views_client: async_nats::Client,
     projections: ProjectionConfig,
+    timers: TimersConfig,
     api: api::App,
 }
 
@@ -62,6 +69,7 @@ impl Serve {
             command,
             views_client,
             projections: settings.projections,
+            timers: settings.timers,
             api,
         })
     }
@@ -77,6 +85,7 @@ impl Serve {
             command,
             views_client,
             projections,
+            timers,
             api,
         } = self;
         // The gateway stops on shutdown, or as soon as a back role ends (rather than serve half a
@@ -84,6 +93,7 @@ impl Serve {
         let api_stop = shutdown.child_token();
         let command_stop = CancellationToken::new();
         let views_stop = CancellationToken::new();
+        let timers_stop = CancellationToken::new();
         let command_task = {
             let (stop, front) = (command_stop.clone(), api_stop.clone());
             tokio::spawn(async move {
@@ -101,13 +111,28 @@ impl Serve {
                 r
             })
         };
+        let timers_task = {
+            let (client, stop, front) =
+                (views_client.clone(), timers_stop.clone(), api_stop.clone());
+            tokio::spawn(async move {
+                let clock = authkeys_log::system_clock();
+                let r = authkeys_projections::timers::run_timers(client, timers, clock, stop).await;
+                front.cancel();
+                r
+            })
+        };
         let api_result = api.run(api_stop).await;
+        timers_stop.cancel();
+        let timers_result = timers_task.await.context("timers task")?;
         command_stop.cancel();
         let command_result = command_task.await.context("command service task")?;
         views_stop.cancel();
         let views_result = views_task.await.context("views task")?;
         views_client.drain().await.ok();
-        api_result.and(command_result).and(views_result)
+        api_result
+            .and(timers_result)
+            .and(command_result)
+            .and(views_result)
     }
 }
 

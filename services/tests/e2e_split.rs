@@ -4,76 +4,14 @@
 //! the projection process and restart it, and see the views answer again with every event.
 
 mod api_support;
+mod proc_support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use api_support::send;
 use authkeys_tests::NatsServer;
-use bytes::Bytes;
+use proc_support::{Procs, authkeys, bootstrap, free_port, get_ok, http};
 use serde_json::{Value, json};
-
-/// Bound on every wait of this test (start-up, views catching up).
-const WAIT_MS_MAX: u64 = 30_000;
-
-fn authkeys() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_authkeys"));
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
-}
-
-/// Children killed on drop, so a failing test leaves no process behind.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> anyhow::Result<api_support::Answer> {
-    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
-    let body = match body {
-        Some(v) => {
-            headers.push(("content-type".to_owned(), "application/json".to_owned()));
-            Bytes::from(serde_json::to_vec(&v)?)
-        }
-        None => Bytes::new(),
-    };
-    send(port, method, path, &headers, body).await
-}
-
-/// Retries `GET path` until it answers 200 (the processes are starting), within the bound.
-async fn get_ok(port: u16, path: &str, token: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    loop {
-        match http(port, "GET", path, token, None).await {
-            Ok(a) if a.status == 200 => return Ok(a.body),
-            other if Instant::now() >= deadline => {
-                anyhow::bail!("GET {path} never answered 200: {other:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_processes_create_register_list_and_survive_a_killed_projector() -> anyhow::Result<()>
@@ -81,21 +19,7 @@ async fn split_processes_create_register_list_and_survive_a_killed_projector() -
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let (cmd_dir, views_dir) = (dir.path().join("command"), dir.path().join("views"));
-    let out = authkeys()
-        .stdout(Stdio::piped())
-        .args([
-            "admin",
-            "bootstrap",
-            "--tailnet",
-            "example.com",
-            "--owner",
-            "o@example.com",
-        ])
-        .arg("--data")
-        .arg(&cmd_dir)
-        .output()?;
-    ensure!(out.status.success(), "bootstrap failed");
-    let token = String::from_utf8(out.stdout)?.trim_end().to_owned();
+    let token = bootstrap(&cmd_dir)?;
 
     let port = free_port()?;
     let project = |views: &std::path::Path| -> anyhow::Result<Child> {

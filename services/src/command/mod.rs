@@ -21,6 +21,7 @@
 //! | `authkeys.cmd.admin.authorize-node` | `AuthorizeNodeRequest` | `{ok, device}` | tailnet |
 //! | `authkeys.cmd.admin.delete-node` | `DeleteNodeRequest` | `{ok, nodeId}` | tailnet |
 //! | `authkeys.cmd.admin.change-settings` | `ChangeSettingsRequest` | `{ok, settings}` | tailnet |
+//! | `authkeys.cmd.timer.fire` | `TimerRequest` | `{ok, fired}` | `timers` |
 //!
 //! Admin requests carry the acting user's id (`actor`): the caller (the HTTP gateway) has
 //! authenticated the user's token; `decide` re-checks the user's role against the state (R07) —
@@ -40,6 +41,7 @@
 //! | `conflict` | 409 | the state does not allow it, or the id was used before for a different request |
 //! | `unavailable` | 503 | the log cannot take commands (shutting down, storage failure): retry |
 //! | `internal` | 500 | unexpected; logged |
+//! | `not_due` | — | a timer fired before its deadline (clocks differ): retry at the time named |
 //!
 //! # Idempotency
 //!
@@ -90,6 +92,9 @@ mod register;
 mod revoke_key;
 mod set_key_expiry;
 mod set_tags;
+mod timer;
+
+pub use timer::{TIMER_ACTOR, TIMER_SCOPE};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -373,6 +378,7 @@ impl CommandService {
                 subject::AUTHORIZE_NODE => authorize_node::handle(ctx, &req).await,
                 subject::DELETE_NODE => delete_node::handle(ctx, &req).await,
                 subject::CHANGE_SETTINGS => change_settings::handle(ctx, &req).await,
+                subject::TIMER => timer::handle(ctx, &req).await,
                 _ => Err(ErrorReply::new(ErrorCode::Internal, "unrouted subject")),
             };
             match &answer {

@@ -13,7 +13,7 @@ use authkeys_log::{Log, LogConfig, fixtures};
 use authkeys_projections::log_client::LogClient;
 use authkeys_projections::query::Handles;
 use authkeys_projections::{
-    IdentityView, KeysView, MachinesView, ProjectionConfig, View, ViewHandle, Worker,
+    IdentityView, KeysView, MachinesView, ProjectionConfig, View, ViewHandle, ViewWorker,
     rebuild_from_log,
 };
 use authkeys_services::log_read;
@@ -149,7 +149,7 @@ pub async fn spawn_worker<V: View>(
     client: &Client,
     cfg: &ProjectionConfig,
 ) -> anyhow::Result<Running<V>> {
-    let worker = Worker::<V>::open(client.clone(), cfg).await?;
+    let worker = ViewWorker::<V>::open(client.clone(), cfg).await?;
     let handle = worker.handle();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(worker.run(shutdown.clone()));

@@ -1,0 +1,118 @@
+//! Support for tests that run the real `authkeys` binary as separate processes against a real
+//! `nats-server`: spawning, killing on drop, bootstrapping, HTTP with a token, and reading the
+//! log file read-only beside the running service.
+
+// Each test binary uses a different subset.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use authkeys_events::{Envelope, Seq};
+use authkeys_log::LogReader;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::api_support::{self, send};
+
+/// Bound on every wait of these tests (start-up, views catching up, timers firing).
+pub const WAIT_MS_MAX: u64 = 30_000;
+
+/// The binary, with stdin closed and its output dropped.
+pub fn authkeys() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authkeys"));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Children killed on drop, so a failing test leaves no process behind.
+#[derive(Debug)]
+pub struct Procs(pub Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `authkeys admin bootstrap` into `data`: the Owner's token.
+pub fn bootstrap(data: &Path) -> anyhow::Result<String> {
+    let out = authkeys()
+        .stdout(Stdio::piped())
+        .args([
+            "admin",
+            "bootstrap",
+            "--tailnet",
+            "example.com",
+            "--owner",
+            "o@example.com",
+        ])
+        .arg("--data")
+        .arg(data)
+        .output()?;
+    ensure!(out.status.success(), "bootstrap failed");
+    Ok(String::from_utf8(out.stdout)?.trim_end().to_owned())
+}
+
+/// An HTTP request with the token; JSON body if any.
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<api_support::Answer> {
+    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+    let body = match body {
+        Some(v) => {
+            headers.push(("content-type".to_owned(), "application/json".to_owned()));
+            Bytes::from(serde_json::to_vec(&v)?)
+        }
+        None => Bytes::new(),
+    };
+    send(port, method, path, &headers, body).await
+}
+
+/// Retries `GET path` until it answers 200 (the processes are starting), within the bound.
+pub async fn get_ok(port: u16, path: &str, token: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    loop {
+        match http(port, "GET", path, token, None).await {
+            Ok(a) if a.status == 200 => return Ok(a.body),
+            other if Instant::now() >= deadline => {
+                anyhow::bail!("GET {path} never answered 200: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Every event of the log in the command service's data dir, read-only beside the writer.
+pub fn log_events(command_data: &Path) -> anyhow::Result<Vec<Envelope>> {
+    let reader = LogReader::open(&command_data.join("log.redb")).context("open the log")?;
+    let mut out = Vec::new();
+    loop {
+        let from = Seq::new(out.len() as u64 + 1).context("seq")?;
+        let page = reader.read(from, 1000)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        for e in page {
+            out.push(e.envelope()?);
+        }
+    }
+}
