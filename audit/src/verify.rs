@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use authkeys_events::{Checkpoint, DecodeError, Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
-use authkeys_log::store::event_id;
+use authkeys_log::store::is_event_id;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
@@ -294,7 +294,7 @@ impl Verifier {
         if env.prev_hash != self.head.hash {
             return Err("prevHash does not link to the event before".into());
         }
-        if env.id != event_id(&self.log_id, s) {
+        if !is_event_id(&env.id, &self.log_id, s) {
             return Err("the event id is not this log's id for this seq".into());
         }
         if let Some(before) = self.last_time

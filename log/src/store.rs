@@ -121,13 +121,30 @@ pub(crate) fn command_key(scope: &str, command_id: &str) -> String {
 
 /// The event id of `seq` in log `log_id`: deterministic, so a re-published event keeps its id.
 pub fn event_id(log_id: &LogId, seq: Seq) -> EventId {
+    EventId::parse(format!("e{}", hex::encode(event_id_digest(log_id, seq))))
+        .expect("e + 32 hex digits is a valid event id")
+}
+
+/// The 16 bytes an event id spells in hex after its `e`.
+fn event_id_digest(log_id: &LogId, seq: Seq) -> [u8; 16] {
     let mut h = blake3::Hasher::new();
     h.update(b"authkeys/event-id/v1");
     h.update(&log_id.0);
     h.update(&seq.get().to_le_bytes());
-    let digest = h.finalize();
-    EventId::parse(format!("e{}", hex::encode(&digest.as_bytes()[..16])))
-        .expect("e + 32 hex digits is a valid event id")
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+/// Whether `id` is [`event_id`]`(log_id, seq)`, without allocating (verifiers check every one).
+pub fn is_event_id(id: &EventId, log_id: &LogId, seq: Seq) -> bool {
+    let Some(hex_part) = id.as_str().strip_prefix('e') else {
+        return false;
+    };
+    let mut got = [0u8; 16];
+    hex::decode_to_slice(hex_part, &mut got).is_ok()
+        && hex_part.bytes().all(|b| !b.is_ascii_uppercase())
+        && got == event_id_digest(log_id, seq)
 }
 
 /// Reads up to `limit` events from `from` on, in order, checking that seqs are contiguous.
@@ -247,6 +264,23 @@ pub(crate) fn read_relay_cursor(txn: &redb::ReadTransaction) -> Result<u64, LogE
                 what: "relay cursor is not 8 bytes".into(),
             })?;
             Ok(u64::from_le_bytes(arr))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_event_id_agrees_with_event_id() {
+        let log = LogId([7; 16]);
+        for n in [1u64, 2, 1_000_000] {
+            let seq = Seq::new(n).expect("nonzero");
+            assert!(is_event_id(&event_id(&log, seq), &log, seq));
+            let next = Seq::new(n + 1).expect("nonzero");
+            assert!(!is_event_id(&event_id(&log, next), &log, seq));
+            assert!(!is_event_id(&event_id(&LogId([8; 16]), seq), &log, seq));
         }
     }
 }
