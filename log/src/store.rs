@@ -198,6 +198,27 @@ pub(crate) fn read_head(txn: &redb::ReadTransaction) -> Result<(u64, Hash), LogE
 
 /// Every checkpoint, in seq order.
 pub(crate) fn read_checkpoints(txn: &redb::ReadTransaction) -> Result<Vec<Checkpoint>, LogError> {
+    let mut out = Vec::new();
+    for (at, bytes) in read_checkpoint_rows(txn)? {
+        let cp = Checkpoint::from_bytes(&bytes).map_err(|e| LogError::Corrupt {
+            seq: at,
+            what: format!("checkpoint: {e}"),
+        })?;
+        if cp.seq.get() != at {
+            return Err(LogError::Corrupt {
+                seq: at,
+                what: format!("checkpoint stored at {at} names seq {}", cp.seq),
+            });
+        }
+        out.push(cp);
+    }
+    Ok(out)
+}
+
+/// Every checkpoint row as stored, `(key, value)` in key order, unchecked.
+pub(crate) fn read_checkpoint_rows(
+    txn: &redb::ReadTransaction,
+) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
     let table = match txn.open_table(CHECKPOINTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -209,17 +230,7 @@ pub(crate) fn read_checkpoints(txn: &redb::ReadTransaction) -> Result<Vec<Checkp
         .map_err(|e| LogError::storage("read checkpoints", e))?
     {
         let (k, v) = row.map_err(|e| LogError::storage("read checkpoints", e))?;
-        let cp = Checkpoint::from_bytes(v.value()).map_err(|e| LogError::Corrupt {
-            seq: k.value(),
-            what: format!("checkpoint: {e}"),
-        })?;
-        if cp.seq.get() != k.value() {
-            return Err(LogError::Corrupt {
-                seq: k.value(),
-                what: format!("checkpoint stored at {} names seq {}", k.value(), cp.seq),
-            });
-        }
-        out.push(cp);
+        out.push((k.value(), v.value().to_vec()));
     }
     Ok(out)
 }

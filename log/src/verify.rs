@@ -223,20 +223,7 @@ impl Snapshot {
 
     /// Every checkpoint row as stored: `(key, value)` in key order.
     pub fn checkpoint_rows(&self) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
-        let table = match self.txn.open_table(store::CHECKPOINTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(LogError::storage("open checkpoints table", e)),
-        };
-        let mut out = Vec::new();
-        for row in table
-            .iter()
-            .map_err(|e| LogError::storage("read checkpoints", e))?
-        {
-            let (k, v) = row.map_err(|e| LogError::storage("read checkpoints", e))?;
-            out.push((k.value(), v.value().to_vec()));
-        }
-        Ok(out)
+        store::read_checkpoint_rows(&self.txn)
     }
 
     /// Calls `f(key, row)` for every event row from key `from` on, in key order, without

@@ -121,37 +121,31 @@ async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
     let b_expires = b_device["expires"].clone();
     ensure!(is_rfc3339(&b_expires), "{b_device}");
 
-    let post = |path: String, body: Value| {
-        let admin = admin.clone();
-        let s = &s;
-        async move { s.expect(200, "POST", &path, &admin, Some(body)).await }
-    };
-    post(
-        format!("/api/v2/device/{a}/tags"),
-        json!({"tags": ["tag:web"]}),
-    )
-    .await?;
-    post(
-        format!("/api/v2/device/{b}/key"),
-        json!({"keyExpiryDisabled": true}),
-    )
-    .await?;
-    post(
-        format!("/api/v2/device/{b}/key"),
-        json!({"keyExpiryDisabled": false}),
-    )
-    .await?;
-    post(
-        format!("/api/v2/device/{b}/authorized"),
-        json!({"authorized": false}),
-    )
-    .await?;
-    post(
-        format!("/api/v2/device/{b}/authorized"),
-        json!({"authorized": true}),
-    )
-    .await?;
-    post(format!("/api/v2/device/{b}/expire"), json!({})).await?;
+    for (path, body) in [
+        (
+            format!("/api/v2/device/{a}/tags"),
+            json!({"tags": ["tag:web"]}),
+        ),
+        (
+            format!("/api/v2/device/{b}/key"),
+            json!({"keyExpiryDisabled": true}),
+        ),
+        (
+            format!("/api/v2/device/{b}/key"),
+            json!({"keyExpiryDisabled": false}),
+        ),
+        (
+            format!("/api/v2/device/{b}/authorized"),
+            json!({"authorized": false}),
+        ),
+        (
+            format!("/api/v2/device/{b}/authorized"),
+            json!({"authorized": true}),
+        ),
+        (format!("/api/v2/device/{b}/expire"), json!({})),
+    ] {
+        s.expect(200, "POST", &path, &admin, Some(body)).await?;
+    }
     s.expect(
         200,
         "DELETE",

@@ -20,6 +20,15 @@ fn authkeys(args: &[&str]) -> anyhow::Result<Output> {
         .context("run authkeys")
 }
 
+/// `authkeys audit verify --data DATA --trusted-key KEY [--state STATE]`.
+fn verify(data: &str, key: &str, state: Option<&str>) -> anyhow::Result<Output> {
+    let mut args = vec!["audit", "verify", "--data", data, "--trusted-key", key];
+    if let Some(s) = state {
+        args.extend(["--state", s]);
+    }
+    authkeys(&args)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -70,16 +79,7 @@ fn audit_cli_verify_state_history_replay_and_bad_input() -> anyhow::Result<()> {
     let state = dir.path().join("auditor.state");
     let state = state.to_str().context("utf8")?;
 
-    let ok = authkeys(&[
-        "audit",
-        "verify",
-        "--data",
-        data,
-        "--trusted-key",
-        &key,
-        "--state",
-        state,
-    ])?;
+    let ok = verify(data, &key, Some(state))?;
     ensure!(code(&ok) == 0, "{}", text(&ok.stderr));
     let out = text(&ok.stdout);
     ensure!(
@@ -87,16 +87,7 @@ fn audit_cli_verify_state_history_replay_and_bad_input() -> anyhow::Result<()> {
         "{out}"
     );
     ensure!(out.contains("state saved"), "{out}");
-    let again = authkeys(&[
-        "audit",
-        "verify",
-        "--data",
-        data,
-        "--trusted-key",
-        &key,
-        "--state",
-        state,
-    ])?;
+    let again = verify(data, &key, Some(state))?;
     ensure!(
         code(&again) == 0 && text(&again.stdout).contains("extends the history"),
         "{}",
@@ -107,22 +98,13 @@ fn audit_cli_verify_state_history_replay_and_bad_input() -> anyhow::Result<()> {
     let keep = built.events - 5;
     truncated_copy(dir.path(), &cut, keep)?;
     let cut_s = cut.to_str().context("utf8")?;
-    let alone = authkeys(&["audit", "verify", "--data", cut_s, "--trusted-key", &key])?;
+    let alone = verify(cut_s, &key, None)?;
     ensure!(
         code(&alone) == 0,
         "without the state a clean cut looks whole: {}",
         text(&alone.stderr)
     );
-    let bad = authkeys(&[
-        "audit",
-        "verify",
-        "--data",
-        cut_s,
-        "--trusted-key",
-        &key,
-        "--state",
-        state,
-    ])?;
+    let bad = verify(cut_s, &key, Some(state))?;
     let err = text(&bad.stderr);
     ensure!(code(&bad) == 1, "{err}");
     ensure!(err.contains(&format!("from seq {}", keep + 1)), "{err}");
@@ -235,16 +217,7 @@ fn audit_cli_verify_state_history_replay_and_bad_input() -> anyhow::Result<()> {
         );
     }
     std::fs::write(state, "{not json")?;
-    let o = authkeys(&[
-        "audit",
-        "verify",
-        "--data",
-        data,
-        "--trusted-key",
-        &key,
-        "--state",
-        state,
-    ])?;
+    let o = verify(data, &key, Some(state))?;
     ensure!(
         code(&o) == 2 && text(&o.stderr).contains("not an audit state"),
         "{}",
