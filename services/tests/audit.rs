@@ -476,38 +476,23 @@ async fn replay_to_now_equals_the_live_views_and_verify_passes_while_running() -
             .await?;
         }
     }
-    s.expect(
-        200,
-        "POST",
-        &format!("/api/v2/device/{}/tags", devices[0]),
-        &admin,
-        Some(json!({"tags": ["tag:web"]})),
-    )
-    .await?;
-    s.expect(
-        200,
-        "POST",
-        &format!("/api/v2/device/{}/key", devices[2]),
-        &admin,
-        Some(json!({"keyExpiryDisabled": true})),
-    )
-    .await?;
-    s.expect(
-        200,
-        "POST",
-        &format!("/api/v2/device/{}/expire", devices[3]),
-        &admin,
-        None,
-    )
-    .await?;
-    s.expect(
-        200,
-        "DELETE",
-        &format!("/api/v2/device/{}", devices[1]),
-        &admin,
-        None,
-    )
-    .await?;
+    let (d0, d1, d2, d3) = (&devices[0], &devices[1], &devices[2], &devices[3]);
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/api/v2/device/{d0}/tags"),
+            Some(json!({"tags": ["tag:web"]})),
+        ),
+        (
+            "POST",
+            format!("/api/v2/device/{d2}/key"),
+            Some(json!({"keyExpiryDisabled": true})),
+        ),
+        ("POST", format!("/api/v2/device/{d3}/expire"), None),
+        ("DELETE", format!("/api/v2/device/{d1}"), None),
+    ] {
+        s.expect(200, method, &path, &admin, body).await?;
+    }
     // Reads wait for the views to reach the head (read-your-writes).
     s.expect(200, "GET", "/api/v2/tailnet/-/devices", &admin, None)
         .await?;
