@@ -1,4 +1,5 @@
-//! The worker of one view: JetStream in, rows and checkpoint out, in one transaction.
+//! The worker of one view (or of the timers' schedule, through the same [`Sink`] trait):
+//! JetStream in, rows and checkpoint out, in one transaction.
 //!
 //! A session (re)creates the durable pull consumer `<consumer_prefix><view>` starting at
 //! checkpoint + 1 (the checkpoint, not the consumer, is the record of progress, so a deleted or
