@@ -15,9 +15,8 @@ use authkeys_events::{Envelope, Hash, LogId, chain_hash};
 use authkeys_log::LogReader;
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use authkeys_projections::log_client::split_stored;
+use authkeys_projections::log_client::{RawPage, split_stored};
 
 use crate::Error;
 use crate::verify::{AuditState, Problem, Summary, Verifier, decode_row};
@@ -159,18 +158,6 @@ impl Linker {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageReply<'a> {
-    ok: bool,
-    #[serde(default, borrow)]
-    events: Vec<&'a RawValue>,
-    #[serde(default)]
-    head: u64,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CheckpointsReply {
     ok: bool,
@@ -258,7 +245,7 @@ async fn for_each_nats_raw(
     loop {
         let body = format!(r#"{{"fromSeq":{next},"limit":{PAGE_EVENTS_MAX}}}"#);
         let payload = request(client, LOG_READ_SUBJECT, body).await?;
-        let reply: PageReply<'_> = serde_json::from_slice(&payload)
+        let reply: RawPage<'_> = serde_json::from_slice(&payload)
             .map_err(|e| Error::Unavailable(format!("{LOG_READ_SUBJECT}: malformed reply: {e}")))?;
         if !reply.ok {
             return Err(Error::Unavailable(format!(

@@ -33,16 +33,22 @@ pub struct Page {
     pub head: u64,
 }
 
-#[derive(Deserialize)]
+/// An `authkeys.log.read` reply as sent: the envelopes still raw, so a reader can check their
+/// bytes.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Reply<'a> {
-    ok: bool,
+pub struct RawPage<'a> {
+    /// Whether the read was answered.
+    pub ok: bool,
+    /// The envelopes, verbatim.
     #[serde(default, borrow)]
-    events: Vec<&'a RawValue>,
+    pub events: Vec<&'a RawValue>,
+    /// The log's head when read.
     #[serde(default)]
-    head: u64,
+    pub head: u64,
+    /// Why not, when `ok` is false.
     #[serde(default)]
-    error: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
 }
 
 impl LogClient {
@@ -67,7 +73,7 @@ impl LogClient {
         .await
         .with_context(|| format!("{} from {from}: no reply in {:?}", self.subject, self.wait))?
         .with_context(|| format!("{} from {from}", self.subject))?;
-        let parsed: Reply<'_> = serde_json::from_slice(&reply.payload)
+        let parsed: RawPage<'_> = serde_json::from_slice(&reply.payload)
             .with_context(|| format!("{} reply from {from} is malformed", self.subject))?;
         if !parsed.ok {
             bail!("{} from {from} refused: {:?}", self.subject, parsed.error);
