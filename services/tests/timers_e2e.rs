@@ -3,7 +3,7 @@
 //! - `authkeys serve --ephemeral-inactivity-timeout 2s`: a key with `expirySeconds: 2` shows
 //!   `invalid: true` and its `KeyExpired` is in the log within 1 s of its expiry, while the node
 //!   it registered stays authorized; an ephemeral node reported disconnected leaves the device
-//!   list after the timeout, one that reconnected in time stays;
+//!   list after the timeout, one that reconnected in time stays; `/metrics` shows the firings;
 //! - `authkeys command` + `authkeys timers` as processes: the timers are killed with SIGKILL
 //!   after they scheduled a key and before its deadline, restarted after it, and the
 //!   `KeyExpired` appears exactly once.
@@ -181,6 +181,21 @@ async fn r08_r13_r02_serve_expires_keys_and_removes_inactive_ephemeral_nodes_on_
             )],
         "{deletions:?}"
     );
+
+    // /metrics shows the timers: their schedule's seq and what they fired (key + ephemeral).
+    wait_until_async(wait, async || {
+        let Ok(m) = http(port, "GET", "/metrics", &token, None).await else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&m.raw).into_owned();
+        let fired = text
+            .lines()
+            .find_map(|l| l.strip_prefix("authkeys_timers_fired_total "))
+            .and_then(|v| v.parse::<u64>().ok());
+        fired.is_some_and(|n| n >= 2) && text.contains("authkeys_timers_scheduled ")
+    })
+    .await
+    .context("/metrics never showed the timers' firings")?;
     Ok(())
 }
 

@@ -14,12 +14,14 @@
 //!
 //! Entries that fell due while the timers were down are simply due at start. Memory does not
 //! grow with the schedule: it lives in redb (with a bounded page cache) and the loop holds one
-//! batch.
+//! batch. `authkeys.timers.status` reports the schedule's seq and size and what was fired, for
+//! the gateway's `/metrics`.
 
 pub mod schedule;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -27,13 +29,15 @@ use async_nats::Client;
 use authkeys_domain::wire::{self, ErrorCode, Reply, TimerReply};
 use authkeys_events::{Envelope, Timestamp};
 use authkeys_log::Clock;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProjectionConfig;
 use crate::log_client::{Chain, LogClient};
-use crate::store::Checkpoint;
+use crate::store::{Checkpoint, StoreError};
 use crate::worker::{Sink, Worker, open_retrying};
 pub use schedule::{DueEntry, Outcome, Schedule};
 
@@ -41,6 +45,33 @@ pub use schedule::{DueEntry, Outcome, Schedule};
 pub const FILE_NAME: &str = "timers.redb";
 /// SPEC §5: `--ephemeral-inactivity-timeout` defaults to 30 minutes.
 pub const EPHEMERAL_INACTIVITY_DEFAULT: Duration = Duration::from_secs(30 * 60);
+
+/// `authkeys.timers.status`: what the timers report, for the gateway's `/metrics` (request `{}`,
+/// reply [`TimersStatus`]; queue group [`STATUS_QUEUE_GROUP`]; best effort for the asker).
+pub const STATUS_SUBJECT: &str = "authkeys.timers.status";
+/// The queue group of [`STATUS_SUBJECT`].
+pub const STATUS_QUEUE_GROUP: &str = "authkeys-timers";
+
+/// What the timers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimersStatus {
+    /// The last event applied to the schedule.
+    pub seq: u64,
+    /// Entries scheduled (due or not).
+    pub scheduled: u64,
+    /// Timer commands answered since the timers started.
+    pub fired: u64,
+    /// How long past its deadline the most overdue entry of the last fired batch was, in ms.
+    pub last_late_ms: u64,
+}
+
+/// Counters of the firing loop.
+#[derive(Debug, Default)]
+struct FireStats {
+    fired: AtomicU64,
+    last_late_ms: AtomicU64,
+}
 
 /// How the timers run. Every limit is named, unit last.
 #[derive(Debug, Clone)]
@@ -156,10 +187,25 @@ pub async fn run_timers(
     // Nobody asks the timers to rebuild; the worker still rebuilds when the log does not link.
     let (_no_rebuilds, rebuild_rx) = mpsc::channel(1);
     let worker = Worker::new(client.clone(), &cfg.projection, sink, cp, rebuild_rx);
+    let stats = Arc::new(FireStats::default());
     let stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
     tasks.spawn(worker.run(stop.clone()));
-    tasks.spawn(fire_loop(client, schedule, wake, cfg, clock, stop.clone()));
+    tasks.spawn(serve_status(
+        client.clone(),
+        Arc::clone(&schedule),
+        Arc::clone(&stats),
+        stop.clone(),
+    ));
+    tasks.spawn(fire_loop(
+        client,
+        schedule,
+        wake,
+        cfg,
+        clock,
+        stats,
+        stop.clone(),
+    ));
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         let outcome = done.context("timers task panicked").and_then(|r| r);
@@ -173,6 +219,53 @@ pub async fn run_timers(
     result
 }
 
+/// Answers [`STATUS_SUBJECT`] until `shutdown`.
+async fn serve_status(
+    client: Client,
+    schedule: Arc<Schedule>,
+    stats: Arc<FireStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut sub = client
+        .queue_subscribe(STATUS_SUBJECT, STATUS_QUEUE_GROUP.to_owned())
+        .await
+        .with_context(|| format!("subscribe to {STATUS_SUBJECT}"))?;
+    loop {
+        let msg = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            msg = sub.next() => match msg {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+        };
+        let Some(reply_to) = msg.reply else {
+            continue;
+        };
+        let s = Arc::clone(&schedule);
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((s.checkpoint()?, s.counts()?))
+        })
+        .await
+        .context("schedule status task")?;
+        let body = match read {
+            Ok((cp, counts)) => serde_json::to_vec(&TimersStatus {
+                seq: cp.seq,
+                scheduled: counts.due,
+                fired: stats.fired.load(Ordering::Relaxed),
+                last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
+            })
+            .context("encode the timers' status")?,
+            Err(e) => {
+                tracing::warn!(error = %e, "timers status");
+                continue;
+            }
+        };
+        if let Err(e) = client.publish(reply_to, body.into()).await {
+            tracing::debug!(error = %e, "publish the timers' status");
+        }
+    }
+}
+
 /// Sends what is due, sleeping until the next deadline or a commit. See the module docs.
 async fn fire_loop(
     client: Client,
@@ -180,6 +273,7 @@ async fn fire_loop(
     wake: Arc<Notify>,
     cfg: TimersConfig,
     clock: Clock,
+    stats: Arc<FireStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut failures: u32 = 0;
@@ -199,6 +293,12 @@ async fn fire_loop(
             }
             continue;
         }
+        let late = entries
+            .first()
+            .map_or(0, |e| now.unix_ms().saturating_sub(e.deadline.unix_ms()));
+        stats
+            .last_late_ms
+            .store(u64::try_from(late).unwrap_or(0), Ordering::Relaxed);
         let fired = futures::future::join_all(
             entries
                 .iter()
@@ -235,6 +335,9 @@ async fn fire_loop(
                 }
             }
         }
+        stats
+            .fired
+            .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
         let s = Arc::clone(&schedule);
         tokio::task::spawn_blocking(move || s.finish(&outcomes))
             .await

@@ -1,9 +1,11 @@
 //! Prometheus text metrics of the gateway: HTTP requests by method, route and status; NATS
 //! request latency by subject; the last log head and view seq seen, whose difference is the
 //! projections' lag in events (and how long they have been behind, in ms) as this gateway
-//! observes it; and, asked from the command service (`authkeys.status`), its command, event,
+//! observes it; from the timers (`authkeys.timers.status`), their seq, schedule size and firings;
+//! and, asked from the command service (`authkeys.status`), its command, event,
 //! transaction and checkpoint counters and the relay's lag.
 
+use authkeys_projections::timers::TimersStatus;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -80,8 +82,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the command service's `status` when it answered.
-    pub fn render(&self, status: Option<&crate::status::Status>) -> String {
+    /// The Prometheus text exposition, with the command service's `status` and the timers'
+    /// `timers` status when they answered.
+    pub fn render(
+        &self,
+        status: Option<&crate::status::Status>,
+        timers: Option<&TimersStatus>,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP authkeys_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE authkeys_http_requests_total counter\n");
@@ -202,6 +209,48 @@ impl Metrics {
                 );
             }
         }
+        if let Some(t) = timers {
+            let lag = status.map(|s| s.head.saturating_sub(t.seq));
+            for (name, kind, help, value) in [
+                (
+                    "authkeys_timers_seq",
+                    "gauge",
+                    "The last event applied to the timers' schedule.",
+                    Some(t.seq),
+                ),
+                (
+                    "authkeys_timers_lag_events",
+                    "gauge",
+                    "Log head minus the timers' schedule seq.",
+                    lag,
+                ),
+                (
+                    "authkeys_timers_scheduled",
+                    "gauge",
+                    "Key expiries, node-key expiries and ephemeral removals scheduled.",
+                    Some(t.scheduled),
+                ),
+                (
+                    "authkeys_timers_fired_total",
+                    "counter",
+                    "Timer commands answered since the timers started.",
+                    Some(t.fired),
+                ),
+                (
+                    "authkeys_timers_last_late_ms",
+                    "gauge",
+                    "How far past its deadline the most overdue entry of the last fired batch was.",
+                    Some(t.last_late_ms),
+                ),
+            ] {
+                if let Some(value) = value {
+                    let _ = writeln!(
+                        out,
+                        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+                    );
+                }
+            }
+        }
         out
     }
 }
@@ -222,7 +271,8 @@ mod tests {
         m.nats("authkeys.query.devices.get", Duration::from_millis(3));
         m.saw_head(10);
         m.saw_view_seq(7);
-        let text = m.render(None);
+        let text = m.render(None, None);
+        assert!(!text.contains("authkeys_timers_"));
         assert!(text.contains(
             "authkeys_http_requests_total{method=\"GET\",route=\"/api/v2/device/{id}\",status=\"200\"} 2"
         ));
@@ -233,5 +283,29 @@ mod tests {
             "authkeys_nats_request_seconds_bucket{subject=\"authkeys.query.devices.get\",le=\"0.0025\"} 0"
         ));
         assert!(text.contains("authkeys_gateway_projection_lag_events 3"));
+        let timers = TimersStatus {
+            seq: 8,
+            scheduled: 5,
+            fired: 2,
+            last_late_ms: 4,
+        };
+        let status = crate::status::Status {
+            head: 10,
+            relay_cursor: 10,
+            commands: 3,
+            events: 10,
+            transactions: 3,
+            checkpoints: 1,
+        };
+        let text = m.render(Some(&status), Some(&timers));
+        for line in [
+            "authkeys_timers_seq 8",
+            "authkeys_timers_lag_events 2",
+            "authkeys_timers_scheduled 5",
+            "authkeys_timers_fired_total 2",
+            "authkeys_timers_last_late_ms 4",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
     }
 }

@@ -355,17 +355,28 @@ const STATUS_WAIT_MS_MAX: u64 = 500;
 
 async fn metrics_text(State(shared): State<AppState>) -> Response {
     let client = shared.nats.client().clone();
-    let status = tokio::time::timeout(
-        std::time::Duration::from_millis(STATUS_WAIT_MS_MAX),
-        client.request(crate::status::SUBJECT, bytes::Bytes::from_static(b"{}")),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .and_then(|m| serde_json::from_slice::<crate::status::Status>(&m.payload).ok());
+    // Best effort and bounded: a role that does not answer is left out.
+    let ask = async |subject: &'static str| {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(STATUS_WAIT_MS_MAX),
+            client.request(subject, bytes::Bytes::from_static(b"{}")),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|m| m.payload)
+    };
+    let (status, timers) = tokio::join!(
+        ask(crate::status::SUBJECT),
+        ask(authkeys_projections::timers::STATUS_SUBJECT)
+    );
+    let status = status.and_then(|p| serde_json::from_slice::<crate::status::Status>(&p).ok());
+    let timers = timers.and_then(|p| {
+        serde_json::from_slice::<authkeys_projections::timers::TimersStatus>(&p).ok()
+    });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(status.as_ref()),
+        shared.metrics.render(status.as_ref(), timers.as_ref()),
     )
         .into_response()
 }
