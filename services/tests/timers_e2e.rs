@@ -3,7 +3,7 @@
 //! - `authkeys serve --ephemeral-inactivity-timeout 2s`: a key with `expirySeconds: 2` shows
 //!   `invalid: true` and its `KeyExpired` is in the log within 1 s of its expiry, while the node
 //!   it registered stays authorized; an ephemeral node reported disconnected leaves the device
-//!   list after the timeout, one that reconnected in time stays; `/metrics` shows the firings;
+//!   list after the timeout, one that reconnected in time stays; `/metrics` shows the firings, and `authkeys audit verify` accepts the log;
 //! - `authkeys command` + `authkeys timers` as processes: the timers are killed with SIGKILL
 //!   after they scheduled a key and before its deadline, restarted after it, and the
 //!   `KeyExpired` appears exactly once.
@@ -196,6 +196,27 @@ async fn r08_r13_r02_serve_expires_keys_and_removes_inactive_ephemeral_nodes_on_
     })
     .await
     .context("/metrics never showed the timers' firings")?;
+
+    // The timers' events pass the auditors' verification of the live log (chain, signatures,
+    // domain rules), read-only beside the running service.
+    let key = Command::new(env!("CARGO_BIN_EXE_authkeys"))
+        .args(["audit", "public-key", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(key.status.success(), "audit public-key failed");
+    let verify = Command::new(env!("CARGO_BIN_EXE_authkeys"))
+        .args(["audit", "verify", "--data"])
+        .arg(&data)
+        .args(["--trusted-key", String::from_utf8(key.stdout)?.trim()])
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(
+        verify.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
     Ok(())
 }
 
