@@ -3,7 +3,8 @@
 //! - `authkeys serve --ephemeral-inactivity-timeout 2s`: a key with `expirySeconds: 2` shows
 //!   `invalid: true` and its `KeyExpired` is in the log within 1 s of its expiry, while the node
 //!   it registered stays authorized; an ephemeral node reported disconnected leaves the device
-//!   list after the timeout, one that reconnected in time stays; `/metrics` shows the firings, and `authkeys audit verify` accepts the log;
+//!   list after the timeout, one that reconnected in time stays; `/metrics` shows the firings,
+//!   and `authkeys audit verify` accepts the live log;
 //! - `authkeys command` + `authkeys timers` as processes: the timers are killed with SIGKILL
 //!   after they scheduled a key and before its deadline, restarted after it, and the
 //!   `KeyExpired` appears exactly once.
