@@ -42,12 +42,13 @@ async fn connect(source: AuditSourceArgs) -> anyhow::Result<Source> {
             Ok(Source::File(data))
         }
         (None, Some(url)) => {
-            let client = async_nats::ConnectOptions::new()
-                .name("authkeys-audit")
-                .connection_timeout(Duration::from_secs(5))
-                .connect(url.as_str())
-                .await
-                .with_context(|| format!("connect to NATS at {url}"))?;
+            let client = authkeys_services::connect_nats_with(
+                &url,
+                async_nats::ConnectOptions::new()
+                    .name("authkeys-audit")
+                    .connection_timeout(Duration::from_secs(5)),
+            )
+            .await?;
             Ok(Source::Nats(client))
         }
         (None, None) => anyhow::bail!("give --data DIR or --nats URL"),

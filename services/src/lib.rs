@@ -22,3 +22,20 @@ pub mod relay;
 pub mod secrets;
 pub mod serve;
 pub mod status;
+
+/// Connects to the NATS server at `url` as `name` (the connection name the server shows).
+pub async fn connect_nats(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    connect_nats_with(url, async_nats::ConnectOptions::new().name(name)).await
+}
+
+/// [`connect_nats`] with more options (timeouts); the error names the server.
+pub async fn connect_nats_with(
+    url: &str,
+    options: async_nats::ConnectOptions,
+) -> anyhow::Result<async_nats::Client> {
+    use anyhow::Context as _;
+    options
+        .connect(url)
+        .await
+        .with_context(|| format!("connect to NATS at {url}"))
+}

@@ -448,12 +448,13 @@ async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
             },
         },
     };
-    let client = async_nats::ConnectOptions::new()
-        .name("authkeys-admin")
-        .request_timeout(Some(Duration::from_millis(args.timeout_ms)))
-        .connect(args.nats.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let client = authkeys_services::connect_nats_with(
+        &args.nats,
+        async_nats::ConnectOptions::new()
+            .name("authkeys-admin")
+            .request_timeout(Some(Duration::from_millis(args.timeout_ms))),
+    )
+    .await?;
     let payload = serde_json::to_vec(&request).context("encode the request")?;
     let reply = client
         .request(wire::subject::GENERATE_KEY, payload.into())
@@ -512,31 +513,37 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_timers(args: TimersArgs) -> anyhow::Result<ExitCode> {
-    let client = async_nats::ConnectOptions::new()
-        .name("authkeys-timers")
-        .connect(args.nats.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", args.nats))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
     let mut config = authkeys_projections::timers::TimersConfig::new(args.data);
     config.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
-    let clock = authkeys_log::system_clock();
-    authkeys_projections::timers::run_timers(client.clone(), config, clock, shutdown).await?;
-    client.drain().await.ok();
-    Ok(ExitCode::SUCCESS)
+    run_nats_role(&args.nats, "authkeys-timers", |client, shutdown| {
+        authkeys_projections::timers::run_timers(
+            client,
+            config,
+            authkeys_log::system_clock(),
+            shutdown,
+        )
+    })
+    .await
 }
 
 async fn run_project(args: ProjectArgs) -> anyhow::Result<ExitCode> {
-    let client = async_nats::ConnectOptions::new()
-        .name("authkeys-project")
-        .connect(args.nats.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let config = authkeys_projections::config::ProjectionConfig::new(args.data);
+    run_nats_role(&args.nats, "authkeys-project", |client, shutdown| {
+        authkeys_projections::query::run_views(client, config, shutdown)
+    })
+    .await
+}
+
+/// Connects to NATS, runs a role on the connection until SIGTERM/SIGINT, then drains it.
+async fn run_nats_role<F, Fut>(url: &str, name: &str, role: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(async_nats::Client, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let client = authkeys_services::connect_nats(url, name).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let config = authkeys_projections::config::ProjectionConfig::new(args.data);
-    authkeys_projections::query::run_views(client.clone(), config, shutdown).await?;
+    role(client.clone(), shutdown).await?;
     client.drain().await.ok();
     Ok(ExitCode::SUCCESS)
 }
@@ -583,12 +590,13 @@ async fn run_register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         os: args.os,
     };
     let payload = serde_json::to_vec(&request).context("encode the request")?;
-    let client = async_nats::ConnectOptions::new()
-        .name("authkeys-register")
-        .request_timeout(Some(Duration::from_millis(args.timeout_ms)))
-        .connect(args.nats.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", args.nats))?;
+    let client = authkeys_services::connect_nats_with(
+        &args.nats,
+        async_nats::ConnectOptions::new()
+            .name("authkeys-register")
+            .request_timeout(Some(Duration::from_millis(args.timeout_ms))),
+    )
+    .await?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(REGISTRAR_HEADER, args.registrar.as_str());
     let reply = client

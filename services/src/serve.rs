@@ -59,11 +59,7 @@ impl Serve {
     /// gateway (port 0 allowed).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Serve> {
         let command = CommandApp::build(settings.command).await?;
-        let views_client = async_nats::ConnectOptions::new()
-            .name("authkeys-views")
-            .connect(settings.api.nats_url.as_str())
-            .await
-            .with_context(|| format!("connect to NATS at {}", settings.api.nats_url))?;
+        let views_client = crate::connect_nats(&settings.api.nats_url, "authkeys-views").await?;
         let api = api::App::build(settings.api).await?;
         Ok(Serve {
             command,

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use super::error::ApiError;
-use super::{AppState, Authed, json, resolve_tailnet, tailnet};
+use super::{AppState, Authed, json, resolved_tailnet};
 
 /// Events per `authkeys.log.read` page (the service's maximum).
 const PAGE_EVENTS_MAX: u64 = 1_000;
@@ -72,7 +72,7 @@ pub(crate) async fn configuration(
     Path(path): Path<String>,
     Query(window): Query<Window>,
 ) -> Result<Response, ApiError> {
-    resolve_tailnet(&shared, &authed, &path).await?;
+    let info = resolved_tailnet(&shared, &authed, &path).await?;
     if !matches!(authed.caller.role.as_str(), "owner" | "admin" | "auditor") {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -84,7 +84,6 @@ pub(crate) async fn configuration(
     if end < start {
         return Err(ApiError::bad_request("end must not be before start"));
     }
-    let info = tailnet::info(&shared, &authed).await?;
     let log = LogClient::new(
         shared.nats.client().clone(),
         super::nats::LOG_READ.to_owned(),

@@ -134,11 +134,7 @@ impl App {
         })
         .await
         .context("load the hashing key")??;
-        let client = async_nats::ConnectOptions::new()
-            .name("authkeys-api")
-            .connect(settings.nats_url.as_str())
-            .await
-            .with_context(|| format!("connect to NATS at {}", settings.nats_url))?;
+        let client = crate::connect_nats(&settings.nats_url, "authkeys-api").await?;
         let metrics = Arc::new(Metrics::default());
         let limiter = std::num::NonZeroU32::new(settings.token_requests_per_second).map(|rate| {
             let burst = std::num::NonZeroU32::new(settings.token_requests_burst).unwrap_or(rate);
@@ -439,9 +435,19 @@ pub(crate) async fn resolve_tailnet(
     if tailnet_matches_id(path, &authed.caller.tailnet) {
         return Ok(());
     }
+    resolved_tailnet(shared, authed, path).await.map(drop)
+}
+
+/// The caller's tailnet, looked up once, if `path` names it (`-`, its id or its name); 404
+/// otherwise. For handlers that need the tailnet's name or settings anyway.
+pub(crate) async fn resolved_tailnet(
+    shared: &Shared,
+    authed: &Authed,
+    path: &str,
+) -> Result<tailnet::TailnetInfo, ApiError> {
     let t = tailnet::info(shared, authed).await?;
-    if t.name == path || t.id == path {
-        Ok(())
+    if tailnet_matches_id(path, &authed.caller.tailnet) || t.name == path || t.id == path {
+        Ok(t)
     } else {
         Err(ApiError::not_found(format!("tailnet {path} not found")))
     }

@@ -79,10 +79,7 @@ pub(super) async fn get_settings(
     authed: Authed,
     Path(tailnet): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = info(&shared, &authed).await?;
-    if !(super::tailnet_matches_id(&tailnet, &authed.caller.tailnet) || t.name == tailnet) {
-        return Err(ApiError::not_found(format!("tailnet {tailnet} not found")));
-    }
+    let t = super::resolved_tailnet(&shared, &authed, &tailnet).await?;
     Ok(json(&t.settings))
 }
 

@@ -73,11 +73,7 @@ impl App {
         let head = log.head();
         tracing::info!(seq = head.seq, data = %settings.data_dir.display(), "log open");
 
-        let client = async_nats::ConnectOptions::new()
-            .name("authkeys-command")
-            .connect(settings.nats_url.as_str())
-            .await
-            .with_context(|| format!("connect to NATS at {}", settings.nats_url))?;
+        let client = crate::connect_nats(&settings.nats_url, "authkeys-command").await?;
         if let Some(cfg) = &settings.relay {
             let js = async_nats::jetstream::new(client.clone());
             relay::ensure_stream(&js, cfg)
