@@ -633,6 +633,19 @@ pub struct Parsed<T> {
     pub op: T,
 }
 
+impl<T> Parsed<T> {
+    /// The same request with its own part turned into another (e.g. the op with the ids and
+    /// secret hashes the service drew).
+    pub fn map_op<U>(self, f: impl FnOnce(T) -> U) -> Parsed<U> {
+        Parsed {
+            command_id: self.command_id,
+            tailnet: self.tailnet,
+            actor: self.actor,
+            op: f(self.op),
+        }
+    }
+}
+
 fn common<T>(command_id: &str, tailnet: &str, actor: &str, op: T) -> Result<Parsed<T>, WireError> {
     Ok(Parsed {
         command_id: id("commandId", CommandId::parse(command_id))?,

@@ -2,8 +2,8 @@
 //! Admin only). The user id and token are derived from `(tailnet, commandId)`, so a retry
 //! answers with the same token.
 
-use authkeys_domain::wire::{self, AddUserRequest, Parsed};
-use authkeys_domain::{AdminOp, NewToken};
+use authkeys_domain::AdminOp;
+use authkeys_domain::wire::{self, AddUserRequest};
 
 use super::{Answer, Ctx, Request};
 
@@ -13,27 +13,14 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let user_id = ctx
         .secrets
         .derived_user_id(&parsed.tailnet, &parsed.command_id);
-    let (token_id, issued) = ctx
-        .secrets
-        .derived_api_token(&parsed.tailnet, &parsed.command_id);
+    let (token, issued) = super::new_token(ctx, &parsed);
     let tailnet = parsed.tailnet.clone();
-    let lifetime_secs = i64::from(ctx.config.token_lifetime_days) * 86_400;
-    let op = AdminOp::AddUser {
+    let parsed = parsed.map_op(|op| AdminOp::AddUser {
         user_id: user_id.clone(),
-        login_name: parsed.op.login_name,
-        role: parsed.op.role,
-        token: NewToken {
-            token_id,
-            secret_hash: issued.secret_hash,
-            expires: ctx.now().plus_seconds(lifetime_secs),
-        },
-    };
-    let parsed = Parsed {
-        command_id: parsed.command_id,
-        tailnet: parsed.tailnet,
-        actor: parsed.actor,
-        op,
-    };
+        login_name: op.login_name,
+        role: op.role,
+        token,
+    });
     super::append_admin(ctx, super::fingerprint(ctx, req, &dto), parsed).await?;
     let missing = format!("user {user_id} not found");
     let user = super::view(

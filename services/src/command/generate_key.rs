@@ -4,7 +4,7 @@
 //! answers with the same secret; only its keyed hash goes into the command.
 
 use authkeys_domain::AdminOp;
-use authkeys_domain::wire::{self, GenerateKeyRequest, Parsed};
+use authkeys_domain::wire::{self, GenerateKeyRequest};
 
 use super::{Answer, Ctx, Request};
 
@@ -15,17 +15,11 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
         .secrets
         .derived_auth_key(&parsed.tailnet, &parsed.command_id);
     let tailnet = parsed.tailnet.clone();
-    let op = AdminOp::GenerateKey {
+    let parsed = parsed.map_op(|request| AdminOp::GenerateKey {
         key_id: key_id.clone(),
         secret_hash: issued.secret_hash,
-        request: parsed.op,
-    };
-    let parsed = Parsed {
-        command_id: parsed.command_id,
-        tailnet: parsed.tailnet,
-        actor: parsed.actor,
-        op,
-    };
+        request,
+    });
     super::append_admin(ctx, super::fingerprint(ctx, req, &dto), parsed).await?;
     let now = ctx.now();
     let missing = format!("key {key_id} not found");

@@ -1,8 +1,8 @@
 //! `authkeys.cmd.admin.issue-token`: another API token for the actor. The token is derived from
 //! `(tailnet, commandId)`, so a retry answers with the same token.
 
-use authkeys_domain::wire::{self, IssueTokenRequest, Parsed};
-use authkeys_domain::{AdminOp, NewToken};
+use authkeys_domain::AdminOp;
+use authkeys_domain::wire::{self, IssueTokenRequest};
 use authkeys_events::Event;
 
 use super::{Answer, Ctx, Request};
@@ -10,23 +10,9 @@ use super::{Answer, Ctx, Request};
 pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let dto: IssueTokenRequest = super::decode(req)?;
     let parsed = dto.parse()?;
-    let (token_id, issued) = ctx
-        .secrets
-        .derived_api_token(&parsed.tailnet, &parsed.command_id);
-    let lifetime_secs = i64::from(ctx.config.token_lifetime_days) * 86_400;
-    let op = AdminOp::IssueToken {
-        token: NewToken {
-            token_id: token_id.clone(),
-            secret_hash: issued.secret_hash,
-            expires: ctx.now().plus_seconds(lifetime_secs),
-        },
-    };
-    let parsed = Parsed {
-        command_id: parsed.command_id,
-        tailnet: parsed.tailnet,
-        actor: parsed.actor,
-        op,
-    };
+    let (token, issued) = super::new_token(ctx, &parsed);
+    let token_id = token.token_id.clone();
+    let parsed = parsed.map_op(|_| AdminOp::IssueToken { token });
     let committed = super::append_admin(ctx, super::fingerprint(ctx, req, &dto), parsed).await?;
     // The first result's expiry, also on a retry.
     let expires = committed

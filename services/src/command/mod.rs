@@ -101,8 +101,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
+use authkeys_domain::secret;
 use authkeys_domain::wire::{self, ErrorCode, ErrorReply, Parsed, subject};
-use authkeys_domain::{AdminOp, Command, Rejection, State};
+use authkeys_domain::{AdminOp, Command, NewToken, Rejection, State};
 use authkeys_events::{Actor, ActorType, CommandId, TailnetId, Timestamp};
 use authkeys_log::{AppendError, Clock, Committed, Log};
 use futures::StreamExt;
@@ -507,6 +508,21 @@ pub(crate) fn refusal(e: AppendError<Rejection>) -> ErrorReply {
         }
         other => internal("append a command", other),
     }
+}
+
+/// The API token `add-user` or `issue-token` issues for `parsed`: derived from `(tailnet,
+/// commandId)`, so a retry gets the same one, valid for `token_lifetime_days`.
+pub(crate) fn new_token<T>(ctx: &Ctx, parsed: &Parsed<T>) -> (NewToken, secret::Issued) {
+    let (token_id, issued) = ctx
+        .secrets
+        .derived_api_token(&parsed.tailnet, &parsed.command_id);
+    let lifetime_secs = i64::from(ctx.config.token_lifetime_days) * 86_400;
+    let token = NewToken {
+        token_id,
+        secret_hash: issued.secret_hash,
+        expires: ctx.now().plus_seconds(lifetime_secs),
+    };
+    (token, issued)
 }
 
 /// Appends an admin op of a parsed request, in the tailnet's idempotency scope.
