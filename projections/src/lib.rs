@@ -10,6 +10,7 @@
 //! - [`query`]: the views' NATS request/reply subjects, with bounded read-your-writes waits.
 //! - [`timers`]: the expiry timers: a schedule kept from the events like a view, and a loop that
 //!   sends what falls due to the command service.
+//! - [`responder`]: the one-at-a-time responder of small status subjects.
 //! - [`run_views`]: every view with its worker and query responders, for `authkeys project` and
 //!   `authkeys serve`.
 //!
@@ -20,6 +21,7 @@ pub mod config;
 pub mod fixtures;
 pub mod log_client;
 pub mod query;
+pub mod responder;
 pub mod store;
 pub mod timers;
 pub mod views;

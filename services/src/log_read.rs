@@ -27,6 +27,7 @@ use anyhow::{Context as _, bail};
 use async_nats::Client;
 use authkeys_events::{Hash, Seq, chain_hash};
 use authkeys_log::{Aggregate, Log};
+use authkeys_projections::responder::answer_each;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
@@ -167,27 +168,19 @@ pub async fn serve_checkpoints<S: Aggregate>(
     client: Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut sub = client
+    let sub = client
         .queue_subscribe(CHECKPOINTS_SUBJECT, CHECKPOINTS_SUBJECT.to_owned())
         .await
         .with_context(|| format!("subscribe to {CHECKPOINTS_SUBJECT}"))?;
-    let wait = Duration::from_millis(LogReadConfig::default().reply_wait_ms_max);
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            m = sub.next() => m,
-        };
-        let Some(message) = message else {
-            break;
-        };
-        let Some(reply_to) = message.reply.clone() else {
-            continue;
-        };
-        let reply = match parse(&message.payload, CHECKPOINTS_PAGE_MAX) {
-            Err(m) => error_reply("bad_request", &m),
-            Ok(request) => {
-                let reader = log.clone();
+    answer_each(&client, sub, &shutdown, |payload| {
+        let log = log.clone();
+        async move {
+            let request = match parse(&payload, CHECKPOINTS_PAGE_MAX) {
+                Ok(r) => r,
+                Err(m) => return Some(error_reply("bad_request", &m)),
+            };
+            let reader = log.clone();
+            Some(
                 match tokio::task::spawn_blocking(move || reader.checkpoints()).await {
                     Ok(Ok(all)) => checkpoints_reply(log.log_id(), &all, request),
                     Ok(Err(e)) => {
@@ -198,16 +191,11 @@ pub async fn serve_checkpoints<S: Aggregate>(
                         tracing::error!(error = %e, "checkpoints read task failed");
                         error_reply("unavailable", "the checkpoints could not be read")
                     }
-                }
-            }
-        };
-        if tokio::time::timeout(wait, client.publish(reply_to, reply))
-            .await
-            .is_err()
-        {
-            tracing::warn!("checkpoints reply not sent in time (NATS unreachable?)");
+                },
+            )
         }
-    }
+    })
+    .await;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use async_nats::Client;
 use authkeys_log::{Aggregate, Log};
-use futures::StreamExt;
+use authkeys_projections::responder::answer_each;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
@@ -52,34 +52,25 @@ pub async fn serve<S: Aggregate>(
     client: Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut sub = client
+    let sub = client
         .queue_subscribe(SUBJECT, QUEUE_GROUP.to_owned())
         .await?;
-    loop {
-        let msg = tokio::select! {
-            () = shutdown.cancelled() => break,
-            msg = sub.next() => match msg {
-                Some(m) => m,
-                None => break,
-            },
-        };
-        let Some(reply) = msg.reply else { continue };
+    answer_each(&client, sub, &shutdown, |_| {
         let log = log.clone();
-        let body = match tokio::task::spawn_blocking(move || status(&log)).await {
-            Ok(Ok(s)) => serde_json::to_vec(&s)?,
-            Ok(Err(e)) => {
-                tracing::warn!(error = format!("{e:#}"), "read the status");
-                continue;
+        async move {
+            match tokio::task::spawn_blocking(move || status(&log)).await {
+                Ok(Ok(s)) => serde_json::to_vec(&s).ok().map(Into::into),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = format!("{e:#}"), "read the status");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "status task");
+                    None
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "status task");
-                continue;
-            }
-        };
-        if let Err(e) = client.publish(reply, body.into()).await {
-            tracing::debug!(error = %e, "publish a status reply");
         }
-    }
-    sub.unsubscribe().await.ok();
+    })
+    .await;
     Ok(())
 }

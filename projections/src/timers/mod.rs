@@ -29,7 +29,6 @@ use async_nats::Client;
 use authkeys_domain::wire::{self, ErrorCode, Reply, TimerReply};
 use authkeys_events::{Envelope, Timestamp};
 use authkeys_log::Clock;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -226,44 +225,39 @@ async fn serve_status(
     stats: Arc<FireStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut sub = client
+    let sub = client
         .queue_subscribe(STATUS_SUBJECT, STATUS_QUEUE_GROUP.to_owned())
         .await
         .with_context(|| format!("subscribe to {STATUS_SUBJECT}"))?;
-    loop {
-        let msg = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            msg = sub.next() => match msg {
-                Some(m) => m,
-                None => return Ok(()),
-            },
-        };
-        let Some(reply_to) = msg.reply else {
-            continue;
-        };
-        let s = Arc::clone(&schedule);
-        let read = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((s.checkpoint()?, s.counts()?))
-        })
-        .await
-        .context("schedule status task")?;
-        let body = match read {
-            Ok((cp, counts)) => serde_json::to_vec(&TimersStatus {
-                seq: cp.seq,
-                scheduled: counts.due,
-                fired: stats.fired.load(Ordering::Relaxed),
-                last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
+    crate::responder::answer_each(&client, sub, &shutdown, |_| {
+        let (schedule, stats) = (Arc::clone(&schedule), Arc::clone(&stats));
+        async move {
+            let read = tokio::task::spawn_blocking(move || {
+                Ok::<_, StoreError>((schedule.checkpoint()?, schedule.counts()?))
             })
-            .context("encode the timers' status")?,
-            Err(e) => {
-                tracing::warn!(error = %e, "timers status");
-                continue;
+            .await;
+            match read {
+                Ok(Ok((cp, counts))) => serde_json::to_vec(&TimersStatus {
+                    seq: cp.seq,
+                    scheduled: counts.due,
+                    fired: stats.fired.load(Ordering::Relaxed),
+                    last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
+                })
+                .ok()
+                .map(Into::into),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "timers status");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "timers status task");
+                    None
+                }
             }
-        };
-        if let Err(e) = client.publish(reply_to, body.into()).await {
-            tracing::debug!(error = %e, "publish the timers' status");
         }
-    }
+    })
+    .await;
+    Ok(())
 }
 
 /// Sends what is due, sleeping until the next deadline or a commit. See the module docs.
