@@ -15,11 +15,13 @@
 //! all one, which shows the cost of finding a free machine name (`name`, `name-1`, …) as the
 //! tailnet fills; `BENCH_RELAY=0` runs without the relay. Needs nats-server (`make tools` or `NATS_SERVER`).
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use authkeys_domain::wire::{GenerateKeyRequest, KeyReply, Reply, subject};
+use authkeys_domain::wire::subject;
 use authkeys_events::{EventType, Seq};
 use authkeys_services::command::app::{App, CommandSettings};
 use authkeys_services::command::bootstrap::bootstrap;
@@ -196,24 +198,10 @@ async fn run(secs: f64, same_host: bool, relay: bool) {
     // Reusable keys.
     let mut keys = Vec::new();
     for i in 0..KEYS {
-        let req: GenerateKeyRequest = serde_json::from_value(json!({
-            "commandId": format!("bench-key-{i}"),
-            "tailnet": made.tailnet_id.to_string(),
-            "actor": made.owner_id.to_string(),
-            "capabilities": {"devices": {"create": {"reusable": true}}},
-        }))
-        .expect("request");
-        let reply = client
-            .request(
-                subject::GENERATE_KEY,
-                serde_json::to_vec(&req).expect("encodes").into(),
-            )
-            .await
-            .expect("generate-key");
-        match serde_json::from_slice::<Reply<KeyReply>>(&reply.payload).expect("reply") {
-            Reply::Ok(k) => keys.push(k.key.key.expect("secret")),
-            Reply::Err(e) => panic!("generate-key refused: {:?}", e.error),
-        }
+        let (tailnet, owner) = (made.tailnet_id.to_string(), made.owner_id.to_string());
+        keys.push(
+            support::generate_key(&client, &format!("bench-key-{i}"), &tailnet, &owner, None).await,
+        );
     }
     let keys = Arc::new(keys);
 

@@ -11,17 +11,17 @@
 //! `cargo bench -p authkeys-services --bench timers`. `BENCH_KEYS` (default `10000,100000`).
 //! Needs nats-server (`make tools` or `NATS_SERVER`).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authkeys_domain::wire::{GenerateKeyRequest, KeyReply, Reply, subject};
 use authkeys_events::{Event, Seq};
 use authkeys_log::Log;
 use authkeys_services::command::app::{App, CommandSettings};
 use authkeys_services::command::bootstrap::bootstrap;
 use authkeys_tests::NatsServer;
 use futures::StreamExt;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// Generate-key requests in flight.
@@ -112,25 +112,8 @@ async fn run(n: usize) {
                 let secs = ((window_start + offset - now_ms()) as f64 / 1000.0)
                     .round()
                     .max(1.0);
-                let req: GenerateKeyRequest = serde_json::from_value(json!({
-                    "commandId": format!("bench-{i}"),
-                    "tailnet": tailnet,
-                    "actor": owner,
-                    "expirySeconds": secs as u64,
-                    "capabilities": {"devices": {"create": {"reusable": true}}},
-                }))
-                .expect("request");
-                let reply = client
-                    .request(
-                        subject::GENERATE_KEY,
-                        serde_json::to_vec(&req).expect("encodes").into(),
-                    )
-                    .await
-                    .expect("generate-key");
-                match serde_json::from_slice::<Reply<KeyReply>>(&reply.payload).expect("reply") {
-                    Reply::Ok(_) => {}
-                    Reply::Err(e) => panic!("generate-key refused: {:?}", e.error),
-                }
+                let id = format!("bench-{i}");
+                support::generate_key(&client, &id, &tailnet, &owner, Some(secs as u64)).await;
             }
         })
         .buffer_unordered(IN_FLIGHT)
