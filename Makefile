@@ -29,12 +29,14 @@ export NATS_SERVER
 
 CARGO_TEST := cargo test --workspace
 
-.PHONY: help tools test check bench run run-split schemas fmt clean-data
+.PHONY: help tools test check check-contract bench run run-split schemas fmt clean-data
 
 help:
 	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
 	@echo "make test        cargo test --workspace, against that nats-server"
-	@echo "make check       fmt --check, clippy -D warnings, then the tests"
+	@echo "make check       fmt --check, clippy -D warnings, the contract checks, then the tests"
+	@echo "make check-contract  no subject or stream spelled outside protocol/src/subject.rs;"
+	@echo "                 docs/contract.md equal to the shared SPEC.md (when it is beside the repo)"
 	@echo "make bench       every benchmark (figures in BENCHMARKS.md)"
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
@@ -73,16 +75,30 @@ $(NATS_SERVER_PINNED):
 test: tools
 	$(CARGO_TEST)
 
-check: tools
+check: tools check-contract
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --workspace -- -D warnings
 	$(CARGO_TEST)
 
+# Every NATS name lives in protocol/src/subject.rs: a quoted subject or stream name anywhere
+# else in the Rust sources is a stray. The contract the code cites is docs/contract.md, a copy of
+# the shared SPEC.md; when the shared one is beside the repo, the two must not differ.
+SUBJECT_LITERALS := "(authkeys\.(cmd|events|log|query|status|timers)|AUTHKEYS_EVENTS|_INBOX)
+SHARED_SPEC := $(ROOT)/../shared/SPEC.md
+check-contract:
+	@strays=$$(git -C "$(ROOT)" grep --untracked -nE '$(SUBJECT_LITERALS)' -- '*.rs' ':!protocol/src/subject.rs' || true); \
+	  if [ -n "$$strays" ]; then \
+	    echo "subject or stream literals outside protocol/src/subject.rs:" >&2; echo "$$strays" >&2; exit 1; fi
+	@if [ -f "$(SHARED_SPEC)" ]; then \
+	  tail -n +3 "$(ROOT)/docs/contract.md" | diff -q - "$(SHARED_SPEC)" >/dev/null || { \
+	    echo "docs/contract.md differs from $(SHARED_SPEC): copy the shared contract in" >&2; exit 1; }; fi
+	@echo "contract: no stray subject literals; docs/contract.md is the shared contract"
+
 bench: tools
 	cargo bench -p authkeys-log --bench log
-	cargo bench -p authkeys-services --bench register
-	cargo bench -p authkeys-services --bench http
-	cargo bench -p authkeys-services --bench timers
+	cargo bench -p authkeys-command --bench register
+	cargo bench -p authkeys-cli --bench http
+	cargo bench -p authkeys-cli --bench timers
 	cargo bench -p authkeys-projections --bench rebuild
 	cargo bench -p authkeys-projections --bench fanout
 	cargo bench -p authkeys-audit --bench verify
@@ -90,12 +106,12 @@ bench: tools
 # The system on loopback: nats-server with JetStream and the authkeys roles that exist so far
 # (deploy/run-local.sh). The first start bootstraps a tailnet; data stays in .data/.
 run: tools
-	cargo build -q -p authkeys-services --bin authkeys
+	cargo build -q -p authkeys-cli --bin authkeys
 	DATA_DIR="$(DATA_DIR)" AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-local.sh"
 
 # The same roles as three processes (command, project, api) over NATS.
 run-split: tools
-	cargo build -q -p authkeys-services --bin authkeys
+	cargo build -q -p authkeys-cli --bin authkeys
 	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-split.sh"
 
 schemas:

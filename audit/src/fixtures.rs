@@ -124,7 +124,7 @@ pub fn build_log(dir: &Path, steps: u64, seed: u64, checkpoint_events_max: u64) 
     config.checkpoint_events_max = checkpoint_events_max;
     config.checkpoint_interval = std::time::Duration::from_secs(3600);
     let c = Arc::clone(&clock);
-    config.clock = Arc::new(move || {
+    config.clock = authkeys_events::Clock::new(move || {
         Timestamp::from_unix_ms(c.load(Ordering::SeqCst)).expect("fixture time is in range")
     });
     let log: Log<State> = Log::open(config, State::default()).expect("open the fixture log");

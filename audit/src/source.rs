@@ -11,22 +11,20 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
-use authkeys_events::{Envelope, Hash, LogId, chain_hash};
+use authkeys_events::{Envelope, Hash, LogId, Seq, chain_hash};
 use authkeys_log::LogReader;
 use ed25519_dalek::VerifyingKey;
-use serde::Deserialize;
 
-use authkeys_projections::log_client::{RawPage, split_stored};
+use authkeys_protocol::log::{CheckpointsPage, LogReadRequest, RawPage, split_stored};
+use authkeys_protocol::subject::{
+    LOG_CHECKPOINTS as CHECKPOINTS_SUBJECT, LOG_READ as LOG_READ_SUBJECT,
+};
 
 use crate::Error;
 use crate::verify::{AuditState, Problem, Summary, Verifier, decode_row};
 
-/// The NATS subject of the log's pages (SPEC §5).
-pub const LOG_READ_SUBJECT: &str = "authkeys.log.read";
-/// The NATS subject of the log's signed checkpoints.
-pub const CHECKPOINTS_SUBJECT: &str = "authkeys.log.checkpoints";
 /// Events asked for per `authkeys.log.read` request (the service's maximum).
-pub const PAGE_EVENTS_MAX: u64 = 1_000;
+pub const PAGE_EVENTS_MAX: u32 = authkeys_protocol::log::LOG_READ_EVENTS_MAX;
 /// Longest one NATS request may take.
 pub const REQUEST_WAIT_MS_MAX: u64 = 10_000;
 /// How often progress is reported, in events.
@@ -157,32 +155,20 @@ impl Linker {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CheckpointsReply {
-    ok: bool,
-    #[serde(default)]
-    log_id: Option<LogId>,
-    #[serde(default)]
-    checkpoints: Vec<CheckpointRow>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-/// One stored checkpoint row as `authkeys.log.checkpoints` sends it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CheckpointRow {
-    /// The seq it is stored under.
-    pub at: u64,
-    /// Its stored bytes, hex.
-    pub bytes: String,
+/// `{fromSeq, limit}` for a page from `from` on.
+fn page_request(from: u64) -> Vec<u8> {
+    let from_seq = Seq::new(from).unwrap_or(Seq::FIRST);
+    LogReadRequest {
+        from_seq,
+        limit: PAGE_EVENTS_MAX,
+    }
+    .to_bytes()
 }
 
 async fn request(
     client: &async_nats::Client,
     subject: &str,
-    body: String,
+    body: Vec<u8>,
 ) -> Result<bytes::Bytes, Error> {
     let wait = Duration::from_millis(REQUEST_WAIT_MS_MAX);
     let reply = tokio::time::timeout(wait, client.request(subject.to_owned(), body.into()))
@@ -202,9 +188,9 @@ async fn nats_checkpoints(
     let mut from = 1u64;
     let mut log_id = None;
     loop {
-        let body = format!(r#"{{"fromSeq":{from},"limit":{PAGE_EVENTS_MAX}}}"#);
+        let body = page_request(from);
         let payload = request(client, CHECKPOINTS_SUBJECT, body).await?;
-        let reply: CheckpointsReply = serde_json::from_slice(&payload).map_err(|e| {
+        let reply: CheckpointsPage = serde_json::from_slice(&payload).map_err(|e| {
             Error::Unavailable(format!("{CHECKPOINTS_SUBJECT}: malformed reply: {e}"))
         })?;
         if !reply.ok {
@@ -243,7 +229,7 @@ async fn for_each_nats_raw(
 ) -> Result<(), Error> {
     let mut next = 1u64;
     loop {
-        let body = format!(r#"{{"fromSeq":{next},"limit":{PAGE_EVENTS_MAX}}}"#);
+        let body = page_request(next);
         let payload = request(client, LOG_READ_SUBJECT, body).await?;
         let reply: RawPage<'_> = serde_json::from_slice(&payload)
             .map_err(|e| Error::Unavailable(format!("{LOG_READ_SUBJECT}: malformed reply: {e}")))?;

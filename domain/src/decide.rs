@@ -8,7 +8,7 @@ use authkeys_events::{
     TailnetCreated, TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId,
     UserRoleChanged,
 };
-use authkeys_log::{Decision, Expected, Proposed};
+use authkeys_events::{Decision, Expected, Proposed};
 use subtle::ConstantTimeEq;
 
 use crate::command::{AdminOp, Command, Due, KeyRequest, NewToken, Rejection};

@@ -1,12 +1,12 @@
 //! The rules of authkeys: the command side's pure core.
 //!
 //! - [`state`]: [`State`], what the rules need to know, folded from events by [`State::apply`]
-//!   (it is the log's [`authkeys_log::Aggregate`], so the log's writer keeps it current).
+//!   (it is the log's [`authkeys_events::Aggregate`], so the log's writer keeps it current).
 //! - [`command`]: every [`Command`] and the [`Rejection`]s.
 //! - [`decide()`]: the rules R01–R16; the only place a command is refused.
 //! - [`secret`]: the text form, checksum and keyed hash of auth keys and API tokens (R10).
-//! - [`wire`]: the NATS command contract: request and reply DTOs, their parsing into the domain's
-//!   types (naming the bad field), and the `Device` and `Key` views built from [`State`].
+//!
+//! The wire contract (requests, replies, the objects clients see) is `authkeys-protocol`.
 //!
 //! Invariant: no IO, no clock, no randomness. `now`, new ids and secret hashes come in with the
 //! command; the same state and command always give the same decision.
@@ -15,7 +15,6 @@ pub mod command;
 pub mod decide;
 pub mod secret;
 pub mod state;
-pub mod wire;
 
 pub use command::{AdminOp, Command, Due, KeyRequest, NewToken, Rejection};
 pub use decide::decide;

@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 
 use authkeys_events::{
-    Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeyDurationDays, KeyId, LoginName,
-    NodeId, NodeKey, Role, Tags, TailnetId, TailnetName, TailnetSettings, Timestamp, TokenId,
+    Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeyDurationDays, KeyExpired,
+    KeyGenerated, KeyId, KeyRevoked, KeySigned, KeyUsed, LoginName, NodeId, NodeKey,
+    NodeRegistered, Role, Tags, TailnetId, TailnetName, TailnetSettings, Timestamp, TokenId,
     UserId,
 };
+use serde::{Deserialize, Serialize};
 
 /// Everything the rules need, for every tailnet.
 #[derive(Debug, Clone, Default)]
@@ -72,8 +74,9 @@ pub struct Token {
     pub revoked: bool,
 }
 
-/// An auth key.
-#[derive(Debug, Clone)]
+/// An auth key. The keys page view keeps the same rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Key {
     /// Who generated it (R06, R09).
     pub user_id: UserId,
@@ -118,8 +121,9 @@ impl Key {
     }
 }
 
-/// A live node.
-#[derive(Debug, Clone)]
+/// A live node. The machines view keeps the same rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
     /// Its key (R16).
     pub node_key: NodeKey,
@@ -158,6 +162,135 @@ pub struct Node {
     pub tailnet_lock_error: Option<String>,
     /// Its key was expired (by time or by an admin) and it has not re-authenticated since.
     pub expired: bool,
+}
+
+impl Key {
+    /// A key as its generation records it.
+    pub fn generated(e: &KeyGenerated, now: Timestamp) -> Self {
+        Self {
+            user_id: e.user_id.clone(),
+            description: e.description.clone(),
+            reusable: e.reusable,
+            ephemeral: e.ephemeral,
+            preauthorized: e.preauthorized,
+            tags: e.tags.clone(),
+            expiry_seconds: e.expiry_seconds,
+            created: now,
+            expires: e.expires,
+            secret_hash: e.secret_hash,
+            revoked: None,
+            expired: false,
+            uses: 0,
+            last_used: None,
+            signed_by: None,
+        }
+    }
+
+    /// Folds in an event about this key (committed at `now`); any other event changes nothing.
+    /// The keys page view folds its rows with the same function, so the two agree.
+    pub fn apply(&mut self, event: &Event, now: Timestamp) {
+        match event {
+            Event::KeyUsed(e) => {
+                self.uses = e.uses;
+                self.last_used = Some(now);
+            }
+            Event::KeyRevoked(_) => self.revoked = Some(now),
+            Event::KeyExpired(_) => self.expired = true,
+            Event::KeySigned(e) => self.signed_by = Some(e.lock_key.clone()),
+            _ => {}
+        }
+    }
+
+    /// When it stopped working, if it has by `now`: revoked, spent (one-off, R01) or expired
+    /// (R12).
+    pub fn invalid_since(&self, now: Timestamp) -> Option<Timestamp> {
+        let spent = !self.reusable && self.uses > 0;
+        let expired = self.expired || now >= self.expires;
+        self.revoked
+            .or(if spent { self.last_used } else { None })
+            .or(if expired { Some(self.expires) } else { None })
+    }
+}
+
+impl Node {
+    /// A node as its registration records it.
+    pub fn registered(e: &NodeRegistered, now: Timestamp) -> Self {
+        Self {
+            node_key: e.node_key.clone(),
+            hostname: e.hostname.clone(),
+            name: e.name.clone(),
+            os: e.os.clone(),
+            user_id: e.user_id.clone(),
+            tags: e.tags.clone(),
+            auth_key_id: e.auth_key_id.clone(),
+            ephemeral: e.ephemeral,
+            authorized: e.authorized,
+            key_expiry_disabled: e.key_expiry_disabled,
+            expires: e.expires,
+            authenticated_at: now,
+            authenticated_expires: e.expires,
+            created: now,
+            connected: false,
+            last_seen: None,
+            tailnet_lock_error: e.tailnet_lock_error.clone(),
+            expired: false,
+        }
+    }
+
+    /// Folds in an event about this node (committed at `now`); any other event, and its
+    /// registration and deletion (which the holder of the node handles), change nothing. The
+    /// machines view folds its rows with the same function, so the two agree.
+    pub fn apply(&mut self, event: &Event, now: Timestamp) {
+        match event {
+            Event::NodeReauthenticated(e) => {
+                self.auth_key_id = e.auth_key_id.clone();
+                self.hostname = e.hostname.clone();
+                self.user_id = e.user_id.clone();
+                self.tags = e.tags.clone();
+                self.key_expiry_disabled = e.key_expiry_disabled;
+                self.expires = e.expires;
+                self.authenticated_at = now;
+                self.authenticated_expires = e.expires;
+                self.expired = false;
+            }
+            Event::NodeAuthorized(e) => self.authorized = e.authorized,
+            Event::NodeKeyExpirySet(e) => {
+                self.key_expiry_disabled = e.key_expiry_disabled;
+                self.expires = e.expires;
+                self.expired = e.expires.is_some_and(|t| t <= now);
+            }
+            Event::NodeExpired(e) => {
+                self.expires = Some(e.expired_at);
+                self.expired = true;
+            }
+            Event::TagsChanged(e) => self.tags = e.tags.clone(),
+            Event::NodeConnected(_) => {
+                self.connected = true;
+                self.last_seen = Some(now);
+            }
+            Event::NodeDisconnected(_) => {
+                self.connected = false;
+                self.last_seen = Some(now);
+            }
+            Event::NodeSigned(_) => self.tailnet_lock_error = None,
+            _ => {}
+        }
+    }
+}
+
+/// The node an event changes in place (not its registration or deletion), if any.
+pub fn node_of(event: &Event) -> Option<&NodeId> {
+    match event {
+        Event::NodeReauthenticated(e) => Some(&e.node_id),
+        Event::NodeAuthorized(e) => Some(&e.node_id),
+        Event::NodeKeyExpirySet(e) => Some(&e.node_id),
+        Event::NodeExpired(e) => Some(&e.node_id),
+        Event::TagsChanged(e) => Some(&e.node_id),
+        Event::NodeConnected(e) => Some(&e.node_id),
+        Event::NodeDisconnected(e) => Some(&e.node_id),
+        Event::NodeSigned(e) => Some(&e.node_id),
+        _ => None,
+    }
 }
 
 impl State {
@@ -250,47 +383,15 @@ impl State {
             Event::KeyGenerated(e) => {
                 self.key_index.insert(e.key_id.clone(), tid.clone());
                 if let Some(t) = self.tailnet_mut(tid) {
-                    t.keys.insert(
-                        e.key_id.clone(),
-                        Key {
-                            user_id: e.user_id.clone(),
-                            description: e.description.clone(),
-                            reusable: e.reusable,
-                            ephemeral: e.ephemeral,
-                            preauthorized: e.preauthorized,
-                            tags: e.tags.clone(),
-                            expiry_seconds: e.expiry_seconds,
-                            created: now,
-                            expires: e.expires,
-                            secret_hash: e.secret_hash,
-                            revoked: None,
-                            expired: false,
-                            uses: 0,
-                            last_used: None,
-                            signed_by: None,
-                        },
-                    );
+                    t.keys.insert(e.key_id.clone(), Key::generated(e, now));
                 }
             }
-            Event::KeyUsed(e) => {
-                if let Some(k) = self.key_mut(tid, &e.key_id) {
-                    k.uses = e.uses;
-                    k.last_used = Some(now);
-                }
-            }
-            Event::KeyRevoked(e) => {
-                if let Some(k) = self.key_mut(tid, &e.key_id) {
-                    k.revoked = Some(now);
-                }
-            }
-            Event::KeyExpired(e) => {
-                if let Some(k) = self.key_mut(tid, &e.key_id) {
-                    k.expired = true;
-                }
-            }
-            Event::KeySigned(e) => {
-                if let Some(k) = self.key_mut(tid, &e.key_id) {
-                    k.signed_by = Some(e.lock_key.clone());
+            Event::KeyUsed(KeyUsed { key_id, .. })
+            | Event::KeyRevoked(KeyRevoked { key_id })
+            | Event::KeyExpired(KeyExpired { key_id, .. })
+            | Event::KeySigned(KeySigned { key_id, .. }) => {
+                if let Some(k) = self.key_mut(tid, key_id) {
+                    k.apply(&env.event, now);
                 }
             }
             Event::NodeRegistered(e) => {
@@ -301,82 +402,7 @@ impl State {
                     *t.name_next
                         .entry(machine_base(e.hostname.as_str()))
                         .or_default() += 1;
-                    t.nodes.insert(
-                        e.node_id.clone(),
-                        Node {
-                            node_key: e.node_key.clone(),
-                            hostname: e.hostname.clone(),
-                            name: e.name.clone(),
-                            os: e.os.clone(),
-                            user_id: e.user_id.clone(),
-                            tags: e.tags.clone(),
-                            auth_key_id: e.auth_key_id.clone(),
-                            ephemeral: e.ephemeral,
-                            authorized: e.authorized,
-                            key_expiry_disabled: e.key_expiry_disabled,
-                            expires: e.expires,
-                            authenticated_at: now,
-                            authenticated_expires: e.expires,
-                            created: now,
-                            connected: false,
-                            last_seen: None,
-                            tailnet_lock_error: e.tailnet_lock_error.clone(),
-                            expired: false,
-                        },
-                    );
-                }
-            }
-            Event::NodeReauthenticated(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.auth_key_id = e.auth_key_id.clone();
-                    n.hostname = e.hostname.clone();
-                    n.user_id = e.user_id.clone();
-                    n.tags = e.tags.clone();
-                    n.key_expiry_disabled = e.key_expiry_disabled;
-                    n.expires = e.expires;
-                    n.authenticated_at = now;
-                    n.authenticated_expires = e.expires;
-                    n.expired = false;
-                }
-            }
-            Event::NodeAuthorized(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.authorized = e.authorized;
-                }
-            }
-            Event::NodeKeyExpirySet(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.key_expiry_disabled = e.key_expiry_disabled;
-                    n.expires = e.expires;
-                    n.expired = e.expires.is_some_and(|t| t <= now);
-                }
-            }
-            Event::NodeExpired(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.expires = Some(e.expired_at);
-                    n.expired = true;
-                }
-            }
-            Event::TagsChanged(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.tags = e.tags.clone();
-                }
-            }
-            Event::NodeConnected(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.connected = true;
-                    n.last_seen = Some(now);
-                }
-            }
-            Event::NodeDisconnected(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.connected = false;
-                    n.last_seen = Some(now);
-                }
-            }
-            Event::NodeSigned(e) => {
-                if let Some(n) = self.node_mut(tid, &e.node_id) {
-                    n.tailnet_lock_error = None;
+                    t.nodes.insert(e.node_id.clone(), Node::registered(e, now));
                 }
             }
             Event::NodeDeleted(e) => {
@@ -387,7 +413,13 @@ impl State {
                     self.node_keys.remove(&n.node_key);
                 }
             }
-            _ => {}
+            event => {
+                if let Some(node_id) = node_of(event)
+                    && let Some(n) = self.node_mut(tid, node_id)
+                {
+                    n.apply(event, now);
+                }
+            }
         }
     }
 
@@ -400,7 +432,7 @@ impl State {
     }
 }
 
-impl authkeys_log::Aggregate for State {
+impl authkeys_events::Aggregate for State {
     type Rejection = crate::Rejection;
 
     fn apply(&mut self, env: &Envelope) {

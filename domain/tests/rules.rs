@@ -1,12 +1,10 @@
 //! The rules R01–R16 (SPEC §2) as given/when/then scenarios against the real `decide` and
 //! `State::apply`. Each test names its rule; its first comment says what it proves.
 //!
-//! The few "under contention" tests run through the real log (`authkeys_log::Log`), because the
-//! rule they check is about the log serializing decisions.
+//! The few "under contention" tests run through the real log and live beside it
+//! (`log/tests/domain_contention.rs`), so that this crate links no storage.
 
 mod support;
-
-use std::thread;
 
 use authkeys_domain::decide::LOCKED_OUT;
 use authkeys_domain::secret::{self, SecretError, SecretKind};
@@ -17,7 +15,6 @@ use authkeys_events::{
     NodeReauthenticated, NodeRegistered, NodeSigned, Role, Tags, TagsChanged,
     TailnetSettingsChanged, Timestamp, UserRoleChanged,
 };
-use authkeys_log::AppendError;
 use support::*;
 
 use EventType as E;
@@ -72,13 +69,6 @@ fn authorize(node: &str, authorized: bool) -> AdminOp {
 
 fn delete(node: &str) -> AdminOp {
     AdminOp::DeleteNode { node_id: nid(node) }
-}
-
-fn change_role(user: &str, role: Role) -> AdminOp {
-    AdminOp::ChangeRole {
-        user_id: uid(user),
-        role,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,57 +140,6 @@ fn r01_one_off_key_cannot_reauthenticate_even_its_own_node() {
         .registered("kOne", 1, "n1")
         .when(register("kOne", 1, "n2"))
         .then_rejected(Rejection::InvalidKey);
-}
-
-#[test]
-fn r01_one_off_key_registers_one_node_under_contention() {
-    // Eight registrars present the same one-off key with eight node keys at once through the
-    // real log: exactly one is accepted (NodeRegistered + KeyUsed{uses: 1}), seven get
-    // InvalidKey, and the log holds exactly one KeyUsed for the key.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = TestClock::new();
-    let log = open_log(dir.path(), &clock);
-    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
-    append(&log, admin(OWNER, generate("kOne", &KeyOpts::one_off()))).expect("generate");
-
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = (1..=8u64)
-            .map(|i| {
-                let log = log.clone();
-                s.spawn(move || append(&log, register("kOne", i, &format!("n{i}"))))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("no panic"))
-            .collect()
-    });
-    let accepted: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-    assert_eq!(accepted.len(), 1, "{results:?}");
-    let events: Vec<_> = accepted[0]
-        .envelopes
-        .iter()
-        .map(|e| e.event.clone())
-        .collect();
-    assert_eq!(types(&events), [E::NodeRegistered, E::KeyUsed]);
-    assert_eq!(one::<KeyUsed>(&events).uses, 1);
-    for r in &results {
-        match r {
-            Ok(_) => {}
-            Err(AppendError::Rejected(rej)) => assert_eq!(rej, &Rejection::InvalidKey),
-            Err(other) => panic!("unexpected {other:?}"),
-        }
-    }
-    let stored = log
-        .read(authkeys_events::Seq::FIRST, usize::MAX)
-        .expect("read");
-    let used = stored
-        .iter()
-        .map(|s| s.envelope().expect("decodes"))
-        .filter(|e| e.event_type() == E::KeyUsed)
-        .count();
-    assert_eq!(used, 1);
-    log.close();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1249,85 +1188,9 @@ fn r16_a_deleted_nodes_node_key_registers_a_new_node() {
         .then_events(|e| assert_eq!(one::<NodeRegistered>(e).node_id, nid("n2")));
 }
 
-#[test]
-fn r16_same_node_key_is_one_node_under_contention() {
-    // Eight registrars present the same node key with a reusable key at once through the real
-    // log: one NodeRegistered, seven NodeReauthenticated, all of the same node.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = TestClock::new();
-    let log = open_log(dir.path(), &clock);
-    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
-    append(&log, admin(OWNER, generate("kA", &KeyOpts::reusable()))).expect("generate");
-
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = (1..=8u64)
-            .map(|i| {
-                let log = log.clone();
-                s.spawn(move || append(&log, register("kA", 1, &format!("n{i}"))))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("no panic").expect("accepted"))
-            .collect()
-    });
-    let events: Vec<_> = results
-        .iter()
-        .flat_map(|c| c.envelopes.iter().map(|e| e.event.clone()))
-        .collect();
-    let registered = all::<NodeRegistered>(&events);
-    assert_eq!(registered.len(), 1);
-    let node = registered[0].node_id.clone();
-    let reauth = all::<NodeReauthenticated>(&events);
-    assert_eq!(reauth.len(), 7);
-    assert!(reauth.iter().all(|r| r.node_id == node));
-    log.close();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Refusals write nothing
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn rejections_write_nothing_to_the_log() {
-    // Every kind of refusal (Forbidden, NotFound, Conflict, InvalidKey) comes back from the real
-    // log as AppendError::Rejected and leaves the head where it was (SPEC: "Nothing is written
-    // for any of these"; R08's "nothing is written").
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = TestClock::new();
-    let log = open_log(dir.path(), &clock);
-    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
-    append(&log, admin(OWNER, add_user("uMember", Role::Member))).expect("add user");
-    append(
-        &log,
-        admin(OWNER, generate("kA", &KeyOpts::one_off().expiry_secs(60))),
-    )
-    .expect("generate");
-    let head = log.head();
-    clock.advance_ms(61_000);
-    let refused = [
-        (
-            admin("uMember", generate("kB", &KeyOpts::one_off())),
-            "forbidden",
-        ),
-        (admin(OWNER, revoke("kNope")), "not_found"),
-        (admin(OWNER, change_role(OWNER, Role::Member)), "conflict"),
-        (
-            admin(OWNER, generate("kA", &KeyOpts::one_off())),
-            "conflict",
-        ),
-        (register("kA", 1, "n1"), "invalid_key"),
-        (register("kNope", 1, "n1"), "invalid_key"),
-    ];
-    for (cmd, code) in refused {
-        match append(&log, cmd) {
-            Err(AppendError::Rejected(r)) => assert_eq!(r.code(), code),
-            other => panic!("expected a {code} rejection, got {other:?}"),
-        }
-        assert_eq!(log.head(), head);
-    }
-    log.close();
-}
 
 #[test]
 fn machine_names_stay_unique_when_many_nodes_share_a_host_name() {

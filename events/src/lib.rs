@@ -6,18 +6,23 @@
 //! - [`catalogue`]: the data of every event type and the [`Event`] enum over them.
 //! - [`envelope`]: the [`Envelope`] every event travels in, and its exact stored encoding.
 //! - [`chain`]: the blake3 hash chain and ed25519-signed [`Checkpoint`]s.
+//! - [`decision`]: the seams between the rules and the log ([`Aggregate`], [`Decision`]) and the
+//!   [`Clock`] every role injects.
 //!
-//! Invariant: this crate does no IO, reads no clock and draws no randomness. Callers pass time
+//! Invariant: this crate does no IO, reads no clock (it only defines the [`Clock`] seam and the
+//! system clock roles inject) and draws no randomness. Callers pass time
 //! and identifiers in; the same inputs always give the same bytes.
 
 pub mod catalogue;
 pub mod chain;
+pub mod decision;
 pub mod envelope;
 pub mod ids;
 pub mod time;
 
 pub use catalogue::*;
 pub use chain::{Checkpoint, CheckpointError, Hash, LogId, chain_hash};
+pub use decision::{Aggregate, Clock, Decision, Expected, Proposed};
 pub use envelope::{Actor, ActorType, DecodeError, Envelope};
 pub use ids::*;
 pub use time::Timestamp;

@@ -27,29 +27,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authkeys_events::{
-    Actor, CommandId, Envelope, Event, Hash, LogId, Seq, StreamId, TailnetId, Timestamp,
-};
+use authkeys_events::{Actor, CommandId, Envelope, Hash, LogId, Seq, StreamId, Timestamp};
 use ed25519_dalek::VerifyingKey;
 use redb::ReadableDatabase;
 use tokio::sync::{oneshot, watch};
 
+pub use authkeys_events::decision::{Aggregate, Clock, Decision, Expected, Proposed, system_clock};
 pub use store::StoredEvent;
 pub use verify::{LogReader, Snapshot, VerifyReport};
-
-/// Reads the current time; injected so that tests control it.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The wall clock, in UTC milliseconds.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        Timestamp::from_unix_ms(ms).expect("the system clock is between 1970 and 9999")
-    })
-}
 
 /// How the log is set up. Every limit is named, unit last.
 #[derive(Clone)]
@@ -102,50 +87,6 @@ impl LogConfig {
             clock: system_clock(),
         }
     }
-}
-
-/// The state the writer keeps current with every committed event, and that every `decide` reads.
-/// The command service's domain state implements it; `()` is a log with no rules.
-pub trait Aggregate: Send + 'static {
-    /// What `decide` returns when it refuses a command.
-    type Rejection: Send + std::fmt::Debug + 'static;
-
-    /// Folds one committed event in. Infallible and free of logic beyond bookkeeping.
-    fn apply(&mut self, env: &Envelope);
-}
-
-impl Aggregate for () {
-    type Rejection = std::convert::Infallible;
-    fn apply(&mut self, _env: &Envelope) {}
-}
-
-/// What a proposed event expects of its stream's version (optimistic concurrency).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected {
-    /// No expectation.
-    Any,
-    /// The stream must not exist yet.
-    NoStream,
-    /// The stream must be at exactly this version.
-    Exactly(u64),
-}
-
-/// An event a command wants to append, with what it expects of its stream.
-#[derive(Debug, Clone)]
-pub struct Proposed {
-    /// The event.
-    pub event: Event,
-    /// Checked against the stream version, including earlier events of the same command.
-    pub expected: Expected,
-}
-
-/// What a command decided: the tailnet its events belong to, and the events.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    /// The tailnet of every event (decided too: a registration names only its key).
-    pub tailnet: TailnetId,
-    /// The events, in order; empty when nothing needs to change.
-    pub events: Vec<Proposed>,
 }
 
 /// The decision a command carries: run in the writer against the current state and time.

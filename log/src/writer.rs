@@ -389,7 +389,7 @@ impl<S: Aggregate> Writer<S> {
             .map_err(|e| LogError::storage("begin write", e))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| LogError::storage("set durability", e))?;
-        let now = (self.config.clock)().max(self.last_time);
+        let now = self.config.clock.now().max(self.last_time);
         let before = self.head.seq;
         let mut recorded = 0usize;
         let checkpoint;

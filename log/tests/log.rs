@@ -361,7 +361,7 @@ async fn event_time_never_goes_backwards() {
     let mut cfg = config(dir.path());
     let now = Arc::new(std::sync::atomic::AtomicI64::new(2_000_000_000_000));
     let c = Arc::clone(&now);
-    cfg.clock = Arc::new(move || {
+    cfg.clock = authkeys_log::Clock::new(move || {
         Timestamp::from_unix_ms(c.load(std::sync::atomic::Ordering::SeqCst)).expect("in range")
     });
     let log = Log::open(cfg, ()).expect("opens");

@@ -2,7 +2,7 @@
 //! machines view shows it, as p50 / p99 / max.
 //!
 //! Starts the real stack in-process: a nats-server, the command service on a bootstrapped tailnet
-//! (log, relay to JetStream, `authkeys.log.read`) and the projection views (`run_views`).
+//! (log, relay to JetStream, `authkeys.log.read`) and the projection views (`Views`).
 //! Registers a pool of nodes with one reusable key, then drives an open-loop rate of
 //! `authkeys.cmd.node.connected` / `authkeys.cmd.node.disconnected` (each toggle changes the
 //! node's state, so it writes one event): a ticker releases the commands due so far, each on its
@@ -25,15 +25,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use authkeys_domain::wire::{
+use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::bootstrap::bootstrap;
+use authkeys_log::Log;
+use authkeys_projections::ProjectionConfig;
+use authkeys_protocol::query::{DeviceAnswer, DevicesGetQuery, Query};
+use authkeys_protocol::{
     DeviceReply, ErrorCode, GenerateKeyRequest, KeyReply, NodeStatusRequest, RegisterRequest,
     Reply, subject,
 };
-use authkeys_log::Log;
-use authkeys_projections::ProjectionConfig;
-use authkeys_projections::query::DeviceAnswer;
-use authkeys_services::command::app::{App, CommandSettings};
-use authkeys_services::command::bootstrap::bootstrap;
 use authkeys_tests::NatsServer;
 use futures::StreamExt;
 use serde::Serialize;
@@ -107,11 +107,9 @@ async fn run() -> anyhow::Result<()> {
     let views_client = async_nats::connect(nats.url()).await?;
     let mut config = ProjectionConfig::new(dir.path().join("views"));
     config.requests_in_flight_max = QUERIES_IN_FLIGHT_MAX;
-    let views_task = tokio::spawn(authkeys_projections::run_views(
-        views_client,
-        config,
-        shutdown.clone(),
-    ));
+    let clock = authkeys_events::decision::system_clock();
+    let views = authkeys_projections::Views::build(views_client, config, clock).await?;
+    let views_task = tokio::spawn(views.run(shutdown.clone()));
 
     let connect = || {
         async_nats::ConnectOptions::new()
@@ -351,13 +349,14 @@ enum Visible {
 
 /// Asks the machines view for `node_id` once it has applied `seq`.
 async fn visible(ctx: &Ctx, node_id: &str, seq: u64) -> anyhow::Result<Visible> {
-    let query = json!({"tailnet": ctx.tailnet, "nodeId": node_id, "minSeq": seq});
+    let query = DevicesGetQuery {
+        tailnet: ctx.tailnet.clone(),
+        node_id: node_id.to_owned(),
+        min_seq: Some(seq),
+    };
     let msg = ctx
         .queries
-        .request(
-            "authkeys.query.devices.get",
-            serde_json::to_vec(&query)?.into(),
-        )
+        .request(DevicesGetQuery::SUBJECT, serde_json::to_vec(&query)?.into())
         .await?;
     match serde_json::from_slice::<Reply<DeviceAnswer>>(&msg.payload)?.into_result() {
         Ok(_) => Ok(Visible::Yes),

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use authkeys_log::{Log, LogConfig, fixtures};
-use authkeys_projections::log_client::LogClient;
 use authkeys_projections::store::ViewStore;
 use authkeys_projections::{KeysView, MachinesView, View, rebuild_from_log};
+use authkeys_protocol::log::LogClient;
 use authkeys_tests::NatsServer;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -73,7 +73,7 @@ async fn run() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let client = async_nats::connect(nats.url()).await?;
     let shutdown = CancellationToken::new();
-    let serve = tokio::spawn(authkeys_services::log_read::serve(
+    let serve = tokio::spawn(authkeys_command::log_read::serve(
         log.clone(),
         client.clone(),
         "bench.log.read".to_owned(),

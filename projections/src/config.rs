@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use authkeys_protocol::subject;
+
 use crate::views::keys::RETENTION_DAYS_DEFAULT;
 
 /// The configuration of the projection workers and their query responders.
@@ -61,11 +63,11 @@ impl ProjectionConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            stream: "AUTHKEYS_EVENTS".to_owned(),
-            subject_prefix: "authkeys.events".to_owned(),
-            log_read_subject: "authkeys.log.read".to_owned(),
-            query_prefix: crate::query::subject::PREFIX.to_owned(),
-            queue_group: "authkeys-views".to_owned(),
+            stream: subject::EVENTS_STREAM.to_owned(),
+            subject_prefix: subject::EVENTS_PREFIX.to_owned(),
+            log_read_subject: subject::LOG_READ.to_owned(),
+            query_prefix: subject::QUERY_PREFIX.to_owned(),
+            queue_group: subject::QUERY_QUEUE_GROUP.to_owned(),
             consumer_prefix: "view-".to_owned(),
             retention_days: RETENTION_DAYS_DEFAULT,
             read_wait_ms_max: 2_000,

@@ -4,15 +4,15 @@
 //!   change tracking, loading from rows, and a state hash for convergence checks.
 //! - [`store`]: one redb file per view holding its rows and its checkpoint (last applied seq and
 //!   its hash), always written in the same transaction.
-//! - [`log_client`]: reads pages of the log over `authkeys.log.read`, checking the chain.
+//! - [`log_client`]: [`log_client::Chain`], where a reader of the log stands (pages come from
+//!   `authkeys_protocol::log::LogClient`).
 //! - [`worker`]: consumes a durable JetStream pull consumer, skips redeliveries, backfills gaps
 //!   from the log, commits rows and checkpoint together, then acks; rebuilds from seq 1.
-//! - [`query`]: the views' NATS request/reply subjects, with bounded read-your-writes waits.
+//! - [`query`]: the views' NATS request/reply subjects, with bounded read-your-writes waits, and
+//!   [`Views`], the projection role (`authkeys project`): every view with its worker and the
+//!   query responder.
 //! - [`timers`]: the expiry timers: a schedule kept from the events like a view, and a loop that
 //!   sends what falls due to the command service.
-//! - [`responder`]: the one-at-a-time responder of small status subjects.
-//! - [`run_views`]: every view with its worker and query responders, for `authkeys project` and
-//!   `authkeys serve`.
 //!
 //! Invariant: views know nothing of NATS, redb or the clock; only `store`, `log_client`,
 //! `worker` and `query` do IO.
@@ -21,13 +21,12 @@ pub mod config;
 pub mod fixtures;
 pub mod log_client;
 pub mod query;
-pub mod responder;
 pub mod store;
 pub mod timers;
 pub mod views;
 pub mod worker;
 
 pub use config::ProjectionConfig;
-pub use query::run_views;
+pub use query::Views;
 pub use views::{IdentityView, KeysView, MachinesView, View};
 pub use worker::{Sink, ViewHandle, ViewSink, ViewWorker, Worker, rebuild_from_log};

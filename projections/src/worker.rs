@@ -37,7 +37,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProjectionConfig;
-use crate::log_client::{Chain, LogClient, decode_checked};
+use authkeys_protocol::log::{LogClient, decode_checked};
+
+use crate::log_client::Chain;
 use crate::store::{Checkpoint, StoreError, ViewStore};
 use crate::views::View;
 
@@ -584,4 +586,26 @@ fn backoff(cfg: &ProjectionConfig, failures: u32) -> Duration {
         .saturating_mul(1u64 << exp)
         .min(cfg.retry_wait_ms_max);
     Duration::from_millis(ms)
+}
+
+/// Waits for every task of a role; the first failure cancels `stop` (so the others end too) and
+/// is the result.
+pub(crate) async fn until_first_error(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: &CancellationToken,
+    role: &str,
+) -> anyhow::Result<()> {
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done
+            .with_context(|| format!("a {role} task panicked"))
+            .and_then(|r| r);
+        if let Err(e) = outcome {
+            if result.is_ok() {
+                result = Err(e);
+            }
+            stop.cancel();
+        }
+    }
+    result
 }

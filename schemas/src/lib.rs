@@ -22,13 +22,13 @@
 pub mod events;
 pub mod text;
 
-use authkeys_domain::wire::{
+use authkeys_events::EventType;
+use authkeys_protocol::{
     AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest, DeletedReply,
     DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
     NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
     SetTagsRequest, SettingsReply, TimerReply, TimerRequest, TokenReply, UserReply,
 };
-use authkeys_events::EventType;
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use authkeys_domain::secret::{self, SecretKind};
-use authkeys_domain::wire::{
+use authkeys_protocol::{
     self, AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
     DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
     NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
@@ -24,7 +24,7 @@ fn through<T: DeserializeOwned + Serialize>(
     bytes: &[u8],
     check: impl Fn(&T) -> Result<(), String>,
 ) -> Result<Vec<u8>, String> {
-    let v: T = wire::decode(bytes).map_err(|e| e.to_string())?;
+    let v: T = authkeys_protocol::decode(bytes).map_err(|e| e.to_string())?;
     check(&v)?;
     serde_json::to_vec(&v).map_err(|e| e.to_string())
 }

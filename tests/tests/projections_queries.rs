@@ -6,8 +6,9 @@ mod projections_support;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authkeys_projections::query::{
-    self, DeviceAnswer, DevicesAnswer, KeyAnswer, KeysAnswer, TailnetAnswer, TokenAnswer,
+use authkeys_projections::query;
+use authkeys_protocol::query::{
+    DeviceAnswer, DevicesAnswer, KeyAnswer, KeysAnswer, TailnetAnswer, TokenAnswer,
 };
 use projections_support::{All, Rig};
 use serde_json::{Value, json};
@@ -72,6 +73,7 @@ async fn setup(read_wait_ms_max: u64) -> anyhow::Result<(Rig, All, Q, Cancellati
         rig.client.clone(),
         rig.cfg.clone(),
         all.handles(),
+        authkeys_events::decision::system_clock(),
         stop.clone(),
     ));
     rig.append_steps(40).await?;

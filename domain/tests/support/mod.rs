@@ -20,9 +20,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use authkeys_domain::secret::{self, Issued, SecretKind};
 use authkeys_domain::{AdminOp, Command, KeyRequest, NewToken, Rejection, State, decide};
@@ -31,7 +28,7 @@ use authkeys_events::{
     Hash, Hostname, KeyId, LoginName, NodeId, NodeKey, Role, Seq, StreamId, Tags, TailnetId,
     TailnetName, Timestamp, TokenId, UserId,
 };
-use authkeys_log::{Decision, Expected, Log, LogConfig};
+use authkeys_events::{Decision, Expected};
 
 // ---------------------------------------------------------------------------------------------
 // Time
@@ -172,6 +169,14 @@ pub fn admin_in(tailnet: &str, actor: &str, op: AdminOp) -> Command {
 }
 
 /// Add user `id` with `role`.
+/// `ChangeRole` of `user` to `role`.
+pub fn change_role(user: &str, role: Role) -> AdminOp {
+    AdminOp::ChangeRole {
+        user_id: uid(user),
+        role,
+    }
+}
+
 pub fn add_user(id: &str, role: Role) -> AdminOp {
     AdminOp::AddUser {
         user_id: uid(id),
@@ -389,7 +394,7 @@ impl Given {
     pub fn event(mut self, tailnet: &str, event: impl Into<Event>) -> Self {
         let decision = Decision {
             tailnet: tid(tailnet),
-            events: vec![authkeys_log::Proposed {
+            events: vec![authkeys_events::Proposed {
                 event: event.into(),
                 expected: Expected::Any,
             }],
@@ -716,80 +721,4 @@ pub fn one<T: Pick>(events: &[Event]) -> &T {
 /// Every event of type `T` among `events`.
 pub fn all<T: Pick>(events: &[Event]) -> Vec<&T> {
     events.iter().filter_map(T::pick).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The real log
-// ---------------------------------------------------------------------------------------------
-
-/// A clock the test moves by hand.
-#[derive(Debug, Clone)]
-pub struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    /// Starting at [`T0_MS`].
-    pub fn new() -> Self {
-        Self(Arc::new(AtomicI64::new(T0_MS)))
-    }
-
-    /// Now.
-    pub fn now(&self) -> Timestamp {
-        Timestamp::from_unix_ms(self.0.load(Ordering::SeqCst)).expect("in range")
-    }
-
-    /// Moves forward by `ms`.
-    pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    /// As the log's clock.
-    pub fn as_clock(&self) -> authkeys_log::Clock {
-        let t = Arc::clone(&self.0);
-        Arc::new(move || {
-            Timestamp::from_unix_ms(t.load(Ordering::SeqCst)).expect("the test clock is in range")
-        })
-    }
-}
-
-impl Default for TestClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Opens a domain log in `dir` with `clock`.
-pub fn open_log(dir: &Path, clock: &TestClock) -> Log<State> {
-    let mut config = LogConfig::in_dir(dir);
-    config.clock = clock.as_clock();
-    Log::open(config, State::default()).expect("the log opens")
-}
-
-/// A fresh command id.
-pub fn next_command_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    format!("cmd-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Appends `cmd` to `log` under a fresh command id.
-pub fn append(
-    log: &Log<State>,
-    cmd: Command,
-) -> Result<authkeys_log::Committed, authkeys_log::AppendError<Rejection>> {
-    log.append_blocking(log_command(cmd, &next_command_id()))
-}
-
-/// `cmd` as the command service hands it to the log: the decision is the domain's `decide`.
-pub fn log_command(cmd: Command, command_id: &str) -> authkeys_log::Command<State> {
-    let scope = match &cmd {
-        Command::Admin { tailnet, .. } => tailnet.to_string(),
-        Command::CreateTailnet { .. } => "bootstrap".into(),
-        _ => "registrar-1".into(),
-    };
-    authkeys_log::Command {
-        scope,
-        command_id: CommandId::parse(command_id).expect("valid command id"),
-        actor: actor_of(&cmd),
-        fingerprint: *blake3::hash(format!("{cmd:?}").as_bytes()).as_bytes(),
-        decide: Box::new(move |s: &State, now| decide(s, &cmd, now)),
-    }
 }

@@ -26,16 +26,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::Client;
-use authkeys_domain::wire::{self, ErrorCode, Reply, TimerReply};
+use authkeys_events::Clock;
 use authkeys_events::{Envelope, Timestamp};
-use authkeys_log::Clock;
-use serde::{Deserialize, Serialize};
+use authkeys_protocol::nats::{NatsError, Responder, ResponderLimits};
+use authkeys_protocol::status::TimersStatus;
+use authkeys_protocol::subject;
+use authkeys_protocol::{self as wire, ErrorCode, Reply, TimerReply};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProjectionConfig;
-use crate::log_client::{Chain, LogClient};
+use authkeys_protocol::log::LogClient;
+
+use crate::log_client::Chain;
 use crate::store::{Checkpoint, StoreError};
 use crate::worker::{Sink, Worker, open_retrying};
 pub use schedule::{DueEntry, Outcome, Schedule};
@@ -44,26 +48,6 @@ pub use schedule::{DueEntry, Outcome, Schedule};
 pub const FILE_NAME: &str = "timers.redb";
 /// SPEC §5: `--ephemeral-inactivity-timeout` defaults to 30 minutes.
 pub const EPHEMERAL_INACTIVITY_DEFAULT: Duration = Duration::from_secs(30 * 60);
-
-/// `authkeys.timers.status`: what the timers report, for the gateway's `/metrics` (request `{}`,
-/// reply [`TimersStatus`]; queue group [`STATUS_QUEUE_GROUP`]; best effort for the asker).
-pub const STATUS_SUBJECT: &str = "authkeys.timers.status";
-/// The queue group of [`STATUS_SUBJECT`].
-pub const STATUS_QUEUE_GROUP: &str = "authkeys-timers";
-
-/// What the timers report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TimersStatus {
-    /// The last event applied to the schedule.
-    pub seq: u64,
-    /// Entries scheduled (due or not).
-    pub scheduled: u64,
-    /// Timer commands answered since the timers started.
-    pub fired: u64,
-    /// How long past its deadline the most overdue entry of the last fired batch was, in ms.
-    pub last_late_ms: u64,
-}
 
 /// Counters of the firing loop.
 #[derive(Debug, Default)]
@@ -147,116 +131,128 @@ impl Sink for ScheduleSink {
     }
 }
 
-/// Opens the schedule in `cfg.projection.data_dir` and runs the consumer and the firing loop
-/// until `shutdown` (`authkeys timers`, and part of `authkeys serve`).
-pub async fn run_timers(
+/// The timers role (`authkeys timers`, and part of `authkeys serve`): the schedule opened, its
+/// consumer and the firing loop ready to run.
+pub struct Timers {
     client: Client,
+    schedule: Arc<Schedule>,
+    worker: Worker<ScheduleSink>,
+    wake: Arc<Notify>,
     cfg: TimersConfig,
     clock: Clock,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        cfg.fire_batch_max > 0,
-        "timers config: fire_batch_max must be ≥ 1"
-    );
-    let path = cfg.projection.data_dir.join(FILE_NAME);
-    let inactivity = cfg.ephemeral_inactivity;
-    let schedule = Arc::new(
-        open_retrying(&cfg.projection, &path, move |p: &Path| {
-            Schedule::open(p, inactivity)
-        })
-        .await?,
-    );
-    let cp = {
-        let s = Arc::clone(&schedule);
-        tokio::task::spawn_blocking(move || s.checkpoint())
-            .await
-            .context("schedule checkpoint task")??
-    };
-    tracing::info!(
-        seq = cp.seq,
-        inactivity_ms = inactivity.as_millis(),
-        "timers loaded"
-    );
-    let wake = Arc::new(Notify::new());
-    let sink = ScheduleSink {
-        schedule: Arc::clone(&schedule),
-        wake: Arc::clone(&wake),
-    };
-    // Nobody asks the timers to rebuild; the worker still rebuilds when the log does not link.
-    let (_no_rebuilds, rebuild_rx) = mpsc::channel(1);
-    let worker = Worker::new(client.clone(), &cfg.projection, sink, cp, rebuild_rx);
-    let stats = Arc::new(FireStats::default());
-    let stop = shutdown.child_token();
-    let mut tasks = JoinSet::new();
-    tasks.spawn(worker.run(stop.clone()));
-    tasks.spawn(serve_status(
-        client.clone(),
-        Arc::clone(&schedule),
-        Arc::clone(&stats),
-        stop.clone(),
-    ));
-    tasks.spawn(fire_loop(
-        client,
-        schedule,
-        wake,
-        cfg,
-        clock,
-        stats,
-        stop.clone(),
-    ));
-    let mut result = Ok(());
-    while let Some(done) = tasks.join_next().await {
-        let outcome = done.context("timers task panicked").and_then(|r| r);
-        if let Err(e) = outcome {
-            if result.is_ok() {
-                result = Err(e);
-            }
-            stop.cancel();
-        }
-    }
-    result
 }
 
-/// Answers [`STATUS_SUBJECT`] until `shutdown`.
+impl std::fmt::Debug for Timers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timers")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Timers {
+    /// Opens the schedule in `cfg.projection.data_dir`; `clock` decides what is due.
+    pub async fn build(client: Client, cfg: TimersConfig, clock: Clock) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            cfg.fire_batch_max > 0,
+            "timers config: fire_batch_max must be ≥ 1"
+        );
+        let path = cfg.projection.data_dir.join(FILE_NAME);
+        let inactivity = cfg.ephemeral_inactivity;
+        let schedule = Arc::new(
+            open_retrying(&cfg.projection, &path, move |p: &Path| {
+                Schedule::open(p, inactivity)
+            })
+            .await?,
+        );
+        let cp = {
+            let s = Arc::clone(&schedule);
+            tokio::task::spawn_blocking(move || s.checkpoint())
+                .await
+                .context("schedule checkpoint task")??
+        };
+        tracing::info!(
+            seq = cp.seq,
+            inactivity_ms = inactivity.as_millis(),
+            "timers loaded"
+        );
+        let wake = Arc::new(Notify::new());
+        let sink = ScheduleSink {
+            schedule: Arc::clone(&schedule),
+            wake: Arc::clone(&wake),
+        };
+        // Nobody asks the timers to rebuild; the worker still rebuilds when the log does not
+        // link.
+        let (_no_rebuilds, rebuild_rx) = mpsc::channel(1);
+        let worker = Worker::new(client.clone(), &cfg.projection, sink, cp, rebuild_rx);
+        Ok(Self {
+            client,
+            schedule,
+            worker,
+            wake,
+            cfg,
+            clock,
+        })
+    }
+
+    /// Runs the consumer, the firing loop and the status subject until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Timers {
+            client,
+            schedule,
+            worker,
+            wake,
+            cfg,
+            clock,
+        } = self;
+        let stats = Arc::new(FireStats::default());
+        let stop = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(worker.run(stop.clone()));
+        let status = serve_status(
+            client.clone(),
+            Arc::clone(&schedule),
+            Arc::clone(&stats),
+            stop.clone(),
+        );
+        tasks.spawn(async move { status.await.map_err(anyhow::Error::from) });
+        tasks.spawn(fire_loop(
+            client,
+            schedule,
+            wake,
+            cfg,
+            clock,
+            stats,
+            stop.clone(),
+        ));
+        crate::worker::until_first_error(tasks, &stop, "timers").await
+    }
+}
+
+/// Answers `authkeys.timers.status` until `shutdown`.
 async fn serve_status(
     client: Client,
     schedule: Arc<Schedule>,
     stats: Arc<FireStats>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let sub = client
-        .queue_subscribe(STATUS_SUBJECT, STATUS_QUEUE_GROUP.to_owned())
-        .await
-        .with_context(|| format!("subscribe to {STATUS_SUBJECT}"))?;
-    crate::responder::answer_each(&client, sub, &shutdown, |_| {
-        let (schedule, stats) = (Arc::clone(&schedule), Arc::clone(&stats));
-        async move {
-            let read = tokio::task::spawn_blocking(move || {
-                Ok::<_, StoreError>((schedule.checkpoint()?, schedule.counts()?))
+) -> Result<(), NatsError> {
+    let responder = Responder::subscribe(
+        &client,
+        [subject::TIMERS_STATUS.to_owned()],
+        subject::TIMERS_STATUS_QUEUE_GROUP,
+        ResponderLimits::ONE_AT_A_TIME,
+    )
+    .await?;
+    responder
+        .serve_blocking_json(shutdown, "timers status", move || {
+            Ok::<_, StoreError>(TimersStatus {
+                seq: schedule.checkpoint()?.seq,
+                scheduled: schedule.counts()?.due,
+                fired: stats.fired.load(Ordering::Relaxed),
+                last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
             })
-            .await;
-            match read {
-                Ok(Ok((cp, counts))) => serde_json::to_vec(&TimersStatus {
-                    seq: cp.seq,
-                    scheduled: counts.due,
-                    fired: stats.fired.load(Ordering::Relaxed),
-                    last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
-                })
-                .ok()
-                .map(Into::into),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "timers status");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "timers status task");
-                    None
-                }
-            }
-        }
-    })
-    .await;
+        })
+        .await;
     Ok(())
 }
 
@@ -272,7 +268,7 @@ async fn fire_loop(
 ) -> anyhow::Result<()> {
     let mut failures: u32 = 0;
     loop {
-        let now = clock();
+        let now = clock.now();
         let s = Arc::clone(&schedule);
         let batch = cfg.fire_batch_max;
         let (entries, next) = tokio::task::spawn_blocking(move || s.due(now, batch))
@@ -299,7 +295,7 @@ async fn fire_loop(
                 .map(|e| fire(&client, e, Duration::from_millis(cfg.command_wait_ms_max))),
         )
         .await;
-        let now = clock();
+        let now = clock.now();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut unanswered = 0usize;
         for (entry, result) in entries.into_iter().zip(fired) {

@@ -33,8 +33,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use authkeys_domain::Due;
-use authkeys_domain::wire::TimerRequest;
 use authkeys_events::{CommandId, Envelope, Event, TailnetId, Timestamp};
+use authkeys_protocol::TimerRequest;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
@@ -408,12 +408,12 @@ fn node_expiry(
 #[cfg(test)]
 mod tests {
     //! Every schedule rule, with the clock injected: `due(now)` is asked at chosen instants.
-    use authkeys_domain::wire::TimerDue;
     use authkeys_events::{
         DeleteReason, Description, ExpirySeconds, Hash, Hostname, KeyExpired, KeyGenerated, KeyId,
         KeyRevoked, KeyUsed, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired, NodeId,
         NodeKey, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, Tags, UserId,
     };
+    use authkeys_protocol::TimerDue;
 
     use super::*;
     use crate::views::test_support::{Given, at};

@@ -6,11 +6,12 @@
 //! login name and role are joined from its user at query time, so a role change (R07) applies to
 //! every token of the user at once.
 
-use authkeys_domain::wire::{SettingsView, role_str};
 use authkeys_events::{
     Envelope, Event, Hash, LoginName, Role, TailnetId, TailnetName, TailnetSettings, Timestamp,
     UserId,
 };
+use authkeys_protocol::query::{TailnetInfo, TokenInfo};
+use authkeys_protocol::{SettingsView, role_str};
 use serde::{Deserialize, Serialize};
 
 use super::{RowChange, RowError, Table, View, key2, unknown_row};
@@ -49,40 +50,6 @@ pub struct TokenRow {
     pub expires: Timestamp,
     /// Revoked.
     pub revoked: bool,
-}
-
-/// A token as `authkeys.query.identity.token` answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TokenInfo {
-    /// Public id.
-    pub token_id: String,
-    /// Its tailnet.
-    pub tailnet: String,
-    /// Whom it acts as.
-    pub user_id: String,
-    /// That user's login name (empty if the user is unknown).
-    pub login_name: String,
-    /// That user's current role, as the API spells it (empty if the user is unknown).
-    pub role: String,
-    /// Keyed blake3 of the secret, hex: the gateway compares the presented secret's hash.
-    pub secret_hash: Hash,
-    /// When it stops working.
-    pub expires: Timestamp,
-    /// Revoked.
-    pub revoked: bool,
-}
-
-/// A tailnet as `authkeys.query.identity.tailnet` answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TailnetInfo {
-    /// Its id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Settings as the API shows them.
-    pub settings: SettingsView,
 }
 
 /// The identity view. See the module docs.

@@ -17,56 +17,19 @@
 
 use std::collections::HashMap;
 
-use authkeys_domain::wire::{Capabilities, CreateCapabilities, DeviceCapabilities, Key};
-use authkeys_events::{Description, Envelope, Event, Tags, Timestamp, UserId};
-use serde::{Deserialize, Serialize};
+use authkeys_events::{
+    Envelope, Event, KeyExpired, KeyRevoked, KeySigned, KeyUsed, Timestamp, UserId,
+};
+use authkeys_protocol::Key;
 
 use super::{RowChange, RowError, Table, View, key2, unknown_row};
 
 /// R12's default retention period of revoked, used and expired keys.
 pub const RETENTION_DAYS_DEFAULT: u32 = 90;
 
-/// One auth key as the keys page needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KeyRow {
-    /// Free text.
-    pub description: Description,
-    /// R01.
-    pub reusable: bool,
-    /// R02.
-    pub ephemeral: bool,
-    /// R03.
-    pub preauthorized: bool,
-    /// R05.
-    pub tags: Tags,
-    /// Requested lifetime.
-    pub expiry_seconds: u32,
-    /// Generation time (the event's time).
-    pub created: Timestamp,
-    /// R08.
-    pub expires: Timestamp,
-    /// When revoked.
-    pub revoked: Option<Timestamp>,
-    /// A `KeyExpired` was recorded.
-    pub expired: bool,
-    /// Registrations made with it.
-    pub uses: u64,
-    /// Last registration.
-    pub last_used: Option<Timestamp>,
-}
-
-impl KeyRow {
-    /// When it stopped working, if it has by `now`: revoked, spent (one-off, R01) or expired.
-    /// The same rule as the command side's key view.
-    fn invalid_since(&self, now: Timestamp) -> Option<Timestamp> {
-        let spent = !self.reusable && self.uses > 0;
-        let expired = self.expired || now >= self.expires;
-        self.revoked
-            .or(if spent { self.last_used } else { None })
-            .or(if expired { Some(self.expires) } else { None })
-    }
-}
+/// One auth key: the command state's own record of it, folded by the same functions, so the
+/// page and the command replies cannot disagree.
+pub type KeyRow = authkeys_domain::state::Key;
 
 /// The keys page view. See the module docs.
 #[derive(Debug, Clone)]
@@ -100,7 +63,7 @@ impl KeysView {
             .with_prefix(&prefix)
             .filter_map(|(k, row)| {
                 let key_id = &k[prefix.len()..];
-                visible(row, now, retention_days).then(|| to_wire(key_id, user_id, row, now))
+                visible(row, now, retention_days).then(|| Key::build(key_id, row, now))
             })
             .collect()
     }
@@ -116,7 +79,7 @@ impl KeysView {
         retention_days: u32,
     ) -> Option<Key> {
         let row = self.keys.get(&format!("{tailnet}/{user_id}/{key_id}"))?;
-        visible(row, now, retention_days).then(|| to_wire(key_id, user_id, row, now))
+        visible(row, now, retention_days).then(|| Key::build(key_id, row, now))
     }
 
     /// How many keys the view holds (all users, all tailnets).
@@ -143,41 +106,6 @@ fn visible(row: &KeyRow, now: Timestamp, retention_days: u32) -> bool {
     }
 }
 
-fn to_wire(key_id: &str, user_id: &str, row: &KeyRow, now: Timestamp) -> Key {
-    let tags: Vec<String> = row.tags.iter().map(ToString::to_string).collect();
-    let revoked = row.invalid_since(now);
-    let updated = [Some(row.created), row.last_used, row.revoked]
-        .into_iter()
-        .flatten()
-        .max();
-    Key {
-        id: key_id.to_owned(),
-        key: None,
-        key_type: "auth".to_owned(),
-        description: row.description.to_string(),
-        created: row.created,
-        updated,
-        expires: row.expires,
-        expiry_seconds: row.expiry_seconds,
-        revoked,
-        invalid: revoked.is_some(),
-        capabilities: Capabilities {
-            devices: DeviceCapabilities {
-                create: CreateCapabilities {
-                    reusable: row.reusable,
-                    ephemeral: row.ephemeral,
-                    preauthorized: row.preauthorized,
-                    tags: Some(tags.clone()),
-                },
-            },
-        },
-        tags,
-        user_id: user_id.to_owned(),
-        uses: row.uses,
-        last_used: row.last_used,
-    }
-}
-
 impl View for KeysView {
     const NAME: &'static str = "keys";
 
@@ -189,36 +117,15 @@ impl View for KeysView {
                     .insert(key2(tailnet, e.key_id.as_str()), e.user_id.clone());
                 self.keys.insert(
                     format!("{tailnet}/{}/{}", e.user_id, e.key_id),
-                    KeyRow {
-                        description: e.description.clone(),
-                        reusable: e.reusable,
-                        ephemeral: e.ephemeral,
-                        preauthorized: e.preauthorized,
-                        tags: e.tags.clone(),
-                        expiry_seconds: e.expiry_seconds.get(),
-                        created: env.time,
-                        expires: e.expires,
-                        revoked: None,
-                        expired: false,
-                        uses: 0,
-                        last_used: None,
-                    },
+                    KeyRow::generated(e, env.time),
                 );
             }
-            Event::KeyUsed(e) => {
-                if let Some(k) = self.row_mut(tailnet, e.key_id.as_str()) {
-                    k.uses = e.uses;
-                    k.last_used = Some(env.time);
-                }
-            }
-            Event::KeyRevoked(e) => {
-                if let Some(k) = self.row_mut(tailnet, e.key_id.as_str()) {
-                    k.revoked = Some(env.time);
-                }
-            }
-            Event::KeyExpired(e) => {
-                if let Some(k) = self.row_mut(tailnet, e.key_id.as_str()) {
-                    k.expired = true;
+            Event::KeyUsed(KeyUsed { key_id, .. })
+            | Event::KeyRevoked(KeyRevoked { key_id })
+            | Event::KeyExpired(KeyExpired { key_id, .. })
+            | Event::KeySigned(KeySigned { key_id, .. }) => {
+                if let Some(k) = self.row_mut(tailnet, key_id.as_str()) {
+                    k.apply(&env.event, env.time);
                 }
             }
             _ => {}
@@ -266,6 +173,7 @@ mod tests {
 
     use super::*;
     use crate::views::test_support::{Given, at, round_trip};
+    use authkeys_events::{Description, Tags};
 
     fn generated(key: &str, user: &str, reusable: bool, expires_secs: i64) -> KeyGenerated {
         KeyGenerated {

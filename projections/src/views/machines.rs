@@ -5,49 +5,16 @@
 //! [`UserRow`] for the `user` field (a login name), joined at query time so that the order in
 //! which a user and their nodes arrive does not matter.
 
-use authkeys_domain::wire::{Device, NEVER_EXPIRES};
-use authkeys_events::{
-    Envelope, Event, Hostname, KeyId, LoginName, NodeKey, Tags, Timestamp, UserId,
-};
+use authkeys_domain::state::node_of;
+use authkeys_events::{Envelope, Event, LoginName};
+use authkeys_protocol::Device;
 use serde::{Deserialize, Serialize};
 
 use super::{RowChange, RowError, Table, View, key2, unknown_row};
 
-/// One live node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeviceRow {
-    /// R16.
-    pub node_key: NodeKey,
-    /// As reported.
-    pub hostname: Hostname,
-    /// Unique machine name.
-    pub name: String,
-    /// As reported.
-    pub os: String,
-    /// Owner (R06).
-    pub user_id: UserId,
-    /// R05.
-    pub tags: Tags,
-    /// The key of its last (re-)authentication.
-    pub auth_key_id: KeyId,
-    /// R02.
-    pub ephemeral: bool,
-    /// R03.
-    pub authorized: bool,
-    /// R14.
-    pub key_expiry_disabled: bool,
-    /// Node-key expiry in force; `None` when disabled.
-    pub expires: Option<Timestamp>,
-    /// First registration.
-    pub created: Timestamp,
-    /// Per its registrar.
-    pub connected: bool,
-    /// Last connect or disconnect report.
-    pub last_seen: Option<Timestamp>,
-    /// R04.
-    pub tailnet_lock_error: Option<String>,
-}
+/// One live node: the command state's own record of it, folded by the same functions, so the
+/// view and the command replies cannot disagree.
+pub type DeviceRow = authkeys_domain::state::Node;
 
 /// A user's login name, for devices' `user`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,31 +88,9 @@ impl MachinesView {
     }
 
     fn to_wire(&self, tailnet: &str, node_id: &str, n: &DeviceRow) -> Device {
-        Device {
-            id: node_id.to_owned(),
-            node_id: node_id.to_owned(),
-            name: n.name.clone(),
-            hostname: n.hostname.to_string(),
-            os: n.os.clone(),
-            user: self
-                .users
-                .get(&key2(tailnet, n.user_id.as_str()))
-                .map(|u| u.login_name.to_string())
-                .unwrap_or_default(),
-            tags: n.tags.iter().map(ToString::to_string).collect(),
-            authorized: n.authorized,
-            is_ephemeral: n.ephemeral,
-            key_expiry_disabled: n.key_expiry_disabled,
-            expires: n
-                .expires
-                .map_or_else(|| NEVER_EXPIRES.to_owned(), |e| e.to_string()),
-            created: n.created,
-            last_seen: n.last_seen,
-            connected_to_control: n.connected,
-            node_key: n.node_key.to_string(),
-            tailnet_lock_error: n.tailnet_lock_error.clone().unwrap_or_default(),
-            auth_key_id: n.auth_key_id.to_string(),
-        }
+        let user = self.users.get(&key2(tailnet, n.user_id.as_str()));
+        let login = user.map(|u| u.login_name.as_str()).unwrap_or_default();
+        Device::build(node_id, n, login)
     }
 
     fn node_mut(&mut self, tailnet: &str, node_id: &str) -> Option<&mut DeviceRow> {
@@ -169,79 +114,19 @@ impl View for MachinesView {
                 );
             }
             Event::NodeRegistered(e) => {
-                self.devices.insert(
-                    key2(t, e.node_id.as_str()),
-                    DeviceRow {
-                        node_key: e.node_key.clone(),
-                        hostname: e.hostname.clone(),
-                        name: e.name.clone(),
-                        os: e.os.clone(),
-                        user_id: e.user_id.clone(),
-                        tags: e.tags.clone(),
-                        auth_key_id: e.auth_key_id.clone(),
-                        ephemeral: e.ephemeral,
-                        authorized: e.authorized,
-                        key_expiry_disabled: e.key_expiry_disabled,
-                        expires: e.expires,
-                        created: now,
-                        connected: false,
-                        last_seen: None,
-                        tailnet_lock_error: e.tailnet_lock_error.clone(),
-                    },
-                );
-            }
-            Event::NodeReauthenticated(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.auth_key_id = e.auth_key_id.clone();
-                    n.hostname = e.hostname.clone();
-                    n.user_id = e.user_id.clone();
-                    n.tags = e.tags.clone();
-                    n.key_expiry_disabled = e.key_expiry_disabled;
-                    n.expires = e.expires;
-                }
-            }
-            Event::NodeAuthorized(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.authorized = e.authorized;
-                }
-            }
-            Event::NodeKeyExpirySet(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.key_expiry_disabled = e.key_expiry_disabled;
-                    n.expires = e.expires;
-                }
-            }
-            Event::NodeExpired(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.expires = Some(e.expired_at);
-                }
-            }
-            Event::TagsChanged(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.tags = e.tags.clone();
-                }
-            }
-            Event::NodeConnected(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.connected = true;
-                    n.last_seen = Some(now);
-                }
-            }
-            Event::NodeDisconnected(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.connected = false;
-                    n.last_seen = Some(now);
-                }
-            }
-            Event::NodeSigned(e) => {
-                if let Some(n) = self.node_mut(t, e.node_id.as_str()) {
-                    n.tailnet_lock_error = None;
-                }
+                self.devices
+                    .insert(key2(t, e.node_id.as_str()), DeviceRow::registered(e, now));
             }
             Event::NodeDeleted(e) => {
                 self.devices.remove(&key2(t, e.node_id.as_str()));
             }
-            _ => {}
+            event => {
+                if let Some(node_id) = node_of(event)
+                    && let Some(n) = self.node_mut(t, node_id.as_str())
+                {
+                    n.apply(event, now);
+                }
+            }
         }
     }
 
@@ -277,6 +162,8 @@ mod tests {
 
     use super::*;
     use crate::views::test_support::{Given, at, round_trip};
+    use authkeys_events::{Hostname, KeyId, NodeKey, Tags, UserId};
+    use authkeys_protocol::NEVER_EXPIRES;
 
     fn nid(s: &str) -> NodeId {
         NodeId::parse(s).expect("valid")

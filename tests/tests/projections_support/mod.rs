@@ -9,15 +9,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::Client;
 use async_nats::jetstream;
+use authkeys_command::log_read;
+use authkeys_command::relay::{self, RelayConfig};
 use authkeys_log::{Log, LogConfig, fixtures};
-use authkeys_projections::log_client::LogClient;
 use authkeys_projections::query::Handles;
 use authkeys_projections::{
     IdentityView, KeysView, MachinesView, ProjectionConfig, View, ViewHandle, ViewWorker,
     rebuild_from_log,
 };
-use authkeys_services::log_read;
-use authkeys_services::relay::{self, RelayConfig};
+use authkeys_protocol::log::LogClient;
 use authkeys_tests::{NatsServer, unique_name, wait_until};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

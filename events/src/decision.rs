@@ -1,0 +1,88 @@
+//! The seams between the rules and the log: what a command decides ([`Decision`], [`Proposed`],
+//! [`Expected`]), the state the log keeps current for it ([`Aggregate`]), and the time source
+//! ([`Clock`]) that roles inject.
+//!
+//! They live here, below both, so that the domain (which implements them) links no storage and
+//! the log (which drives them) knows no rule.
+
+use std::sync::Arc;
+
+use crate::{Envelope, Event, TailnetId, Timestamp};
+
+/// The state the log's writer keeps current with every committed event, and that every decision
+/// reads. The command service's domain state implements it; `()` is a log with no rules.
+pub trait Aggregate: Send + 'static {
+    /// What a decision returns when it refuses a command.
+    type Rejection: Send + std::fmt::Debug + 'static;
+
+    /// Folds one committed event in. Infallible and free of logic beyond bookkeeping.
+    fn apply(&mut self, env: &Envelope);
+}
+
+impl Aggregate for () {
+    type Rejection = std::convert::Infallible;
+    fn apply(&mut self, _env: &Envelope) {}
+}
+
+/// What a proposed event expects of its stream's version (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No expectation.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exactly(u64),
+}
+
+/// An event a command wants to append, with what it expects of its stream.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    /// The event.
+    pub event: Event,
+    /// Checked against the stream version, including earlier events of the same command.
+    pub expected: Expected,
+}
+
+/// What a command decided: the tailnet its events belong to, and the events.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The tailnet of every event (decided too: a registration names only its key).
+    pub tailnet: TailnetId,
+    /// The events, in order; empty when nothing needs to change.
+    pub events: Vec<Proposed>,
+}
+
+/// Reads the current time; injected into every role (write and read side) so that tests
+/// control it. Nothing in this crate reads one.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock {
+    /// A clock that reads `now()`.
+    pub fn new(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock(now = {})", self.now())
+    }
+}
+
+/// The wall clock, in UTC milliseconds: what the binary injects.
+pub fn system_clock() -> Clock {
+    Clock::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp::from_unix_ms(ms).expect("the system clock is between 1970 and 9999")
+    })
+}

@@ -1,0 +1,144 @@
+//! The rules whose point is the log serializing decisions (R01, R16), and that a refusal writes
+//! nothing, through the real `Log<State>` with the domain's `decide`. They live beside the log
+//! so that the domain crate links no storage; the given/when/then support is the domain's.
+
+mod domain_log;
+#[path = "../../domain/tests/support/mod.rs"]
+mod support;
+
+use std::thread;
+
+use authkeys_domain::Rejection;
+use authkeys_events::{EventType, KeyUsed, NodeReauthenticated, NodeRegistered, Role};
+use authkeys_log::AppendError;
+use domain_log::*;
+use support::*;
+
+use EventType as E;
+
+#[test]
+fn r01_one_off_key_registers_one_node_under_contention() {
+    // Eight registrars present the same one-off key with eight node keys at once through the
+    // real log: exactly one is accepted (NodeRegistered + KeyUsed{uses: 1}), seven get
+    // InvalidKey, and the log holds exactly one KeyUsed for the key.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    append(&log, admin(OWNER, generate("kOne", &KeyOpts::one_off()))).expect("generate");
+
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (1..=8u64)
+            .map(|i| {
+                let log = log.clone();
+                s.spawn(move || append(&log, register("kOne", i, &format!("n{i}"))))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    let accepted: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(accepted.len(), 1, "{results:?}");
+    let events: Vec<_> = accepted[0]
+        .envelopes
+        .iter()
+        .map(|e| e.event.clone())
+        .collect();
+    assert_eq!(types(&events), [E::NodeRegistered, E::KeyUsed]);
+    assert_eq!(one::<KeyUsed>(&events).uses, 1);
+    for r in &results {
+        match r {
+            Ok(_) => {}
+            Err(AppendError::Rejected(rej)) => assert_eq!(rej, &Rejection::InvalidKey),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let stored = log
+        .read(authkeys_events::Seq::FIRST, usize::MAX)
+        .expect("read");
+    let used = stored
+        .iter()
+        .map(|s| s.envelope().expect("decodes"))
+        .filter(|e| e.event_type() == E::KeyUsed)
+        .count();
+    assert_eq!(used, 1);
+    log.close();
+}
+
+#[test]
+fn r16_same_node_key_is_one_node_under_contention() {
+    // Eight registrars present the same node key with a reusable key at once through the real
+    // log: one NodeRegistered, seven NodeReauthenticated, all of the same node.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    append(&log, admin(OWNER, generate("kA", &KeyOpts::reusable()))).expect("generate");
+
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (1..=8u64)
+            .map(|i| {
+                let log = log.clone();
+                s.spawn(move || append(&log, register("kA", 1, &format!("n{i}"))))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic").expect("accepted"))
+            .collect()
+    });
+    let events: Vec<_> = results
+        .iter()
+        .flat_map(|c| c.envelopes.iter().map(|e| e.event.clone()))
+        .collect();
+    let registered = all::<NodeRegistered>(&events);
+    assert_eq!(registered.len(), 1);
+    let node = registered[0].node_id.clone();
+    let reauth = all::<NodeReauthenticated>(&events);
+    assert_eq!(reauth.len(), 7);
+    assert!(reauth.iter().all(|r| r.node_id == node));
+    log.close();
+}
+
+#[test]
+fn rejections_write_nothing_to_the_log() {
+    // Every kind of refusal (Forbidden, NotFound, Conflict, InvalidKey) comes back from the real
+    // log as AppendError::Rejected and leaves the head where it was (SPEC: "Nothing is written
+    // for any of these"; R08's "nothing is written").
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    append(&log, admin(OWNER, add_user("uMember", Role::Member))).expect("add user");
+    append(
+        &log,
+        admin(OWNER, generate("kA", &KeyOpts::one_off().expiry_secs(60))),
+    )
+    .expect("generate");
+    let head = log.head();
+    clock.advance_ms(61_000);
+    let refused = [
+        (
+            admin("uMember", generate("kB", &KeyOpts::one_off())),
+            "forbidden",
+        ),
+        (admin(OWNER, revoke("kNope")), "not_found"),
+        (admin(OWNER, change_role(OWNER, Role::Member)), "conflict"),
+        (
+            admin(OWNER, generate("kA", &KeyOpts::one_off())),
+            "conflict",
+        ),
+        (register("kA", 1, "n1"), "invalid_key"),
+        (register("kNope", 1, "n1"), "invalid_key"),
+    ];
+    for (cmd, code) in refused {
+        match append(&log, cmd) {
+            Err(AppendError::Rejected(r)) => assert_eq!(r.code(), code),
+            other => panic!("expected a {code} rejection, got {other:?}"),
+        }
+        assert_eq!(log.head(), head);
+    }
+    log.close();
+}

@@ -1,0 +1,67 @@
+//! The wire contract of authkeys (SPEC §5), typed end to end: every NATS name, every payload
+//! and every object a client sees, for every role on both ends of each subject.
+//!
+//! - [`subject`]: every subject, queue group, stream name and header. No other crate spells one.
+//! - [`error`]: [`ErrorCode`], `{ok: false, error}` ([`ErrorReply`]), [`Reply`], and [`decode`],
+//!   which reads a request naming the first bad field ([`WireError`]).
+//! - [`command`]: the command subjects' requests, their parsing into the domain's types, and
+//!   their replies.
+//! - [`object`]: [`Device`], [`Key`], the user and settings objects, each with its one builder.
+//! - [`query`]: the views' queries and answers (`authkeys.query.*`).
+//! - [`log`]: `authkeys.log.read` and `authkeys.log.checkpoints` pages.
+//! - [`status`]: `authkeys.status` and `authkeys.timers.status`.
+//! - [`nats`]: [`nats::connect`] and [`nats::Responder`], the one bounded request/reply loop.
+//!
+//! Every command type derives `schemars::JsonSchema`; `authkeys-schemas` publishes them under
+//! `schemas/commands/`. Request schemas borrow the validated types' schemas (`with = "NodeKey"`),
+//! so the published schema says what `parse` checks.
+//!
+//! Invariant: nothing here decides. Parsing validates shapes into the domain's types; the rules
+//! stay in `authkeys-domain`. Secrets pass through (an auth key in a registration, a new key's
+//! text in a reply) but no `Debug` here prints one.
+
+pub mod command;
+pub mod error;
+pub mod log;
+pub mod nats;
+pub mod object;
+pub mod query;
+pub mod status;
+pub mod subject;
+
+pub use command::*;
+pub use error::{
+    ErrorBody, ErrorCode, ErrorReply, False, Reply, True, WireError, decode, reply_bytes,
+};
+pub use object::*;
+
+/// The largest request payload a service reads.
+pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+/// The most tags one request may carry.
+pub const TAGS_MAX: usize = 64;
+/// The longest `os` a registrar may report.
+pub const OS_BYTES_MAX: usize = 128;
+/// What `expires` says of a device whose key expiry is disabled (Tailscale's zero time).
+pub const NEVER_EXPIRES: &str = "0001-01-01T00:00:00Z";
+
+/// Characters of randomness after an id's prefix (16 base62 ≈ 95 bits).
+pub const ID_RANDOM_LEN: usize = 16;
+
+/// `prefix` and [`ID_RANDOM_LEN`] random base62 characters, by rejection sampling (no bias):
+/// the ids the command service mints and the request ids clients send.
+pub fn random_id(prefix: char) -> Result<String, getrandom::Error> {
+    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(1 + ID_RANDOM_LEN);
+    out.push(prefix);
+    let mut buf = [0u8; 32];
+    while out.len() < 1 + ID_RANDOM_LEN {
+        getrandom::fill(&mut buf)?;
+        for b in buf {
+            // 248 = 4 × 62: bytes at or above it would bias the first characters.
+            if b < 248 && out.len() < 1 + ID_RANDOM_LEN {
+                out.push(char::from(BASE62[usize::from(b) % 62]));
+            }
+        }
+    }
+    Ok(out)
+}

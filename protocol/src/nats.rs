@@ -1,0 +1,254 @@
+//! The NATS plumbing every role shares: [`connect`], and [`Responder`], the one bounded
+//! request/reply loop that every served subject runs on (commands, queries, log reads, status).
+//!
+//! One drain rule for all: on shutdown the responder drains its subscriptions (the server stops
+//! sending; what it already delivered is still read), answers every request it took, waits at
+//! most `shutdown_wait_ms_max` for them, then flushes the replies (bounded too: with NATS gone a
+//! flush would wait for a reconnect that may never come).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Message, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::SelectAll;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Why a role could not reach NATS, or subscribe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// The connection failed.
+    #[error("connect to NATS at {url}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// Why.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A subscription failed.
+    #[error("subscribe to {subject}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// The server did not confirm the subscriptions.
+    #[error("flush subscriptions to NATS")]
+    Flush(#[source] async_nats::client::FlushError),
+}
+
+/// Connects to the NATS server at `url` as `name` (the connection name the server shows).
+pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
+    connect_with(url, ConnectOptions::new().name(name)).await
+}
+
+/// [`connect`] with more options (timeouts, credentials).
+pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, NatsError> {
+    options
+        .connect(url)
+        .await
+        .map_err(|source| NatsError::Connect {
+            url: url.to_owned(),
+            source,
+        })
+}
+
+/// How a [`Responder`] runs. Every limit is named, unit last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponderLimits {
+    /// Requests answered at once; no more are taken off the subscriptions while this many are
+    /// open.
+    pub requests_in_flight_max: usize,
+    /// Longest sending one reply may take (the client's buffer is full while NATS is away).
+    pub reply_wait_ms_max: u64,
+    /// Longest shutdown waits for requests already taken to be answered, and for the flush.
+    pub shutdown_wait_ms_max: u64,
+}
+
+impl ResponderLimits {
+    /// `requests_in_flight_max` at once, 5 s for a reply and for shutdown.
+    pub const fn concurrent(requests_in_flight_max: usize) -> Self {
+        Self {
+            requests_in_flight_max,
+            reply_wait_ms_max: 5_000,
+            shutdown_wait_ms_max: 5_000,
+        }
+    }
+
+    /// One request at a time: small, cheap subjects (status, checkpoints).
+    pub const ONE_AT_A_TIME: Self = Self::concurrent(1);
+}
+
+/// Subscriptions taken before serving, so that a caller knows requests are received from then
+/// on.
+#[derive(Debug)]
+pub struct Responder {
+    client: Client,
+    subs: SelectAll<Subscriber>,
+    limits: ResponderLimits,
+}
+
+impl Responder {
+    /// Subscribes to each subject in `queue_group` and waits until the server has them.
+    pub async fn subscribe(
+        client: &Client,
+        subjects: impl IntoIterator<Item = String>,
+        queue_group: &str,
+        limits: ResponderLimits,
+    ) -> Result<Self, NatsError> {
+        let mut subs = SelectAll::new();
+        for subject in subjects {
+            let sub = client
+                .queue_subscribe(subject.clone(), queue_group.to_owned())
+                .await
+                .map_err(|source| NatsError::Subscribe { subject, source })?;
+            subs.push(sub);
+        }
+        client.flush().await.map_err(NatsError::Flush)?;
+        Ok(Self {
+            client: client.clone(),
+            subs,
+            limits,
+        })
+    }
+
+    /// Answers every request with `answer(message)` until `shutdown`, then stops by the drain
+    /// rule (module docs). `None` leaves a request unanswered (the asker's wait ends it; the
+    /// reason is for `answer` to log). Requests without a reply subject are ignored.
+    pub async fn serve<F, Fut>(self, shutdown: CancellationToken, answer: F)
+    where
+        F: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<Bytes>> + Send + 'static,
+    {
+        let Responder {
+            client,
+            mut subs,
+            limits,
+        } = self;
+        let answer = Arc::new(answer);
+        let permits = Arc::new(Semaphore::new(limits.requests_in_flight_max.max(1)));
+        let mut tasks = JoinSet::new();
+        let spawn = |tasks: &mut JoinSet<()>, permit, msg: Message| {
+            let Some(reply_to) = msg.reply.clone() else {
+                tracing::debug!(subject = %msg.subject, "request without a reply subject ignored");
+                return;
+            };
+            let (client, answer) = (client.clone(), Arc::clone(&answer));
+            let wait = Duration::from_millis(limits.reply_wait_ms_max);
+            tasks.spawn(async move {
+                let _permit: tokio::sync::OwnedSemaphorePermit = permit;
+                let subject = msg.subject.clone();
+                let Some(body) = answer(msg).await else {
+                    return;
+                };
+                match tokio::time::timeout(wait, client.publish(reply_to, body)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(%subject, error = %e, "publish a reply"),
+                    Err(_) => {
+                        tracing::warn!(%subject, "reply not sent in time (NATS unreachable?)")
+                    }
+                }
+            });
+        };
+        loop {
+            // A permit first: with every permit taken, nothing more is taken off the
+            // subscriptions until an answer is sent.
+            let permit = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                p = Arc::clone(&permits).acquire_owned() => p,
+            };
+            let Ok(permit) = permit else { break };
+            let msg = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                m = subs.next() => m,
+            };
+            let Some(msg) = msg else {
+                tracing::warn!("every subscription ended; the NATS connection closed");
+                break;
+            };
+            spawn(&mut tasks, permit, msg);
+            // Reap finished answers so the set stays as small as the work in flight.
+            while let Some(done) = tasks.try_join_next() {
+                report(done);
+            }
+        }
+
+        let wait = Duration::from_millis(limits.shutdown_wait_ms_max);
+        let finish = async {
+            for sub in subs.iter_mut() {
+                if let Err(e) = sub.drain().await {
+                    tracing::warn!(error = %e, "drain a subscription");
+                }
+            }
+            // Requests the server delivered before it saw the drain are still answered.
+            while let Some(msg) = subs.next().await {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    break;
+                };
+                spawn(&mut tasks, permit, msg);
+            }
+            while let Some(done) = tasks.join_next().await {
+                report(done);
+            }
+        };
+        if tokio::time::timeout(wait, finish).await.is_err() {
+            tracing::warn!(
+                wait_ms = limits.shutdown_wait_ms_max,
+                "requests still pending at shutdown were dropped"
+            );
+        }
+        if tokio::time::timeout(wait, client.flush()).await.is_err() {
+            tracing::warn!("replies not flushed in time: NATS unreachable");
+        }
+    }
+}
+
+impl Responder {
+    /// Answers every request (whatever its payload) with `read()`, run on the blocking pool and
+    /// sent as JSON: the status subjects. A failed read is logged (as `what`) and leaves the
+    /// request unanswered; the asker's bounded wait ends it.
+    pub async fn serve_blocking_json<T, E, F>(
+        self,
+        shutdown: CancellationToken,
+        what: &'static str,
+        read: F,
+    ) where
+        F: Fn() -> Result<T, E> + Clone + Send + Sync + 'static,
+        T: serde::Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.serve(shutdown, move |_| {
+            let read = read.clone();
+            async move {
+                match tokio::task::spawn_blocking(read).await {
+                    Ok(Ok(value)) => serde_json::to_vec(&value).ok().map(Bytes::from),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "read the {what}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the {what} task failed");
+                        None
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+fn report(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a request handler failed");
+    }
+}

@@ -1,0 +1,246 @@
+//! The view queries' payloads (`authkeys.query.*`, served by the projections): each request
+//! with its `minSeq` (read-your-writes), and its `{ok: true, …, seq}` answer. Refusals are
+//! [`ErrorReply`](crate::ErrorReply)s: `bad_request` naming the field, `not_found`,
+//! `unavailable` when the view has not reached `minSeq` in time.
+
+use authkeys_events::{Hash, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::True;
+use crate::object::{Device, Key, SettingsView};
+
+/// `authkeys.query.identity.token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenQuery {
+    /// The token's public id.
+    pub token_id: String,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `authkeys.query.identity.tailnet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `authkeys.query.keys.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeysListQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// The requesting user: only their keys are listed (R09).
+    pub user_id: String,
+    /// Accepted; changes nothing (see `views::keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `authkeys.query.keys.get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeysGetQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// The requesting user: another user's key is not found (R09).
+    pub user_id: String,
+    /// The key id.
+    pub key_id: String,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// Most devices in one `authkeys.query.devices.list` reply (about 450 bytes each).
+pub const DEVICES_PAGE_MAX: usize = 1000;
+
+/// `authkeys.query.devices.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DevicesListQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// Continue after this node id (the previous page's `next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Most devices in this page: 1 to [`DEVICES_PAGE_MAX`], that if absent. Pages keep replies
+    /// under NATS's payload limit (1 MiB) whatever the tailnet's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `authkeys.query.devices.get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DevicesGetQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// The node id.
+    pub node_id: String,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `{ok: true, token, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The token.
+    pub token: TokenInfo,
+    /// The view's applied seq.
+    pub seq: u64,
+}
+
+/// `{ok: true, tailnet, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailnetAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The tailnet.
+    pub tailnet: TailnetInfo,
+    /// The view's applied seq.
+    pub seq: u64,
+}
+
+/// `{ok: true, keys, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The user's keys.
+    pub keys: Vec<Key>,
+    /// The view's applied seq.
+    pub seq: u64,
+}
+
+/// `{ok: true, key, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The key.
+    pub key: Key,
+    /// The view's applied seq.
+    pub seq: u64,
+}
+
+/// `{ok: true, devices, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// A page of the tailnet's devices, in node-id order.
+    pub devices: Vec<Device>,
+    /// Ask again with `after` = this for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// The view's applied seq.
+    pub seq: u64,
+}
+
+/// `{ok: true, device, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The device.
+    pub device: Device,
+    /// The view's applied seq.
+    pub seq: u64,
+}
+
+/// A token as `authkeys.query.identity.token` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenInfo {
+    /// Public id.
+    pub token_id: String,
+    /// Its tailnet.
+    pub tailnet: String,
+    /// Whom it acts as.
+    pub user_id: String,
+    /// That user's login name (empty if the user is unknown).
+    pub login_name: String,
+    /// That user's current role, as the API spells it (empty if the user is unknown).
+    pub role: String,
+    /// Keyed blake3 of the secret, hex: the gateway compares the presented secret's hash.
+    pub secret_hash: Hash,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Revoked.
+    pub revoked: bool,
+}
+
+/// A tailnet as `authkeys.query.identity.tailnet` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetInfo {
+    /// Its id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Settings as the API shows them.
+    pub settings: SettingsView,
+}
+
+/// A view query: its subject (in full) and its answer's type, so a client cannot ask one
+/// subject and read another's answer.
+pub trait Query: Serialize {
+    /// The subject, under `authkeys.query`.
+    const SUBJECT: &'static str;
+    /// `{ok: true, …, seq}`.
+    type Answer: serde::de::DeserializeOwned + Answer;
+}
+
+/// What every query answer carries.
+pub trait Answer {
+    /// The view's applied seq when it answered.
+    fn seq(&self) -> u64;
+}
+
+macro_rules! queries {
+    ($($query:ident => $subject:ident, $answer:ident;)*) => {
+        $(
+            impl Query for $query {
+                const SUBJECT: &'static str = crate::subject::query_full::$subject;
+                type Answer = $answer;
+            }
+            impl Answer for $answer {
+                fn seq(&self) -> u64 {
+                    self.seq
+                }
+            }
+        )*
+    };
+}
+
+queries! {
+    TokenQuery => IDENTITY_TOKEN, TokenAnswer;
+    TailnetQuery => IDENTITY_TAILNET, TailnetAnswer;
+    KeysListQuery => KEYS_LIST, KeysAnswer;
+    KeysGetQuery => KEYS_GET, KeyAnswer;
+    DevicesListQuery => DEVICES_LIST, DevicesAnswer;
+    DevicesGetQuery => DEVICES_GET, DeviceAnswer;
+}

@@ -1,0 +1,142 @@
+//! Every NATS name of the contract (SPEC §5): subjects, queue groups, the events stream and the
+//! headers. Nothing outside this module spells one; `make check` greps for strays.
+//!
+//! | subject | payload → reply | served by |
+//! |---|---|---|
+//! | `authkeys.cmd.register` | `RegisterRequest` → `DeviceReply` | command |
+//! | `authkeys.cmd.node.{connected,disconnected}` | `NodeStatusRequest` → `DeviceReply` | command |
+//! | `authkeys.cmd.admin.*` | admin requests → their replies | command |
+//! | `authkeys.cmd.timer.fire` | `TimerRequest` → `TimerReply` | command |
+//! | `authkeys.events.<tailnetId>.<Type>` | envelopes (JetStream `AUTHKEYS_EVENTS`) | the relay publishes |
+//! | `authkeys.log.read` | `LogReadRequest` → `LogPage` | command |
+//! | `authkeys.log.checkpoints` | `LogReadRequest` → `CheckpointsPage` | command |
+//! | `authkeys.query.*` | queries → answers (`crate::query`) | projections |
+//! | `authkeys.status` | `{}` → `CommandStatus` | command |
+//! | `authkeys.timers.status` | `{}` → `TimersStatus` | timers |
+
+/// The queue group of every command subject: several command-service processes could share the
+/// load (there is one writer per log, so today one process serves them all).
+pub const COMMAND_QUEUE_GROUP: &str = "authkeys-command";
+/// A registrar forwards `--authkey`: `RegisterRequest` → `DeviceReply`.
+pub const REGISTER: &str = "authkeys.cmd.register";
+/// A node connected: `NodeStatusRequest` → `DeviceReply`.
+pub const NODE_CONNECTED: &str = "authkeys.cmd.node.connected";
+/// A node disconnected: `NodeStatusRequest` → `DeviceReply`.
+pub const NODE_DISCONNECTED: &str = "authkeys.cmd.node.disconnected";
+/// `GenerateKeyRequest` → `KeyReply` (with the secret, once).
+pub const GENERATE_KEY: &str = "authkeys.cmd.admin.generate-key";
+/// `RevokeKeyRequest` → `KeyReply`.
+pub const REVOKE_KEY: &str = "authkeys.cmd.admin.revoke-key";
+/// `AddUserRequest` → `UserReply` (with the user's first API token).
+pub const ADD_USER: &str = "authkeys.cmd.admin.add-user";
+/// `IssueTokenRequest` → `TokenReply`.
+pub const ISSUE_TOKEN: &str = "authkeys.cmd.admin.issue-token";
+/// `SetTagsRequest` → `DeviceReply`.
+pub const SET_TAGS: &str = "authkeys.cmd.admin.set-tags";
+/// `SetKeyExpiryRequest` → `DeviceReply`.
+pub const SET_KEY_EXPIRY: &str = "authkeys.cmd.admin.set-key-expiry";
+/// `ExpireNodeRequest` → `DeviceReply`.
+pub const EXPIRE_NODE: &str = "authkeys.cmd.admin.expire-node";
+/// `AuthorizeNodeRequest` → `DeviceReply`.
+pub const AUTHORIZE_NODE: &str = "authkeys.cmd.admin.authorize-node";
+/// `DeleteNodeRequest` → `DeletedReply`.
+pub const DELETE_NODE: &str = "authkeys.cmd.admin.delete-node";
+/// `ChangeSettingsRequest` → `SettingsReply`.
+pub const CHANGE_SETTINGS: &str = "authkeys.cmd.admin.change-settings";
+/// The expiry timers: `TimerRequest` → `TimerReply`.
+pub const TIMER: &str = "authkeys.cmd.timer.fire";
+
+/// Every command subject.
+pub const COMMANDS: &[&str] = &[
+    REGISTER,
+    NODE_CONNECTED,
+    NODE_DISCONNECTED,
+    GENERATE_KEY,
+    REVOKE_KEY,
+    ADD_USER,
+    ISSUE_TOKEN,
+    SET_TAGS,
+    SET_KEY_EXPIRY,
+    EXPIRE_NODE,
+    AUTHORIZE_NODE,
+    DELETE_NODE,
+    CHANGE_SETTINGS,
+    TIMER,
+];
+
+/// The JetStream stream of events.
+pub const EVENTS_STREAM: &str = "AUTHKEYS_EVENTS";
+/// Event subjects are `<EVENTS_PREFIX>.<tailnetId>.<Type>`.
+pub const EVENTS_PREFIX: &str = "authkeys.events";
+
+/// Pages of the log: backfill, rebuilds and auditors.
+pub const LOG_READ: &str = "authkeys.log.read";
+/// The log's signed checkpoints, for auditors over NATS.
+pub const LOG_CHECKPOINTS: &str = "authkeys.log.checkpoints";
+/// The queue group of the log's read subjects.
+pub const LOG_READ_QUEUE_GROUP: &str = "authkeys-log";
+
+/// The command service's counters and the relay's cursor.
+pub const STATUS: &str = "authkeys.status";
+/// Its queue group.
+pub const STATUS_QUEUE_GROUP: &str = "authkeys-status";
+/// The timers' schedule and firings.
+pub const TIMERS_STATUS: &str = "authkeys.timers.status";
+/// Its queue group.
+pub const TIMERS_STATUS_QUEUE_GROUP: &str = "authkeys-timers";
+
+/// The prefix of every view query subject.
+pub const QUERY_PREFIX: &str = "authkeys.query";
+/// The queue group of the view queries, so several projection processes can serve.
+pub const QUERY_QUEUE_GROUP: &str = "authkeys-views";
+
+/// Declares each query subject once: relative to the query prefix, and in full.
+macro_rules! queries {
+    ($($(#[doc = $doc:literal])* $name:ident = $what:literal;)*) => {
+        /// The view queries, relative to [`QUERY_PREFIX`](super::QUERY_PREFIX).
+        pub mod query {
+            $($(#[doc = $doc])* pub const $name: &str = $what;)*
+            /// Every query, relative.
+            pub const ALL: &[&str] = &[$($name),*];
+        }
+        /// The view queries in full, under [`QUERY_PREFIX`].
+        pub mod query_full {
+            $($(#[doc = $doc])* pub const $name: &str = concat!("authkeys.query.", $what);)*
+        }
+    };
+}
+
+queries! {
+    /// `TokenQuery` → `TokenAnswer`.
+    IDENTITY_TOKEN = "identity.token";
+    /// `TailnetQuery` → `TailnetAnswer`.
+    IDENTITY_TAILNET = "identity.tailnet";
+    /// `KeysListQuery` → `KeysAnswer`.
+    KEYS_LIST = "keys.list";
+    /// `KeysGetQuery` → `KeyAnswer`.
+    KEYS_GET = "keys.get";
+    /// `DevicesListQuery` → `DevicesAnswer`.
+    DEVICES_LIST = "devices.list";
+    /// `DevicesGetQuery` → `DeviceAnswer`.
+    DEVICES_GET = "devices.get";
+}
+
+/// The NATS header in which a registrar names itself (for rate limits and the events' actor).
+pub const REGISTRAR_HEADER: &str = "Authkeys-Registrar";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn full_query_subjects_are_the_prefix_and_the_relative_name() {
+        for (rel, full) in super::query::ALL.iter().zip([
+            super::query_full::IDENTITY_TOKEN,
+            super::query_full::IDENTITY_TAILNET,
+            super::query_full::KEYS_LIST,
+            super::query_full::KEYS_GET,
+            super::query_full::DEVICES_LIST,
+            super::query_full::DEVICES_GET,
+        ]) {
+            assert_eq!(format!("{}.{rel}", super::QUERY_PREFIX), full);
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! `authkeys`: the command-line entry of every role (SPEC §5).
+//!
+//! - `authkeys admin bootstrap --data DIR --tailnet NAME --owner LOGIN`: creates a tailnet and its
+//!   Owner offline; prints only the Owner's API token on stdout (what was made goes to stderr).
+//! - `authkeys admin create-key --data DIR --token TOKEN [--reusable] [--ephemeral]
+//!   [--preauthorized] [--tag TAG]… [--expiry-seconds N] [--description D]`: on the service's
+//!   host, generate an auth key as the token's user (over NATS); prints only the key on stdout.
+//! - `authkeys serve --data DIR --http ADDR --nats URL`: every role in one process (command
+//!   service with its relay and log reads, projection workers, HTTP gateway), talking over NATS
+//!   exactly as the split topology does.
+//! - `authkeys project --data DIR --nats URL` and `authkeys api --http ADDR --nats URL
+//!   --hashing-key FILE`: the projection workers and the HTTP gateway as separate processes.
+//! - `authkeys command --data DIR --nats URL`: the command service with its relay and
+//!   `authkeys.log.read`; SIGTERM or SIGINT shuts it down gracefully.
+//! - `authkeys register --nats URL --authkey KEY --hostname H [--node-key K] [--os OS]
+//!   [--request-id ID]`: a registrar client; prints the device JSON, or `error: <code>: <message>`
+//!   on stderr and exits 1 when refused (2 when the request could not be made).
+//!
+//! - `authkeys audit verify (--data DIR | --nats URL) --trusted-key KEY [--state FILE]`: verify
+//!   the whole log against a pinned public key; exit 0 with a summary, 1 naming the first bad
+//!   seq. `audit history (--key ID | --node ID | --user LOGIN) [--json]`, `audit replay --until
+//!   SEQ|TIME --view keys|machines [--json]` and `audit public-key --data DIR` (the key to pin).
+//!
+//! Every flag can also be set with an `AUTHKEYS_*` environment variable (shown in `--help`);
+//! logs go to stderr, filtered by `RUST_LOG` (default `info` for the service, `warn` for the
+//! clients), as text or JSON (`--log-format`).
+//!
+//! Thin: flags become settings, the library does the work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::bootstrap::bootstrap;
+use authkeys_command::{REGISTRAR_HEADER, RateLimitConfig};
+use authkeys_protocol::{self as wire, DeviceReply, RegisterRequest, Reply};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authkeys",
+    version,
+    about = "Pre-authentication keys, event-sourced."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "AUTHKEYS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Administration that works on the data dir directly.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCmd,
+    },
+    /// Every role in one process: command service, relay, projections, HTTP gateway.
+    Serve(ServeArgs),
+    /// The command service: owns the log, answers commands over NATS, relays events.
+    Command(CommandArgs),
+    /// The projection workers (keys, machines, identity views) and their queries.
+    Project(ProjectArgs),
+    /// The expiry timers: keys, node keys and inactive ephemeral nodes expire on time.
+    Timers(TimersArgs),
+    /// The HTTP API gateway (Tailscale API v2); talks only NATS.
+    Api(ApiArgs),
+    /// Register a node with an auth key, as a registrar does.
+    Register(RegisterArgs),
+    /// Auditors' tools: verify the log, the history of a key, node or user, replay a view.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify the whole log from seq 1 against a pinned public key; exit 1 naming the first bad seq.
+    Verify(AuditVerifyArgs),
+    /// Every event that touched a key, a node or a user, in order (for a key: every node it registered).
+    History(AuditHistoryArgs),
+    /// A view (keys or machines) as it stood at a seq or a time.
+    Replay(AuditReplayArgs),
+    /// Print the public key of a data dir's signing key: the key auditors pin.
+    PublicKey(AuditPublicKeyArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct AuditSourceArgs {
+    /// A data dir (or its log.redb), opened read-only: works while the service runs.
+    #[arg(long, env = "AUTHKEYS_AUDIT_DATA")]
+    data: Option<PathBuf>,
+    /// A running system's NATS server (reads authkeys.log.read and authkeys.log.checkpoints).
+    #[arg(long, env = "AUTHKEYS_AUDIT_NATS")]
+    nats: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AuditVerifyArgs {
+    #[command(flatten)]
+    source: AuditSourceArgs,
+    /// The log's ed25519 public key, pinned: 64 hex digits, base64, or a file holding either.
+    #[arg(long, env = "AUTHKEYS_TRUSTED_KEY")]
+    trusted_key: String,
+    /// The auditor's memory between runs: read if it exists (the log must extend the history
+    /// verified then), written after a successful run.
+    #[arg(long, env = "AUTHKEYS_AUDIT_STATE")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).multiple(false)))]
+struct AuditHistoryArgs {
+    #[command(flatten)]
+    source: AuditSourceArgs,
+    /// An auth key id (k…).
+    #[arg(long, group = "subject")]
+    key: Option<String>,
+    /// A node id (n…).
+    #[arg(long, group = "subject")]
+    node: Option<String>,
+    /// A user's login name.
+    #[arg(long, group = "subject")]
+    user: Option<String>,
+    /// Print JSON (every envelope whole) instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct AuditReplayArgs {
+    #[command(flatten)]
+    source: AuditSourceArgs,
+    /// A seq (the view after it), an RFC 3339 time (the view at it) or `now`.
+    #[arg(long)]
+    until: String,
+    /// Which view: keys or machines.
+    #[arg(long)]
+    view: String,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct AuditPublicKeyArgs {
+    /// The command service's data dir (holds signing.key).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCmd {
+    /// Create a tailnet and its Owner, offline; print the Owner's API token.
+    Bootstrap(BootstrapArgs),
+    /// Generate an auth key as the token's user, on the service's host; print the key.
+    CreateKey(CreateKeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateKeyArgs {
+    /// The command service's data dir (read-only here: the token is checked against its log).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// An API token, tskey-api-… (e.g. the one bootstrap printed).
+    #[arg(long, env = "AUTHKEYS_TOKEN", hide_env_values = true)]
+    token: String,
+    /// May register many nodes (R01); one-off otherwise.
+    #[arg(long)]
+    reusable: bool,
+    /// Registers ephemeral nodes (R02).
+    #[arg(long)]
+    ephemeral: bool,
+    /// Nodes are authorized at once under device approval (R03).
+    #[arg(long)]
+    preauthorized: bool,
+    /// An ACL tag, tag:name (R05); repeat for several.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Lifetime, 1 to 7776000 seconds (R08).
+    #[arg(long, default_value_t = 7_776_000)]
+    expiry_seconds: i64,
+    /// Free text: letters, digits, spaces and hyphens.
+    #[arg(long)]
+    description: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, env = "AUTHKEYS_TIMEOUT_MS", default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// The data dir of the command service (created if missing).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The tailnet's name, e.g. example.com.
+    #[arg(long, env = "AUTHKEYS_TAILNET")]
+    tailnet: String,
+    /// The Owner's login name.
+    #[arg(long, env = "AUTHKEYS_OWNER")]
+    owner: String,
+}
+
+#[derive(Debug, Args)]
+struct CommandArgs {
+    /// The data dir: log.redb, signing.key, hashing.key (created if missing).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Run without the relay to JetStream.
+    #[arg(long, env = "AUTHKEYS_NO_RELAY")]
+    no_relay: bool,
+    /// Failed registrations a registrar may make at once (0: no limit).
+    #[arg(long, env = "AUTHKEYS_REGISTRAR_FAILURES_BURST", default_value_t = RateLimitConfig::default().registrar_failures_burst)]
+    registrar_failures_burst: u32,
+    /// Failed registrations per minute a registrar may make after the burst.
+    #[arg(long, env = "AUTHKEYS_REGISTRAR_FAILURES_PER_MINUTE", default_value_t = RateLimitConfig::default().registrar_failures_per_minute)]
+    registrar_failures_per_minute: u32,
+    /// Failed registrations with one key id at once (0: no limit).
+    #[arg(long, env = "AUTHKEYS_KEY_FAILURES_BURST", default_value_t = RateLimitConfig::default().key_failures_burst)]
+    key_failures_burst: u32,
+    /// Failed registrations per minute with one key id after the burst.
+    #[arg(long, env = "AUTHKEYS_KEY_FAILURES_PER_MINUTE", default_value_t = RateLimitConfig::default().key_failures_per_minute)]
+    key_failures_per_minute: u32,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The data dir: the log and its keys, and the views under views/.
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "AUTHKEYS_HTTP", default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
+    /// `1h 30m`).
+    #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
+    ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+struct TimersArgs {
+    /// Where the schedule keeps its file (timers.redb).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
+    /// `1h 30m`).
+    #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
+    ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+/// A positive duration such as `30m`, `2s` or `1h 30m`, at most 365 days.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30m, 2s, 1h 30m)"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(365 * 86_400) {
+        return Err("must be more than 0 and at most 365 days".into());
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Args)]
+struct ProjectArgs {
+    /// Where the views keep their files.
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// Where to listen.
+    #[arg(long, env = "AUTHKEYS_HTTP", default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The command service's hashing.key (in its data dir).
+    #[arg(long, env = "AUTHKEYS_HASHING_KEY")]
+    hashing_key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct RegisterArgs {
+    /// The NATS server.
+    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The auth key, tskey-auth-….
+    #[arg(long, env = "AUTHKEYS_AUTHKEY", hide_env_values = true)]
+    authkey: String,
+    /// The node's host name.
+    #[arg(long, env = "AUTHKEYS_HOSTNAME")]
+    hostname: String,
+    /// The node's key, nodekey: and 64 lowercase hex digits; a random one if absent.
+    #[arg(long, env = "AUTHKEYS_NODE_KEY")]
+    node_key: Option<String>,
+    /// The node's operating system.
+    #[arg(long, env = "AUTHKEYS_OS")]
+    os: Option<String>,
+    /// Idempotency key; a random one if absent. Retrying with the same id is safe.
+    #[arg(long, env = "AUTHKEYS_REQUEST_ID")]
+    request_id: Option<String>,
+    /// This registrar's name, sent in the Authkeys-Registrar header (rate limits, audit).
+    #[arg(long, env = "AUTHKEYS_REGISTRAR", default_value = "authkeys-cli")]
+    registrar: String,
+    /// How long to wait for the answer.
+    #[arg(long, env = "AUTHKEYS_TIMEOUT_MS", default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+mod audit_cli;
+mod local_admin;
+mod serve;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A client's stderr is for its answer; a service's for its story.
+    let default_filter = match cli.command {
+        Cmd::Command(_) | Cmd::Serve(_) | Cmd::Project(_) | Cmd::Timers(_) | Cmd::Api(_) => "info",
+        Cmd::Admin { .. } | Cmd::Register(_) | Cmd::Audit { .. } => "warn",
+    };
+    init_logs(cli.log_format, default_filter);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Admin {
+                command: AdminCmd::Bootstrap(args),
+            } => run_bootstrap(args).await,
+            Cmd::Admin {
+                command: AdminCmd::CreateKey(args),
+            } => run_create_key(args).await,
+            Cmd::Command(args) => run_command(args).await,
+            Cmd::Serve(args) => run_serve(args).await,
+            Cmd::Project(args) => run_project(args).await,
+            Cmd::Timers(args) => run_timers(args).await,
+            Cmd::Api(args) => run_api(args).await,
+            Cmd::Register(args) => run_register(args).await,
+            Cmd::Audit { command } => audit_cli::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(format: LogFormat, default_filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run_bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let made = tokio::task::spawn_blocking(move || {
+        bootstrap(&args.data, &args.tailnet, &args.owner)
+            .map(|made| (made, args.tailnet, args.owner))
+    })
+    .await
+    .context("bootstrap")?;
+    match made {
+        Ok((made, tailnet, owner)) => {
+            eprintln!(
+                "created tailnet {tailnet} (id {}) with Owner {owner} (id {}); their API token \
+                 follows on stdout and is shown only now",
+                made.tailnet_id, made.owner_id
+            );
+            println!("{}", made.token.text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
+    let data = args.data.clone();
+    let token = args.token.clone();
+    let owner =
+        match tokio::task::spawn_blocking(move || crate::local_admin::authenticate(&data, &token))
+            .await
+            .context("check the token")?
+        {
+            Ok(owner) => owner,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+    let request = wire::GenerateKeyRequest {
+        command_id: authkeys_command::secrets::random_id('c')?,
+        tailnet: owner.tailnet.to_string(),
+        actor: owner.user_id.to_string(),
+        key_type: None,
+        description: args.description,
+        expiry_seconds: Some(args.expiry_seconds),
+        capabilities: wire::Capabilities {
+            devices: wire::DeviceCapabilities {
+                create: wire::CreateCapabilities {
+                    reusable: args.reusable,
+                    ephemeral: args.ephemeral,
+                    preauthorized: args.preauthorized,
+                    tags: Some(args.tags),
+                },
+            },
+        },
+    };
+    let client = authkeys_protocol::nats::connect_with(
+        &args.nats,
+        async_nats::ConnectOptions::new()
+            .name("authkeys-admin")
+            .request_timeout(Some(Duration::from_millis(args.timeout_ms))),
+    )
+    .await?;
+    let payload = serde_json::to_vec(&request).context("encode the request")?;
+    let reply = client
+        .request(wire::subject::GENERATE_KEY, payload.into())
+        .await
+        .context("send generate-key")?;
+    let reply: Reply<wire::KeyReply> =
+        serde_json::from_slice(&reply.payload).context("read the command service's reply")?;
+    let code = match reply {
+        Reply::Ok(ok) => {
+            let secret = ok.key.key.clone().unwrap_or_default();
+            let mut shown = ok.key;
+            shown.key = None;
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&shown).context("encode the key")?
+            );
+            println!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Reply::Err(e) => {
+            eprintln!("error: {}: {}", e.error.code, e.error.message);
+            ExitCode::from(1)
+        }
+    };
+    client.drain().await.ok();
+    Ok(code)
+}
+
+async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = CommandSettings::new(args.data, args.nats);
+    settings.command.rate_limits = RateLimitConfig {
+        registrar_failures_burst: args.registrar_failures_burst,
+        registrar_failures_per_minute: args.registrar_failures_per_minute,
+        key_failures_burst: args.key_failures_burst,
+        key_failures_per_minute: args.key_failures_per_minute,
+        ..RateLimitConfig::default()
+    };
+    if args.no_relay {
+        settings.relay = None;
+    }
+    let app = App::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let mut settings = crate::serve::ServeSettings::new(args.data, args.http, args.nats);
+    settings.timers.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
+    crate::serve::run(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_timers(args: TimersArgs) -> anyhow::Result<ExitCode> {
+    let mut config = authkeys_projections::timers::TimersConfig::new(args.data);
+    config.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
+    run_nats_role(&args.nats, "authkeys-timers", async |client, shutdown| {
+        let clock = authkeys_events::decision::system_clock();
+        let timers = authkeys_projections::timers::Timers::build(client, config, clock).await?;
+        timers.run(shutdown).await
+    })
+    .await
+}
+
+async fn run_project(args: ProjectArgs) -> anyhow::Result<ExitCode> {
+    let config = authkeys_projections::config::ProjectionConfig::new(args.data);
+    run_nats_role(&args.nats, "authkeys-project", async |client, shutdown| {
+        let clock = authkeys_events::decision::system_clock();
+        let views = authkeys_projections::Views::build(client, config, clock).await?;
+        views.run(shutdown).await
+    })
+    .await
+}
+
+/// Connects to NATS, runs a role on the connection until SIGTERM/SIGINT, then drains it.
+async fn run_nats_role<F>(url: &str, name: &str, role: F) -> anyhow::Result<ExitCode>
+where
+    F: AsyncFnOnce(async_nats::Client, CancellationToken) -> anyhow::Result<()>,
+{
+    let client = authkeys_protocol::nats::connect(url, name).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    role(client.clone(), shutdown).await?;
+    client.drain().await.ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+    let settings = authkeys_gateway::ApiSettings::new(args.http, args.nats, args.hashing_key);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    authkeys_gateway::run(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+}
+
+async fn run_register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let node_key = match args.node_key {
+        Some(k) => k,
+        None => random_node_key()?,
+    };
+    let request_id = match args.request_id {
+        Some(id) => id,
+        None => authkeys_command::secrets::random_id('r')?,
+    };
+    let request = RegisterRequest {
+        request_id,
+        auth_key: args.authkey,
+        node_key,
+        hostname: args.hostname,
+        os: args.os,
+    };
+    let payload = serde_json::to_vec(&request).context("encode the request")?;
+    let client = authkeys_protocol::nats::connect_with(
+        &args.nats,
+        async_nats::ConnectOptions::new()
+            .name("authkeys-register")
+            .request_timeout(Some(Duration::from_millis(args.timeout_ms))),
+    )
+    .await?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(REGISTRAR_HEADER, args.registrar.as_str());
+    let reply = client
+        .request_with_headers(wire::subject::REGISTER, headers, payload.into())
+        .await
+        .context("send the registration")?;
+    let reply: Reply<DeviceReply> =
+        serde_json::from_slice(&reply.payload).context("read the command service's reply")?;
+    let code = match reply {
+        Reply::Ok(ok) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ok.device).context("encode the device")?
+            );
+            ExitCode::SUCCESS
+        }
+        Reply::Err(e) => {
+            eprintln!("error: {}: {}", e.error.code, e.error.message);
+            ExitCode::from(1)
+        }
+    };
+    client.drain().await.ok();
+    Ok(code)
+}
+
+/// `nodekey:` and 64 random lowercase hex digits.
+fn random_node_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("nodekey:{}", hex::encode(bytes)))
+}

@@ -1,0 +1,522 @@
+//! The command service: NATS request/reply handlers that parse, decide (through the log) and
+//! answer every command of SPEC §5. The service owns the log; it is the only writer.
+//!
+//! # Subjects
+//!
+//! Every subject is served in the queue group `authkeys-command`; payloads are JSON, schemas under
+//! `schemas/commands/` (see [`authkeys_protocol`] for the types).
+//!
+//! | subject | request | reply on success | scope of `requestId`/`commandId` |
+//! |---|---|---|---|
+//! | `authkeys.cmd.register` | `RegisterRequest` | `{ok, device}` | `registrar` |
+//! | `authkeys.cmd.node.connected` | `NodeStatusRequest` | `{ok, device}` | `registrar` |
+//! | `authkeys.cmd.node.disconnected` | `NodeStatusRequest` | `{ok, device}` | `registrar` |
+//! | `authkeys.cmd.admin.generate-key` | `GenerateKeyRequest` | `{ok, key}` (with `key.key`) | tailnet |
+//! | `authkeys.cmd.admin.revoke-key` | `RevokeKeyRequest` | `{ok, key}` | tailnet |
+//! | `authkeys.cmd.admin.add-user` | `AddUserRequest` | `{ok, user, apiKey}` | tailnet |
+//! | `authkeys.cmd.admin.issue-token` | `IssueTokenRequest` | `{ok, tokenId, apiKey, expires}` | tailnet |
+//! | `authkeys.cmd.admin.set-tags` | `SetTagsRequest` | `{ok, device}` | tailnet |
+//! | `authkeys.cmd.admin.set-key-expiry` | `SetKeyExpiryRequest` | `{ok, device}` | tailnet |
+//! | `authkeys.cmd.admin.expire-node` | `ExpireNodeRequest` | `{ok, device}` | tailnet |
+//! | `authkeys.cmd.admin.authorize-node` | `AuthorizeNodeRequest` | `{ok, device}` | tailnet |
+//! | `authkeys.cmd.admin.delete-node` | `DeleteNodeRequest` | `{ok, nodeId}` | tailnet |
+//! | `authkeys.cmd.admin.change-settings` | `ChangeSettingsRequest` | `{ok, settings}` | tailnet |
+//! | `authkeys.cmd.timer.fire` | `TimerRequest` | `{ok, fired}` | `timers` |
+//!
+//! Admin requests carry the acting user's id (`actor`): the caller (the HTTP gateway) has
+//! authenticated the user's token; `decide` re-checks the user's role against the state (R07) —
+//! authorization has one home, the domain.
+//!
+//! # Errors
+//!
+//! A refusal is `{ok: false, error: {code, message}}`; nothing is written for any of them.
+//!
+//! | code | HTTP | when |
+//! |---|---|---|
+//! | `bad_request` | 400 | the payload is not the request (message names the field: `nodeKey: …`) |
+//! | `invalid_key` | 401 | registration with a malformed, unknown, wrong, expired, revoked or used key: one message for all (R10) |
+//! | `rate_limited` | 429 | too many failed registrations from this registrar or for this key id |
+//! | `forbidden` | 403 | the actor's role does not allow it (R07), or the actor is not a user of the tailnet |
+//! | `not_found` | 404 | unknown tailnet, device, or a key that is not the actor's (R09) |
+//! | `conflict` | 409 | the state does not allow it, or the id was used before for a different request |
+//! | `unavailable` | 503 | the log cannot take commands (shutting down, storage failure): retry |
+//! | `internal` | 500 | unexpected; logged |
+//! | `not_due` | — | a timer fired before its deadline (clocks differ): retry at the time named |
+//!
+//! # Idempotency
+//!
+//! Each command is appended with `command_id` = the request's id, `scope` = the tailnet (admin) or
+//! `registrar`, and `fingerprint` = keyed blake3 of the subject and the request's canonical JSON
+//! (keyed: a registration holds an auth key). A retry with the same id and content gets the first
+//! result, and nothing is written; the same id with other content is a `conflict`. The reply is
+//! built from the state after the command (`Log::query`), so a retry answers like the first try.
+//! A command that issues a secret (generate-key, add-user, issue-token) derives the secret from
+//! `(tailnet, commandId)` with a key derived from the hashing key, so a retry returns the same
+//! secret although no secret is stored anywhere ([`crate::secrets`]).
+//!
+//! # Registration (R10)
+//!
+//! Every registration takes one path: the auth key's form and checksum are checked without a
+//! lookup; a malformed key continues with an id no key has and the hash of its whole text, so
+//! the service always hashes what was presented and always asks `decide`, which compares hashes
+//! in constant time and answers every failure with the same `invalid_key`.
+//!
+//! Rate limits ([`limits`]) count **failed** registrations per registrar and per key id
+//! (governor, GCRA). A registrar names itself in the NATS header `Authkeys-Registrar`
+//! (`[A-Za-z0-9._-]{1,64}`; absent or invalid → `anonymous`): the reply subject of a request is a
+//! random inbox and says nothing about who sent it. The header is self-declared, so it is a
+//! fairness limit between honest registrars, not a security boundary; the per-key-id limit bounds
+//! guesses against any one key whoever sends them. Once a bucket is empty, that registrar's or key
+//! id's registrations answer `rate_limited` without being decided until a cell is back.
+//!
+//! # Shutdown
+//!
+//! On cancellation [`CommandService::serve`] drains every subscription (the server stops sending,
+//! already delivered requests are still read), answers every request it read, and returns; the
+//! [`app::App`] then stops the relay (which publishes what is committed), closes the log and
+//! drains the NATS connection.
+
+pub mod app;
+pub mod bootstrap;
+pub mod limits;
+pub mod log_read;
+pub mod relay;
+pub mod secrets;
+pub mod status;
+
+mod add_user;
+mod authorize_node;
+mod change_settings;
+mod delete_node;
+mod expire_node;
+mod generate_key;
+mod issue_token;
+mod node_status;
+mod register;
+mod revoke_key;
+mod set_key_expiry;
+mod set_tags;
+mod timer;
+
+pub use timer::{TIMER_ACTOR, TIMER_SCOPE};
+
+use std::sync::Arc;
+
+use async_nats::{Client, HeaderMap};
+use authkeys_domain::secret;
+use authkeys_domain::{AdminOp, Command, NewToken, Rejection, State};
+use authkeys_events::{Actor, ActorType, CommandId, TailnetId, Timestamp};
+use authkeys_log::{AppendError, Clock, Committed, Log};
+use authkeys_protocol::nats::{NatsError, Responder, ResponderLimits};
+use authkeys_protocol::{self as wire, ErrorCode, ErrorReply, Parsed, subject};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::secrets::Secrets;
+pub use limits::RateLimitConfig;
+use limits::RateLimits;
+
+pub use authkeys_protocol::subject::REGISTRAR_HEADER;
+/// The registrar name of requests without a valid [`REGISTRAR_HEADER`].
+pub const ANONYMOUS_REGISTRAR: &str = "anonymous";
+/// The idempotency scope of registrar commands.
+pub const REGISTRAR_SCOPE: &str = "registrar";
+/// Longest registrar name taken from the header.
+pub const REGISTRAR_NAME_BYTES_MAX: usize = 64;
+
+/// How the command service runs. Every limit is named, unit last.
+#[derive(Debug, Clone)]
+pub struct CommandConfig {
+    /// Failed-registration limits.
+    pub rate_limits: RateLimitConfig,
+    /// Requests being handled at once; the service stops reading NATS while this many are open.
+    pub requests_in_flight_max: usize,
+    /// On shutdown, longest wait for the requests already taken, and for each helper to stop.
+    pub shutdown_wait_ms_max: u64,
+    /// Lifetime of API tokens issued by add-user and issue-token.
+    pub token_lifetime_days: u32,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        Self {
+            rate_limits: RateLimitConfig::default(),
+            requests_in_flight_max: 4096,
+            shutdown_wait_ms_max: 5_000,
+            token_lifetime_days: 90,
+        }
+    }
+}
+
+/// What every handler needs.
+pub(crate) struct Ctx {
+    pub(crate) log: Log<State>,
+    pub(crate) secrets: Secrets,
+    pub(crate) limits: RateLimits,
+    pub(crate) clock: Clock,
+    pub(crate) config: CommandConfig,
+}
+
+impl Ctx {
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// The command service: decides and appends commands that arrive over NATS.
+#[derive(Clone)]
+pub struct CommandService {
+    ctx: Arc<Ctx>,
+}
+
+impl std::fmt::Debug for CommandService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandService")
+            .field("log", &self.ctx.log)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The live subscriptions of a service, taken before it serves so that a caller knows requests
+/// are being received from then on.
+#[derive(Debug)]
+pub struct Subscriptions(Responder);
+
+/// One request as a handler sees it.
+pub(crate) struct Request<'a> {
+    pub(crate) subject: &'static str,
+    pub(crate) payload: &'a [u8],
+    pub(crate) registrar: &'a str,
+}
+
+/// What a handler answers: the reply's JSON, or a refusal.
+pub(crate) type Answer = Result<Vec<u8>, ErrorReply>;
+
+impl CommandService {
+    /// A service over an open log, with the hashing key in `secrets`.
+    pub fn new(log: Log<State>, secrets: Secrets, config: CommandConfig) -> Self {
+        Self::with_clock(
+            log,
+            secrets,
+            config,
+            authkeys_events::decision::system_clock(),
+        )
+    }
+
+    /// [`CommandService::new`] with the clock used for views (`invalid`) and token lifetimes.
+    pub fn with_clock(
+        log: Log<State>,
+        secrets: Secrets,
+        config: CommandConfig,
+        clock: Clock,
+    ) -> Self {
+        let limits = RateLimits::new(&config.rate_limits);
+        Self {
+            ctx: Arc::new(Ctx {
+                log,
+                secrets,
+                limits,
+                clock,
+                config,
+            }),
+        }
+    }
+
+    /// The log this service appends to.
+    pub fn log(&self) -> &Log<State> {
+        &self.ctx.log
+    }
+
+    /// Subscribes to every command subject in the queue group and waits until the server has
+    /// them.
+    pub async fn subscribe(&self, client: &Client) -> Result<Subscriptions, NatsError> {
+        let config = &self.ctx.config;
+        let limits = ResponderLimits {
+            shutdown_wait_ms_max: config.shutdown_wait_ms_max,
+            ..ResponderLimits::concurrent(config.requests_in_flight_max)
+        };
+        let subjects: Vec<String> = subject::COMMANDS.iter().map(|s| (*s).to_owned()).collect();
+        Responder::subscribe(client, subjects, subject::COMMAND_QUEUE_GROUP, limits)
+            .await
+            .map(Subscriptions)
+    }
+
+    /// Serves requests until `shutdown`, then stops by the responder's drain rule: stop taking
+    /// requests, answer every request already received, flush the replies.
+    pub async fn serve(&self, subscriptions: Subscriptions, shutdown: CancellationToken) {
+        tracing::info!(
+            subjects = subject::COMMANDS.len(),
+            "command service serving"
+        );
+        let service = self.clone();
+        subscriptions
+            .0
+            .serve(shutdown, move |msg| {
+                let service = service.clone();
+                async move {
+                    let registrar = registrar_name(msg.headers.as_ref());
+                    let body = service
+                        .handle(msg.subject.as_str(), &registrar, &msg.payload)
+                        .await;
+                    Some(body.into())
+                }
+            })
+            .await;
+        tracing::info!("command service stopped: every request answered");
+    }
+
+    /// Handles one request and returns the reply's bytes: the whole service minus NATS, for
+    /// benchmarks and tests.
+    pub async fn handle(&self, subject: &str, registrar: &str, payload: &[u8]) -> Vec<u8> {
+        let Some(subject) = subject::COMMANDS.iter().copied().find(|s| *s == subject) else {
+            return wire::reply_bytes(&ErrorReply::new(
+                ErrorCode::BadRequest,
+                format!("request: unknown subject {subject}"),
+            ));
+        };
+        // Info level, so that a warning or error inside carries the command's ids; the
+        // per-request "answered" event itself is debug.
+        let span = tracing::info_span!(
+            "command",
+            subject,
+            command_id = tracing::field::Empty,
+            tailnet = tracing::field::Empty,
+            seq = tracing::field::Empty,
+        );
+        let req = Request {
+            subject,
+            payload,
+            registrar,
+        };
+        let ctx = &*self.ctx;
+        let answer = async {
+            let answer = match subject {
+                subject::REGISTER => register::handle(ctx, &req).await,
+                subject::NODE_CONNECTED | subject::NODE_DISCONNECTED => {
+                    node_status::handle(ctx, &req).await
+                }
+                subject::GENERATE_KEY => generate_key::handle(ctx, &req).await,
+                subject::REVOKE_KEY => revoke_key::handle(ctx, &req).await,
+                subject::ADD_USER => add_user::handle(ctx, &req).await,
+                subject::ISSUE_TOKEN => issue_token::handle(ctx, &req).await,
+                subject::SET_TAGS => set_tags::handle(ctx, &req).await,
+                subject::SET_KEY_EXPIRY => set_key_expiry::handle(ctx, &req).await,
+                subject::EXPIRE_NODE => expire_node::handle(ctx, &req).await,
+                subject::AUTHORIZE_NODE => authorize_node::handle(ctx, &req).await,
+                subject::DELETE_NODE => delete_node::handle(ctx, &req).await,
+                subject::CHANGE_SETTINGS => change_settings::handle(ctx, &req).await,
+                subject::TIMER => timer::handle(ctx, &req).await,
+                _ => Err(ErrorReply::new(ErrorCode::Internal, "unrouted subject")),
+            };
+            match &answer {
+                Ok(_) => tracing::debug!(ok = true, "answered"),
+                Err(e) => tracing::debug!(ok = false, code = %e.error.code, "answered"),
+            }
+            answer
+        }
+        .instrument(span)
+        .await;
+        match answer {
+            Ok(bytes) => bytes,
+            Err(e) => wire::reply_bytes(&e),
+        }
+    }
+}
+
+/// The registrar's name from [`REGISTRAR_HEADER`], or [`ANONYMOUS_REGISTRAR`].
+pub fn registrar_name(headers: Option<&HeaderMap>) -> String {
+    headers
+        .and_then(|h| h.get(REGISTRAR_HEADER))
+        .map(|v| v.as_str())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= REGISTRAR_NAME_BYTES_MAX
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .unwrap_or(ANONYMOUS_REGISTRAR)
+        .to_owned()
+}
+
+/// The JSON of a success reply.
+pub(crate) fn ok<T: Serialize>(reply: &T) -> Answer {
+    serde_json::to_vec(reply).map_err(|e| internal("encode reply", e))
+}
+
+/// An unexpected failure: logged here, once, and answered `internal`.
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> ErrorReply {
+    tracing::error!(error = %e, "{what}");
+    ErrorReply::new(ErrorCode::Internal, format!("internal error: {what}"))
+}
+
+/// Decodes a request DTO; a structural error is a `bad_request` naming the field.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T, ErrorReply> {
+    wire::decode(req.payload).map_err(ErrorReply::from)
+}
+
+/// The idempotency fingerprint of a request: keyed blake3 of its subject and canonical JSON.
+pub(crate) fn fingerprint<T: Serialize>(ctx: &Ctx, req: &Request<'_>, dto: &T) -> [u8; 32] {
+    let canonical = serde_json::to_vec(dto).unwrap_or_default();
+    ctx.secrets.fingerprint(req.subject, &canonical)
+}
+
+/// Records the command id and tailnet on the request's span.
+pub(crate) fn record_ids(command_id: &CommandId, tailnet: Option<&TailnetId>) {
+    let span = tracing::Span::current();
+    span.record("command_id", command_id.as_str());
+    if let Some(t) = tailnet {
+        span.record("tailnet", t.as_str());
+    }
+}
+
+/// Decides and appends `command`; maps every refusal to its reply.
+pub(crate) async fn append(
+    ctx: &Ctx,
+    scope: &str,
+    command_id: CommandId,
+    actor: Actor,
+    fingerprint: [u8; 32],
+    command: Command,
+) -> Result<Committed, AppendError<Rejection>> {
+    let committed = ctx
+        .log
+        .append(authkeys_log::Command {
+            scope: scope.to_owned(),
+            command_id,
+            actor,
+            fingerprint,
+            decide: Box::new(move |state: &State, now| {
+                authkeys_domain::decide(state, &command, now)
+            }),
+        })
+        .await?;
+    if let Some(last) = committed.envelopes.last() {
+        let span = tracing::Span::current();
+        span.record("seq", last.seq.get());
+        span.record("tailnet", last.tailnet.as_str());
+    }
+    if committed.replayed {
+        tracing::debug!("retry answered from the first result");
+    }
+    Ok(committed)
+}
+
+/// The reply of a failed append.
+pub(crate) fn refusal(e: AppendError<Rejection>) -> ErrorReply {
+    match e {
+        AppendError::Rejected(r) => ErrorReply::of(&r),
+        AppendError::IdempotencyMismatch(id) => ErrorReply::new(
+            ErrorCode::Conflict,
+            format!("the id {id} was already used for a different request"),
+        ),
+        AppendError::Conflict { stream, .. } => ErrorReply::new(
+            ErrorCode::Conflict,
+            format!("{stream} changed concurrently; retry"),
+        ),
+        AppendError::Unavailable(why) => {
+            tracing::warn!(%why, "log unavailable");
+            ErrorReply::new(
+                ErrorCode::Unavailable,
+                "the command log is unavailable; retry",
+            )
+        }
+        other => internal("append a command", other),
+    }
+}
+
+/// The API token `add-user` or `issue-token` issues for `parsed`: derived from `(tailnet,
+/// commandId)`, so a retry gets the same one, valid for `token_lifetime_days`.
+pub(crate) fn new_token<T>(ctx: &Ctx, parsed: &Parsed<T>) -> (NewToken, secret::Issued) {
+    let (token_id, issued) = ctx
+        .secrets
+        .derived_api_token(&parsed.tailnet, &parsed.command_id);
+    let lifetime_secs = i64::from(ctx.config.token_lifetime_days) * 86_400;
+    let token = NewToken {
+        token_id,
+        secret_hash: issued.secret_hash,
+        expires: ctx.now().plus_seconds(lifetime_secs),
+    };
+    (token, issued)
+}
+
+/// Appends an admin op of a parsed request, in the tailnet's idempotency scope.
+pub(crate) async fn append_admin(
+    ctx: &Ctx,
+    fingerprint: [u8; 32],
+    parsed: Parsed<AdminOp>,
+) -> Result<Committed, ErrorReply> {
+    record_ids(&parsed.command_id, Some(&parsed.tailnet));
+    let actor = Actor {
+        actor_type: ActorType::User,
+        id: parsed.actor.to_string(),
+        login_name: None,
+    };
+    let command = Command::Admin {
+        tailnet: parsed.tailnet.clone(),
+        actor: parsed.actor,
+        op: parsed.op,
+    };
+    append(
+        ctx,
+        parsed.tailnet.as_str(),
+        parsed.command_id,
+        actor,
+        fingerprint,
+        command,
+    )
+    .await
+    .map_err(refusal)
+}
+
+/// Reads a view from the state after every earlier command (read-your-writes).
+pub(crate) async fn view<R: Send + 'static>(
+    ctx: &Ctx,
+    f: impl FnOnce(&State) -> Option<R> + Send + 'static,
+    missing: &str,
+) -> Result<R, ErrorReply> {
+    ctx.log
+        .query(f)
+        .await
+        .map_err(refusal)?
+        .ok_or_else(|| ErrorReply::new(ErrorCode::NotFound, missing.to_owned()))
+}
+
+/// The device reply for a node of a tailnet, after an admin op on it.
+pub(crate) async fn device_reply(
+    ctx: &Ctx,
+    tailnet: TailnetId,
+    node_id: authkeys_events::NodeId,
+) -> Answer {
+    let missing = format!("device {node_id} not found");
+    let device = view(
+        ctx,
+        move |s| wire::device_view(s, &tailnet, &node_id),
+        &missing,
+    )
+    .await?;
+    ok(&wire::DeviceReply {
+        ok: wire::True,
+        device,
+    })
+}
+
+/// The common path of the admin ops that answer with a device: decode, parse, append, view.
+pub(crate) async fn device_op<T>(
+    ctx: &Ctx,
+    req: &Request<'_>,
+    parse: fn(&T) -> Result<Parsed<AdminOp>, wire::WireError>,
+    node_of: fn(&AdminOp) -> Option<&authkeys_events::NodeId>,
+) -> Answer
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    let dto: T = decode(req)?;
+    let parsed = parse(&dto)?;
+    let tailnet = parsed.tailnet.clone();
+    let node_id = node_of(&parsed.op)
+        .cloned()
+        .ok_or_else(|| ErrorReply::new(ErrorCode::Internal, "device op without a device"))?;
+    append_admin(ctx, fingerprint(ctx, req, &dto), parsed).await?;
+    device_reply(ctx, tailnet, node_id).await
+}

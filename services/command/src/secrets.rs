@@ -1,0 +1,283 @@
+//! Secret material of the command service: the hashing key, random ids, and issuing auth keys and
+//! API tokens (R10).
+//!
+//! - The **hashing key** (`hashing.key` in the data dir, beside the log's `signing.key`, 32 random
+//!   bytes, created 0600 once) keys every stored secret hash: the log holds only
+//!   `blake3::keyed_hash(hashing_key, secret)`, useless without this file.
+//! - **Random ids** (`k…`, `n…`, `u…`, `t…`, `T…`): a prefix and 16 base62 characters from the
+//!   operating system's randomness.
+//! - **Derived secrets**: an admin command that issues a secret (generate key, add user, issue
+//!   token) must answer a retry with the *same* secret, yet no secret is ever stored. So its id
+//!   and its 32 random bytes are derived from a key of their own (`derive_key` of the hashing
+//!   key) and `(purpose, tailnet, commandId)`: a retry derives the same secret, and a thief of the
+//!   log alone learns nothing (ADR 003).
+//!
+//! Nothing here logs. [`Issued`] redacts its text in `Debug`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use authkeys_domain::secret::{self, Issued, SecretKind};
+use authkeys_events::{CommandId, Hash, KeyId, NodeId, TailnetId, TokenId, UserId};
+
+/// The hashing key's file name in the data dir.
+pub const HASHING_KEY_FILE: &str = "hashing.key";
+
+pub use authkeys_protocol::ID_RANDOM_LEN;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The context string of the key that derives retry-stable secrets from the hashing key.
+const DERIVE_CONTEXT: &str = "authkeys 2026-01 retry-stable secrets v1";
+/// The context string of the key that fingerprints requests for idempotency.
+const FINGERPRINT_CONTEXT: &str = "authkeys 2026-01 request fingerprint v1";
+
+/// The service's secret keys, loaded once at start.
+#[derive(Clone)]
+pub struct Secrets {
+    hashing_key: [u8; 32],
+    derive_key: [u8; 32],
+    fingerprint_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").finish_non_exhaustive()
+    }
+}
+
+/// What a derived secret is for; part of the derivation so that two purposes never share bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// An auth key from `generate-key`.
+    AuthKey,
+    /// An API token from `add-user` or `issue-token`.
+    ApiToken,
+    /// A user id from `add-user`.
+    User,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::AuthKey => b"auth-key",
+            Self::ApiToken => b"api-token",
+            Self::User => b"user",
+        }
+    }
+}
+
+impl Secrets {
+    /// Loads `hashing.key` from `data_dir`, creating it (0600) when `create` is set and it does
+    /// not exist yet.
+    pub fn load(data_dir: &Path, create: bool) -> anyhow::Result<Self> {
+        let path = data_dir.join(HASHING_KEY_FILE);
+        let key = authkeys_log::keys::load_or_create_key(&path, create)
+            .with_context(|| format!("load hashing key {}", path.display()))?;
+        Ok(Self::from_key(key))
+    }
+
+    /// From the 32 bytes of a hashing key (tests, benchmarks).
+    pub fn from_key(hashing_key: [u8; 32]) -> Self {
+        Self {
+            hashing_key,
+            derive_key: blake3::derive_key(DERIVE_CONTEXT, &hashing_key),
+            fingerprint_key: blake3::derive_key(FINGERPRINT_CONTEXT, &hashing_key),
+        }
+    }
+
+    /// The key of every stored secret hash.
+    pub fn hashing_key(&self) -> &[u8; 32] {
+        &self.hashing_key
+    }
+
+    /// The keyed hash of a presented text, e.g. a whole malformed auth key, so that a refused
+    /// registration costs the same hashing as an accepted one.
+    pub fn hash_text(&self, text: &str) -> Hash {
+        secret::hash_secret(&self.hashing_key, text)
+    }
+
+    /// A keyed digest of a request's canonical bytes: the log's idempotency fingerprint. Keyed,
+    /// because a registration's canonical bytes hold an auth key.
+    pub fn fingerprint(&self, subject: &str, canonical: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.fingerprint_key);
+        h.update(
+            &u64::try_from(subject.len())
+                .unwrap_or(u64::MAX)
+                .to_le_bytes(),
+        );
+        h.update(subject.as_bytes());
+        h.update(canonical);
+        *h.finalize().as_bytes()
+    }
+
+    /// 32 bytes derived from `(purpose, tailnet, commandId)`: the same inputs give the same bytes.
+    fn derive(&self, purpose: Purpose, tailnet: &TailnetId, command_id: &CommandId) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.derive_key);
+        for part in [
+            purpose.label(),
+            tailnet.as_str().as_bytes(),
+            command_id.as_str().as_bytes(),
+        ] {
+            // Length-prefixed, so that no two different triples hash the same bytes.
+            h.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_le_bytes());
+            h.update(part);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// The key id and secret of `generate-key` with this `commandId` in this tailnet; a retry
+    /// gets the same.
+    pub fn derived_auth_key(&self, tailnet: &TailnetId, command_id: &CommandId) -> (KeyId, Issued) {
+        let bytes = self.derive(Purpose::AuthKey, tailnet, command_id);
+        let (id_seed, random) = split_seed(&bytes);
+        let key_id = KeyId::parse(format!("k{}", base62_id(&id_seed)))
+            .expect("k and 16 base62 characters is a valid KeyId");
+        let issued = secret::issue(
+            SecretKind::Auth,
+            key_id.as_str(),
+            &random,
+            &self.hashing_key,
+        );
+        (key_id, issued)
+    }
+
+    /// The token id and secret of `add-user` or `issue-token` with this `commandId`.
+    pub fn derived_api_token(
+        &self,
+        tailnet: &TailnetId,
+        command_id: &CommandId,
+    ) -> (TokenId, Issued) {
+        let bytes = self.derive(Purpose::ApiToken, tailnet, command_id);
+        let (id_seed, random) = split_seed(&bytes);
+        let token_id = TokenId::parse(format!("t{}", base62_id(&id_seed)))
+            .expect("t and 16 base62 characters is a valid TokenId");
+        let issued = secret::issue(
+            SecretKind::Api,
+            token_id.as_str(),
+            &random,
+            &self.hashing_key,
+        );
+        (token_id, issued)
+    }
+
+    /// The user id of `add-user` with this `commandId`.
+    pub fn derived_user_id(&self, tailnet: &TailnetId, command_id: &CommandId) -> UserId {
+        let bytes = self.derive(Purpose::User, tailnet, command_id);
+        let (id_seed, _) = split_seed(&bytes);
+        UserId::parse(format!("u{}", base62_id(&id_seed)))
+            .expect("u and 16 base62 characters is a valid UserId")
+    }
+
+    /// A fresh API token with a random id and secret (bootstrap).
+    pub fn random_api_token(&self) -> anyhow::Result<(TokenId, Issued)> {
+        let token_id = TokenId::parse(random_id('t')?).context("make a token id")?;
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let issued = secret::issue(
+            SecretKind::Api,
+            token_id.as_str(),
+            &random,
+            &self.hashing_key,
+        );
+        Ok((token_id, issued))
+    }
+}
+
+/// Splits 32 derived bytes into an id seed and the secret's 32 random bytes (re-hashed, so the
+/// id and the secret share no bytes).
+fn split_seed(bytes: &[u8; 32]) -> ([u8; 16], [u8; 32]) {
+    let mut seed = [0u8; 16];
+    seed.copy_from_slice(&bytes[..16]);
+    let random = *blake3::keyed_hash(bytes, b"secret").as_bytes();
+    (seed, random)
+}
+
+/// 16 base62 characters from 16 bytes (each byte reduced mod 62; the bias is irrelevant for an
+/// identifier, which is public).
+fn base62_id(seed: &[u8; 16]) -> String {
+    seed.iter()
+        .map(|b| char::from(BASE62[usize::from(*b) % BASE62.len()]))
+        .collect()
+}
+
+/// `prefix` and 16 random base62 characters (see [`authkeys_protocol::random_id`]).
+pub fn random_id(prefix: char) -> anyhow::Result<String> {
+    authkeys_protocol::random_id(prefix).map_err(|e| anyhow::anyhow!("no randomness: {e}"))
+}
+
+/// A random node id for a registration that may create a node.
+pub fn random_node_id() -> anyhow::Result<NodeId> {
+    NodeId::parse(random_id('n')?).context("make a node id")
+}
+
+/// A random user id (bootstrap's Owner).
+pub fn random_user_id() -> anyhow::Result<UserId> {
+    UserId::parse(random_id('u')?).context("make a user id")
+}
+
+/// A random tailnet id (bootstrap).
+pub fn random_tailnet_id() -> anyhow::Result<TailnetId> {
+    TailnetId::parse(random_id('T')?).context("make a tailnet id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (TailnetId, CommandId) {
+        (
+            TailnetId::parse("Tabc").expect("valid"),
+            CommandId::parse("req-1").expect("valid"),
+        )
+    }
+
+    #[test]
+    fn r10_derived_auth_key_is_stable_per_command_and_parses() {
+        // A retry (same tailnet, same commandId) derives the same id and secret; another
+        // commandId, tailnet or hashing key derives different ones; the text parses and hashes to
+        // the stored hash.
+        let s = Secrets::from_key([3; 32]);
+        let (t, c) = ids();
+        let (k1, i1) = s.derived_auth_key(&t, &c);
+        let (k2, i2) = s.derived_auth_key(&t, &c);
+        assert_eq!((k1.clone(), i1.text.clone()), (k2, i2.text.clone()));
+        let other = CommandId::parse("req-2").expect("valid");
+        assert_ne!(s.derived_auth_key(&t, &other).1.text, i1.text);
+        let t2 = TailnetId::parse("Tabd").expect("valid");
+        assert_ne!(s.derived_auth_key(&t2, &c).1.text, i1.text);
+        assert_ne!(
+            Secrets::from_key([4; 32]).derived_auth_key(&t, &c).1.text,
+            i1.text
+        );
+        let p = secret::parse(SecretKind::Auth, &i1.text).expect("parses");
+        assert_eq!(p.id, k1.as_str());
+        assert_eq!(p.hash(s.hashing_key()), i1.secret_hash);
+        assert_eq!(k1.as_str().len(), 1 + ID_RANDOM_LEN);
+        // A token from the same command differs from the key.
+        let (tok, ti) = s.derived_api_token(&t, &c);
+        assert!(ti.text.starts_with(&format!("tskey-api-{tok}-")));
+        assert_ne!(ti.secret_hash, i1.secret_hash);
+    }
+
+    #[test]
+    fn random_ids_have_prefix_and_16_base62() {
+        let a = random_id('n').expect("random");
+        let b = random_id('n').expect("random");
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 17);
+        assert!(a.starts_with('n') && a[1..].bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert!(random_tailnet_id().is_ok() && random_node_id().is_ok());
+    }
+
+    #[test]
+    fn fingerprint_is_keyed_and_separates_subjects() {
+        let s = Secrets::from_key([1; 32]);
+        assert_ne!(s.fingerprint("a", b"x"), s.fingerprint("b", b"x"));
+        assert_ne!(
+            s.fingerprint("a", b"x"),
+            Secrets::from_key([2; 32]).fingerprint("a", b"x")
+        );
+        assert!(!format!("{s:?}").contains('1'));
+    }
+}

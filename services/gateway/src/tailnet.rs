@@ -1,0 +1,113 @@
+//! `/tailnet/{tailnet}/settings` and `/tailnet/{tailnet}/users`: tailnet settings (R03, R14) and
+//! adding users with their first API token (Owner and Admin only).
+
+use authkeys_protocol::query::{TailnetInfo, TailnetQuery};
+use authkeys_protocol::subject;
+use authkeys_protocol::{self, AddUserRequest, ChangeSettingsRequest, SettingsReply, UserReply};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::{AppState, Authed, Shared, command_id, json, resolve_tailnet};
+
+/// The caller's tailnet, as of the request's start.
+pub(crate) async fn info(shared: &Shared, authed: &Authed) -> Result<TailnetInfo, ApiError> {
+    let body = shared
+        .nats
+        .query(&TailnetQuery {
+            tailnet: authed.caller.tailnet.clone(),
+            min_seq: Some(authed.head),
+        })
+        .await?;
+    Ok(body.tailnet)
+}
+
+/// `PATCH /tailnet/{tailnet}/settings`: absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsBody {
+    /// R03.
+    #[serde(default)]
+    pub devices_approval_on: Option<bool>,
+    /// R14: 1 to 180.
+    #[serde(default)]
+    pub devices_key_duration_days: Option<i64>,
+}
+
+/// `POST /tailnet/{tailnet}/users`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddUserBody {
+    /// The new user's login name.
+    pub login_name: String,
+    /// Their role, as the API spells it.
+    pub role: String,
+}
+
+/// The answer of `POST /tailnet/{tailnet}/users`: the user and their API token.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewUser {
+    id: String,
+    login_name: String,
+    role: String,
+    api_key: String,
+}
+
+pub(super) async fn get_settings(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(tailnet): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = super::resolved_tailnet(&shared, &authed, &tailnet).await?;
+    Ok(json(&t.settings))
+}
+
+pub(super) async fn patch_settings(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(tailnet): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SettingsBody>,
+) -> Result<Response, ApiError> {
+    resolve_tailnet(&shared, &authed, &tailnet).await?;
+    let request = ChangeSettingsRequest {
+        command_id: command_id(&headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        devices_approval_on: body.devices_approval_on,
+        devices_key_duration_days: body.devices_key_duration_days,
+    };
+    let reply: SettingsReply = shared
+        .nats
+        .request(subject::CHANGE_SETTINGS, &request)
+        .await?;
+    Ok(json(&reply.settings))
+}
+
+pub(super) async fn add_user(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(tailnet): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<AddUserBody>,
+) -> Result<Response, ApiError> {
+    resolve_tailnet(&shared, &authed, &tailnet).await?;
+    let request = AddUserRequest {
+        command_id: command_id(&headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        login_name: body.login_name,
+        role: body.role,
+    };
+    let reply: UserReply = shared.nats.request(subject::ADD_USER, &request).await?;
+    Ok(json(&NewUser {
+        id: reply.user.id,
+        login_name: reply.user.login_name,
+        role: reply.user.role,
+        api_key: reply.api_key,
+    }))
+}
