@@ -161,12 +161,13 @@ pub enum AppendError<R: std::fmt::Debug> {
 #[non_exhaustive]
 pub enum LogError {
     /// redb failed.
-    #[error("{what}: {reason}")]
+    #[error("{what}: {source}")]
     Storage {
         /// What was being done.
         what: &'static str,
-        /// redb's error, as text.
-        reason: String,
+        /// redb's error.
+        #[source]
+        source: redb::Error,
     },
     /// A file operation failed.
     #[error("{what}: {source}")]
@@ -190,10 +191,10 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub(crate) fn storage(what: &'static str, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn storage(what: &'static str, e: impl Into<redb::Error>) -> Self {
         Self::Storage {
             what,
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -316,13 +317,16 @@ impl<S: Aggregate> Log<S> {
             .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))
     }
 
-    /// Up to `limit` events from `from` on, in order.
-    pub fn read(&self, from: Seq, limit: usize) -> Result<Vec<StoredEvent>, LogError> {
-        let txn = self
-            .inner
+    fn begin_read(&self) -> Result<redb::ReadTransaction, LogError> {
+        self.inner
             .db
             .begin_read()
-            .map_err(|e| LogError::storage("begin read", e))?;
+            .map_err(|e| LogError::storage("begin read", e))
+    }
+
+    /// Up to `limit` events from `from` on, in order.
+    pub fn read(&self, from: Seq, limit: usize) -> Result<Vec<StoredEvent>, LogError> {
+        let txn = self.begin_read()?;
         store::read_events(&txn, from, limit)
     }
 
@@ -353,21 +357,13 @@ impl<S: Aggregate> Log<S> {
 
     /// Every checkpoint written so far.
     pub fn checkpoints(&self) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
-        let txn = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| LogError::storage("begin read", e))?;
+        let txn = self.begin_read()?;
         store::read_checkpoints(&txn)
     }
 
     /// The last seq the relay has durably reported as published (0 = none).
     pub fn relay_cursor(&self) -> Result<u64, LogError> {
-        let txn = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| LogError::storage("begin read", e))?;
+        let txn = self.begin_read()?;
         store::read_relay_cursor(&txn)
     }
 

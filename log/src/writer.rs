@@ -394,19 +394,16 @@ impl<S: Aggregate> Writer<S> {
         let mut recorded = 0usize;
         let checkpoint;
         {
+            let open = |what: &'static str, e| LogError::storage(what, e);
             let mut t = Tables {
-                events: txn
-                    .open_table(EVENTS)
-                    .map_err(|e| LogError::storage("open events", e))?,
+                events: txn.open_table(EVENTS).map_err(|e| open("open events", e))?,
                 commands: txn
                     .open_table(COMMANDS)
-                    .map_err(|e| LogError::storage("open commands", e))?,
+                    .map_err(|e| open("open commands", e))?,
                 checkpoints: txn
                     .open_table(CHECKPOINTS)
-                    .map_err(|e| LogError::storage("open checkpoints", e))?,
-                meta: txn
-                    .open_table(META)
-                    .map_err(|e| LogError::storage("open meta", e))?,
+                    .map_err(|e| open("open checkpoints", e))?,
+                meta: txn.open_table(META).map_err(|e| open("open meta", e))?,
             };
             for (cmd, reply) in batch {
                 let result = self.append_one(&mut t, cmd, now)?;

@@ -29,4 +29,4 @@ pub mod worker;
 pub use config::ProjectionConfig;
 pub use query::Views;
 pub use views::{IdentityView, KeysView, MachinesView, View};
-pub use worker::{Sink, ViewHandle, ViewSink, ViewWorker, Worker, rebuild_from_log};
+pub use worker::{Sink, ViewHandle, ViewSink, ViewWorker, Worker, WorkerError, rebuild_from_log};

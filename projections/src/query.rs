@@ -77,6 +77,7 @@ impl Q {
 
 /// The projection role (`authkeys project`, and inside `authkeys serve`): every view opened with
 /// its worker; [`Views::run`] runs them and answers the queries.
+#[derive(Debug)]
 pub struct Views {
     keys: ViewWorker<KeysView>,
     machines: ViewWorker<MachinesView>,
@@ -84,14 +85,6 @@ pub struct Views {
     client: Client,
     cfg: ProjectionConfig,
     clock: Clock,
-}
-
-impl std::fmt::Debug for Views {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Views")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Views {

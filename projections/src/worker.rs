@@ -25,7 +25,7 @@
 //! [`rebuild_from_log`] builds a fresh view from seq 1; [`ViewHandle::rebuild`] makes the
 //! worker do that, write it over its rows and checkpoint in one transaction, and swap it in.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -92,13 +92,21 @@ impl<V: View> ViewHandle<V> {
         }
     }
 
+    /// The view, for the worker to change (a panic elsewhere never makes it unusable).
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, V> {
+        self.shared
+            .view
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Runs `f` on the view. Keep `f` short: the worker waits for it to apply the next batch.
     pub fn read<R>(&self, f: impl FnOnce(&V) -> R) -> R {
         let guard = self
             .shared
             .view
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         f(&guard)
     }
 
@@ -108,7 +116,7 @@ impl<V: View> ViewHandle<V> {
             .shared
             .view
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         (self.applied_seq(), guard.state_hash())
     }
 
@@ -177,6 +185,20 @@ pub async fn rebuild_from_log<V: View>(
     Ok((view, chain.0))
 }
 
+/// Why a worker's session ended: its own file failed, which stops the worker (a view that cannot
+/// record its progress must not go on as if it could), or something outside it (NATS, a log
+/// read, a history that does not link) failed, which a new session retries with backoff.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The view's or schedule's file failed.
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    /// Anything else; retried.
+    #[error(transparent)]
+    Retryable(#[from] anyhow::Error),
+}
+
 /// What a [`Worker`] keeps current from the event stream: a view ([`ViewSink`]) or the expiry
 /// timers' schedule ([`crate::timers::ScheduleSink`]).
 pub trait Sink: Send + 'static {
@@ -189,13 +211,13 @@ pub trait Sink: Send + 'static {
         &mut self,
         batch: Vec<Envelope>,
         tip: Checkpoint,
-    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl std::future::Future<Output = Result<(), WorkerError>> + Send;
 
     /// Replaces everything with what the log holds from seq 1; answers the new checkpoint.
     fn rebuild(
         &mut self,
         log: &LogClient,
-    ) -> impl std::future::Future<Output = anyhow::Result<Checkpoint>> + Send;
+    ) -> impl std::future::Future<Output = Result<Checkpoint, WorkerError>> + Send;
 }
 
 /// A view in memory, its file, and the handle queries read it through.
@@ -208,14 +230,9 @@ pub struct ViewSink<V> {
 impl<V: View> Sink for ViewSink<V> {
     const NAME: &'static str = V::NAME;
 
-    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> anyhow::Result<()> {
+    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> Result<(), WorkerError> {
         let changes = {
-            let mut view = self
-                .handle
-                .shared
-                .view
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut view = self.handle.write();
             for env in &batch {
                 view.apply(env);
             }
@@ -231,7 +248,7 @@ impl<V: View> Sink for ViewSink<V> {
 
     /// Builds the view in memory from seq 1, writes its rows and checkpoint in one
     /// transaction, and swaps it in: readers see the old view or the new one.
-    async fn rebuild(&mut self, log: &LogClient) -> anyhow::Result<Checkpoint> {
+    async fn rebuild(&mut self, log: &LogClient) -> Result<Checkpoint, WorkerError> {
         let (view, cp) = rebuild_from_log::<V>(log, None).await?;
         let rows = view.all_rows();
         let store = Arc::clone(&self.store);
@@ -239,13 +256,7 @@ impl<V: View> Sink for ViewSink<V> {
             .await
             .context("rebuild commit task")??;
         {
-            let mut live = self
-                .handle
-                .shared
-                .view
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *live = view;
+            *self.handle.write() = view;
         }
         self.handle.shared.applied.send_replace(cp.seq);
         Ok(cp)
@@ -368,15 +379,11 @@ impl<S: Sink> Worker<S> {
             match self.session(&shutdown).await {
                 Ok(SessionEnd::Shutdown) => return Ok(()),
                 Ok(SessionEnd::Restart) => failures = 0,
-                Err(e) if e.is::<StoreError>() => {
-                    tracing::error!(
-                        view = S::NAME,
-                        error = format!("{e:#}"),
-                        "view store failed"
-                    );
-                    return Err(e);
+                Err(WorkerError::Store(e)) => {
+                    tracing::error!(view = S::NAME, error = %e, "view store failed");
+                    return Err(anyhow::Error::new(e).context(format!("the {} store", S::NAME)));
                 }
-                Err(e) => {
+                Err(WorkerError::Retryable(e)) => {
                     if failures == 0 {
                         tracing::warn!(
                             view = S::NAME,
@@ -402,7 +409,7 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    async fn session(&mut self, shutdown: &CancellationToken) -> anyhow::Result<SessionEnd> {
+    async fn session(&mut self, shutdown: &CancellationToken) -> Result<SessionEnd, WorkerError> {
         let cfg = Arc::clone(&self.cfg);
         let js = jetstream::new(self.client.clone());
         let stream = js
@@ -449,7 +456,7 @@ impl<S: Sink> Worker<S> {
                 Some(reply) = self.rebuild_rx.recv() => {
                     let result = self.rebuild().await;
                     let failed = result.as_ref().err().map(|e| format!("{e:#}"));
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map_err(anyhow::Error::from));
                     if let Some(e) = failed {
                         tracing::error!(view = S::NAME, error = e, "rebuild failed");
                     }
@@ -457,7 +464,7 @@ impl<S: Sink> Worker<S> {
                 }
                 chunk = tokio::time::timeout(idle, messages.next()) => match chunk {
                     Err(_idle) => self.catch_up(None).await?,
-                    Ok(None) => return Err(anyhow!("consumer {name}: message stream ended")),
+                    Ok(None) => return Err(anyhow!("consumer {name}: message stream ended").into()),
                     Ok(Some(items)) => self.take_chunk(items).await?,
                 }
             }
@@ -524,7 +531,7 @@ impl<S: Sink> Worker<S> {
 
     /// Applies `batch` (already linked from the chain's end to `tip`) and commits it with the
     /// checkpoint `tip`.
-    async fn commit_batch(&mut self, batch: Vec<Envelope>, tip: Chain) -> anyhow::Result<()> {
+    async fn commit_batch(&mut self, batch: Vec<Envelope>, tip: Chain) -> Result<(), WorkerError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -535,7 +542,7 @@ impl<S: Sink> Worker<S> {
 
     /// Applies events from the log past the checkpoint, up to `until` (or as far as the log
     /// goes), a page per transaction.
-    async fn catch_up(&mut self, until: Option<u64>) -> anyhow::Result<()> {
+    async fn catch_up(&mut self, until: Option<u64>) -> Result<(), WorkerError> {
         loop {
             if until.is_some_and(|u| self.chain.0.seq >= u) {
                 return Ok(());
@@ -543,12 +550,14 @@ impl<S: Sink> Worker<S> {
             let want = until.map_or(u64::MAX, |u| u - self.chain.0.seq);
             let page = self.log.read(self.chain.next_seq(), want).await?;
             if page.events.is_empty() {
-                if let Some(u) = until {
-                    anyhow::ensure!(
-                        page.head >= u,
+                if let Some(u) = until
+                    && page.head < u
+                {
+                    return Err(anyhow!(
                         "JetStream delivered seq {u} but the log ends at {}: another log's stream?",
                         page.head
-                    );
+                    )
+                    .into());
                 }
                 return Ok(());
             }
@@ -569,7 +578,7 @@ impl<S: Sink> Worker<S> {
 
     /// Rebuilds from seq 1 out of the log, writes the new rows and checkpoint in one
     /// transaction, and swaps the view in.
-    async fn rebuild(&mut self) -> anyhow::Result<u64> {
+    async fn rebuild(&mut self) -> Result<u64, WorkerError> {
         tracing::info!(view = S::NAME, "rebuilding from the log");
         let cp = self.sink.rebuild(&self.log).await?;
         self.chain = Chain(cp);

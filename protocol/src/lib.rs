@@ -1,6 +1,7 @@
 //! The wire contract of authkeys (SPEC §5), typed end to end: every NATS name, every payload
 //! and every object a client sees, for every role on both ends of each subject.
 //!
+//! - [`access`]: the NATS roles, their inboxes and least permissions (SPEC §6).
 //! - [`subject`]: every subject, queue group, stream name and header. No other crate spells one.
 //! - [`error`]: [`ErrorCode`], `{ok: false, error}` ([`ErrorReply`]), [`Reply`], and [`decode`],
 //!   which reads a request naming the first bad field ([`WireError`]).
@@ -20,6 +21,7 @@
 //! stay in `authkeys-domain`. Secrets pass through (an auth key in a registration, a new key's
 //! text in a reply) but no `Debug` here prints one.
 
+pub mod access;
 pub mod command;
 pub mod error;
 pub mod log;

@@ -6,7 +6,9 @@
 //! most `shutdown_wait_ms_max` for them, then flushes the replies (bounded too: with NATS gone a
 //! flush would wait for a reconnect that may never come).
 
+use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use futures::stream::SelectAll;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::access::Role;
 
 /// Why a role could not reach NATS, or subscribe.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +47,117 @@ pub enum NatsError {
     /// The server did not confirm the subscriptions.
     #[error("flush subscriptions to NATS")]
     Flush(#[source] async_nats::client::FlushError),
+    /// A role's nkey seed file could not be read.
+    #[error("nkey seed {}: {why}", file.display())]
+    Seed {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        why: String,
+    },
 }
 
-/// Connects to the NATS server at `url` as `name` (the connection name the server shows).
+/// Connects to the NATS server at `url` as `name` (the connection name the server shows),
+/// anonymously and with the default inbox prefix: tests and tools.
 pub async fn connect(url: &str, name: &str) -> Result<Client, NatsError> {
     connect_with(url, ConnectOptions::new().name(name)).await
 }
+
+/// How a role shows itself to NATS: its role (which names its inbox prefix, SPEC §6) and, with
+/// authentication on, its nkey seed and the CA that signs the server's certificate.
+#[derive(Clone)]
+pub struct Identity {
+    role: Role,
+    seed: Option<String>,
+    tls_ca: Option<PathBuf>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("role", &self.role)
+            .field("authenticated", &self.seed.is_some())
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
+impl Identity {
+    /// No credentials (the zero-config loopback setup); replies still come to the role's own
+    /// inbox prefix.
+    pub fn anonymous(role: Role) -> Self {
+        Self {
+            role,
+            seed: None,
+            tls_ca: None,
+        }
+    }
+
+    /// The role's seed from `<dir>/<role>.nk` (as `authkeys admin nats-config` writes it), and
+    /// the CA `<dir>/ca.pem` when that file exists (the config then requires TLS).
+    pub fn from_dir(dir: &Path, role: Role) -> Result<Self, NatsError> {
+        let seed_file = dir.join(format!("{}.nk", role.name()));
+        let mut identity = Self::from_seed_file(&seed_file, role)?;
+        let ca = dir.join(TLS_CA_FILE);
+        if ca.exists() {
+            identity.tls_ca = Some(ca);
+        }
+        Ok(identity)
+    }
+
+    /// The seed in `file` (an `SU…` nkey seed, one line).
+    pub fn from_seed_file(file: &Path, role: Role) -> Result<Self, NatsError> {
+        let text = std::fs::read_to_string(file).map_err(|source| NatsError::Seed {
+            file: file.to_owned(),
+            why: source.to_string(),
+        })?;
+        let seed = text.trim().to_owned();
+        if !seed.starts_with("SU") {
+            return Err(NatsError::Seed {
+                file: file.to_owned(),
+                why: "not a user nkey seed (SU…)".into(),
+            });
+        }
+        Ok(Self {
+            role,
+            seed: Some(seed),
+            tls_ca: None,
+        })
+    }
+
+    /// Also trust `ca` for the server's certificate (and require TLS).
+    pub fn with_tls_ca(mut self, ca: PathBuf) -> Self {
+        self.tls_ca = Some(ca);
+        self
+    }
+
+    /// The role.
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    /// The connect options of this identity, named `name`.
+    pub fn options(&self, name: &str) -> ConnectOptions {
+        let mut options = ConnectOptions::new()
+            .name(name)
+            .custom_inbox_prefix(self.role.inbox_prefix());
+        if let Some(seed) = &self.seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        options
+    }
+
+    /// Connects to `url` as this identity, named `name`.
+    pub async fn connect(&self, url: &str, name: &str) -> Result<Client, NatsError> {
+        connect_with(url, self.options(name)).await
+    }
+}
+
+/// The CA certificate file `authkeys admin nats-config --tls` writes beside the seeds.
+pub const TLS_CA_FILE: &str = "ca.pem";
 
 /// [`connect`] with more options (timeouts, credentials).
 pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, NatsError> {
@@ -245,6 +354,29 @@ impl Responder {
         })
         .await;
     }
+}
+
+/// Serves a status subject until `shutdown`: one request at a time (any payload), each answered
+/// with `read()` as JSON ([`Responder::serve_blocking_json`]). Returns `Err` only if it cannot
+/// subscribe.
+pub async fn serve_status<T, E, F>(
+    client: &Client,
+    subject: &str,
+    queue_group: &str,
+    shutdown: CancellationToken,
+    what: &'static str,
+    read: F,
+) -> Result<(), NatsError>
+where
+    F: Fn() -> Result<T, E> + Clone + Send + Sync + 'static,
+    T: serde::Serialize + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let subjects = [subject.to_owned()];
+    let limits = ResponderLimits::ONE_AT_A_TIME;
+    let responder = Responder::subscribe(client, subjects, queue_group, limits).await?;
+    responder.serve_blocking_json(shutdown, what, read).await;
+    Ok(())
 }
 
 fn report(done: Result<(), tokio::task::JoinError>) {

@@ -121,7 +121,48 @@ queries! {
     DEVICES_GET = "devices.get";
 }
 
-/// The NATS header in which a registrar names itself (for rate limits and the events' actor).
+/// Every command subject starts with this.
+pub const COMMAND_PREFIX: &str = "authkeys.cmd";
+/// Every admin command subject starts with this (only the gateway publishes them).
+pub const ADMIN_PREFIX: &str = "authkeys.cmd.admin";
+
+/// The subject registrar `name` registers on: `authkeys.cmd.register.<name>`. NATS permissions
+/// let only that registrar publish it, so the subject's last token is who sent it.
+pub fn register_of(name: &crate::access::RegistrarName) -> String {
+    format!("{REGISTER}.{name}")
+}
+
+/// `authkeys.cmd.node.connected.<name>`.
+pub fn node_connected_of(name: &crate::access::RegistrarName) -> String {
+    format!("{NODE_CONNECTED}.{name}")
+}
+
+/// `authkeys.cmd.node.disconnected.<name>`.
+pub fn node_disconnected_of(name: &crate::access::RegistrarName) -> String {
+    format!("{NODE_DISCONNECTED}.{name}")
+}
+
+/// The registrar subjects served with a registrar's name as their last token.
+pub const PER_REGISTRAR: [&str; 3] = [REGISTER, NODE_CONNECTED, NODE_DISCONNECTED];
+
+/// `authkeys.cmd.register.<name>` (or a node subject with a name) → the command subject and the
+/// registrar; `None` for any other subject, or a name that is not a valid registrar name.
+pub fn split_registrar(subject: &str) -> Option<(&'static str, crate::access::RegistrarName)> {
+    PER_REGISTRAR.iter().find_map(|base| {
+        let name = subject.strip_prefix(base)?.strip_prefix('.')?;
+        crate::access::RegistrarName::parse(name)
+            .ok()
+            .map(|n| (*base, n))
+    })
+}
+
+/// The inbox prefix registrar `name` receives its replies on: `_INBOX_<name>`.
+pub fn registrar_inbox(name: &crate::access::RegistrarName) -> String {
+    format!("_INBOX_{name}")
+}
+
+/// The NATS header in which a registrar names itself where NATS does not authenticate it (the
+/// zero-config loopback setup): a fairness hint, never an identity.
 pub const REGISTRAR_HEADER: &str = "Authkeys-Registrar";
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use async_nats::Client;
 use authkeys_events::Clock;
 use authkeys_events::{Envelope, Timestamp};
-use authkeys_protocol::nats::{NatsError, Responder, ResponderLimits};
+use authkeys_protocol::nats::{self, NatsError};
 use authkeys_protocol::status::TimersStatus;
 use authkeys_protocol::subject;
 use authkeys_protocol::{self as wire, ErrorCode, Reply, TimerReply};
@@ -41,7 +41,7 @@ use authkeys_protocol::log::LogClient;
 
 use crate::log_client::Chain;
 use crate::store::{Checkpoint, StoreError};
-use crate::worker::{Sink, Worker, open_retrying};
+use crate::worker::{Sink, Worker, WorkerError, open_retrying};
 pub use schedule::{DueEntry, Outcome, Schedule};
 
 /// The schedule's file in the data dir.
@@ -94,7 +94,7 @@ pub struct ScheduleSink {
 impl Sink for ScheduleSink {
     const NAME: &'static str = "timers";
 
-    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> anyhow::Result<()> {
+    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> Result<(), WorkerError> {
         let schedule = Arc::clone(&self.schedule);
         tokio::task::spawn_blocking(move || schedule.apply(&batch, tip))
             .await
@@ -105,7 +105,7 @@ impl Sink for ScheduleSink {
 
     /// Forgets the schedule and applies the log from seq 1, a page per transaction (memory
     /// stays one page).
-    async fn rebuild(&mut self, log: &LogClient) -> anyhow::Result<Checkpoint> {
+    async fn rebuild(&mut self, log: &LogClient) -> Result<Checkpoint, WorkerError> {
         let schedule = Arc::clone(&self.schedule);
         tokio::task::spawn_blocking(move || schedule.reset())
             .await
@@ -117,12 +117,13 @@ impl Sink for ScheduleSink {
                 break;
             }
             for env in &page.events {
-                anyhow::ensure!(
-                    chain.links(env),
-                    "event {} does not link to the chain at {}",
-                    env.seq,
-                    chain.0.seq
-                );
+                if !chain.links(env) {
+                    let why = format!(
+                        "event {} does not link to the chain at {}",
+                        env.seq, chain.0.seq
+                    );
+                    return Err(anyhow::anyhow!(why).into());
+                }
                 chain.advance(env);
             }
             self.commit(page.events, chain.0).await?;
@@ -133,6 +134,7 @@ impl Sink for ScheduleSink {
 
 /// The timers role (`authkeys timers`, and part of `authkeys serve`): the schedule opened, its
 /// consumer and the firing loop ready to run.
+#[derive(Debug)]
 pub struct Timers {
     client: Client,
     schedule: Arc<Schedule>,
@@ -140,14 +142,6 @@ pub struct Timers {
     wake: Arc<Notify>,
     cfg: TimersConfig,
     clock: Clock,
-}
-
-impl std::fmt::Debug for Timers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timers")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Timers {
@@ -197,34 +191,28 @@ impl Timers {
 
     /// Runs the consumer, the firing loop and the status subject until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Timers {
-            client,
-            schedule,
-            worker,
-            wake,
-            cfg,
-            clock,
-        } = self;
         let stats = Arc::new(FireStats::default());
         let stop = shutdown.child_token();
         let mut tasks = JoinSet::new();
-        tasks.spawn(worker.run(stop.clone()));
+        tasks.spawn(self.worker.run(stop.clone()));
         let status = serve_status(
-            client.clone(),
-            Arc::clone(&schedule),
+            self.client.clone(),
+            Arc::clone(&self.schedule),
             Arc::clone(&stats),
             stop.clone(),
         );
         tasks.spawn(async move { status.await.map_err(anyhow::Error::from) });
-        tasks.spawn(fire_loop(
+        let (client, schedule, wake) = (self.client, self.schedule, self.wake);
+        let fire = fire_loop(
             client,
             schedule,
             wake,
-            cfg,
-            clock,
+            self.cfg,
+            self.clock,
             stats,
             stop.clone(),
-        ));
+        );
+        tasks.spawn(fire);
         crate::worker::until_first_error(tasks, &stop, "timers").await
     }
 }
@@ -236,24 +224,16 @@ async fn serve_status(
     stats: Arc<FireStats>,
     shutdown: CancellationToken,
 ) -> Result<(), NatsError> {
-    let responder = Responder::subscribe(
-        &client,
-        [subject::TIMERS_STATUS.to_owned()],
-        subject::TIMERS_STATUS_QUEUE_GROUP,
-        ResponderLimits::ONE_AT_A_TIME,
-    )
-    .await?;
-    responder
-        .serve_blocking_json(shutdown, "timers status", move || {
-            Ok::<_, StoreError>(TimersStatus {
-                seq: schedule.checkpoint()?.seq,
-                scheduled: schedule.counts()?.due,
-                fired: stats.fired.load(Ordering::Relaxed),
-                last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
-            })
+    let read = move || {
+        Ok::<_, StoreError>(TimersStatus {
+            seq: schedule.checkpoint()?.seq,
+            scheduled: schedule.counts()?.due,
+            fired: stats.fired.load(Ordering::Relaxed),
+            last_late_ms: stats.last_late_ms.load(Ordering::Relaxed),
         })
-        .await;
-    Ok(())
+    };
+    let (subject, group) = (subject::TIMERS_STATUS, subject::TIMERS_STATUS_QUEUE_GROUP);
+    nats::serve_status(&client, subject, group, shutdown, "timers status", read).await
 }
 
 /// Sends what is due, sleeping until the next deadline or a commit. See the module docs.

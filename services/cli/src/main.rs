@@ -32,9 +32,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use authkeys_command::RateLimitConfig;
 use authkeys_command::app::{App, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
-use authkeys_command::{REGISTRAR_HEADER, RateLimitConfig};
+use authkeys_protocol::access::{RegistrarName, Role};
+use authkeys_protocol::nats::Identity;
 use authkeys_protocol::{self as wire, DeviceReply, RegisterRequest, Reply};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -168,6 +170,22 @@ enum AdminCmd {
     Bootstrap(BootstrapArgs),
     /// Generate an auth key as the token's user, on the service's host; print the key.
     CreateKey(CreateKeyArgs),
+    /// Write a nats-server authorization config with one nkey user per role (and registrar),
+    /// each with the least permissions it needs, and one seed file per role (SPEC §6).
+    NatsConfig(NatsConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct NatsConfigArgs {
+    /// The folder to write nats-server.conf and the seeds (`<role>.nk`, 0600) into.
+    #[arg(long)]
+    out: PathBuf,
+    /// A registrar to admit (its seed is `registrar-<NAME>.nk`); repeat for several.
+    #[arg(long = "registrar", value_parser = parse_registrar)]
+    registrars: Vec<RegistrarName>,
+    /// Replace files that exist (every seed is new: every role needs its new one).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -175,9 +193,8 @@ struct CreateKeyArgs {
     /// The command service's data dir (read-only here: the token is checked against its log).
     #[arg(long, env = "AUTHKEYS_DATA")]
     data: PathBuf,
-    /// The NATS server.
-    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// An API token, tskey-api-… (e.g. the one bootstrap printed).
     #[arg(long, env = "AUTHKEYS_TOKEN", hide_env_values = true)]
     token: String,
@@ -222,9 +239,8 @@ struct CommandArgs {
     /// The data dir: log.redb, signing.key, hashing.key (created if missing).
     #[arg(long, env = "AUTHKEYS_DATA")]
     data: PathBuf,
-    /// The NATS server.
-    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Run without the relay to JetStream.
     #[arg(long, env = "AUTHKEYS_NO_RELAY")]
     no_relay: bool,
@@ -250,9 +266,8 @@ struct ServeArgs {
     /// Where the HTTP API listens.
     #[arg(long, env = "AUTHKEYS_HTTP", default_value = "127.0.0.1:8080")]
     http: std::net::SocketAddr,
-    /// The NATS server.
-    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
     /// `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
@@ -264,13 +279,16 @@ struct TimersArgs {
     /// Where the schedule keeps its file (timers.redb).
     #[arg(long, env = "AUTHKEYS_DATA")]
     data: PathBuf,
-    /// The NATS server.
-    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
     /// `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
     ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+fn parse_registrar(s: &str) -> Result<RegistrarName, String> {
+    RegistrarName::parse(s)
 }
 
 /// A positive duration such as `30m`, `2s` or `1h 30m`, at most 365 days.
@@ -288,9 +306,8 @@ struct ProjectArgs {
     /// Where the views keep their files.
     #[arg(long, env = "AUTHKEYS_DATA")]
     data: PathBuf,
-    /// The NATS server.
-    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -298,12 +315,37 @@ struct ApiArgs {
     /// Where to listen.
     #[arg(long, env = "AUTHKEYS_HTTP", default_value = "127.0.0.1:8080")]
     http: std::net::SocketAddr,
-    /// The NATS server.
-    #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// The command service's hashing.key (in its data dir).
     #[arg(long, env = "AUTHKEYS_HASHING_KEY")]
     hashing_key: PathBuf,
+}
+
+/// Where NATS is and who this process is on it.
+#[derive(Debug, Clone, Args)]
+struct NatsArgs {
+    /// The NATS server.
+    #[arg(
+        long = "nats",
+        env = "AUTHKEYS_NATS",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    url: String,
+    /// With NATS authentication on: the folder `authkeys admin nats-config` wrote; each role
+    /// reads its own seed (`<role>.nk`) and, when present, the CA (`ca.pem`).
+    #[arg(long, env = "AUTHKEYS_NATS_AUTH")]
+    nats_auth: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    /// The identity of `role`: its seed when `--nats-auth` is given, anonymous otherwise.
+    fn identity(&self, role: Role) -> anyhow::Result<Identity> {
+        Ok(match &self.nats_auth {
+            Some(dir) => Identity::from_dir(dir, role)?,
+            None => Identity::anonymous(role),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +353,10 @@ struct RegisterArgs {
     /// The NATS server.
     #[arg(long, env = "AUTHKEYS_NATS", default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// With NATS authentication on: this registrar's nkey seed file (from `authkeys admin
+    /// nats-config --registrar NAME`).
+    #[arg(long, env = "AUTHKEYS_NATS_NKEY")]
+    nats_nkey: Option<PathBuf>,
     /// The auth key, tskey-auth-….
     #[arg(long, env = "AUTHKEYS_AUTHKEY", hide_env_values = true)]
     authkey: String,
@@ -326,9 +372,11 @@ struct RegisterArgs {
     /// Idempotency key; a random one if absent. Retrying with the same id is safe.
     #[arg(long, env = "AUTHKEYS_REQUEST_ID")]
     request_id: Option<String>,
-    /// This registrar's name, sent in the Authkeys-Registrar header (rate limits, audit).
-    #[arg(long, env = "AUTHKEYS_REGISTRAR", default_value = "authkeys-cli")]
-    registrar: String,
+    /// This registrar's name: it registers on `authkeys.cmd.register.<NAME>` and gets its
+    /// answers on `_INBOX_<NAME>` (with NATS authentication on, the seed's permissions make the
+    /// name true). `A-Z a-z 0-9 _ -`, at most 64.
+    #[arg(long, env = "AUTHKEYS_REGISTRAR", default_value = "authkeys-cli", value_parser = parse_registrar)]
+    registrar: RegistrarName,
     /// How long to wait for the answer.
     #[arg(long, env = "AUTHKEYS_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
@@ -336,6 +384,7 @@ struct RegisterArgs {
 
 mod audit_cli;
 mod local_admin;
+mod nats_config;
 mod serve;
 
 fn main() -> ExitCode {
@@ -361,6 +410,9 @@ fn main() -> ExitCode {
             Cmd::Admin {
                 command: AdminCmd::CreateKey(args),
             } => run_create_key(args).await,
+            Cmd::Admin {
+                command: AdminCmd::NatsConfig(args),
+            } => run_nats_config(args),
             Cmd::Command(args) => run_command(args).await,
             Cmd::Serve(args) => run_serve(args).await,
             Cmd::Project(args) => run_project(args).await,
@@ -417,6 +469,26 @@ async fn run_bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn run_nats_config(args: NatsConfigArgs) -> anyhow::Result<ExitCode> {
+    match nats_config::write(&args.out, &args.registrars, args.force) {
+        Ok(written) => {
+            for (role, public) in &written.users {
+                eprintln!("{:<24} {public}", role.name());
+            }
+            eprintln!(
+                "wrote {} and {} seed files",
+                written.config.display(),
+                written.users.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.clone();
     let token = args.token.clone();
@@ -449,30 +521,57 @@ async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
             },
         },
     };
-    let client = authkeys_protocol::nats::connect_with(
-        &args.nats,
-        async_nats::ConnectOptions::new()
-            .name("authkeys-admin")
-            .request_timeout(Some(Duration::from_millis(args.timeout_ms))),
-    )
-    .await?;
-    let payload = serde_json::to_vec(&request).context("encode the request")?;
+    let connection = Connection {
+        url: &args.nats.url,
+        identity: args.nats.identity(Role::Api)?,
+        name: "authkeys-admin",
+        timeout_ms: args.timeout_ms,
+    };
+    let subject = wire::subject::GENERATE_KEY.to_owned();
+    ask(connection, subject, &request, |ok: wire::KeyReply| {
+        let secret = ok.key.key.clone().unwrap_or_default();
+        let mut shown = ok.key;
+        shown.key = None;
+        let text = serde_json::to_string_pretty(&shown).context("encode the key")?;
+        eprintln!("{text}");
+        println!("{secret}");
+        Ok(())
+    })
+    .await
+}
+
+/// Where a client command sends its one request, and as whom.
+#[derive(Debug, Clone)]
+struct Connection<'a> {
+    url: &'a str,
+    identity: Identity,
+    name: &'a str,
+    timeout_ms: u64,
+}
+
+/// Sends one command request and waits for its reply: `on_ok` prints a success (exit 0); a
+/// refusal is printed as `error: <code>: <message>` (exit 1).
+async fn ask<T: serde::de::DeserializeOwned>(
+    connection: Connection<'_>,
+    subject: String,
+    request: &impl serde::Serialize,
+    on_ok: impl FnOnce(T) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let payload = serde_json::to_vec(request).context("encode the request")?;
+    let options = connection
+        .identity
+        .options(connection.name)
+        .request_timeout(Some(Duration::from_millis(connection.timeout_ms)));
+    let client = authkeys_protocol::nats::connect_with(connection.url, options).await?;
     let reply = client
-        .request(wire::subject::GENERATE_KEY, payload.into())
+        .request(subject.clone(), payload.into())
         .await
-        .context("send generate-key")?;
-    let reply: Reply<wire::KeyReply> =
+        .with_context(|| format!("send {subject}"))?;
+    let reply: Reply<T> =
         serde_json::from_slice(&reply.payload).context("read the command service's reply")?;
     let code = match reply {
         Reply::Ok(ok) => {
-            let secret = ok.key.key.clone().unwrap_or_default();
-            let mut shown = ok.key;
-            shown.key = None;
-            eprintln!(
-                "{}",
-                serde_json::to_string_pretty(&shown).context("encode the key")?
-            );
-            println!("{secret}");
+            on_ok(ok)?;
             ExitCode::SUCCESS
         }
         Reply::Err(e) => {
@@ -485,7 +584,8 @@ async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
-    let mut settings = CommandSettings::new(args.data, args.nats);
+    let mut settings = CommandSettings::new(args.data, args.nats.url.clone());
+    settings.identity = args.nats.identity(Role::Command)?;
     settings.command.rate_limits = RateLimitConfig {
         registrar_failures_burst: args.registrar_failures_burst,
         registrar_failures_per_minute: args.registrar_failures_per_minute,
@@ -506,7 +606,11 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
 async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let mut settings = crate::serve::ServeSettings::new(args.data, args.http, args.nats);
+    let mut settings =
+        crate::serve::ServeSettings::new(args.data, args.http, args.nats.url.clone());
+    if let Some(dir) = &args.nats.nats_auth {
+        settings.authenticate(dir)?;
+    }
     settings.timers.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
     crate::serve::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
@@ -515,30 +619,47 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn run_timers(args: TimersArgs) -> anyhow::Result<ExitCode> {
     let mut config = authkeys_projections::timers::TimersConfig::new(args.data);
     config.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
-    run_nats_role(&args.nats, "authkeys-timers", async |client, shutdown| {
-        let clock = authkeys_events::decision::system_clock();
-        let timers = authkeys_projections::timers::Timers::build(client, config, clock).await?;
-        timers.run(shutdown).await
-    })
+    let identity = args.nats.identity(Role::Timers)?;
+    run_nats_role(
+        &args.nats.url,
+        identity,
+        "authkeys-timers",
+        async |client, shutdown| {
+            let clock = authkeys_events::decision::system_clock();
+            let timers = authkeys_projections::timers::Timers::build(client, config, clock).await?;
+            timers.run(shutdown).await
+        },
+    )
     .await
 }
 
 async fn run_project(args: ProjectArgs) -> anyhow::Result<ExitCode> {
     let config = authkeys_projections::config::ProjectionConfig::new(args.data);
-    run_nats_role(&args.nats, "authkeys-project", async |client, shutdown| {
-        let clock = authkeys_events::decision::system_clock();
-        let views = authkeys_projections::Views::build(client, config, clock).await?;
-        views.run(shutdown).await
-    })
+    let identity = args.nats.identity(Role::Project)?;
+    run_nats_role(
+        &args.nats.url,
+        identity,
+        "authkeys-project",
+        async |client, shutdown| {
+            let clock = authkeys_events::decision::system_clock();
+            let views = authkeys_projections::Views::build(client, config, clock).await?;
+            views.run(shutdown).await
+        },
+    )
     .await
 }
 
 /// Connects to NATS, runs a role on the connection until SIGTERM/SIGINT, then drains it.
-async fn run_nats_role<F>(url: &str, name: &str, role: F) -> anyhow::Result<ExitCode>
+async fn run_nats_role<F>(
+    url: &str,
+    identity: Identity,
+    name: &str,
+    role: F,
+) -> anyhow::Result<ExitCode>
 where
     F: AsyncFnOnce(async_nats::Client, CancellationToken) -> anyhow::Result<()>,
 {
-    let client = authkeys_protocol::nats::connect(url, name).await?;
+    let client = identity.connect(url, name).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     role(client.clone(), shutdown).await?;
@@ -547,7 +668,9 @@ where
 }
 
 async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
-    let settings = authkeys_gateway::ApiSettings::new(args.http, args.nats, args.hashing_key);
+    let mut settings =
+        authkeys_gateway::ApiSettings::new(args.http, args.nats.url.clone(), args.hashing_key);
+    settings.identity = args.nats.identity(Role::Api)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     authkeys_gateway::run(settings, shutdown).await?;
@@ -587,37 +710,28 @@ async fn run_register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         hostname: args.hostname,
         os: args.os,
     };
-    let payload = serde_json::to_vec(&request).context("encode the request")?;
-    let client = authkeys_protocol::nats::connect_with(
-        &args.nats,
-        async_nats::ConnectOptions::new()
-            .name("authkeys-register")
-            .request_timeout(Some(Duration::from_millis(args.timeout_ms))),
-    )
-    .await?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(REGISTRAR_HEADER, args.registrar.as_str());
-    let reply = client
-        .request_with_headers(wire::subject::REGISTER, headers, payload.into())
-        .await
-        .context("send the registration")?;
-    let reply: Reply<DeviceReply> =
-        serde_json::from_slice(&reply.payload).context("read the command service's reply")?;
-    let code = match reply {
-        Reply::Ok(ok) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&ok.device).context("encode the device")?
-            );
-            ExitCode::SUCCESS
-        }
-        Reply::Err(e) => {
-            eprintln!("error: {}: {}", e.error.code, e.error.message);
-            ExitCode::from(1)
-        }
+    let role = Role::Registrar(args.registrar.clone());
+    let identity = match &args.nats_nkey {
+        Some(file) => Identity::from_seed_file(file, role)?,
+        None => Identity::anonymous(role),
     };
-    client.drain().await.ok();
-    Ok(code)
+    let connection = Connection {
+        url: &args.nats,
+        identity,
+        name: "authkeys-register",
+        timeout_ms: args.timeout_ms,
+    };
+    ask(
+        connection,
+        wire::subject::register_of(&args.registrar),
+        &request,
+        |ok: DeviceReply| {
+            let text = serde_json::to_string_pretty(&ok.device).context("encode the device")?;
+            println!("{text}");
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// `nodekey:` and 64 random lowercase hex digits.

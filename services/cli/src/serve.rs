@@ -8,7 +8,7 @@
 //! publishes what is committed, then the views stop.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use authkeys_command::app::{App as CommandApp, CommandSettings};
@@ -17,6 +17,8 @@ use authkeys_gateway::{self as gateway, ApiSettings};
 use authkeys_projections::Views;
 use authkeys_projections::config::ProjectionConfig;
 use authkeys_projections::timers::{Timers, TimersConfig};
+use authkeys_protocol::access::Role;
+use authkeys_protocol::nats::{Identity, NatsError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,10 @@ pub struct ServeSettings {
     pub timers: TimersConfig,
     /// The gateway's settings (its hashing key is the command service's).
     pub api: ApiSettings,
+    /// Who the views are on NATS.
+    pub views_identity: Identity,
+    /// Who the timers are on NATS.
+    pub timers_identity: Identity,
 }
 
 impl ServeSettings {
@@ -42,7 +48,19 @@ impl ServeSettings {
             timers: TimersConfig::new(data_dir.join("views")),
             api: ApiSettings::new(http, nats_url.clone(), data_dir.join("hashing.key")),
             command: CommandSettings::new(data_dir, nats_url),
+            views_identity: Identity::anonymous(Role::Project),
+            timers_identity: Identity::anonymous(Role::Timers),
         }
+    }
+
+    /// Connects every role with its own identity from `dir` (`authkeys admin nats-config`),
+    /// exactly as the split topology does.
+    pub fn authenticate(&mut self, dir: &Path) -> Result<(), NatsError> {
+        self.command.identity = Identity::from_dir(dir, Role::Command)?;
+        self.views_identity = Identity::from_dir(dir, Role::Project)?;
+        self.timers_identity = Identity::from_dir(dir, Role::Timers)?;
+        self.api.identity = Identity::from_dir(dir, Role::Api)?;
+        Ok(())
     }
 }
 
@@ -54,25 +72,32 @@ pub struct Serve {
     views: Views,
     timers: Timers,
     gateway: gateway::App,
-    views_client: async_nats::Client,
+    clients: [async_nats::Client; 2],
 }
 
 impl Serve {
     /// Builds every role (port 0 allowed for the gateway).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Serve> {
         let command = CommandApp::build(settings.command).await?;
-        let views_client =
-            authkeys_protocol::nats::connect(&settings.api.nats_url, "authkeys-views").await?;
+        let url = &settings.api.nats_url;
+        let views_client = settings
+            .views_identity
+            .connect(url, "authkeys-views")
+            .await?;
+        let timers_client = settings
+            .timers_identity
+            .connect(url, "authkeys-timers")
+            .await?;
         let views =
             Views::build(views_client.clone(), settings.projections, system_clock()).await?;
-        let timers = Timers::build(views_client.clone(), settings.timers, system_clock()).await?;
+        let timers = Timers::build(timers_client.clone(), settings.timers, system_clock()).await?;
         let gateway = gateway::App::build(settings.api).await?;
         Ok(Serve {
             command,
             views,
             timers,
             gateway,
-            views_client,
+            clients: [views_client, timers_client],
         })
     }
 
@@ -91,7 +116,7 @@ impl Serve {
             views,
             timers,
             gateway,
-            views_client,
+            clients,
         } = self;
         let front = shutdown.child_token();
         let timers = spawn_role(&front, |stop| timers.run(stop));
@@ -108,7 +133,9 @@ impl Serve {
             let r = task.await.with_context(|| format!("{what} task"))?;
             result = result.and(r);
         }
-        views_client.drain().await.ok();
+        for client in clients {
+            client.drain().await.ok();
+        }
         result
     }
 }

@@ -13,6 +13,8 @@ use anyhow::Context;
 use async_nats::Client;
 use authkeys_domain::State;
 use authkeys_log::{Log, LogConfig};
+use authkeys_protocol::access::Role;
+use authkeys_protocol::nats::Identity;
 use tokio_util::sync::CancellationToken;
 
 use super::{CommandConfig, CommandService, Subscriptions};
@@ -26,6 +28,8 @@ pub struct CommandSettings {
     pub data_dir: PathBuf,
     /// The NATS server.
     pub nats_url: String,
+    /// Who the role is on NATS.
+    pub identity: Identity,
     /// The service's limits.
     pub command: CommandConfig,
     /// The relay's stream and limits; `None` runs without a relay (tests of the command path).
@@ -40,6 +44,7 @@ impl CommandSettings {
         Self {
             data_dir: data_dir.into(),
             nats_url: nats_url.into(),
+            identity: Identity::anonymous(Role::Command),
             command: CommandConfig::default(),
             relay: Some(RelayConfig::default()),
             log_read: true,

@@ -1,5 +1,16 @@
-//! The command service: NATS request/reply handlers that parse, decide (through the log) and
-//! answer every command of SPEC §5. The service owns the log; it is the only writer.
+//! The command role: the service that owns the log (its only writer) and answers every command
+//! of SPEC §5 over NATS, with everything that lives beside the log.
+//!
+//! - [`CommandService`] (this file): the subject table, idempotency, errors and shutdown; one
+//!   module per handler (`register`, `generate_key`, …, `timer`) with the same verbs: decode,
+//!   parse, append, answer from the state after the command.
+//! - [`app`]: the role (`build → run(shutdown)`): log, service, relay, log reads, status.
+//! - [`relay`]: publishes committed events to JetStream in seq order (ADR 002).
+//! - [`log_read`]: `authkeys.log.read` and `authkeys.log.checkpoints`.
+//! - [`status`]: `authkeys.status`, the counters `/metrics` shows.
+//! - [`limits`]: the failed-registration rate limits.
+//! - [`secrets`]: the hashing key, random ids and retry-stable secrets (ADR 003).
+//! - [`bootstrap`]: the offline bootstrap of a tailnet and its Owner.
 //!
 //! # Subjects
 //!
@@ -236,7 +247,12 @@ impl CommandService {
             shutdown_wait_ms_max: config.shutdown_wait_ms_max,
             ..ResponderLimits::concurrent(config.requests_in_flight_max)
         };
-        let subjects: Vec<String> = subject::COMMANDS.iter().map(|s| (*s).to_owned()).collect();
+        let named = subject::PER_REGISTRAR.iter().map(|s| format!("{s}.*"));
+        let subjects: Vec<String> = subject::COMMANDS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(named)
+            .collect();
         Responder::subscribe(client, subjects, subject::COMMAND_QUEUE_GROUP, limits)
             .await
             .map(Subscriptions)
@@ -255,10 +271,13 @@ impl CommandService {
             .serve(shutdown, move |msg| {
                 let service = service.clone();
                 async move {
-                    let registrar = registrar_name(msg.headers.as_ref());
-                    let body = service
-                        .handle(msg.subject.as_str(), &registrar, &msg.payload)
-                        .await;
+                    // A registrar's own subject names it, and NATS permissions make that true
+                    // (SPEC §6); the header is only a hint where NATS authenticates no one.
+                    let (subject, registrar) = match subject::split_registrar(&msg.subject) {
+                        Some((base, name)) => (base, name.to_string()),
+                        None => (msg.subject.as_str(), registrar_name(msg.headers.as_ref())),
+                    };
+                    let body = service.handle(subject, &registrar, &msg.payload).await;
                     Some(body.into())
                 }
             })

@@ -162,15 +162,7 @@ impl RateLimits {
     /// Whether a registration from `registrar` with `key_id` (`None` for a malformed key, which
     /// names no key) must be refused unheard.
     pub fn is_blocked(&self, registrar: &str, key_id: Option<&str>) -> bool {
-        let by_registrar = self
-            .registrars
-            .as_ref()
-            .is_some_and(|b| b.is_blocked(&registrar.to_owned()));
-        let by_key = match (&self.keys, key_id) {
-            (Some(b), Some(k)) => b.is_blocked(&k.to_owned()),
-            _ => false,
-        };
-        by_registrar || by_key
+        self.each(registrar, key_id, |b, k| b.is_blocked(k))
     }
 
     /// Records a failed registration; `true` if it exceeded a limit.
@@ -180,12 +172,23 @@ impl RateLimits {
             self.forget_idle();
         }
         // Both buckets take the failure, even when the first is already empty.
+        self.each(registrar, key_id, |b, k| b.fail(k))
+    }
+
+    /// `f` on the registrar's bucket and on the key id's (when it names one); true if either
+    /// answered true. Both are asked, always.
+    fn each(
+        &self,
+        registrar: &str,
+        key_id: Option<&str>,
+        f: impl Fn(&Bucket<String>, &String) -> bool,
+    ) -> bool {
         let by_registrar = self
             .registrars
             .as_ref()
-            .is_some_and(|b| b.fail(&registrar.to_owned()));
+            .is_some_and(|b| f(b, &registrar.to_owned()));
         let by_key = match (&self.keys, key_id) {
-            (Some(b), Some(k)) => b.fail(&k.to_owned()),
+            (Some(b), Some(k)) => f(b, &k.to_owned()),
             _ => false,
         };
         by_registrar || by_key

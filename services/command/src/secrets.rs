@@ -129,16 +129,9 @@ impl Secrets {
     /// The key id and secret of `generate-key` with this `commandId` in this tailnet; a retry
     /// gets the same.
     pub fn derived_auth_key(&self, tailnet: &TailnetId, command_id: &CommandId) -> (KeyId, Issued) {
-        let bytes = self.derive(Purpose::AuthKey, tailnet, command_id);
-        let (id_seed, random) = split_seed(&bytes);
-        let key_id = KeyId::parse(format!("k{}", base62_id(&id_seed)))
-            .expect("k and 16 base62 characters is a valid KeyId");
-        let issued = secret::issue(
-            SecretKind::Auth,
-            key_id.as_str(),
-            &random,
-            &self.hashing_key,
-        );
+        let (id, issued) =
+            self.derived(Purpose::AuthKey, SecretKind::Auth, 'k', tailnet, command_id);
+        let key_id = KeyId::parse(id).expect("k and 16 base62 characters is a valid KeyId");
         (key_id, issued)
     }
 
@@ -148,17 +141,27 @@ impl Secrets {
         tailnet: &TailnetId,
         command_id: &CommandId,
     ) -> (TokenId, Issued) {
-        let bytes = self.derive(Purpose::ApiToken, tailnet, command_id);
-        let (id_seed, random) = split_seed(&bytes);
-        let token_id = TokenId::parse(format!("t{}", base62_id(&id_seed)))
-            .expect("t and 16 base62 characters is a valid TokenId");
-        let issued = secret::issue(
-            SecretKind::Api,
-            token_id.as_str(),
-            &random,
-            &self.hashing_key,
-        );
+        let (id, issued) =
+            self.derived(Purpose::ApiToken, SecretKind::Api, 't', tailnet, command_id);
+        let token_id = TokenId::parse(id).expect("t and 16 base62 characters is a valid TokenId");
         (token_id, issued)
+    }
+
+    /// An id (`prefix` and 16 base62 characters) and a secret of `kind`, both derived for
+    /// `purpose` from `(tailnet, commandId)`.
+    fn derived(
+        &self,
+        purpose: Purpose,
+        kind: SecretKind,
+        prefix: char,
+        tailnet: &TailnetId,
+        command_id: &CommandId,
+    ) -> (String, Issued) {
+        let bytes = self.derive(purpose, tailnet, command_id);
+        let (id_seed, random) = split_seed(&bytes);
+        let id = format!("{prefix}{}", base62_id(&id_seed));
+        let issued = secret::issue(kind, &id, &random, &self.hashing_key);
+        (id, issued)
     }
 
     /// The user id of `add-user` with this `commandId`.

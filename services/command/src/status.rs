@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use async_nats::Client;
 use authkeys_events::Aggregate;
 use authkeys_log::{Log, LogError};
-use authkeys_protocol::nats::{Responder, ResponderLimits};
+use authkeys_protocol::nats;
 use authkeys_protocol::status::CommandStatus;
 use authkeys_protocol::subject;
 use tokio_util::sync::CancellationToken;
@@ -33,15 +33,8 @@ pub async fn serve<S: Aggregate>(
     client: Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let responder = Responder::subscribe(
-        &client,
-        [subject::STATUS.to_owned()],
-        subject::STATUS_QUEUE_GROUP,
-        ResponderLimits::ONE_AT_A_TIME,
-    )
-    .await?;
-    responder
-        .serve_blocking_json(shutdown, "command status", move || status(&log))
-        .await;
+    let (subject, group) = (subject::STATUS, subject::STATUS_QUEUE_GROUP);
+    let read = move || status(&log);
+    nats::serve_status(&client, subject, group, shutdown, "command status", read).await?;
     Ok(())
 }

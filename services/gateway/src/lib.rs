@@ -44,6 +44,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use authkeys_events::{Clock, CommandId};
+use authkeys_protocol::access::Role;
+use authkeys_protocol::nats::Identity;
 use authkeys_protocol::query::{DevicesListQuery, KeysListQuery, TailnetQuery, TokenQuery};
 use authkeys_protocol::status::{CommandStatus, TimersStatus};
 use authkeys_protocol::subject;
@@ -89,6 +91,8 @@ pub struct ApiSettings {
     pub token_requests_burst: u32,
     /// The time source (token expiry).
     pub clock: Clock,
+    /// Who the gateway is on NATS.
+    pub identity: Identity,
 }
 
 impl ApiSettings {
@@ -103,6 +107,7 @@ impl ApiSettings {
             token_requests_per_second: 100,
             token_requests_burst: 200,
             clock: authkeys_events::decision::system_clock(),
+            identity: Identity::anonymous(Role::Api),
         }
     }
 }
@@ -141,7 +146,10 @@ impl App {
         })
         .await
         .context("load the hashing key")??;
-        let client = authkeys_protocol::nats::connect(&settings.nats_url, "authkeys-api").await?;
+        let client = settings
+            .identity
+            .connect(&settings.nats_url, "authkeys-api")
+            .await?;
         let metrics = Arc::new(Metrics::default());
         let limiter = std::num::NonZeroU32::new(settings.token_requests_per_second).map(|rate| {
             let burst = std::num::NonZeroU32::new(settings.token_requests_burst).unwrap_or(rate);
