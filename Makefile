@@ -29,7 +29,7 @@ export NATS_SERVER
 
 CARGO_TEST := cargo test --workspace
 
-.PHONY: help tools test check check-contract bench run run-split schemas fmt clean-data
+.PHONY: help tools test check check-contract bench run run-split run-secure schemas fmt clean-data
 
 help:
 	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
@@ -40,6 +40,7 @@ help:
 	@echo "make bench       every benchmark (figures in BENCHMARKS.md)"
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
+	@echo "make run-secure  the same system with NATS authentication on: one nkey user per role (data in .data-secure/)"
 	@echo "make schemas     regenerate the JSON schemas under schemas/"
 	@echo "make fmt         cargo fmt --all"
 	@echo "make clean-data  delete .data/ (local JetStream store and other run data)"
@@ -114,6 +115,11 @@ run-split: tools
 	cargo build -q -p authkeys-cli --bin authkeys
 	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-split.sh"
 
+# The same system with NATS authentication on (SPEC §6): one nkey user per role, least permissions.
+run-secure: tools
+	cargo build -q -p authkeys-cli --bin authkeys
+	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-secure.sh"
+
 schemas:
 	cargo run -q -p authkeys-schemas --bin gen-schemas
 
@@ -121,4 +127,4 @@ fmt:
 	cargo fmt --all
 
 clean-data:
-	rm -rf "$(DATA_DIR)" "$(ROOT)/.data-split"
+	rm -rf "$(DATA_DIR)" "$(ROOT)/.data-split" "$(ROOT)/.data-secure"

@@ -12,12 +12,12 @@ bootstrap_once() {
   fi
 }
 
-# start_nats DATA_DIR: nats-server in its own session, so that Ctrl-C (SIGINT to the terminal's
+# start_nats DATA_DIR: nats-server (with $NATS_CONF, default deploy/nats-server.conf) in its own session, so that Ctrl-C (SIGINT to the terminal's
 # process group) reaches authkeys only: authkeys stops first, answering in-flight commands, and
 # nats-server after it. Sets nats_pid; returns once it accepts connections (bounded).
 start_nats() {
   mkdir -p "$1/nats"
-  NATS_STORE_DIR="$1/nats" setsid "$NATS_SERVER" -c "$ROOT/deploy/nats-server.conf" \
+  NATS_STORE_DIR="$1/nats" setsid "$NATS_SERVER" -c "${NATS_CONF:-$ROOT/deploy/nats-server.conf}" \
     >"$1/nats-server.log" 2>&1 &
   nats_pid=$!
   for _ in $(seq 1 100); do

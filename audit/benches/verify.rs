@@ -34,14 +34,8 @@ fn best(rounds: u32, mut f: impl FnMut() -> u64) -> (Duration, u64) {
 }
 
 fn main() {
-    let target: u64 = std::env::var("AUTHKEYS_BENCH_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let rounds: u32 = std::env::var("AUTHKEYS_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let target: u64 = authkeys_tests::env_or("AUTHKEYS_BENCH_EVENTS", 1_000_000);
+    let rounds: u32 = authkeys_tests::env_or("AUTHKEYS_BENCH_ROUNDS", 3);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = LogConfig::in_dir(dir.path());
     config.command_events_max = EVENTS_PER_COMMAND + 64;

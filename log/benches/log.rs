@@ -12,17 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use authkeys_events::{Actor, CommandId, Envelope, EventId, Hash, Seq, Timestamp};
-use authkeys_log::fixtures::{append_command, key_generated, tailnet};
+use authkeys_events::Seq;
+use authkeys_log::fixtures::{append_command, key_generated};
 use authkeys_log::{Log, LogConfig};
+use measure::{bench_raw, fmt_ms, percentile, seconds_and_runtime};
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+#[path = "../../services/command/benches/support/measure.rs"]
+mod measure;
 
 struct Row {
     appenders: usize,
@@ -77,68 +73,26 @@ async fn bench_log(appenders: usize, secs: f64) -> Row {
     }
 }
 
-/// The stored body of a real `KeyGenerated`, as the log writes it.
+/// The stored body of a real `KeyGenerated`, as the log writes it: appended to a log of its own
+/// and read back.
 fn sample_body() -> Vec<u8> {
-    let tailnet = tailnet();
-    let event = key_generated(1);
-    let env = Envelope {
-        seq: Seq::FIRST,
-        id: EventId::parse(format!("e{}", "ab".repeat(16))).expect("valid"),
-        stream: event.stream(&tailnet),
-        event,
-        tailnet,
-        stream_version: 1,
-        time: Timestamp::from_unix_ms(1_795_819_541_123).expect("in range"),
-        actor: Actor::system("bench"),
-        command_id: CommandId::parse("w0-1").expect("valid"),
-        prev_hash: Hash::ZERO,
-        hash: Hash::ZERO,
-    };
-    env.encode_body()
-}
-
-/// Raw redb: rows of the same size, 100 per transaction, one fsync each. Returns rows/s.
-fn bench_raw(secs: f64) -> f64 {
-    const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = redb::Builder::new()
-        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
-        .create(dir.path().join("raw.redb"))
-        .expect("create");
-    let mut row = vec![0u8; 32];
-    row.extend_from_slice(&sample_body());
-    let started = Instant::now();
-    let mut seq = 0u64;
-    while started.elapsed().as_secs_f64() < secs {
-        let txn = db.begin_write().expect("write");
-        {
-            let mut t = txn.open_table(TABLE).expect("table");
-            for _ in 0..100 {
-                seq += 1;
-                t.insert(seq, row.as_slice()).expect("insert");
-            }
-        }
-        txn.commit().expect("commit");
-    }
-    seq as f64 / started.elapsed().as_secs_f64()
-}
-
-fn fmt_ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
+    let log: Log<()> = Log::open(LogConfig::in_dir(dir.path()), ()).expect("opens");
+    log.append_blocking(append_command("w0-1", vec![key_generated(1)]))
+        .expect("append");
+    let body = log.read(Seq::FIRST, 1).expect("read").remove(0).body;
+    log.close();
+    body
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken from the command line.
-    let secs: f64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (secs, rt) = seconds_and_runtime();
     let body_len = sample_body().len();
-    let raw = bench_raw(secs);
+    // Raw redb: rows of the same size, 100 per transaction, one fsync each: rows/s.
+    let mut row = vec![0u8; 32];
+    row.extend_from_slice(&sample_body());
+    let raw = bench_raw(&[row], 100, secs);
     let rows: Vec<Row> = [1, 16, 256]
         .into_iter()
         .map(|n| rt.block_on(bench_log(n, secs)))

@@ -8,37 +8,51 @@ mod support;
 
 use std::thread;
 
-use authkeys_domain::Rejection;
+use authkeys_domain::{Command, Rejection, State};
 use authkeys_events::{EventType, KeyUsed, NodeReauthenticated, NodeRegistered, Role};
-use authkeys_log::AppendError;
+use authkeys_log::{AppendError, Committed, Log};
 use domain_log::*;
 use support::*;
 
 use EventType as E;
 
-#[test]
-fn r01_one_off_key_registers_one_node_under_contention() {
-    // Eight registrars present the same one-off key with eight node keys at once through the
-    // real log: exactly one is accepted (NodeRegistered + KeyUsed{uses: 1}), seven get
-    // InvalidKey, and the log holds exactly one KeyUsed for the key.
+/// A log in a temp dir on a test clock, holding the bootstrapped tailnet.
+fn bootstrapped_log() -> (tempfile::TempDir, TestClock, Log<State>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = TestClock::new();
     let log = open_log(dir.path(), &clock);
     append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
-    append(&log, admin(OWNER, generate("kOne", &KeyOpts::one_off()))).expect("generate");
+    (dir, clock, log)
+}
 
-    let results: Vec<_> = thread::scope(|s| {
+/// Eight registrars at once, registrar `i` (1 to 8) sending `register(i)`: their results.
+fn eight_at_once(
+    log: &Log<State>,
+    register: impl Fn(u64) -> Command + Sync,
+) -> Vec<Result<Committed, AppendError<Rejection>>> {
+    thread::scope(|s| {
         let handles: Vec<_> = (1..=8u64)
             .map(|i| {
-                let log = log.clone();
-                s.spawn(move || append(&log, register("kOne", i, &format!("n{i}"))))
+                let (log, register) = (log.clone(), &register);
+                s.spawn(move || append(&log, register(i)))
             })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("no panic"))
             .collect()
-    });
+    })
+}
+
+#[test]
+fn r01_one_off_key_registers_one_node_under_contention() {
+    // Eight registrars present the same one-off key with eight node keys at once through the
+    // real log: exactly one is accepted (NodeRegistered + KeyUsed{uses: 1}), seven get
+    // InvalidKey, and the log holds exactly one KeyUsed for the key.
+    let (_dir, _clock, log) = bootstrapped_log();
+    append(&log, admin(OWNER, generate("kOne", &KeyOpts::one_off()))).expect("generate");
+
+    let results = eight_at_once(&log, |i| register("kOne", i, &format!("n{i}")));
     let accepted: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(accepted.len(), 1, "{results:?}");
     let events: Vec<_> = accepted[0]
@@ -71,24 +85,13 @@ fn r01_one_off_key_registers_one_node_under_contention() {
 fn r16_same_node_key_is_one_node_under_contention() {
     // Eight registrars present the same node key with a reusable key at once through the real
     // log: one NodeRegistered, seven NodeReauthenticated, all of the same node.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = TestClock::new();
-    let log = open_log(dir.path(), &clock);
-    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    let (_dir, _clock, log) = bootstrapped_log();
     append(&log, admin(OWNER, generate("kA", &KeyOpts::reusable()))).expect("generate");
 
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = (1..=8u64)
-            .map(|i| {
-                let log = log.clone();
-                s.spawn(move || append(&log, register("kA", 1, &format!("n{i}"))))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("no panic").expect("accepted"))
-            .collect()
-    });
+    let results: Vec<_> = eight_at_once(&log, |i| register("kA", 1, &format!("n{i}")))
+        .into_iter()
+        .map(|r| r.expect("accepted"))
+        .collect();
     let events: Vec<_> = results
         .iter()
         .flat_map(|c| c.envelopes.iter().map(|e| e.event.clone()))
@@ -107,10 +110,7 @@ fn rejections_write_nothing_to_the_log() {
     // Every kind of refusal (Forbidden, NotFound, Conflict, InvalidKey) comes back from the real
     // log as AppendError::Rejected and leaves the head where it was (SPEC: "Nothing is written
     // for any of these"; R08's "nothing is written").
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = TestClock::new();
-    let log = open_log(dir.path(), &clock);
-    append(&log, create_tailnet(TAILNET, "example.com", OWNER)).expect("bootstrap");
+    let (_dir, clock, log) = bootstrapped_log();
     append(&log, admin(OWNER, add_user("uMember", Role::Member))).expect("add user");
     append(
         &log,

@@ -241,12 +241,7 @@ impl Auditor {
                 assert_eq!(self.node_key_of.get(&e.node_id), Some(&e.node_key));
             }
             Event::NodeRegistered(e) => {
-                let k = self
-                    .keys
-                    .get(&e.auth_key_id)
-                    .expect("registering key exists");
-                assert_eq!(e.user_id, k.user, "R06: node owned by its key's user");
-                assert_eq!(e.tags, k.tags, "R05: node carries its key's tags");
+                let k = self.presented(&e.auth_key_id, &e.user_id, &e.tags, "registering");
                 assert_eq!(e.key_expiry_disabled, !k.tags.is_empty(), "R05/R14");
                 assert!(
                     !self.live_by_node_key.contains_key(&e.node_key),
@@ -258,19 +253,10 @@ impl Auditor {
                     .insert(e.node_key.clone(), e.node_id.clone());
                 self.node_key_of
                     .insert(e.node_id.clone(), e.node_key.clone());
-                self.pending = Some((
-                    env.command_id.clone(),
-                    e.node_id.clone(),
-                    e.auth_key_id.clone(),
-                ));
+                self.awaits_key_used(env, &e.node_id, &e.auth_key_id);
             }
             Event::NodeReauthenticated(e) => {
-                let k = self
-                    .keys
-                    .get(&e.auth_key_id)
-                    .expect("re-authenticating key exists");
-                assert_eq!(e.user_id, k.user, "R06: node owned by its key's user");
-                assert_eq!(e.tags, k.tags, "R05: node carries its key's tags");
+                let k = self.presented(&e.auth_key_id, &e.user_id, &e.tags, "re-authenticating");
                 if !k.tags.is_empty() {
                     assert!(e.key_expiry_disabled, "R15: a tagged key disables expiry");
                 }
@@ -278,11 +264,7 @@ impl Auditor {
                     self.node_key_of.contains_key(&e.node_id),
                     "re-authenticated node is live"
                 );
-                self.pending = Some((
-                    env.command_id.clone(),
-                    e.node_id.clone(),
-                    e.auth_key_id.clone(),
-                ));
+                self.awaits_key_used(env, &e.node_id, &e.auth_key_id);
             }
             Event::NodeDeleted(e) => {
                 let nk = self
@@ -293,6 +275,23 @@ impl Auditor {
             }
             _ => {}
         }
+    }
+
+    /// The key a node registers or re-authenticates with: it exists, and the node is its user's
+    /// (R06) with its tags (R05).
+    fn presented(&self, key: &KeyId, user: &UserId, tags: &Tags, doing: &str) -> &KeyFacts {
+        let k = self
+            .keys
+            .get(key)
+            .unwrap_or_else(|| panic!("{doing} key exists"));
+        assert_eq!(*user, k.user, "R06: node owned by its key's user");
+        assert_eq!(*tags, k.tags, "R05: node carries its key's tags");
+        k
+    }
+
+    /// The current command registered or re-authenticated `node` with `key`: its KeyUsed is due.
+    fn awaits_key_used(&mut self, env: &Envelope, node: &NodeId, key: &KeyId) {
+        self.pending = Some((env.command_id.clone(), node.clone(), key.clone()));
     }
 
     fn end_of_command(&self) {

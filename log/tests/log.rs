@@ -64,6 +64,22 @@ async fn appends_are_gapless_chained_and_readable() {
     log.close();
 }
 
+/// Appends `n` commands `c0`, `c1`, … of one KeyGenerated each.
+async fn append_n(log: &Log<()>, n: u64) {
+    for i in 0..n {
+        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
+            .await
+            .expect("commits");
+    }
+}
+
+/// Appends command `same` of one KeyGenerated(`n`), expecting an answer (`what`).
+async fn append_same(log: &Log<()>, n: u64, what: &str) -> authkeys_log::Committed {
+    log.append(append_command("same", vec![key_generated(n)]))
+        .await
+        .expect(what)
+}
+
 #[tokio::test]
 async fn retried_command_gets_the_first_result_also_after_restart() {
     // Proves: commandId idempotency is durable and a different command under the same id is
@@ -71,24 +87,15 @@ async fn retried_command_gets_the_first_result_also_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = {
         let log = open(dir.path());
-        let c = log
-            .append(append_command("same", vec![key_generated(1)]))
-            .await
-            .expect("commits");
-        let again = log
-            .append(append_command("same", vec![key_generated(99)]))
-            .await
-            .expect("answered");
+        let c = append_same(&log, 1, "commits").await;
+        let again = append_same(&log, 99, "answered").await;
         assert!(again.replayed);
         assert_eq!(again.envelopes, c.envelopes);
         log.close();
         c
     };
     let log = open(dir.path());
-    let again = log
-        .append(append_command("same", vec![key_generated(1)]))
-        .await
-        .expect("answered");
+    let again = append_same(&log, 1, "answered").await;
     assert!(again.replayed);
     assert_eq!(again.envelopes, first.envelopes);
     assert_eq!(log.head().seq, 1, "no new event");
@@ -249,11 +256,7 @@ async fn checkpoints_every_n_events_and_at_close() {
     let mut cfg = config(dir.path());
     cfg.checkpoint_events_max = 10;
     let log = Log::open(cfg.clone(), ()).expect("opens");
-    for i in 0..25u64 {
-        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
-            .await
-            .expect("commits");
-    }
+    append_n(&log, 25u64).await;
     let cps = log.checkpoints().expect("reads");
     assert_eq!(
         cps.iter().map(|c| c.seq.get()).collect::<Vec<_>>(),
@@ -323,11 +326,7 @@ async fn reader_follows_a_running_writer() {
 async fn relay_cursor_is_durable_and_never_passes_the_head() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path());
-    for i in 0..3u64 {
-        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
-            .await
-            .expect("commits");
-    }
+    append_n(&log, 3u64).await;
     log.set_relay_cursor(2);
     log.set_relay_cursor(1); // never backwards
     log.set_relay_cursor(50); // clamped to the head
@@ -393,11 +392,7 @@ async fn closed_log(dir: &std::path::Path, n: u64) -> (LogConfig, ed25519_dalek:
     let mut cfg = config(dir);
     cfg.checkpoint_events_max = 8;
     let log = Log::open(cfg.clone(), ()).expect("opens");
-    for i in 0..n {
-        log.append(append_command(&format!("c{i}"), vec![key_generated(i)]))
-            .await
-            .expect("commits");
-    }
+    append_n(&log, n).await;
     let key = log.verifying_key();
     log.close();
     (cfg, key)
@@ -411,18 +406,50 @@ fn first_bad_seq(cfg: &LogConfig, key: &ed25519_dalek::VerifyingKey) -> u64 {
     }
 }
 
+/// A closed log of 20 events in `dir`, then `edit`ed behind its back: its config and the seq
+/// that verification names.
+async fn first_bad_seq_after(
+    dir: &std::path::Path,
+    edit: impl FnOnce(&redb::WriteTransaction),
+) -> (LogConfig, u64) {
+    let (cfg, key) = closed_log(dir, 20).await;
+    tamper(&cfg.path, edit);
+    let seq = first_bad_seq(&cfg, &key);
+    (cfg, seq)
+}
+
+/// Flips the bits `mask` of the byte at `at(row length)` of row `seq` of `table`.
+fn flip_byte(
+    table: redb::TableDefinition<'static, u64, &'static [u8]>,
+    seq: u64,
+    at: impl FnOnce(usize) -> usize,
+    mask: u8,
+) -> impl FnOnce(&redb::WriteTransaction) {
+    move |txn| {
+        let mut t = txn.open_table(table).expect("table");
+        let mut row = t.get(seq).expect("get").expect("exists").value().to_vec();
+        let i = at(row.len());
+        row[i] ^= mask;
+        t.insert(seq, row.as_slice()).expect("insert");
+    }
+}
+
+/// Removes event `seq`.
+fn remove_event(seq: u64) -> impl FnOnce(&redb::WriteTransaction) {
+    move |txn| {
+        txn.open_table(EVENTS)
+            .expect("table")
+            .remove(seq)
+            .expect("remove");
+    }
+}
+
 #[tokio::test]
 async fn tamper_one_byte_of_one_event_names_its_seq() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cfg, key) = closed_log(dir.path(), 20).await;
-    tamper(&cfg.path, |txn| {
-        let mut t = txn.open_table(EVENTS).expect("table");
-        let mut row = t.get(13).expect("get").expect("exists").value().to_vec();
-        let i = row.len() - 5;
-        row[i] ^= 0x01;
-        t.insert(13, row.as_slice()).expect("insert");
-    });
-    assert_eq!(first_bad_seq(&cfg, &key), 13);
+    let flipped = flip_byte(EVENTS, 13, |len| len - 5, 0x01);
+    let (cfg, seq) = first_bad_seq_after(dir.path(), flipped).await;
+    assert_eq!(seq, 13);
     // The service refuses to open it too.
     assert!(matches!(
         Log::open(cfg, ()),
@@ -433,41 +460,24 @@ async fn tamper_one_byte_of_one_event_names_its_seq() {
 #[tokio::test]
 async fn tamper_dropped_event_names_its_seq() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cfg, key) = closed_log(dir.path(), 20).await;
-    tamper(&cfg.path, |txn| {
-        txn.open_table(EVENTS)
-            .expect("table")
-            .remove(7)
-            .expect("remove");
-    });
-    assert_eq!(first_bad_seq(&cfg, &key), 7);
+    assert_eq!(first_bad_seq_after(dir.path(), remove_event(7)).await.1, 7);
 }
 
 #[tokio::test]
 async fn tamper_dropped_last_event_is_caught_by_its_checkpoint() {
     // Proves truncation is detected when a checkpoint covers the dropped tail (close writes one).
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cfg, key) = closed_log(dir.path(), 20).await;
-    tamper(&cfg.path, |txn| {
-        txn.open_table(EVENTS)
-            .expect("table")
-            .remove(20)
-            .expect("remove");
-    });
-    assert_eq!(first_bad_seq(&cfg, &key), 20);
+    assert_eq!(
+        first_bad_seq_after(dir.path(), remove_event(20)).await.1,
+        20
+    );
 }
 
 #[tokio::test]
 async fn tamper_forged_checkpoint_signature_is_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cfg, key) = closed_log(dir.path(), 20).await;
-    tamper(&cfg.path, |txn| {
-        let mut t = txn.open_table(CHECKPOINTS).expect("table");
-        let mut row = t.get(16).expect("get").expect("exists").value().to_vec();
-        row[100] ^= 0x10;
-        t.insert(16, row.as_slice()).expect("insert");
-    });
-    assert_eq!(first_bad_seq(&cfg, &key), 16);
+    let forged = flip_byte(CHECKPOINTS, 16, |_| 100, 0x10);
+    assert_eq!(first_bad_seq_after(dir.path(), forged).await.1, 16);
 }
 
 #[tokio::test]

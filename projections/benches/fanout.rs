@@ -90,10 +90,7 @@ enum Outcome {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let seconds: u64 = std::env::var("AUTHKEYS_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let seconds: u64 = authkeys_tests::env_or("AUTHKEYS_BENCH_SECONDS", 5);
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().to_path_buf();
@@ -111,11 +108,8 @@ async fn run() -> anyhow::Result<()> {
     let views = authkeys_projections::Views::build(views_client, config, clock).await?;
     let views_task = tokio::spawn(views.run(shutdown.clone()));
 
-    let connect = || {
-        async_nats::ConnectOptions::new()
-            .request_timeout(Some(Duration::from_millis(REQUEST_WAIT_MS_MAX)))
-            .connect(nats.url())
-    };
+    let url = nats.url();
+    let connect = || authkeys_tests::nats_client(&url, REQUEST_WAIT_MS_MAX);
     let commands = connect().await?;
     let queries = connect().await?;
     let tailnet = made.tailnet_id.to_string();

@@ -32,10 +32,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let target: u64 = std::env::var("AUTHKEYS_BENCH_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+    let target: u64 = authkeys_tests::env_or("AUTHKEYS_BENCH_EVENTS", 1_000_000);
     let dir = tempfile::tempdir()?;
     let log_dir = dir.path().join("log");
     std::fs::create_dir_all(&log_dir)?;

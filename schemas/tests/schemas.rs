@@ -116,20 +116,7 @@ fn s04_newtype_schemas_agree_with_their_parsers_on_edge_cases() {
     // wrong case, forbidden character, non-ASCII).
     let k40 = format!("k{}", "a".repeat(40));
     let k41 = format!("k{}", "a".repeat(41));
-    agree!(
-        KeyId,
-        &[
-            "kAbCd1234EfGh5678",
-            "k",
-            "K1",
-            "n1",
-            "k-1",
-            "kä",
-            &k40,
-            &k41,
-            ""
-        ]
-    );
+    agree! { KeyId, &["kAbCd1234EfGh5678", "k", "K1", "n1", "k-1", "kä", &k40, &k41, ""] }
     agree!(NodeId, &["nW3b1Xy7Zq9Pm4Ks", "n", "k1", "n_1"]);
     agree!(UserId, &["uB0b3Rt8Kx5Np", "u", "u 1"]);
     agree!(TokenId, &["tQ7wE2rT9yU4iOp", "t", "t.1"]);
@@ -138,139 +125,55 @@ fn s04_newtype_schemas_agree_with_their_parsers_on_edge_cases() {
     agree!(TailnetId, &["TkX9p2Lm4Qz", "a_b-c", "", "a.b", &t64, &t65]);
     let n253 = "a".repeat(253);
     let n254 = "a".repeat(254);
-    agree!(
-        TailnetName,
-        &["example.com", "a@b_c-d.e", "", "a b", "a/b", &n253, &n254]
-    );
-    agree!(
-        NodeKey,
-        &[
-            NODE_KEY,
-            &NODE_KEY.to_uppercase(),
-            &NODE_KEY.replace("nodekey:", "nodekey"),
-            &NODE_KEY[..NODE_KEY.len() - 1],
-            &format!("{NODE_KEY}0"),
-            &NODE_KEY.replace("nodekey:", "mkey:"),
-        ],
-    );
+    agree! { TailnetName, &["example.com", "a@b_c-d.e", "", "a b", "a/b", &n253, &n254] }
+    agree! { NodeKey, &[
+        NODE_KEY, &NODE_KEY.to_uppercase(), &NODE_KEY.replace("nodekey:", "nodekey"),
+        &NODE_KEY[..NODE_KEY.len() - 1], &format!("{NODE_KEY}0"),
+        &NODE_KEY.replace("nodekey:", "mkey:"),
+    ] }
     let tag63 = format!("tag:{}", "a".repeat(63));
     let tag64 = format!("tag:{}", "a".repeat(64));
-    agree!(
-        TagName,
-        &[
-            "tag:server",
-            "tag:web-1",
-            "server",
-            "tag:",
-            "tag:Server",
-            "tag:a_b",
-            "TAG:a",
-            &tag63,
-            &tag64
-        ],
-    );
+    agree! { TagName, &[
+        "tag:server", "tag:web-1", "server", "tag:", "tag:Server", "tag:a_b", "TAG:a", &tag63,
+        &tag64,
+    ] }
     let c128 = "c".repeat(128);
     let c129 = "c".repeat(129);
-    agree!(
-        CommandId,
-        &[
-            "01JNPKW4XNTA8H0SBT5XJHRYA4",
-            "a.b_c:d-e",
-            "",
-            "a b",
-            "a/b",
-            &c128,
-            &c129
-        ]
-    );
-    agree!(
-        EventId,
-        &[
-            "ee0808e63b171a10440abbb30a4c1eeb7",
-            "e0808e63b171a10440abbb30a4c1eeb7",
-            "Ee0808e63b171a10440abbb30a4c1eeb7",
-            "eE0808E63B171A10440ABBB30A4C1EEB7",
-            "ee0808e63b171a10440abbb30a4c1eeb7a",
-        ],
-    );
+    agree! { CommandId, &[
+        "01JNPKW4XNTA8H0SBT5XJHRYA4", "a.b_c:d-e", "", "a b", "a/b", &c128, &c129,
+    ] }
+    agree! { EventId, &[
+        "ee0808e63b171a10440abbb30a4c1eeb7", "e0808e63b171a10440abbb30a4c1eeb7",
+        "Ee0808e63b171a10440abbb30a4c1eeb7", "eE0808E63B171A10440ABBB30A4C1EEB7",
+        "ee0808e63b171a10440abbb30a4c1eeb7a",
+    ] }
     let l254 = "a".repeat(254);
     let l255 = "a".repeat(255);
-    agree!(
-        LoginName,
-        &[
-            "alice@example.com",
-            "ünïcödé@example.com",
-            "",
-            "a b",
-            "a\tb",
-            "a\u{7f}b",
-            "a\u{85}b",
-            "a\u{a0}b",
-            "a\u{2009}b",
-            "a\u{3000}b",
-            "a\u{feff}b",
-            "a\u{200b}b",
-            &l254,
-            &l255,
-        ],
-    );
-    agree!(
-        Hostname,
-        &["web-1", "web-1.eu", "", "web 1", "web\n1", &n253, &n254]
-    );
+    agree! { LoginName, &[
+        "alice@example.com", "ünïcödé@example.com", "", "a b", "a\tb", "a\u{7f}b", "a\u{85}b",
+        "a\u{a0}b", "a\u{2009}b", "a\u{3000}b", "a\u{feff}b", "a\u{200b}b", &l254, &l255,
+    ] }
+    agree! { Hostname, &["web-1", "web-1.eu", "", "web 1", "web\n1", &n253, &n254] }
     let d50 = "d".repeat(50);
     let d51 = "d".repeat(51);
-    agree!(
-        Description,
-        &["web servers eu", "", "a-b 1", "semi;colon", "ä", &d50, &d51]
-    );
+    agree! { Description, &["web servers eu", "", "a-b 1", "semi;colon", "ä", &d50, &d51] }
     let s64 = format!("key/{}", "k".repeat(64));
     let s65 = format!("key/{}", "k".repeat(65));
-    agree!(
-        StreamId,
-        &[
-            "key/kAbC",
-            "tailnet/TkX9_p-2",
-            "node/n1",
-            "car/x",
-            "key/",
-            "key",
-            "key/a.b",
-            "Key/k",
-            &s64,
-            &s65
-        ],
-    );
+    agree! { StreamId, &[
+        "key/kAbC", "tailnet/TkX9_p-2", "node/n1", "car/x", "key/", "key", "key/a.b", "Key/k", &s64,
+        &s65,
+    ] }
     let h = "ab".repeat(32);
-    agree!(
-        Hash::from_hex,
-        &[
-            &h,
-            &h.to_uppercase(),
-            &h[1..],
-            &format!("{h}0"),
-            "g".repeat(64).as_str()
-        ]
-    );
+    agree! { Hash::from_hex, &[
+        &h, &h.to_uppercase(), &h[1..], &format!("{h}0"), "g".repeat(64).as_str(),
+    ] }
     let l = "ab".repeat(16);
-    agree!(
-        LogId::from_hex,
-        &[&l, &l.to_uppercase(), &l[1..], "zz".repeat(16).as_str()]
-    );
-    agree!(
-        Timestamp,
-        &[
-            "2026-03-02T09:00:00.000Z",
-            "2026-03-02T10:00:00.000+01:00",
-            "2026-03-02T09:00:00Z",
-            "2026-02-30T09:00:00.000Z",
-            "2026-03-02t09:00:00.000z",
-            "1970-01-01T00:00:00.000Z",
-            "1969-12-31T23:59:59.999Z",
-            "9999-12-31T23:59:59.999Z",
-            "yesterday",
-        ],
-    );
+    agree! { LogId::from_hex, &[&l, &l.to_uppercase(), &l[1..], "zz".repeat(16).as_str()] }
+    agree! { Timestamp, &[
+        "2026-03-02T09:00:00.000Z", "2026-03-02T10:00:00.000+01:00", "2026-03-02T09:00:00Z",
+        "2026-02-30T09:00:00.000Z", "2026-03-02t09:00:00.000z", "1970-01-01T00:00:00.000Z",
+        "1969-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z", "yesterday",
+    ] }
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! - [`wait_until`] / [`wait_until_async`]: poll a condition against a deadline; a test never
 //!   sleeps to let something happen.
 //! - [`unique_name`]: stream, consumer and subject tokens that cannot collide.
+//! - [`env_or`]: a knob from the environment, with its default.
 //!
 //! The binary comes from `NATS_SERVER`, else `<workspace>/.tools/nats-server`, which
 //! `make tools` installs (pinned version). Every address used here is in 127.0.0.0/8.
@@ -308,6 +309,23 @@ pub fn unique_name(prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// A NATS client of `url` whose requests wait at most `wait_ms` for an answer.
+pub async fn nats_client(url: &str, wait_ms: u64) -> anyhow::Result<async_nats::Client> {
+    Ok(async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_millis(wait_ms)))
+        .connect(url)
+        .await?)
+}
+
+/// The environment variable `name` parsed as a `T`, or `default` when it is unset or does not
+/// parse: how benchmarks and long tests take their knobs (`AUTHKEYS_BENCH_SECONDS=30`).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `NATS_SERVER` if set, else the pinned binary that `make tools` installs.

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use authkeys_projections::{KeysView, MachinesView};
 use authkeys_tests::wait_until;
-use projections_support::{All, Rig, spawn_worker, wait_max};
+use projections_support::{All, Rig, Running, rig_with_all, spawn_worker, wait_max};
 
 #[tokio::test]
 async fn views_converge_after_a_normal_run() -> anyhow::Result<()> {
@@ -18,9 +18,7 @@ async fn views_converge_after_a_normal_run() -> anyhow::Result<()> {
     // head with rows equal to a rebuild from authkeys.log.read, and that a worker reopened on
     // its file resumes from its checkpoint with the same state. How: append 300 steps of the
     // fixture mix with workers running; compare hashes; stop, append 100 more, restart.
-    let mut rig = Rig::start().await?;
-    let all = All::spawn(&rig).await?;
-    rig.append_steps(300).await?;
+    let (mut rig, all) = rig_with_all(300).await?;
     all.converge(&rig).await?;
     all.stop().await?;
 
@@ -38,9 +36,7 @@ async fn views_converge_after_a_normal_run() -> anyhow::Result<()> {
         "rebuild changed the view"
     );
     rig.append_steps(20).await?;
-    all.converge(&rig).await?;
-    all.stop().await?;
-    rig.stop().await
+    all.converge_then_stop(rig).await
 }
 
 #[tokio::test]
@@ -66,12 +62,7 @@ async fn worker_killed_mid_stream_converges_after_restart() -> anyhow::Result<()
     }
     let machines = spawn_worker::<MachinesView>(&rig.client, &rig.cfg).await?;
     let keys = spawn_worker::<KeysView>(&rig.client, &rig.cfg).await?;
-    let head = rig.head();
-    machines.converges(&rig, head).await?;
-    keys.converges(&rig, head).await?;
-    machines.stop().await?;
-    keys.stop().await?;
-    rig.stop().await
+    machines_and_keys_converge_then_stop(rig, machines, keys).await
 }
 
 #[tokio::test]
@@ -80,9 +71,7 @@ async fn views_converge_across_a_nats_server_restart_during_load() -> anyhow::Re
     // appended costs the views nothing: sessions fail, are retried with bounded backoff, and
     // the views reach the head equal to a rebuild. How: append continuously from a task while
     // the test restarts the server twice.
-    let mut rig = Rig::start().await?;
-    let all = All::spawn(&rig).await?;
-    rig.append_steps(50).await?;
+    let (mut rig, all) = rig_with_all(50).await?;
     let log = rig.log.clone();
     let start = rig.next_step;
     let load = tokio::spawn(async move {
@@ -102,9 +91,7 @@ async fn views_converge_across_a_nats_server_restart_during_load() -> anyhow::Re
     }
     load.await.context("load task")??;
     rig.next_step = start + 400;
-    all.converge(&rig).await?;
-    all.stop().await?;
-    rig.stop().await
+    all.converge_then_stop(rig).await
 }
 
 #[tokio::test]
@@ -113,9 +100,7 @@ async fn views_converge_after_the_durable_consumer_is_deleted() -> anyhow::Resul
     // recreates it from its checkpoint + 1 and converges. How: delete `view-machines` and
     // `view-keys` while appending, then wait for the consumers to be back and the views equal
     // to a rebuild.
-    let mut rig = Rig::start().await?;
-    let all = All::spawn(&rig).await?;
-    rig.append_steps(100).await?;
+    let (mut rig, all) = rig_with_all(100).await?;
     let js = jetstream::new(rig.client.clone());
     let stream = js.get_stream(&rig.cfg.stream).await?;
     for name in ["view-machines", "view-keys"] {
@@ -130,7 +115,21 @@ async fn views_converge_after_the_durable_consumer_is_deleted() -> anyhow::Resul
     for name in ["view-machines", "view-keys"] {
         wait_until_async_consumer(&stream, name).await?;
     }
-    all.stop().await?;
+    all.stop_with(rig).await
+}
+
+/// Waits for both workers to reach the head with rows equal to a rebuild, then stops them and
+/// the rig.
+async fn machines_and_keys_converge_then_stop(
+    rig: Rig,
+    machines: Running<MachinesView>,
+    keys: Running<KeysView>,
+) -> anyhow::Result<()> {
+    let head = rig.head();
+    machines.converges(&rig, head).await?;
+    keys.converges(&rig, head).await?;
+    machines.stop().await?;
+    keys.stop().await?;
     rig.stop().await
 }
 
@@ -172,12 +171,7 @@ async fn a_gap_in_the_stream_is_backfilled_from_the_log() -> anyhow::Result<()> 
 
     // And new events after the gap arrive through JetStream as usual.
     rig.append_steps(50).await?;
-    let head = rig.head();
-    machines.converges(&rig, head).await?;
-    keys.converges(&rig, head).await?;
-    machines.stop().await?;
-    keys.stop().await?;
-    rig.stop().await
+    machines_and_keys_converge_then_stop(rig, machines, keys).await
 }
 
 async fn wait_until_async_info(

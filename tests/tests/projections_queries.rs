@@ -34,8 +34,12 @@ impl Q {
         Ok(reply.payload.to_vec())
     }
 
+    async fn raw_json(&self, what: &str, body: Value) -> anyhow::Result<Vec<u8>> {
+        self.raw(what, body.to_string().as_bytes()).await
+    }
+
     async fn ask(&self, what: &str, body: Value) -> anyhow::Result<Value> {
-        let bytes = self.raw(what, body.to_string().as_bytes()).await?;
+        let bytes = self.raw_json(what, body).await?;
         Ok(serde_json::from_slice(&bytes)?)
     }
 
@@ -83,6 +87,12 @@ async fn setup(read_wait_ms_max: u64) -> anyhow::Result<(Rig, All, Q, Cancellati
         prefix: rig.cfg.query_prefix.clone(),
     };
     Ok((rig, all, q, stop))
+}
+
+/// Stops the query responders, the workers and the rig.
+async fn teardown(rig: Rig, all: All, stop: CancellationToken) -> anyhow::Result<()> {
+    stop.cancel();
+    all.stop_with(rig).await
 }
 
 #[tokio::test]
@@ -159,9 +169,7 @@ async fn queries_answer_in_the_wire_shapes() -> anyhow::Result<()> {
         .error("identity.token", br#"{"tokenId":"t999999"}"#)
         .await?;
     anyhow::ensure!(code == "not_found");
-    stop.cancel();
-    all.stop().await?;
-    rig.stop().await
+    teardown(rig, all, stop).await
 }
 
 #[tokio::test]
@@ -170,19 +178,15 @@ async fn r09_another_users_key_is_not_found_exactly_like_an_unknown_one() -> any
     // a key that does not exist, and u2's list never holds u1's keys.
     let (rig, all, q, stop) = setup(2_000).await?;
     let other = q
-        .raw(
+        .raw_json(
             "keys.get",
-            json!({"tailnet": TAILNET, "userId": "u2", "keyId": "k8"})
-                .to_string()
-                .as_bytes(),
+            json!({"tailnet": TAILNET, "userId": "u2", "keyId": "k8"}),
         )
         .await?;
     let unknown = q
-        .raw(
+        .raw_json(
             "keys.get",
-            json!({"tailnet": TAILNET, "userId": "u2", "keyId": "k777"})
-                .to_string()
-                .as_bytes(),
+            json!({"tailnet": TAILNET, "userId": "u2", "keyId": "k777"}),
         )
         .await?;
     anyhow::ensure!(
@@ -197,9 +201,7 @@ async fn r09_another_users_key_is_not_found_exactly_like_an_unknown_one() -> any
         .ok("keys.list", json!({"tailnet": TAILNET, "userId": "u2"}))
         .await?;
     anyhow::ensure!(!list.keys.is_empty() && list.keys.iter().all(|k| k.user_id == "u2"));
-    stop.cancel();
-    all.stop().await?;
-    rig.stop().await
+    teardown(rig, all, stop).await
 }
 
 #[tokio::test]
@@ -242,9 +244,7 @@ async fn min_seq_waits_for_the_write_and_is_bounded() -> anyhow::Result<()> {
         started.elapsed() >= Duration::from_millis(300),
         "answered before the bound"
     );
-    stop.cancel();
-    all.stop().await?;
-    rig.stop().await
+    teardown(rig, all, stop).await
 }
 
 #[tokio::test]
@@ -295,7 +295,5 @@ async fn malformed_requests_are_bad_requests_naming_the_field() -> anyhow::Resul
     }
     // Still serving.
     let _: DevicesAnswer = q.ok("devices.list", json!({"tailnet": TAILNET})).await?;
-    stop.cancel();
-    all.stop().await?;
-    rig.stop().await
+    teardown(rig, all, stop).await
 }

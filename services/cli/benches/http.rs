@@ -16,17 +16,11 @@ mod api_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use authkeys_tests::env_or;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One client: a kept-alive connection sending the same request until the deadline; returns
 /// each request's latency.
@@ -103,9 +97,9 @@ async fn measure(
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let clients = env_or("BENCH_CLIENTS", 16) as usize;
-    let seconds = env_or("BENCH_SECONDS", 3);
-    let devices = env_or("BENCH_DEVICES", 10_000) as usize;
+    let clients = env_or::<u64>("BENCH_CLIENTS", 16) as usize;
+    let seconds = env_or::<u64>("BENCH_SECONDS", 3);
+    let devices = env_or::<u64>("BENCH_DEVICES", 10_000) as usize;
     let stack = api_support::Stack::start_with(|s| s.token_requests_per_second = 0).await?;
     let owner = stack.owner_token.clone();
 

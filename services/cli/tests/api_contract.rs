@@ -22,6 +22,21 @@ fn message_only(v: &Value) -> bool {
     fields(v) == ["message"] && v["message"].is_string()
 }
 
+/// `method path` as `token`, which must answer `status` with a body that is exactly
+/// {"message"}; returns that body.
+async fn refused(
+    s: &Stack,
+    status: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let a = s.call(method, path, token, body).await?;
+    ensure!(a.status == status && message_only(&a.body), "{a:?}");
+    Ok(a.body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r12_key_lifecycle_secret_once_revoked_stays_listed_second_delete_404() -> anyhow::Result<()>
 {
@@ -49,9 +64,8 @@ async fn r12_key_lifecycle_secret_once_revoked_stays_listed_second_delete_404() 
     ensure!(key["tags"] == json!([]) && key["uses"] == 0 && key["userId"].is_string());
     ensure!(key.get("revoked").is_none(), "{key}");
 
-    let list = s
-        .expect(200, "GET", "/api/v2/tailnet/-/keys", &t, None)
-        .await?;
+    let keys = "/api/v2/tailnet/-/keys";
+    let list = s.expect(200, "GET", keys, &t, None).await?;
     ensure!(fields(&list) == ["keys"], "{list}");
     let listed = list["keys"]
         .as_array()
@@ -60,15 +74,7 @@ async fn r12_key_lifecycle_secret_once_revoked_stays_listed_second_delete_404() 
         .find(|k| k["id"] == id.as_str())
         .context("created key is listed")?;
     ensure!(listed.get("key").is_none(), "secret listed: {listed}");
-    let got = s
-        .expect(
-            200,
-            "GET",
-            &format!("/api/v2/tailnet/-/keys/{id}"),
-            &t,
-            None,
-        )
-        .await?;
+    let got = s.key(&t, &id).await?;
     ensure!(got.get("key").is_none(), "secret shown by get: {got}");
     let mut expected = key.clone();
     expected.as_object_mut().context("object")?.remove("key");
@@ -78,30 +84,15 @@ async fn r12_key_lifecycle_secret_once_revoked_stays_listed_second_delete_404() 
     );
 
     let del = s
-        .call(
-            "DELETE",
-            &format!("/api/v2/tailnet/-/keys/{id}"),
-            Some(&t),
-            None,
-        )
+        .call("DELETE", &format!("{keys}/{id}"), Some(&t), None)
         .await?;
     ensure!(del.status == 200, "delete: {}", del.status);
-    let got = s
-        .expect(
-            200,
-            "GET",
-            &format!("/api/v2/tailnet/-/keys/{id}"),
-            &t,
-            None,
-        )
-        .await?;
+    let got = s.key(&t, &id).await?;
     ensure!(
         got["invalid"] == true && is_rfc3339(&got["revoked"]),
         "{got}"
     );
-    let list = s
-        .expect(200, "GET", "/api/v2/tailnet/-/keys", &t, None)
-        .await?;
+    let list = s.expect(200, "GET", keys, &t, None).await?;
     ensure!(
         list["keys"]
             .as_array()
@@ -109,20 +100,7 @@ async fn r12_key_lifecycle_secret_once_revoked_stays_listed_second_delete_404() 
             .iter()
             .any(|k| k["id"] == id.as_str() && k["invalid"] == true)
     );
-    let again = s
-        .call(
-            "DELETE",
-            &format!("/api/v2/tailnet/-/keys/{id}"),
-            Some(&t),
-            None,
-        )
-        .await?;
-    ensure!(
-        again.status == 404 && message_only(&again.body),
-        "{} {}",
-        again.status,
-        again.body
-    );
+    refused(&s, 404, "DELETE", &format!("{keys}/{id}"), Some(&t), None).await?;
     s.stop().await
 }
 
@@ -135,18 +113,15 @@ async fn errors_are_message_objects_with_their_status() -> anyhow::Result<()> {
     let create = json!({ "capabilities": { "devices": { "create": {} } } });
 
     // 401: no credentials, garbage, a well-formed but unknown token, a re-cased token.
-    let a = s.call("GET", keys, None, None).await?;
-    ensure!(a.status == 401 && message_only(&a.body), "{a:?}");
-    let a = s.call("GET", keys, Some("nonsense"), None).await?;
-    ensure!(a.status == 401 && message_only(&a.body));
+    refused(&s, 401, "GET", keys, None, None).await?;
+    refused(&s, 401, "GET", keys, Some("nonsense"), None).await?;
     let unknown = authkeys_domain::secret::issue(
         authkeys_domain::secret::SecretKind::Api,
         "tUnknownToken0000",
         &[5; 32],
         &[6; 32],
     );
-    let a = s.call("GET", keys, Some(&unknown.text), None).await?;
-    ensure!(a.status == 401 && message_only(&a.body));
+    refused(&s, 401, "GET", keys, Some(&unknown.text), None).await?;
     let a = s.call("GET", keys, Some(&t.to_uppercase()), None).await?;
     ensure!(a.status == 401);
 
@@ -224,39 +199,22 @@ async fn errors_are_message_objects_with_their_status() -> anyhow::Result<()> {
         .await?;
     ensure!(a.status == 413 && message_only(&a.body), "{a:?}");
     // 404: another tailnet, an unknown route, an unknown key; 405 with a message too.
-    let a = s
-        .call("GET", "/api/v2/tailnet/other.example/keys", Some(&t), None)
-        .await?;
-    ensure!(a.status == 404 && message_only(&a.body));
-    let a = s.call("GET", "/api/v2/nothing", Some(&t), None).await?;
-    ensure!(a.status == 404 && message_only(&a.body));
-    let a = s
-        .call(
-            "GET",
-            "/api/v2/tailnet/-/keys/k0000000000000000",
-            Some(&t),
-            None,
-        )
-        .await?;
-    ensure!(a.status == 404 && message_only(&a.body));
-    let a = s.call("PUT", keys, Some(&t), None).await?;
-    ensure!(a.status == 405 && message_only(&a.body), "{a:?}");
+    for (status, method, path) in [
+        (404, "GET", "/api/v2/tailnet/other.example/keys"),
+        (404, "GET", "/api/v2/nothing"),
+        (404, "GET", "/api/v2/tailnet/-/keys/k0000000000000000"),
+        (405, "PUT", keys),
+    ] {
+        refused(&s, status, method, path, Some(&t), None).await?;
+    }
     // The tailnet by name and by id are the token's tailnet.
-    s.expect(200, "GET", "/api/v2/tailnet/example.com/keys", &t, None)
-        .await?;
-    s.expect(
-        200,
-        "GET",
-        &format!("/api/v2/tailnet/{}/keys", s.tailnet),
-        &t,
-        None,
-    )
-    .await?;
+    for tailnet in ["example.com", s.tailnet.as_str()] {
+        let path = format!("/api/v2/tailnet/{tailnet}/keys");
+        s.expect(200, "GET", &path, &t, None).await?;
+    }
     // ?all must be a boolean.
-    let a = s
-        .call("GET", "/api/v2/tailnet/-/keys?all=maybe", Some(&t), None)
-        .await?;
-    ensure!(a.status == 400 && message_only(&a.body));
+    let all = "/api/v2/tailnet/-/keys?all=maybe";
+    refused(&s, 400, "GET", all, Some(&t), None).await?;
     s.stop().await
 }
 
@@ -315,24 +273,18 @@ async fn r07_member_create_is_403_and_writes_nothing() -> anyhow::Result<()> {
     ensure!(member.starts_with("tskey-api-"));
     s.settle().await?;
     let before = s.log_file()?;
-    let a = s
-        .call(
-            "POST",
+    for (path, body) in [
+        (
             "/api/v2/tailnet/-/keys",
-            Some(&member),
-            Some(json!({ "capabilities": { "devices": { "create": {} } } })),
-        )
-        .await?;
-    ensure!(a.status == 403 && message_only(&a.body), "{a:?}");
-    let a = s
-        .call(
-            "POST",
+            json!({ "capabilities": { "devices": { "create": {} } } }),
+        ),
+        (
             "/api/v2/tailnet/-/users",
-            Some(&member),
-            Some(json!({ "loginName": "x@example.com", "role": "admin" })),
-        )
-        .await?;
-    ensure!(a.status == 403 && message_only(&a.body), "{a:?}");
+            json!({ "loginName": "x@example.com", "role": "admin" }),
+        ),
+    ] {
+        refused(&s, 403, "POST", path, Some(&member), Some(body)).await?;
+    }
     ensure!(
         s.log_file()? == before,
         "a refused call changed the log file"
@@ -351,25 +303,17 @@ async fn r09_bob_cannot_see_get_or_delete_alices_key() -> anyhow::Result<()> {
     let id = key["id"].as_str().context("id")?.to_owned();
     s.settle().await?;
     let before = s.log_file()?;
-    let list = s
-        .expect(200, "GET", "/api/v2/tailnet/-/keys", &bob, None)
-        .await?;
+    let keys = "/api/v2/tailnet/-/keys";
+    let list = s.expect(200, "GET", keys, &bob, None).await?;
     ensure!(list["keys"] == json!([]), "{list}");
     ensure!(s.log_file()? == before);
-    let path = format!("/api/v2/tailnet/-/keys/{id}");
+    let path = format!("{keys}/{id}");
     let got = s.call("GET", &path, Some(&bob), None).await?;
-    let unknown = s
-        .call(
-            "GET",
-            "/api/v2/tailnet/-/keys/k0000000000000000",
-            Some(&bob),
-            None,
-        )
-        .await?;
+    let unknown = format!("{keys}/k0000000000000000");
+    let unknown = s.call("GET", &unknown, Some(&bob), None).await?;
     ensure!(got.status == 404 && unknown.status == 404 && message_only(&got.body));
     ensure!(s.log_file()? == before);
-    let del = s.call("DELETE", &path, Some(&bob), None).await?;
-    ensure!(del.status == 404 && message_only(&del.body), "{del:?}");
+    refused(&s, 404, "DELETE", &path, Some(&bob), None).await?;
     ensure!(
         s.log_file()? == before,
         "Bob's refused delete changed the log file"
@@ -413,100 +357,50 @@ async fn r03_device_approval_flow() -> anyhow::Result<()> {
     // admin approves it over HTTP; a pre-approved key's node is authorized at once.
     let s = Stack::start().await?;
     let t = s.owner_token.clone();
-    let settings = s
-        .expect(200, "GET", "/api/v2/tailnet/-/settings", &t, None)
-        .await?;
+    let path = "/api/v2/tailnet/-/settings";
+    let settings = s.expect(200, "GET", path, &t, None).await?;
     ensure!(
         settings == json!({ "devicesApprovalOn": false, "devicesKeyDurationDays": 180 }),
         "{settings}"
     );
-    let settings = s
-        .expect(
-            200,
-            "PATCH",
-            "/api/v2/tailnet/-/settings",
-            &t,
-            Some(json!({ "devicesApprovalOn": true })),
-        )
-        .await?;
+    let approval = Some(json!({ "devicesApprovalOn": true }));
+    let settings = s.expect(200, "PATCH", path, &t, approval).await?;
     ensure!(settings["devicesApprovalOn"] == true);
-    let a = s
-        .call(
-            "PATCH",
-            "/api/v2/tailnet/-/settings",
-            Some(&t),
-            Some(json!({ "devicesKeyDurationDays": 181 })),
-        )
-        .await?;
-    ensure!(a.status == 400 && message_only(&a.body));
+    let days = json!({ "devicesKeyDurationDays": 181 });
+    refused(&s, 400, "PATCH", path, Some(&t), Some(days)).await?;
 
     let plain = s.create_key(&t, json!({})).await?;
     let pre = s.create_key(&t, json!({ "preauthorized": true })).await?;
-    let waiting = s
-        .register(plain["key"].as_str().context("key")?, "waiting")
-        .await?;
-    let approved = s
-        .register(pre["key"].as_str().context("key")?, "approved")
-        .await?;
+    let waiting = s.register_key(&plain, "waiting").await?;
+    let approved = s.register_key(&pre, "approved").await?;
 
-    let d = s
-        .expect(200, "GET", &format!("/api/v2/device/{waiting}"), &t, None)
-        .await?;
+    let d = s.device(&t, &waiting).await?;
     ensure!(fields(&d) == device_fields(), "{d}");
     ensure!(d["authorized"] == false && d["authKeyId"] == plain["id"] && is_rfc3339(&d["created"]));
+    let d = s.device(&t, &approved).await?;
+    ensure!(d["authorized"] == true);
+    let path = format!("/api/v2/device/{waiting}");
+    let authorize = Some(json!({ "authorized": true }));
     let d = s
-        .expect(200, "GET", &format!("/api/v2/device/{approved}"), &t, None)
+        .expect(200, "POST", &format!("{path}/authorized"), &t, authorize)
         .await?;
     ensure!(d["authorized"] == true);
-    let d = s
-        .expect(
-            200,
-            "POST",
-            &format!("/api/v2/device/{waiting}/authorized"),
-            &t,
-            Some(json!({ "authorized": true })),
-        )
-        .await?;
-    ensure!(d["authorized"] == true);
-    let d = s
-        .expect(200, "GET", &format!("/api/v2/device/{waiting}"), &t, None)
-        .await?;
+    let d = s.device(&t, &waiting).await?;
     ensure!(d["authorized"] == true, "read-your-writes: {d}");
     let list = s
         .expect(200, "GET", "/api/v2/tailnet/-/devices?fields=all", &t, None)
         .await?;
     ensure!(fields(&list) == ["devices"] && list["devices"].as_array().map(Vec::len) == Some(2));
     // The one-off key is spent (R01) and shows so.
-    let k = s
-        .expect(
-            200,
-            "GET",
-            &format!(
-                "/api/v2/tailnet/-/keys/{}",
-                plain["id"].as_str().context("id")?
-            ),
-            &t,
-            None,
-        )
-        .await?;
+    let k = s.key(&t, plain["id"].as_str().context("id")?).await?;
     ensure!(
         k["invalid"] == true && k["uses"] == 1 && is_rfc3339(&k["lastUsed"]),
         "{k}"
     );
     // Delete the device: 200, then 404.
-    let del = s
-        .call(
-            "DELETE",
-            &format!("/api/v2/device/{waiting}"),
-            Some(&t),
-            None,
-        )
-        .await?;
+    let del = s.call("DELETE", &path, Some(&t), None).await?;
     ensure!(del.status == 200);
-    let gone = s
-        .call("GET", &format!("/api/v2/device/{waiting}"), Some(&t), None)
-        .await?;
-    ensure!(gone.status == 404 && message_only(&gone.body));
+    refused(&s, 404, "GET", &path, Some(&t), None).await?;
     s.stop().await
 }
 
@@ -525,83 +419,41 @@ async fn r05_r14_r15_tags_and_key_expiry() -> anyhow::Result<()> {
         "R05 sorted, deduplicated: {tagged}"
     );
     let plain = s.create_key(&t, json!({ "reusable": true })).await?;
-    let tn = s
-        .register(tagged["key"].as_str().context("key")?, "tagged")
-        .await?;
-    let un = s
-        .register(plain["key"].as_str().context("key")?, "untagged")
-        .await?;
+    let tn = s.register_key(&tagged, "tagged").await?;
+    let un = s.register_key(&plain, "untagged").await?;
 
-    let d = s
-        .expect(200, "GET", &format!("/api/v2/device/{tn}"), &t, None)
-        .await?;
+    let d = s.device(&t, &tn).await?;
     ensure!(d["tags"] == json!(["tag:a", "tag:ci"]) && d["keyExpiryDisabled"] == true);
     ensure!(d["expires"] == "0001-01-01T00:00:00Z", "{d}");
-    let d = s
-        .expect(200, "GET", &format!("/api/v2/device/{un}"), &t, None)
-        .await?;
+    let d = s.device(&t, &un).await?;
     ensure!(d["keyExpiryDisabled"] == false && is_rfc3339(&d["expires"]));
     let original = d["expires"].clone();
 
     let path = format!("/api/v2/device/{un}");
-    let d = s
-        .expect(
-            200,
-            "POST",
-            &format!("{path}/key"),
-            &t,
-            Some(json!({ "keyExpiryDisabled": true })),
-        )
-        .await?;
+    let post = async |action: &str, body: Value| {
+        let to = format!("{path}/{action}");
+        s.expect(200, "POST", &to, &t, Some(body)).await
+    };
+    let d = post("key", json!({ "keyExpiryDisabled": true })).await?;
     ensure!(d["keyExpiryDisabled"] == true && d["expires"] == "0001-01-01T00:00:00Z");
-    let d = s
-        .expect(
-            200,
-            "POST",
-            &format!("{path}/tags"),
-            &t,
-            Some(json!({ "tags": ["tag:web"] })),
-        )
-        .await?;
+    let d = post("tags", json!({ "tags": ["tag:web"] })).await?;
     ensure!(
         d["tags"] == json!(["tag:web"]) && d["keyExpiryDisabled"] == true,
         "R15: {d}"
     );
-    let d = s
-        .expect(
-            200,
-            "POST",
-            &format!("{path}/tags"),
-            &t,
-            Some(json!({ "tags": null })),
-        )
-        .await?;
+    let d = post("tags", json!({ "tags": null })).await?;
     ensure!(
         d["tags"] == json!([]) && d["keyExpiryDisabled"] == true,
         "R15: {d}"
     );
-    let d = s
-        .expect(
-            200,
-            "POST",
-            &format!("{path}/key"),
-            &t,
-            Some(json!({ "keyExpiryDisabled": false })),
-        )
-        .await?;
+    let d = post("key", json!({ "keyExpiryDisabled": false })).await?;
     ensure!(
         d["keyExpiryDisabled"] == false && d["expires"] == original,
         "R14 restore: {d}"
     );
-    let a = s
-        .call(
-            "POST",
-            &format!("{path}/tags"),
-            Some(&t),
-            Some(json!({ "tags": ["NotATag"] })),
-        )
-        .await?;
-    ensure!(a.status == 400 && message_only(&a.body));
+    let not_a_tag = Some(json!({ "tags": ["NotATag"] }));
+    let tags = format!("{path}/tags");
+    refused(&s, 400, "POST", &tags, Some(&t), not_a_tag).await?;
 
     let d = s
         .expect(200, "POST", &format!("{path}/expire"), &t, None)
@@ -620,36 +472,18 @@ async fn users_endpoint_returns_user_and_working_token() -> anyhow::Result<()> {
     // identity view); a bad role is 400; healthz and metrics answer.
     let s = Stack::start().await?;
     let t = s.owner_token.clone();
-    let u = s
-        .expect(
-            200,
-            "POST",
-            "/api/v2/tailnet/-/users",
-            &t,
-            Some(json!({ "loginName": "it@example.com", "role": "it-admin" })),
-        )
-        .await?;
+    let it = Some(json!({ "loginName": "it@example.com", "role": "it-admin" }));
+    let users = "/api/v2/tailnet/-/users";
+    let u = s.expect(200, "POST", users, &t, it).await?;
     ensure!(
         fields(&u) == ["apiKey", "id", "loginName", "role"] && u["role"] == "it-admin",
         "{u}"
     );
     let token = u["apiKey"].as_str().context("apiKey")?;
     s.create_key(token, json!({})).await?;
-    let a = s
-        .call(
-            "POST",
-            "/api/v2/tailnet/-/users",
-            Some(&t),
-            Some(json!({ "loginName": "x@example.com", "role": "king" })),
-        )
-        .await?;
-    ensure!(
-        a.status == 400
-            && message_only(&a.body)
-            && a.body["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("role"))
-    );
+    let king = Some(json!({ "loginName": "x@example.com", "role": "king" }));
+    let a = refused(&s, 400, "POST", users, Some(&t), king).await?;
+    ensure!(a["message"].as_str().is_some_and(|m| m.starts_with("role")));
     let m = s.raw("GET", "/metrics", &[], Bytes::new()).await?;
     let text = String::from_utf8_lossy(&m.raw);
     ensure!(

@@ -2,15 +2,19 @@
 //! (SIGTERM to stop), the registrar client, and a scan of every byte the run left behind for
 //! secrets.
 
+mod api_support;
+mod proc_support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use authkeys_domain::secret::{self, SecretKind};
 use authkeys_protocol::{Device, KeyReply, Reply, TokenReply, UserReply, subject};
 use authkeys_tests::NatsServer;
+use proc_support::{Procs, authkeys, bootstrap_command};
 use rustix::process::{Pid, Signal, kill_process};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -18,12 +22,11 @@ use serde_json::{Value, json};
 /// Bound on the service's start and on its graceful stop.
 const SERVICE_WAIT_MS_MAX: u64 = 30_000;
 
-fn authkeys() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_authkeys"))
-}
-
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
-    cmd.stdin(Stdio::null()).output().context("run authkeys")
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .context("run authkeys")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -40,10 +43,11 @@ fn id_after(stderr: &str, label: &str) -> anyhow::Result<String> {
 
 /// A bootstrapped data dir and the command service running on it as a child process.
 struct Service {
+    /// The service, killed on drop before the rest goes; empty once stopped.
+    child: Procs,
     nats: NatsServer,
     data: tempfile::TempDir,
     log_file: PathBuf,
-    child: Option<Child>,
     client: async_nats::Client,
     tailnet: String,
     owner: String,
@@ -54,17 +58,7 @@ impl Service {
     async fn start() -> anyhow::Result<Service> {
         let nats = NatsServer::start()?;
         let data = tempfile::tempdir()?;
-        let out = run(authkeys()
-            .args([
-                "admin",
-                "bootstrap",
-                "--tailnet",
-                "example.com",
-                "--owner",
-                "o@example.com",
-            ])
-            .arg("--data")
-            .arg(data.path()))?;
+        let out = run(&mut bootstrap_command(data.path(), "o@example.com"))?;
         ensure!(
             out.status.success(),
             "bootstrap failed: {}",
@@ -92,15 +86,12 @@ impl Service {
             .stderr(log)
             .spawn()
             .context("spawn authkeys command")?;
-        let client = async_nats::ConnectOptions::new()
-            .request_timeout(Some(Duration::from_millis(SERVICE_WAIT_MS_MAX)))
-            .connect(nats.url())
-            .await?;
+        let client = authkeys_tests::nats_client(&nats.url(), SERVICE_WAIT_MS_MAX).await?;
         Ok(Service {
             nats,
             data,
             log_file,
-            child: Some(child),
+            child: Procs(vec![child]),
             client,
             tailnet,
             owner,
@@ -161,7 +152,7 @@ impl Service {
 
     /// SIGTERM, then wait for a clean exit.
     fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut child) = self.child.0.pop() else {
             return Ok(());
         };
         kill_process(Pid::from_child(&child), Signal::TERM).context("SIGTERM")?;
@@ -187,15 +178,6 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_bootstrap_then_register_through_the_service() -> anyhow::Result<()> {
     // The CLI end to end: bootstrap prints only the Owner's token (and refuses the same tailnet
@@ -205,17 +187,7 @@ async fn cli_bootstrap_then_register_through_the_service() -> anyhow::Result<()>
     let mut svc = Service::start().await?;
     let key = svc.generate_key("gen-1", false).await?;
     // The running service holds the log: bootstrap cannot write beside it.
-    let again = run(authkeys()
-        .args([
-            "admin",
-            "bootstrap",
-            "--tailnet",
-            "example.com",
-            "--owner",
-            "x@example.com",
-        ])
-        .arg("--data")
-        .arg(svc.data.path()))?;
+    let again = run(&mut bootstrap_command(svc.data.path(), "x@example.com"))?;
     ensure!(again.status.code() == Some(1) && again.stdout.is_empty());
     let out = svc.register(&key, "web-1")?;
     ensure!(
@@ -239,17 +211,7 @@ async fn cli_bootstrap_then_register_through_the_service() -> anyhow::Result<()>
     svc.stop()?;
 
     // With the service stopped, a second bootstrap of the same name reaches the rule.
-    let again = run(authkeys()
-        .args([
-            "admin",
-            "bootstrap",
-            "--tailnet",
-            "example.com",
-            "--owner",
-            "x@example.com",
-        ])
-        .arg("--data")
-        .arg(svc.data.path()))?;
+    let again = run(&mut bootstrap_command(svc.data.path(), "x@example.com"))?;
     ensure!(again.status.code() == Some(1) && again.stdout.is_empty());
     ensure!(
         text(&again.stderr).contains("tailnet example.com already exists"),

@@ -6,36 +6,22 @@
 mod api_support;
 mod proc_support;
 
-use std::process::{Child, Command, Stdio};
-
 use anyhow::{Context, ensure};
-use authkeys_tests::NatsServer;
-use proc_support::{Procs, authkeys, bootstrap, free_port, get_ok, http};
-use serde_json::{Value, json};
+use proc_support::{
+    Procs, authkeys, bootstrapped, create_key, free_port, get_ok, http, register, spawn_role,
+};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_processes_create_register_list_and_survive_a_killed_projector() -> anyhow::Result<()>
 {
-    let nats = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let (cmd_dir, views_dir) = (dir.path().join("command"), dir.path().join("views"));
-    let token = bootstrap(&cmd_dir)?;
+    let (nats, dir, cmd_dir, token) = bootstrapped("command")?;
+    let views_dir = dir.path().join("views");
 
     let port = free_port()?;
-    let project = |views: &std::path::Path| -> anyhow::Result<Child> {
-        Ok(authkeys()
-            .args(["project", "--nats", &nats.url()])
-            .arg("--data")
-            .arg(views)
-            .spawn()?)
-    };
     let mut procs = Procs(vec![
-        authkeys()
-            .args(["command", "--nats", &nats.url()])
-            .arg("--data")
-            .arg(&cmd_dir)
-            .spawn()?,
-        project(&views_dir)?,
+        spawn_role("command", &nats.url(), &cmd_dir)?,
+        spawn_role("project", &nats.url(), &views_dir)?,
         authkeys()
             .args([
                 "api",
@@ -51,44 +37,19 @@ async fn split_processes_create_register_list_and_survive_a_killed_projector() -
 
     // Wait until the gateway and the views answer, then create a key over HTTP.
     get_ok(port, "/api/v2/tailnet/-/keys", &token).await?;
-    let created = http(
+    let created = create_key(
         port,
-        "POST",
-        "/api/v2/tailnet/-/keys",
         &token,
-        Some(json!({"capabilities": {"devices": {"create": {"reusable": true, "tags": ["tag:ci"]}}}})),
+        json!({"capabilities": {"devices": {"create": {"reusable": true, "tags": ["tag:ci"]}}}}),
     )
     .await?;
-    ensure!(
-        created.status == 200,
-        "create: {} {:?}",
-        created.status,
-        created.body
-    );
-    let key = created.body["key"]
+    let key = created["key"]
         .as_str()
         .context("the secret in the create response")?
         .to_owned();
 
     // Register through the registrar CLI.
-    let reg = Command::new(env!("CARGO_BIN_EXE_authkeys"))
-        .args([
-            "register",
-            "--nats",
-            &nats.url(),
-            "--authkey",
-            &key,
-            "--hostname",
-            "web-1",
-        ])
-        .stdin(Stdio::null())
-        .output()?;
-    ensure!(
-        reg.status.success(),
-        "register: {}",
-        String::from_utf8_lossy(&reg.stderr)
-    );
-    let device: Value = serde_json::from_slice(&reg.stdout)?;
+    let device = register(&nats.url(), &key, "web-1", None)?;
 
     // Read-your-writes across processes: the device is listed at once.
     let listed = get_ok(port, "/api/v2/tailnet/-/devices", &token).await?;
@@ -97,9 +58,7 @@ async fn split_processes_create_register_list_and_survive_a_killed_projector() -
         devices.len() == 1 && devices[0]["nodeId"] == device["nodeId"],
         "{listed}"
     );
-    ensure!(
-        devices[0]["tags"] == json!(["tag:ci"]) && devices[0]["authKeyId"] == created.body["id"]
-    );
+    ensure!(devices[0]["tags"] == json!(["tag:ci"]) && devices[0]["authKeyId"] == created["id"]);
 
     // kill -9 the projection process; a key created meanwhile is seen after its restart.
     procs.0[1].kill()?;
@@ -119,7 +78,7 @@ async fn split_processes_create_register_list_and_survive_a_killed_projector() -
         second.status,
         second.body
     );
-    procs.0[1] = project(&views_dir)?;
+    procs.0[1] = spawn_role("project", &nats.url(), &views_dir)?;
     let keys = get_ok(port, "/api/v2/tailnet/-/keys", &token).await?;
     let n = keys["keys"].as_array().context("keys")?.len();
     ensure!(n == if second.status == 200 { 2 } else { 1 }, "{keys}");

@@ -12,7 +12,6 @@
 mod api_support;
 mod proc_support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -20,27 +19,15 @@ use anyhow::{Context, ensure};
 use async_nats::jetstream;
 use authkeys_events::{DeleteReason, Envelope, Event};
 use authkeys_protocol::{NodeStatusRequest, subject};
-use authkeys_tests::{NatsServer, wait_until_async};
-use proc_support::{Procs, WAIT_MS_MAX, authkeys, bootstrap, free_port, get_ok, http, log_events};
+use authkeys_tests::wait_until_async;
+use proc_support::{
+    Procs, WAIT_MS_MAX, authkeys, bootstrapped, create_key, free_port, get_ok, http, log_events,
+    register, spawn_role,
+};
 use serde_json::{Value, json};
 
 fn node_key(n: u8) -> String {
     format!("nodekey:{}", format!("{n:02x}").repeat(32))
-}
-
-/// `authkeys register`: the device JSON.
-fn register(nats: &str, authkey: &str, hostname: &str, nk: &str) -> anyhow::Result<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_authkeys"))
-        .args(["register", "--nats", nats, "--authkey", authkey])
-        .args(["--hostname", hostname, "--node-key", nk])
-        .stdin(Stdio::null())
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "register: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// A registrar's connect/disconnect report.
@@ -64,24 +51,10 @@ fn key_expired_of<'a>(events: &'a [Envelope], key_id: &str) -> Vec<&'a Envelope>
         .collect()
 }
 
-async fn create_key(port: u16, token: &str, body: Value) -> anyhow::Result<Value> {
-    let created = http(port, "POST", "/api/v2/tailnet/-/keys", token, Some(body)).await?;
-    ensure!(
-        created.status == 200,
-        "create: {} {:?}",
-        created.status,
-        created.body
-    );
-    Ok(created.body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r08_r13_r02_serve_expires_keys_and_removes_inactive_ephemeral_nodes_on_time()
 -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    let token = bootstrap(&data)?;
+    let (nats, _dir, data, token) = bootstrapped("data")?;
     let port = free_port()?;
     let _procs = Procs(vec![
         authkeys()
@@ -103,7 +76,7 @@ async fn r08_r13_r02_serve_expires_keys_and_removes_inactive_ephemeral_nodes_on_
     .await?;
     let short_id = short["id"].as_str().context("id")?.to_owned();
     let secret = short["key"].as_str().context("key")?;
-    let web = register(&nats.url(), secret, "web-1", &node_key(1))?;
+    let web = register(&nats.url(), secret, "web-1", Some(&node_key(1)))?;
 
     // Two ephemeral nodes: A disconnects for good, B disconnects and reconnects at once.
     let eph = create_key(
@@ -113,8 +86,8 @@ async fn r08_r13_r02_serve_expires_keys_and_removes_inactive_ephemeral_nodes_on_
     )
     .await?;
     let eph_secret = eph["key"].as_str().context("key")?;
-    let a = register(&nats.url(), eph_secret, "job-a", &node_key(2))?;
-    let b = register(&nats.url(), eph_secret, "job-b", &node_key(3))?;
+    let a = register(&nats.url(), eph_secret, "job-a", Some(&node_key(2)))?;
+    let b = register(&nats.url(), eph_secret, "job-b", Some(&node_key(3)))?;
     let client = async_nats::connect(nats.url()).await?;
     report(&client, subject::NODE_DISCONNECTED, &node_key(2), "a-off").await?;
     report(&client, subject::NODE_DISCONNECTED, &node_key(3), "b-off").await?;
@@ -236,28 +209,14 @@ async fn timers_acked(js: &jetstream::Context, seq: u64) -> bool {
     }
 }
 
-fn timers(nats: &str, data: &Path) -> anyhow::Result<std::process::Child> {
-    Ok(authkeys()
-        .args(["timers", "--nats", nats])
-        .arg("--data")
-        .arg(data)
-        .spawn()?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r08_a_timer_killed_before_its_deadline_fires_once_after_its_restart() -> anyhow::Result<()>
 {
-    let nats = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let (cmd_dir, timers_dir) = (dir.path().join("command"), dir.path().join("timers"));
-    let token = bootstrap(&cmd_dir)?;
+    let (nats, dir, cmd_dir, token) = bootstrapped("command")?;
+    let timers_dir = dir.path().join("timers");
     let mut procs = Procs(vec![
-        authkeys()
-            .args(["command", "--nats", &nats.url()])
-            .arg("--data")
-            .arg(&cmd_dir)
-            .spawn()?,
-        timers(&nats.url(), &timers_dir)?,
+        spawn_role("command", &nats.url(), &cmd_dir)?,
+        spawn_role("timers", &nats.url(), &timers_dir)?,
     ]);
     // A key expiring in 4 s, created as soon as the command service answers.
     let mut secret = String::new();
@@ -322,7 +281,7 @@ async fn r08_a_timer_killed_before_its_deadline_fires_once_after_its_restart() -
     ensure!(key_expired_of(&log_events(&cmd_dir)?, &key_id).is_empty());
 
     // Restarted: the missed deadline fires at start, once.
-    procs.0[1] = timers(&nats.url(), &timers_dir)?;
+    procs.0[1] = spawn_role("timers", &nats.url(), &timers_dir)?;
     wait_until_async(Duration::from_millis(WAIT_MS_MAX), async || {
         log_events(&cmd_dir).is_ok_and(|ev| !key_expired_of(&ev, &key_id).is_empty())
     })
@@ -331,7 +290,7 @@ async fn r08_a_timer_killed_before_its_deadline_fires_once_after_its_restart() -
     // Kill it again and restart once more: still exactly one.
     procs.0[1].kill()?;
     procs.0[1].wait()?;
-    procs.0[1] = timers(&nats.url(), &timers_dir)?;
+    procs.0[1] = spawn_role("timers", &nats.url(), &timers_dir)?;
     let head = log_events(&cmd_dir)?.len() as u64;
     wait_until_async(Duration::from_millis(WAIT_MS_MAX), async || {
         timers_acked(&js, head).await

@@ -15,6 +15,8 @@
 //! all one, which shows the cost of finding a free machine name (`name`, `name-1`, …) as the
 //! tailnet fills; `BENCH_RELAY=0` runs without the relay. Needs nats-server (`make tools` or `NATS_SERVER`).
 
+#[path = "support/measure.rs"]
+mod measure;
 mod support;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use authkeys_events::{EventType, Seq};
 use authkeys_protocol::subject;
 use authkeys_tests::NatsServer;
 use futures::StreamExt;
+use measure::{bench_raw, fmt_ms, percentile, seconds_and_runtime};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -35,18 +38,6 @@ use tokio_util::sync::CancellationToken;
 const KEYS: usize = 8;
 /// Concurrency levels.
 const LEVELS: [usize; 3] = [1, 64, 256];
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn fmt_ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
 
 #[derive(Default)]
 struct Measured {
@@ -122,35 +113,6 @@ fn register_payload(key: &str, requester: usize, n: u64, level: usize, same_host
     .expect("encodes")
 }
 
-/// Raw redb: `per_txn` registrations (two rows each, the stored bytes of real events) per write
-/// transaction, one fsync each. Returns registrations/s.
-fn bench_raw(rows: &[Vec<u8>], per_txn: usize, secs: f64) -> f64 {
-    const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = redb::Builder::new()
-        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
-        .create(dir.path().join("raw.redb"))
-        .expect("create");
-    let started = Instant::now();
-    let mut seq = 0u64;
-    let mut registrations = 0u64;
-    while started.elapsed().as_secs_f64() < secs {
-        let txn = db.begin_write().expect("write");
-        {
-            let mut t = txn.open_table(TABLE).expect("table");
-            for _ in 0..per_txn {
-                for row in rows {
-                    seq += 1;
-                    t.insert(seq, row.as_slice()).expect("insert");
-                }
-            }
-        }
-        txn.commit().expect("commit");
-        registrations += per_txn as u64;
-    }
-    registrations as f64 / started.elapsed().as_secs_f64()
-}
-
 struct Row {
     requesters: usize,
     register: Measured,
@@ -160,14 +122,7 @@ struct Row {
 }
 
 fn main() {
-    let secs: f64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (secs, rt) = seconds_and_runtime();
     let same_host = std::env::var("BENCH_SAME_HOSTNAME").is_ok_and(|v| v == "1");
     let relay = !std::env::var("BENCH_RELAY").is_ok_and(|v| v == "0");
     rt.block_on(run(secs, same_host, relay));
@@ -287,6 +242,8 @@ async fn run(secs: f64, same_host: bool, relay: bool) {
     service.await.expect("join").expect("service");
     echo_task.abort();
     for row in &mut rows {
+        // Raw redb: as many registrations (two rows each, the stored bytes of real events) per
+        // transaction as there are requesters.
         row.raw = bench_raw(&sample_rows, row.requesters, secs);
     }
 

@@ -79,8 +79,10 @@ impl App {
         let head = log.head();
         tracing::info!(seq = head.seq, data = %settings.data_dir.display(), "log open");
 
-        let client =
-            authkeys_protocol::nats::connect(&settings.nats_url, "authkeys-command").await?;
+        let client = settings
+            .identity
+            .connect(&settings.nats_url, "authkeys-command")
+            .await?;
         if let Some(cfg) = &settings.relay {
             let js = async_nats::jetstream::new(client.clone());
             relay::ensure_stream(&js, cfg)

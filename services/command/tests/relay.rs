@@ -68,6 +68,36 @@ async fn connect(server: &NatsServer) -> anyhow::Result<Context> {
     Ok(jetstream::new(async_nats::connect(server.url()).await?))
 }
 
+/// What every relay test starts from: tracing, a server, an empty log in a temp dir, a
+/// JetStream context and a relay config of its own.
+async fn start() -> anyhow::Result<(NatsServer, tempfile::TempDir, Log<()>, Context, RelayConfig)> {
+    init_tracing();
+    let server = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let log = open_log(&dir)?;
+    let js = connect(&server).await?;
+    Ok((server, dir, log, js, test_config()))
+}
+
+/// Waits (deadline) for the stream to hold `head` messages, then for `relay` to catch up, then
+/// compares every message with the log.
+async fn stream_reaches_head(
+    relay: &Running,
+    js: &Context,
+    cfg: &RelayConfig,
+    log: &Log<()>,
+    what: &'static str,
+) -> anyhow::Result<()> {
+    let head = log.head().seq;
+    wait_until_async(wait_max(), async || {
+        stream_messages(js, cfg).await.is_ok_and(|n| n == head)
+    })
+    .await
+    .context(what)?;
+    relay.caught_up(log).await?;
+    assert_stream_is_log(js, cfg, log).await
+}
+
 struct Running {
     status: RelayStatus,
     shutdown: CancellationToken,
@@ -182,12 +212,7 @@ async fn relay_publishes_every_event_once_in_seq_order() -> anyhow::Result<()> {
     // in seq order, on `<prefix>.<tailnet>.<Type>`, with Nats-Msg-Id = event id and the log's
     // exact bytes, and that the durable cursor ends at the head. How: 10 events before the
     // relay, 20 after, each message compared with the log, then a clean shutdown.
-    init_tracing();
-    let server = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let log = open_log(&dir)?;
-    let js = connect(&server).await?;
-    let cfg = test_config();
+    let (_server, _dir, log, js, cfg) = start().await?;
 
     append(&log, "before", 5).await?;
     let relay = start_relay(&log, &js, &cfg).await?;
@@ -222,12 +247,7 @@ async fn relay_survives_a_nats_outage_without_blocking_commands() -> anyhow::Res
     // the head's count, then compare every message with the log. Publishes buffered in the client
     // during the outage reach the server after it returns, racing the relay's re-publishes: the
     // comparison shows they neither duplicate nor reorder.
-    init_tracing();
-    let mut server = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let log = open_log(&dir)?;
-    let js = connect(&server).await?;
-    let cfg = test_config();
+    let (mut server, _dir, log, js, cfg) = start().await?;
 
     let relay = start_relay(&log, &js, &cfg).await?;
     append(&log, "up", 10).await?;
@@ -250,13 +270,7 @@ async fn relay_survives_a_nats_outage_without_blocking_commands() -> anyhow::Res
     append(&log, "back", 10).await?;
     let head = log.head().seq;
     ensure!(head == 70, "head {head}");
-    wait_until_async(wait_max(), async || {
-        stream_messages(&js, &cfg).await.is_ok_and(|n| n == head)
-    })
-    .await
-    .context("the stream reaches the head")?;
-    relay.caught_up(&log).await?;
-    assert_stream_is_log(&js, &cfg, &log).await?;
+    stream_reaches_head(&relay, &js, &cfg, &log, "the stream reaches the head").await?;
     relay.stop().await?;
     wait_until(wait_max(), || log.relay_cursor().is_ok_and(|c| c == head)).await?;
     Ok(())
@@ -269,12 +283,7 @@ async fn relay_restart_resumes_without_duplicates() -> anyhow::Result<()> {
     // exactly once. How: 300 events in the log; relay A, publishing one at a time, aborted as
     // soon as it has acknowledged 10; relay B (window of 8) started on the same log and stream;
     // more appends; the stream compared with the log.
-    init_tracing();
-    let server = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let log = open_log(&dir)?;
-    let js = connect(&server).await?;
-    let cfg = test_config();
+    let (_server, _dir, log, js, cfg) = start().await?;
 
     append(&log, "first", 150).await?;
     let head_at_abort = log.head().seq;
@@ -310,26 +319,21 @@ async fn relay_refills_a_stream_that_was_deleted() -> anyhow::Result<()> {
     // Proves that the cursor is not trusted over the stream: when the stream is deleted (or lost)
     // the relay recreates it and publishes the whole log again, in order. How: relay caught up,
     // stream deleted, one more append (its publish fails), then wait for the stream to match.
-    init_tracing();
-    let server = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let log = open_log(&dir)?;
-    let js = connect(&server).await?;
-    let cfg = test_config();
+    let (_server, _dir, log, js, cfg) = start().await?;
 
     let relay = start_relay(&log, &js, &cfg).await?;
     append(&log, "one", 10).await?;
     relay.caught_up(&log).await?;
     js.delete_stream(&cfg.stream).await?;
     append(&log, "two", 1).await?;
-    let head = log.head().seq;
-    wait_until_async(wait_max(), async || {
-        stream_messages(&js, &cfg).await.is_ok_and(|n| n == head)
-    })
-    .await
-    .context("the recreated stream reaches the head")?;
-    relay.caught_up(&log).await?;
-    assert_stream_is_log(&js, &cfg, &log).await?;
+    stream_reaches_head(
+        &relay,
+        &js,
+        &cfg,
+        &log,
+        "the recreated stream reaches the head",
+    )
+    .await?;
     ensure!(relay.status.failures() > 0, "the deletion went unnoticed");
     relay.stop().await?;
     Ok(())
@@ -341,12 +345,7 @@ async fn relay_refuses_a_stream_written_by_another_log() -> anyhow::Result<()> {
     // (another log's stream, or foreign publishes), and that it keeps commands unaffected while
     // refusing. How: the stream gets one foreign message with a Nats-Msg-Id of no event of this
     // log; the relay starts over a log of 4 events; it must fail and leave the stream untouched.
-    init_tracing();
-    let server = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let log = open_log(&dir)?;
-    let js = connect(&server).await?;
-    let cfg = test_config();
+    let (_server, _dir, log, js, cfg) = start().await?;
 
     relay::ensure_stream(&js, &cfg).await?;
     let mut headers = HeaderMap::new();

@@ -222,4 +222,24 @@ impl All {
         self.machines.stop().await?;
         self.identity.stop().await
     }
+
+    /// Stops the workers, then the rig.
+    pub async fn stop_with(self, rig: Rig) -> anyhow::Result<()> {
+        self.stop().await?;
+        rig.stop().await
+    }
+
+    /// Waits for the views to converge at the head, then stops the workers and the rig.
+    pub async fn converge_then_stop(self, rig: Rig) -> anyhow::Result<()> {
+        self.converge(&rig).await?;
+        self.stop_with(rig).await
+    }
+}
+
+/// A rig with all three workers running and `steps` fixture steps appended.
+pub async fn rig_with_all(steps: u64) -> anyhow::Result<(Rig, All)> {
+    let mut rig = Rig::start().await?;
+    let all = All::spawn(&rig).await?;
+    rig.append_steps(steps).await?;
+    Ok((rig, all))
 }

@@ -102,10 +102,7 @@ impl Stack {
         let port = gateway.port();
         tasks.push(tokio::spawn(gateway.run(shutdown.clone())));
 
-        let client = async_nats::ConnectOptions::new()
-            .request_timeout(Some(Duration::from_millis(REQUEST_WAIT_MS_MAX)))
-            .connect(nats.url())
-            .await?;
+        let client = authkeys_tests::nats_client(&nats.url(), REQUEST_WAIT_MS_MAX).await?;
         let stack = Stack {
             nats,
             dir,
@@ -229,6 +226,24 @@ impl Stack {
             bail!("registration refused: {v}");
         }
         Ok(v["device"]["id"].as_str().context("device id")?.to_owned())
+    }
+
+    /// Registers a node with the secret of `key`, a create answer; returns the device id.
+    pub async fn register_key(&self, key: &Value, hostname: &str) -> anyhow::Result<String> {
+        self.register(key["key"].as_str().context("key")?, hostname)
+            .await
+    }
+
+    /// `GET /api/v2/device/{id}` as `token`, expecting 200; returns the device.
+    pub async fn device(&self, token: &str, id: &str) -> anyhow::Result<Value> {
+        let path = format!("/api/v2/device/{id}");
+        self.expect(200, "GET", &path, token, None).await
+    }
+
+    /// `GET /api/v2/tailnet/-/keys/{id}` as `token`, expecting 200; returns the key.
+    pub async fn key(&self, token: &str, id: &str) -> anyhow::Result<Value> {
+        let path = format!("/api/v2/tailnet/-/keys/{id}");
+        self.expect(200, "GET", &path, token, None).await
     }
 
     /// Every event's stored bytes and the head: what "nothing was written" compares.

@@ -5,13 +5,14 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use authkeys_events::{Envelope, Seq};
 use authkeys_log::LogReader;
+use authkeys_tests::NatsServer;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -42,6 +43,16 @@ impl Drop for Procs {
     }
 }
 
+/// `authkeys <role> --nats <nats> --data <data>` (`command`, `project`, `timers`), spawned.
+pub fn spawn_role(role: &str, nats: &str, data: &Path) -> anyhow::Result<Child> {
+    authkeys()
+        .args([role, "--nats", nats])
+        .arg("--data")
+        .arg(data)
+        .spawn()
+        .with_context(|| format!("spawn authkeys {role}"))
+}
+
 /// A free loopback port.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -49,23 +60,41 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// `authkeys admin bootstrap` of tailnet `example.com` with Owner `owner` into `data`, not run.
+pub fn bootstrap_command(data: &Path, owner: &str) -> Command {
+    let mut c = authkeys();
+    c.args([
+        "admin",
+        "bootstrap",
+        "--tailnet",
+        "example.com",
+        "--owner",
+        owner,
+    ])
+    .arg("--data")
+    .arg(data);
+    c
+}
+
 /// `authkeys admin bootstrap` into `data`: the Owner's token.
 pub fn bootstrap(data: &Path) -> anyhow::Result<String> {
-    let out = authkeys()
+    let out = bootstrap_command(data, "o@example.com")
         .stdout(Stdio::piped())
-        .args([
-            "admin",
-            "bootstrap",
-            "--tailnet",
-            "example.com",
-            "--owner",
-            "o@example.com",
-        ])
-        .arg("--data")
-        .arg(data)
         .output()?;
     ensure!(out.status.success(), "bootstrap failed");
     Ok(String::from_utf8(out.stdout)?.trim_end().to_owned())
+}
+
+/// A nats-server, and a temp dir whose subdirectory `name` is bootstrapped: the server, the
+/// temp dir, that subdirectory and the Owner's token.
+pub fn bootstrapped(
+    name: &str,
+) -> anyhow::Result<(NatsServer, tempfile::TempDir, PathBuf, String)> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join(name);
+    let token = bootstrap(&data)?;
+    Ok((nats, dir, data, token))
 }
 
 /// An HTTP request with the token; JSON body if any.
@@ -99,6 +128,41 @@ pub async fn get_ok(port: u16, path: &str, token: &str) -> anyhow::Result<Value>
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+}
+
+/// `authkeys register` with `authkey` as `hostname` (and `node_key`, else a random one): the
+/// device JSON.
+pub fn register(
+    nats: &str,
+    authkey: &str,
+    hostname: &str,
+    node_key: Option<&str>,
+) -> anyhow::Result<Value> {
+    let mut cmd = authkeys();
+    cmd.args(["register", "--nats", nats, "--authkey", authkey])
+        .args(["--hostname", hostname]);
+    if let Some(nk) = node_key {
+        cmd.args(["--node-key", nk]);
+    }
+    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output()?;
+    ensure!(
+        out.status.success(),
+        "register: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `POST /api/v2/tailnet/-/keys` with `body`, expecting 200; returns the key.
+pub async fn create_key(port: u16, token: &str, body: Value) -> anyhow::Result<Value> {
+    let created = http(port, "POST", "/api/v2/tailnet/-/keys", token, Some(body)).await?;
+    ensure!(
+        created.status == 200,
+        "create: {} {:?}",
+        created.status,
+        created.body
+    );
+    Ok(created.body)
 }
 
 /// Every event of the log in the command service's data dir, read-only beside the writer.

@@ -5,8 +5,6 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::time::Duration;
-
 use anyhow::{Context, bail, ensure};
 use authkeys_command::app::{App, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
@@ -62,10 +60,7 @@ impl Harness {
         let log = app.log();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
-        let client = async_nats::ConnectOptions::new()
-            .request_timeout(Some(Duration::from_millis(REQUEST_WAIT_MS_MAX)))
-            .connect(nats.url())
-            .await?;
+        let client = authkeys_tests::nats_client(&nats.url(), REQUEST_WAIT_MS_MAX).await?;
         Ok(Harness {
             nats,
             dir,
