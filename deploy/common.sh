@@ -1,5 +1,14 @@
-# Shared by run-local.sh and run-split.sh (sourced, not run): bootstrap on first start, a
+# Shared by run-local.sh, run-split.sh and run-secure.sh (sourced, not run): bootstrap on first start, a
 # nats-server in its own session, a bounded wait for it, and stopping roles front to back.
+
+# The settings every run script shares; DATA_DIR defaults to $DEFAULT_DATA_DIR, set by the script.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA_DIR="${DATA_DIR:-$ROOT/$DEFAULT_DATA_DIR}"
+NATS_SERVER="${NATS_SERVER:?NATS_SERVER must point at nats-server (make sets it)}"
+AUTHKEYS="${AUTHKEYS:?AUTHKEYS must point at the authkeys binary (make sets it)}"
+NATS_URL="nats://127.0.0.1:4222"
+HTTP_ADDR="${AUTHKEYS_HTTP:-127.0.0.1:8080}"
+TOKEN_FILE="$DATA_DIR/owner.token"
 
 # bootstrap_once LOG_DIR TOKEN_FILE: create a tailnet once and keep the Owner's API token in a
 # 0600 file (bootstrap is offline: it runs before the command service holds the log).

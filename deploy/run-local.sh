@@ -4,15 +4,8 @@
 # authkeys gracefully, then nats-server. Data lives under $DATA_DIR (default .data/ in the repository).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA_DIR="${DATA_DIR:-$ROOT/.data}"
-NATS_SERVER="${NATS_SERVER:?NATS_SERVER must point at nats-server (make run sets it)}"
-AUTHKEYS="${AUTHKEYS:?AUTHKEYS must point at the authkeys binary (make run sets it)}"
-NATS_URL="nats://127.0.0.1:4222"
-HTTP_ADDR="${AUTHKEYS_HTTP:-127.0.0.1:8080}"
-
-source "$ROOT/deploy/common.sh"
-TOKEN_FILE="$DATA_DIR/owner.token"
+DEFAULT_DATA_DIR=.data
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bootstrap_once "$DATA_DIR/authkeys" "$TOKEN_FILE"
 trap stop_all EXIT
 trap 'exit 130' INT TERM

@@ -6,17 +6,10 @@
 # Anonymous connections are refused. Data lives under $DATA_DIR (default .data-secure/).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA_DIR="${DATA_DIR:-$ROOT/.data-secure}"
-NATS_SERVER="${NATS_SERVER:?NATS_SERVER must point at nats-server (make run-secure sets it)}"
-AUTHKEYS="${AUTHKEYS:?AUTHKEYS must point at the authkeys binary (make run-secure sets it)}"
-NATS_URL="nats://127.0.0.1:4222"
-HTTP_ADDR="${AUTHKEYS_HTTP:-127.0.0.1:8080}"
+DEFAULT_DATA_DIR=.data-secure
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 AUTH_DIR="$DATA_DIR/nats-auth"
 REGISTRAR="${AUTHKEYS_REGISTRAR:-local}"
-
-source "$ROOT/deploy/common.sh"
-TOKEN_FILE="$DATA_DIR/owner.token"
 bootstrap_once "$DATA_DIR/authkeys" "$TOKEN_FILE"
 if [ ! -e "$AUTH_DIR/nats-server.conf" ]; then
   "$AUTHKEYS" admin nats-config --out "$AUTH_DIR" --registrar "$REGISTRAR"

@@ -5,15 +5,8 @@
 # others, then nats-server. AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT (default 30m) is read by timers.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA_DIR="${DATA_DIR:-$ROOT/.data-split}"
-NATS_SERVER="${NATS_SERVER:?NATS_SERVER must point at nats-server (make run-split sets it)}"
-AUTHKEYS="${AUTHKEYS:?AUTHKEYS must point at the authkeys binary (make run-split sets it)}"
-NATS_URL="nats://127.0.0.1:4222"
-HTTP_ADDR="${AUTHKEYS_HTTP:-127.0.0.1:8080}"
-
-source "$ROOT/deploy/common.sh"
-TOKEN_FILE="$DATA_DIR/owner.token"
+DEFAULT_DATA_DIR=.data-split
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bootstrap_once "$DATA_DIR/command" "$TOKEN_FILE"
 mkdir -p "$DATA_DIR/views" "$DATA_DIR/timers"
 trap stop_all EXIT

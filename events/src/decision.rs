@@ -35,6 +35,17 @@ pub enum Expected {
     Exactly(u64),
 }
 
+impl Expected {
+    /// Whether a stream at version `current` (0: it does not exist) meets this expectation.
+    pub fn admits(self, current: u64) -> bool {
+        match self {
+            Expected::Any => true,
+            Expected::NoStream => current == 0,
+            Expected::Exactly(v) => current == v,
+        }
+    }
+}
+
 /// An event a command wants to append, with what it expects of its stream.
 #[derive(Debug, Clone)]
 pub struct Proposed {

@@ -20,8 +20,8 @@ use crate::store::{
     META_RELAY_CURSOR, META_VERIFYING_KEY, StoredEvent, command_key, event_id,
 };
 use crate::{
-    Aggregate, AppendError, Command, Committed, Expected, Head, Inner, Log, LogConfig, LogError,
-    LogStats, Msg, bump,
+    Aggregate, AppendError, Command, Committed, Head, Inner, Log, LogConfig, LogError, LogStats,
+    Msg, bump,
 };
 
 type Reply<R> = oneshot::Sender<Result<Committed, AppendError<R>>>;
@@ -500,12 +500,7 @@ impl<S: Aggregate> Writer<S> {
                 .or_else(|| self.streams.get(&stream))
                 .copied()
                 .unwrap_or(0);
-            let ok = match p.expected {
-                Expected::Any => true,
-                Expected::NoStream => current == 0,
-                Expected::Exactly(v) => current == v,
-            };
-            if !ok {
+            if !p.expected.admits(current) {
                 return Ok(Err(AppendError::Conflict {
                     stream,
                     expected: p.expected,

@@ -463,12 +463,7 @@ impl Given {
                 .or_else(|| self.streams.get(&stream))
                 .copied()
                 .unwrap_or(0);
-            let ok = match p.expected {
-                Expected::Any => true,
-                Expected::NoStream => current == 0,
-                Expected::Exactly(v) => current == v,
-            };
-            if !ok {
+            if !p.expected.admits(current) {
                 return Err(StreamConflict(format!(
                     "{} on {stream}: expected {:?}, stream is at {current}",
                     p.event.event_type(),

@@ -136,9 +136,10 @@ mod tests {
     #[test]
     fn writes_one_user_per_role_with_private_seeds_and_never_overwrites_unasked() {
         use std::os::unix::fs::PermissionsExt as _;
+        let r1 = RegistrarName::parse("r1").expect("valid");
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("nats");
-        let r1 = RegistrarName::parse("r1").expect("valid");
+        // A registrar named twice is admitted once.
         let written = write(&out, &[r1.clone(), r1], false).expect("writes");
         assert_eq!(
             written.users.len(),
