@@ -78,10 +78,7 @@ pub struct Token {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Key {
-    /// Who generated it (R06, R09).
-    pub user_id: UserId,
-    /// Description.
-    pub description: Description,
+    // What it does.
     /// R01.
     pub reusable: bool,
     /// R02.
@@ -90,24 +87,30 @@ pub struct Key {
     pub preauthorized: bool,
     /// R05.
     pub tags: Tags,
-    /// Requested lifetime.
-    pub expiry_seconds: ExpirySeconds,
-    /// Generation time.
-    pub created: Timestamp,
-    /// R08.
-    pub expires: Timestamp,
+    // Whose it is.
+    /// Who generated it (R06, R09).
+    pub user_id: UserId,
+    /// Description.
+    pub description: Description,
     /// Keyed hash of its secret (R10).
     pub secret_hash: Hash,
-    /// When revoked (R11, R12).
-    pub revoked: Option<Timestamp>,
-    /// A `KeyExpired` was recorded.
-    pub expired: bool,
+    /// The lock key that pre-signed it (R04).
+    pub signed_by: Option<String>,
+    // Its life.
+    /// Generation time.
+    pub created: Timestamp,
+    /// Requested lifetime.
+    pub expiry_seconds: ExpirySeconds,
+    /// R08.
+    pub expires: Timestamp,
     /// Registrations made with it.
     pub uses: u64,
     /// Last registration.
     pub last_used: Option<Timestamp>,
-    /// The lock key that pre-signed it (R04).
-    pub signed_by: Option<String>,
+    /// When revoked (R11, R12).
+    pub revoked: Option<Timestamp>,
+    /// A `KeyExpired` was recorded.
+    pub expired: bool,
 }
 
 impl Key {
@@ -125,64 +128,68 @@ impl Key {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
+    // What it is.
     /// Its key (R16).
     pub node_key: NodeKey,
-    /// Host name as reported.
-    pub hostname: Hostname,
     /// Unique machine name.
     pub name: String,
+    /// Host name as reported.
+    pub hostname: Hostname,
     /// OS as reported.
     pub os: String,
+    /// R02.
+    pub ephemeral: bool,
+    // Whose it is.
     /// Owner (R06).
     pub user_id: UserId,
     /// R05.
     pub tags: Tags,
     /// The key of the last (re-)authentication.
     pub auth_key_id: KeyId,
-    /// R02.
-    pub ephemeral: bool,
+    // How it stands.
+    /// First registration.
+    pub created: Timestamp,
     /// R03.
     pub authorized: bool,
-    /// R14.
+    /// R04.
+    pub tailnet_lock_error: Option<String>,
+    /// Connected to the control plane, per its registrar.
+    pub connected: bool,
+    /// Last connect or disconnect report.
+    pub last_seen: Option<Timestamp>,
+    // Its key's expiry (R14).
+    /// Expiry disabled.
     pub key_expiry_disabled: bool,
     /// Node-key expiry in force (`None` when disabled).
     pub expires: Option<Timestamp>,
+    /// Its key was expired (by time or by an admin) and it has not re-authenticated since.
+    pub expired: bool,
     /// When the node last (re-)authenticated: the base of its key expiry (R14).
     pub authenticated_at: Timestamp,
     /// The expiry its last (re-)authentication set, which re-enabling expiry restores (R14);
     /// `None` when it (re-)authenticated with expiry disabled.
     pub authenticated_expires: Option<Timestamp>,
-    /// First registration.
-    pub created: Timestamp,
-    /// Connected to the control plane, per its registrar.
-    pub connected: bool,
-    /// Last connect or disconnect report.
-    pub last_seen: Option<Timestamp>,
-    /// R04.
-    pub tailnet_lock_error: Option<String>,
-    /// Its key was expired (by time or by an admin) and it has not re-authenticated since.
-    pub expired: bool,
 }
 
 impl Key {
     /// A key as its generation records it.
     pub fn generated(e: &KeyGenerated, now: Timestamp) -> Self {
         Self {
-            user_id: e.user_id.clone(),
-            description: e.description.clone(),
             reusable: e.reusable,
             ephemeral: e.ephemeral,
             preauthorized: e.preauthorized,
             tags: e.tags.clone(),
-            expiry_seconds: e.expiry_seconds,
-            created: now,
-            expires: e.expires,
+            user_id: e.user_id.clone(),
+            description: e.description.clone(),
             secret_hash: e.secret_hash,
-            revoked: None,
-            expired: false,
+            signed_by: None,
+            created: now,
+            expiry_seconds: e.expiry_seconds,
+            expires: e.expires,
             uses: 0,
             last_used: None,
-            signed_by: None,
+            revoked: None,
+            expired: false,
         }
     }
 
@@ -217,23 +224,23 @@ impl Node {
     pub fn registered(e: &NodeRegistered, now: Timestamp) -> Self {
         Self {
             node_key: e.node_key.clone(),
-            hostname: e.hostname.clone(),
             name: e.name.clone(),
+            hostname: e.hostname.clone(),
             os: e.os.clone(),
+            ephemeral: e.ephemeral,
             user_id: e.user_id.clone(),
             tags: e.tags.clone(),
             auth_key_id: e.auth_key_id.clone(),
-            ephemeral: e.ephemeral,
-            authorized: e.authorized,
-            key_expiry_disabled: e.key_expiry_disabled,
-            expires: e.expires,
-            authenticated_at: now,
-            authenticated_expires: e.expires,
             created: now,
+            authorized: e.authorized,
+            tailnet_lock_error: e.tailnet_lock_error.clone(),
             connected: false,
             last_seen: None,
-            tailnet_lock_error: e.tailnet_lock_error.clone(),
+            key_expiry_disabled: e.key_expiry_disabled,
+            expires: e.expires,
             expired: false,
+            authenticated_at: now,
+            authenticated_expires: e.expires,
         }
     }
 

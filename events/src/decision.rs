@@ -5,9 +5,10 @@
 //! They live here, below both, so that the domain (which implements them) links no storage and
 //! the log (which drives them) knows no rule.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::{Envelope, Event, TailnetId, Timestamp};
+use crate::{Envelope, Event, StreamId, TailnetId, Timestamp};
 
 /// The state the log's writer keeps current with every committed event, and that every decision
 /// reads. The command service's domain state implements it; `()` is a log with no rules.
@@ -62,6 +63,47 @@ pub struct Decision {
     pub tailnet: TailnetId,
     /// The events, in order; empty when nothing needs to change.
     pub events: Vec<Proposed>,
+}
+
+/// A stream that is not at the version an event of a decision expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionConflict {
+    /// The stream.
+    pub stream: StreamId,
+    /// What the event expected.
+    pub expected: Expected,
+    /// Where the stream is (counting the decision's earlier events).
+    pub actual: u64,
+}
+
+impl Decision {
+    /// Each event with its stream and the version it brings that stream to, checking every
+    /// event's expectation against `stored` (a stream's committed version, 0 if none) and the
+    /// decision's earlier events. All or nothing: the first unmet expectation is the answer.
+    pub fn versioned(
+        self,
+        stored: impl Fn(&StreamId) -> u64,
+    ) -> Result<Vec<(Event, StreamId, u64)>, VersionConflict> {
+        let mut versions: HashMap<StreamId, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(self.events.len());
+        for p in self.events {
+            let stream = p.event.stream(&self.tailnet);
+            let current = versions
+                .get(&stream)
+                .copied()
+                .unwrap_or_else(|| stored(&stream));
+            if !p.expected.admits(current) {
+                return Err(VersionConflict {
+                    stream,
+                    expected: p.expected,
+                    actual: current,
+                });
+            }
+            versions.insert(stream.clone(), current + 1);
+            out.push((p.event, stream, current + 1));
+        }
+        Ok(out)
+    }
 }
 
 /// Reads the current time; injected into every role (write and read side) so that tests

@@ -482,8 +482,8 @@ impl<S: Aggregate> Writer<S> {
                 return Ok(Err(AppendError::Invalid("the decision failed".into())));
             }
         };
-        let (tailnet, proposed) = (decision.tailnet, decision.events);
-        if proposed.len() > self.config.command_events_max {
+        let tailnet = decision.tailnet.clone();
+        if decision.events.len() > self.config.command_events_max {
             return Ok(Err(AppendError::Invalid(format!(
                 "a command may append at most {} events",
                 self.config.command_events_max
@@ -491,25 +491,17 @@ impl<S: Aggregate> Writer<S> {
         }
 
         // Check every expectation before writing anything: a command is all or nothing.
-        let mut versions: HashMap<StreamId, u64> = HashMap::new();
-        let mut planned = Vec::with_capacity(proposed.len());
-        for p in proposed {
-            let stream = p.event.stream(&tailnet);
-            let current = versions
-                .get(&stream)
-                .or_else(|| self.streams.get(&stream))
-                .copied()
-                .unwrap_or(0);
-            if !p.expected.admits(current) {
+        let streams = &self.streams;
+        let planned = match decision.versioned(|s| streams.get(s).copied().unwrap_or(0)) {
+            Ok(planned) => planned,
+            Err(c) => {
                 return Ok(Err(AppendError::Conflict {
-                    stream,
-                    expected: p.expected,
-                    actual: current,
+                    stream: c.stream,
+                    expected: c.expected,
+                    actual: c.actual,
                 }));
             }
-            versions.insert(stream.clone(), current + 1);
-            planned.push((p.event, stream, current + 1));
-        }
+        };
 
         let first = self.head.seq + 1;
         let mut envelopes = Vec::with_capacity(planned.len());

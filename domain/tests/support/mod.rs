@@ -452,33 +452,27 @@ impl Given {
     fn envelopes(&self, decision: Decision, actor: Actor) -> Result<Vec<Envelope>, StreamConflict> {
         let command_id =
             CommandId::parse(format!("c-{}", self.commands + 1)).expect("valid command id");
-        let mut versions: HashMap<StreamId, u64> = HashMap::new();
         let mut seq = self.history.len() as u64;
         let mut prev_hash = self.prev_hash;
-        let mut out = Vec::with_capacity(decision.events.len());
-        for p in decision.events {
-            let stream = p.event.stream(&decision.tailnet);
-            let current = versions
-                .get(&stream)
-                .or_else(|| self.streams.get(&stream))
-                .copied()
-                .unwrap_or(0);
-            if !p.expected.admits(current) {
-                return Err(StreamConflict(format!(
-                    "{} on {stream}: expected {:?}, stream is at {current}",
-                    p.event.event_type(),
-                    p.expected
-                )));
-            }
-            versions.insert(stream.clone(), current + 1);
+        let tailnet = decision.tailnet.clone();
+        let planned = decision
+            .versioned(|s| self.streams.get(s).copied().unwrap_or(0))
+            .map_err(|c| {
+                StreamConflict(format!(
+                    "{}: expected {:?}, stream is at {}",
+                    c.stream, c.expected, c.actual
+                ))
+            })?;
+        let mut out = Vec::with_capacity(planned.len());
+        for (event, stream, stream_version) in planned {
             seq += 1;
             let mut env = Envelope {
                 seq: Seq::new(seq).expect("from 1"),
                 id: EventId::parse(format!("e{seq:032x}")).expect("valid event id"),
-                event: p.event,
-                tailnet: decision.tailnet.clone(),
+                event,
+                tailnet: tailnet.clone(),
                 stream,
-                stream_version: current + 1,
+                stream_version,
                 time: self.now,
                 actor: actor.clone(),
                 command_id: command_id.clone(),
