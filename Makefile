@@ -29,7 +29,7 @@ export NATS_SERVER
 
 CARGO_TEST := cargo test --workspace
 
-.PHONY: help tools test check check-contract bench run run-split run-secure schemas fmt clean-data
+.PHONY: help tools test check check-contract bench fuzz run run-split run-secure schemas fmt clean-data
 
 help:
 	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
@@ -38,6 +38,7 @@ help:
 	@echo "make check-contract  no subject or stream spelled outside protocol/src/subject.rs;"
 	@echo "                 docs/contract.md equal to the shared SPEC.md (when it is beside the repo)"
 	@echo "make bench       every benchmark (figures in BENCHMARKS.md)"
+	@echo "make fuzz        every fuzz target, 1,000,000 cases each, in release (AUTHKEYS_FUZZ_CASES=n to change)"
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
 	@echo "make run-secure  the same system with NATS authentication on: one nkey user per role (data in .data-secure/)"
@@ -103,6 +104,13 @@ bench: tools
 	cargo bench -p authkeys-projections --bench rebuild
 	cargo bench -p authkeys-projections --bench fanout
 	cargo bench -p authkeys-audit --bench verify
+
+# Every fuzz target (fuzz/: NATS payloads, HTTP bodies and headers, key and token parsers, ids,
+# envelopes and log pages) for AUTHKEYS_FUZZ_CASES cases each, on 2 threads, in release; prints
+# per target the cases run and the panics found. `make test` runs the same targets 2,000 times.
+AUTHKEYS_FUZZ_CASES ?= 1000000
+fuzz:
+	AUTHKEYS_FUZZ_CASES=$(AUTHKEYS_FUZZ_CASES) cargo run --release -p authkeys-fuzz --bin authkeys-fuzz
 
 # The system on loopback: nats-server with JetStream and the authkeys roles that exist so far
 # (deploy/run-local.sh). The first start bootstraps a tailnet; data stays in .data/.

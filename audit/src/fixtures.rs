@@ -85,7 +85,7 @@ impl Writer {
         self.n += 1;
         self.clock.fetch_add(1_000, Ordering::SeqCst);
         let command_id = id(CommandId::parse(format!("c{}", self.n)));
-        let cmd = authkeys_log::Command {
+        let cmd = authkeys_log::Append {
             scope: TAILNET.to_owned(),
             command_id,
             actor,

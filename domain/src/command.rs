@@ -181,6 +181,10 @@ pub enum Command {
         tailnet: TailnetId,
         /// What fell due.
         due: Due,
+        /// R02: how long an ephemeral node stays disconnected before it is removed — the
+        /// command service's own setting, never the request's: an inactivity timer is due at
+        /// the node's `lastSeen` + this, whatever `due` it names.
+        ephemeral_inactivity: std::time::Duration,
     },
 }
 
@@ -208,7 +212,8 @@ pub enum Due {
         node_id: NodeId,
         /// The time of the `NodeDisconnected` that started the clock.
         disconnected_at: Timestamp,
-        /// `disconnected_at` + the inactivity timeout.
+        /// `disconnected_at` + the timers' inactivity timeout. Only a hint: `decide` never
+        /// removes a node before its `lastSeen` + the command's own `ephemeral_inactivity`.
         due: Timestamp,
     },
 }

@@ -199,13 +199,17 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                 events,
             })
         }
-        Command::Timer { tailnet, due } => {
+        Command::Timer {
+            tailnet,
+            due,
+            ephemeral_inactivity,
+        } => {
             let t = state
                 .tailnet(tailnet)
                 .ok_or_else(|| Rejection::NotFound(format!("tailnet {tailnet} not found")))?;
             Ok(Decision {
                 tailnet: tailnet.clone(),
-                events: decide_timer(t, due, now)?,
+                events: decide_timer(t, due, *ephemeral_inactivity, now)?,
             })
         }
     }
@@ -214,7 +218,17 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
 /// A timer's command: the event if the thing is still due exactly as scheduled, nothing if it
 /// changed since (revoked, spent, renewed, disabled, reconnected, deleted: a later event says
 /// so, and the timers reschedule from it), `NotDue` if it fired early.
-fn decide_timer(t: &Tailnet, due: &Due, now: Timestamp) -> Result<Vec<Proposed>, Rejection> {
+///
+/// The deadline is the state's, never only the request's: a key's or a node's `expires` must
+/// equal the one named, and an ephemeral node is removed no sooner than its `lastSeen` +
+/// `ephemeral_inactivity` (R02), whatever `due` the request names — so a forged firing with an
+/// early `due` is refused `not_due` like any early one.
+fn decide_timer(
+    t: &Tailnet,
+    due: &Due,
+    ephemeral_inactivity: std::time::Duration,
+    now: Timestamp,
+) -> Result<Vec<Proposed>, Rejection> {
     let still_due =
         match due {
             Due::KeyExpiry { key_id, expires } => t.keys.get(key_id).is_some_and(|k| {
@@ -238,8 +252,22 @@ fn decide_timer(t: &Tailnet, due: &Due, now: Timestamp) -> Result<Vec<Proposed>,
     if !still_due {
         return Ok(Vec::new());
     }
-    if now < due.at() {
-        return Err(Rejection::NotDue(due.at()));
+    let deadline = match due {
+        Due::EphemeralInactivity {
+            disconnected_at,
+            due,
+            ..
+        } => {
+            // `disconnected_at` is the node's `lastSeen` (checked above).
+            let ms = i64::try_from(ephemeral_inactivity.as_millis()).unwrap_or(i64::MAX);
+            let inactive_at = Timestamp::from_unix_ms(disconnected_at.unix_ms().saturating_add(ms))
+                .unwrap_or_else(|_| disconnected_at.plus_seconds(i64::MAX));
+            inactive_at.max(*due)
+        }
+        Due::KeyExpiry { .. } | Due::NodeKeyExpiry { .. } => due.at(),
+    };
+    if now < deadline {
+        return Err(Rejection::NotDue(deadline));
     }
     Ok(vec![match due {
         // R13: the key's nodes are untouched.

@@ -1219,8 +1219,15 @@ fn machine_names_stay_unique_when_many_nodes_share_a_host_name() {
 // Timers: what fell due is re-checked when it fires (R02, R08, R13, R14)
 // ---------------------------------------------------------------------------------------------
 
+/// The command service's ephemeral inactivity timeout in these scenarios (R02).
+const INACTIVITY: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn timer(due: authkeys_domain::Due) -> authkeys_domain::Command {
-    authkeys_domain::Command::Timer { tailnet: t1(), due }
+    authkeys_domain::Command::Timer {
+        tailnet: t1(),
+        due,
+        ephemeral_inactivity: INACTIVITY,
+    }
 }
 
 fn key_expiry(key: &str, expires: Timestamp) -> authkeys_domain::Command {
@@ -1360,4 +1367,57 @@ fn r02_inactivity_timer_deletes_an_ephemeral_node_unless_it_reported_since() {
         .at(100)
         .when(inactivity("n1", at(60), at(62)))
         .then_no_events();
+}
+
+#[test]
+fn finding_04_ephemeral_removal_cannot_be_forced() {
+    // Security review, finding 4: a `node.disconnected` (forged or not) followed by a
+    // `timer.fire` naming `due = disconnectedAt` must not delete an ephemeral node at once. The
+    // deadline is the node's lastSeen + the command's own inactivity timeout, whatever `due` the
+    // request names: early is `not_due` (nothing written) until then; a later `due` is honoured.
+    let thirty_min = std::time::Duration::from_secs(30 * 60);
+    let fire = |due: Timestamp| authkeys_domain::Command::Timer {
+        tailnet: t1(),
+        due: authkeys_domain::Due::EphemeralInactivity {
+            node_id: nid("n1"),
+            disconnected_at: at(60),
+            due,
+        },
+        ephemeral_inactivity: thirty_min,
+    };
+    let g = admins()
+        .key(ALICE, "kEph", KeyOpts::reusable().ephemeral())
+        .registered("kEph", 1, "n1")
+        .at(60)
+        .command(authkeys_domain::Command::NodeDisconnected {
+            node_key: node_key(1),
+        });
+    let inactive_at = at(60 + 30 * 60);
+    // The attack: due = disconnectedAt, fired at once, and again a minute before the deadline.
+    let refused = g
+        .clone()
+        .at(60)
+        .when(fire(at(60)))
+        .then_rejected(Rejection::NotDue(inactive_at));
+    assert!(node_in(&refused.state(), "n1").is_some());
+    g.clone()
+        .at(60 + 29 * 60)
+        .when(fire(at(61)))
+        .then_rejected(Rejection::NotDue(inactive_at));
+    // At lastSeen + timeout it is removed, as R02 says.
+    let gone = g
+        .clone()
+        .at(60 + 30 * 60)
+        .when(fire(at(60)))
+        .then_events(|e| {
+            assert_eq!(
+                one::<NodeDeleted>(e).reason,
+                DeleteReason::EphemeralInactive
+            );
+        });
+    assert!(node_in(&gone.state(), "n1").is_none());
+    // Timers configured with a longer timeout than the command service: their later `due` wins.
+    g.at(60 + 31 * 60)
+        .when(fire(at(60 + 40 * 60)))
+        .then_rejected(Rejection::NotDue(at(60 + 40 * 60)));
 }

@@ -32,11 +32,55 @@ fn is_base62(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// A JSON Schema pattern for "no character that `char::is_whitespace` or `char::is_control`
-/// accepts": the Unicode `White_Space` characters and the C0/C1 controls, listed out because
-/// ECMA-262 patterns without the `u` flag know neither property.
-const NO_SPACE_OR_CONTROL: &str =
-    r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$";
+/// Unicode general category `Cf` (format characters, Unicode 16): invisible characters that
+/// change how the text around them is shown — bidi overrides and isolates (U+202A..U+202E,
+/// U+2066..U+2069), zero-width spaces and joiners (U+200B..U+200D), the byte order mark
+/// (U+FEFF), tag characters (U+E0020..U+E007F), … A name holding one can pass for another name
+/// (`admin\u{202e}gpj.exe`), so human-visible names refuse them.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Is `c` a format character (Unicode category `Cf`, see [`FORMAT_CHARS`])?
+pub fn is_format_char(c: char) -> bool {
+    FORMAT_CHARS.iter().any(|&(lo, hi)| lo <= c && c <= hi)
+}
+
+/// Is `c` refused in a human-visible name: whitespace, a control or a format character?
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || is_format_char(c)
+}
+
+/// A JSON Schema pattern for "no character that [`is_hidden_char`] refuses": the Unicode
+/// `White_Space` characters, the C0/C1 controls and the format characters of the Basic
+/// Multilingual Plane, listed out because ECMA-262 patterns without the `u` flag know no
+/// property. (Without the `u` flag a pattern cannot name a character beyond U+FFFF; the parser
+/// also refuses the few format characters there, e.g. the tag characters U+E0020..U+E007F.)
+const NO_SPACE_OR_CONTROL: &str = concat!(
+    r"^[^\u0000-\u0020\u007f-\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891",
+    r"\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff",
+    r"\ufff9-\ufffb]+$"
+);
 
 /// The description a manual `JsonSchema` impl gives: the type's doc comment, lines joined the way
 /// `#[derive(JsonSchema)]` joins them, so that hand-written and derived schemas read alike.
@@ -123,6 +167,22 @@ macro_rules! string_id {
             }
         }
     };
+}
+
+/// Checks that a human-visible name shows what it is: no whitespace, control or format character
+/// ([`is_hidden_char`]); the error names the first one by its code point.
+fn visible_name(s: &str) -> Result<(), String> {
+    match s.chars().find(|c| is_hidden_char(*c)) {
+        None => Ok(()),
+        Some(c) if is_format_char(c) => Err(format!(
+            "must not contain invisible formatting characters (bidi or zero-width; found U+{:04X})",
+            u32::from(c)
+        )),
+        Some(c) => Err(format!(
+            "must not contain whitespace or control characters (found U+{:04X})",
+            u32::from(c)
+        )),
+    }
 }
 
 /// Checks `<prefix><1..=max base62 chars>`.
@@ -262,18 +322,15 @@ string_id!(
     }
 );
 string_id!(
-    /// A user's login name (an email address or similar): 1 to 254 bytes of UTF-8, no whitespace
-    /// or control characters.
+    /// A user's login name (an email address or similar): 1 to 254 bytes of UTF-8, no whitespace,
+    /// control or format (bidi, zero-width) characters.
     LoginName,
     { "pattern": NO_SPACE_OR_CONTROL, "minLength": 1, "maxLength": 254 },
     |s| {
         if s.is_empty() || s.len() > 254 {
             return Err("must be 1 to 254 characters".into());
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("must not contain whitespace or control characters".into());
-        }
-        Ok(())
+        visible_name(s)
     }
 );
 string_id!(
@@ -291,18 +348,15 @@ string_id!(
     }
 );
 string_id!(
-    /// A node's host name as reported at registration: 1 to 253 bytes of UTF-8, no whitespace or
-    /// control characters.
+    /// A node's host name as reported at registration: 1 to 253 bytes of UTF-8, no whitespace,
+    /// control or format (bidi, zero-width) characters.
     Hostname,
     { "pattern": NO_SPACE_OR_CONTROL, "minLength": 1, "maxLength": 253 },
     |s| {
         if s.is_empty() || s.len() > 253 {
             return Err("must be 1 to 253 characters".into());
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("must not contain whitespace or control characters".into());
-        }
-        Ok(())
+        visible_name(s)
     }
 );
 
@@ -739,6 +793,67 @@ mod tests {
         assert!(Description::parse("").is_ok());
         assert!(Description::parse("a".repeat(51)).is_err());
         assert!(Description::parse("semi;colon").is_err());
+    }
+
+    #[test]
+    fn finding_10_names_refuse_bidi_and_zero_width_characters() {
+        // Security review, finding 10: a host or login name may not carry an invisible format
+        // character (Unicode Cf) that makes it look like another name.
+        for c in [
+            '\u{202E}',
+            '\u{202A}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{061C}',
+            '\u{2060}',
+            '\u{E0041}',
+            '\u{E0001}',
+        ] {
+            let spoof = format!("admin{c}gpj.exe");
+            let host = Hostname::parse(spoof.as_str()).expect_err("format char in a hostname");
+            assert!(host.why.contains("invisible"), "{c:?}: {}", host.why);
+            assert!(host.why.contains(&format!("U+{:04X}", u32::from(c))));
+            let login = format!("alice{c}@example.com");
+            assert!(LoginName::parse(login).is_err(), "{c:?} in a login name");
+            assert!(Description::parse(format!("web{c}")).is_err());
+            // Deserialization takes the same path.
+            let json = serde_json::to_string(&spoof).expect("a JSON string");
+            assert!(serde_json::from_str::<Hostname>(&json).is_err());
+        }
+        // Visible non-ASCII names still pass.
+        assert!(Hostname::parse("ünïcödé-host").is_ok());
+        assert!(LoginName::parse("ünïcödé@example.com").is_ok());
+        assert!(Hostname::parse("web\u{2009}1").is_err());
+    }
+
+    #[test]
+    fn format_char_table_is_sorted_and_covers_cf() {
+        // The table is sorted, with no overlaps, and each range is what it says.
+        for w in FORMAT_CHARS.windows(2) {
+            assert!(w[0].0 <= w[0].1 && w[0].1 < w[1].0, "{w:?}");
+        }
+        for (c, cf) in [
+            ('a', false),
+            ('\u{00A0}', false),
+            ('\u{200A}', false),
+            ('\u{200B}', true),
+            ('\u{200F}', true),
+            ('\u{2010}', false),
+            ('\u{2065}', false),
+            ('\u{206F}', true),
+            ('\u{E007F}', true),
+            ('\u{E0080}', false),
+        ] {
+            assert_eq!(is_format_char(c), cf, "{c:?}");
+        }
     }
 
     proptest! {

@@ -7,7 +7,7 @@ use authkeys_events::{
     NodeId, NodeKey, Tags, TailnetId, Timestamp, UserId,
 };
 
-use crate::{Aggregate, Command, Decision, Expected, Proposed};
+use crate::{Aggregate, Append, Decision, Expected, Proposed};
 
 /// The tailnet the fixtures use.
 pub fn tailnet() -> TailnetId {
@@ -55,9 +55,9 @@ pub fn command_id(s: &str) -> CommandId {
 }
 
 /// A command that appends `events` unconditionally (no rules), with `Expected::Any`.
-pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Command<S> {
+pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Append<S> {
     let fingerprint = *blake3::hash(id.as_bytes()).as_bytes();
-    Command {
+    Append {
         scope: tailnet().to_string(),
         command_id: command_id(id),
         actor: Actor::system("fixtures"),

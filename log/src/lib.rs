@@ -57,6 +57,31 @@ pub struct LogConfig {
     pub relay_cursor_flush_interval: Duration,
     /// The time source.
     pub clock: Clock,
+    /// Secret key files of the log's owner that must stay with this log, as the signing key
+    /// does: a digest of each is recorded in the log when it is created (or at the first open
+    /// that names it), and a later open with another key under that name is refused.
+    pub bound_keys: Vec<BoundKey>,
+}
+
+/// A key file bound to a log (see [`LogConfig::bound_keys`]). The log stores only `digest`,
+/// which must be a one-way derivation of the key (e.g. `blake3::derive_key`), never the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BoundKey {
+    /// What the key is, e.g. `hashing`; names its record in the log.
+    pub name: String,
+    /// Its file, for messages.
+    pub path: PathBuf,
+    /// A one-way digest of the key.
+    pub digest: [u8; 32],
+}
+
+impl std::fmt::Debug for BoundKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundKey")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for LogConfig {
@@ -68,6 +93,7 @@ impl std::fmt::Debug for LogConfig {
             .field("queue_commands_max", &self.queue_commands_max)
             .field("checkpoint_events_max", &self.checkpoint_events_max)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("bound_keys", &self.bound_keys)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +111,7 @@ impl LogConfig {
             checkpoint_interval: Duration::from_secs(5),
             relay_cursor_flush_interval: Duration::from_millis(200),
             clock: system_clock(),
+            bound_keys: Vec::new(),
         }
     }
 }
@@ -94,7 +121,7 @@ pub type Decide<S> =
     Box<dyn FnOnce(&S, Timestamp) -> Result<Decision, <S as Aggregate>::Rejection> + Send>;
 
 /// One command for the log.
-pub struct Command<S: Aggregate> {
+pub struct Append<S: Aggregate> {
     /// Whose command ids these are: a tailnet id for admin commands, a registrar's name for
     /// registrations. Idempotency is per `(scope, command_id)`.
     pub scope: String,
@@ -109,9 +136,9 @@ pub struct Command<S: Aggregate> {
     pub decide: Decide<S>,
 }
 
-impl<S: Aggregate> std::fmt::Debug for Command<S> {
+impl<S: Aggregate> std::fmt::Debug for Append<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Command")
+        f.debug_struct("Append")
             .field("scope", &self.scope)
             .field("command_id", &self.command_id)
             .field("actor", &self.actor)
@@ -225,10 +252,20 @@ pub struct LogStats {
     pub checkpoints: AtomicU64,
 }
 
+/// Whether a command's `(scope, command_id)` is looked up and recorded for idempotency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idempotency {
+    /// A retry gets the first result; another command under the same id is refused.
+    Recorded,
+    /// Decided every time; nothing is looked up or recorded ([`Log::append_unrecorded`]).
+    Unrecorded,
+}
+
 enum Msg<S: Aggregate> {
     Append(
-        Command<S>,
+        Append<S>,
         oneshot::Sender<Result<Committed, AppendError<S::Rejection>>>,
+        Idempotency,
     ),
     RelayCursor(u64),
     Query(Box<dyn FnOnce(&S) + Send>),
@@ -242,6 +279,8 @@ struct Inner<S: Aggregate> {
     log_id: LogId,
     verifying_key: VerifyingKey,
     stats: Arc<LogStats>,
+    /// Why the writer stopped taking commands, once a commit failed.
+    failure: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -276,11 +315,31 @@ impl<S: Aggregate> Log<S> {
     }
 
     /// Decides and durably appends one command; returns once its transaction is fsynced.
-    pub async fn append(&self, cmd: Command<S>) -> Result<Committed, AppendError<S::Rejection>> {
+    pub async fn append(&self, cmd: Append<S>) -> Result<Committed, AppendError<S::Rejection>> {
+        self.append_with(cmd, Idempotency::Recorded).await
+    }
+
+    /// [`Log::append`] without idempotency: `(scope, command_id)` is neither looked up nor
+    /// recorded (the events still carry the command id), so the command is decided every time
+    /// and no earlier command under the same id — the same one or another one — can answer for
+    /// it. Only for commands whose `decide` is its own idempotency: it re-checks the state, so a
+    /// repeat after success decides nothing. A command that decides nothing writes nothing.
+    pub async fn append_unrecorded(
+        &self,
+        cmd: Append<S>,
+    ) -> Result<Committed, AppendError<S::Rejection>> {
+        self.append_with(cmd, Idempotency::Unrecorded).await
+    }
+
+    async fn append_with(
+        &self,
+        cmd: Append<S>,
+        idempotency: Idempotency,
+    ) -> Result<Committed, AppendError<S::Rejection>> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
-            .send_async(Msg::Append(cmd, tx))
+            .send_async(Msg::Append(cmd, tx, idempotency))
             .await
             .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
         rx.await
@@ -288,11 +347,11 @@ impl<S: Aggregate> Log<S> {
     }
 
     /// [`Log::append`] for code outside an async runtime.
-    pub fn append_blocking(&self, cmd: Command<S>) -> Result<Committed, AppendError<S::Rejection>> {
+    pub fn append_blocking(&self, cmd: Append<S>) -> Result<Committed, AppendError<S::Rejection>> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
-            .send(Msg::Append(cmd, tx))
+            .send(Msg::Append(cmd, tx, Idempotency::Recorded))
             .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
         rx.blocking_recv()
             .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))?
@@ -355,10 +414,43 @@ impl<S: Aggregate> Log<S> {
         &self.inner.stats
     }
 
+    /// Why the writer refuses every command, if a commit failed (disk full, I/O error, a file
+    /// made read-only): `None` while it is healthy.
+    ///
+    /// After a failed commit the writer's memory may be ahead of the file, so it stops for good:
+    /// every later append answers [`AppendError::Unavailable`] with this reason, while reads of
+    /// what was committed still work. **Recovery:** fix the cause (free disk space, make the
+    /// file writable), then restart the process that owns the log; opening it again verifies
+    /// the whole chain from the file and continues from the last committed event. Nothing
+    /// acknowledged is lost: a command is acknowledged only after its commit.
+    pub fn writer_failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Every checkpoint written so far.
     pub fn checkpoints(&self) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
         let txn = self.begin_read()?;
         store::read_checkpoints(&txn)
+    }
+
+    /// Whether a command with this id was committed in `scope` (a retry would be answered from
+    /// its first result): read from the file, without the writer.
+    pub fn was_committed(&self, scope: &str, command_id: &CommandId) -> Result<bool, LogError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(store::COMMANDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(LogError::storage("open commands table", e)),
+        };
+        let key = store::command_key(scope, command_id.as_str());
+        let found = table
+            .get(key.as_str())
+            .map_err(|e| LogError::storage("read commands", e))?;
+        Ok(found.is_some())
     }
 
     /// The last seq the relay has durably reported as published (0 = none).

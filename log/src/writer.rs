@@ -20,12 +20,12 @@ use crate::store::{
     META_RELAY_CURSOR, META_VERIFYING_KEY, StoredEvent, command_key, event_id,
 };
 use crate::{
-    Aggregate, AppendError, Command, Committed, Head, Inner, Log, LogConfig, LogError, LogStats,
-    Msg, bump,
+    Aggregate, Append, AppendError, Committed, Head, Idempotency, Inner, Log, LogConfig, LogError,
+    LogStats, Msg, bump,
 };
 
 type Reply<R> = oneshot::Sender<Result<Committed, AppendError<R>>>;
-type Pending<S> = (Command<S>, Reply<<S as Aggregate>::Rejection>);
+type Pending<S> = (Append<S>, Reply<<S as Aggregate>::Rejection>, Idempotency);
 type Query<S> = Box<dyn FnOnce(&S) + Send>;
 /// A command's reply channel with the answer it will get once the batch is committed.
 type Answer<R> = (Reply<R>, Result<Committed, AppendError<R>>);
@@ -70,6 +70,7 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
     let (head_tx, head_rx) = watch::channel(report.head);
     let (tx, rx) = flume::bounded(config.queue_commands_max);
     let stats = Arc::new(LogStats::default());
+    let failure = Arc::new(Mutex::new(None));
     let last_time = report
         .last_time
         .unwrap_or_else(|| Timestamp::from_unix_ms(0).expect("0 is in range"));
@@ -88,6 +89,7 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
         head_tx,
         stats: Arc::clone(&stats),
         poisoned: None,
+        failure: Arc::clone(&failure),
         config,
     };
     let handle = std::thread::Builder::new()
@@ -102,6 +104,7 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
             log_id,
             verifying_key,
             stats,
+            failure,
             writer: Mutex::new(Some(handle)),
         }),
     })
@@ -170,6 +173,42 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
                 config.path.display()
             )));
         }
+        let mut unbound = Vec::new();
+        for key in &config.bound_keys {
+            match crate::store::read_meta(&txn, &bound_key_meta(&key.name))? {
+                Some(digest) if digest == key.digest => {}
+                Some(_) => {
+                    return Err(LogError::Config(format!(
+                        "{} key {} does not belong to log {}: it is not the key this log was \
+                         made with (restore that file; a new key would lock out every secret \
+                         the log holds a hash of)",
+                        key.name,
+                        key.path.display(),
+                        config.path.display()
+                    )));
+                }
+                None => unbound.push(key),
+            }
+        }
+        drop(txn);
+        if !unbound.is_empty() {
+            // A log made before this key was bound: bind the key it is opened with now.
+            let txn = db
+                .begin_write()
+                .map_err(|e| LogError::storage("begin write", e))?;
+            {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| LogError::storage("open meta table", e))?;
+                for key in unbound {
+                    tracing::info!(key = key.name, path = %key.path.display(), "binding key to the log");
+                    meta.insert(bound_key_meta(&key.name).as_str(), &key.digest[..])
+                        .map_err(|e| LogError::storage("write meta", e))?;
+                }
+            }
+            txn.commit()
+                .map_err(|e| LogError::storage("bind keys", e))?;
+        }
         return Ok((log_id, signing));
     }
 
@@ -192,6 +231,10 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
             meta.insert(k, v)
                 .map_err(|e| LogError::storage("write meta", e))?;
         }
+        for key in &config.bound_keys {
+            meta.insert(bound_key_meta(&key.name).as_str(), &key.digest[..])
+                .map_err(|e| LogError::storage("write meta", e))?;
+        }
         txn.open_table(EVENTS)
             .map_err(|e| LogError::storage("create events table", e))?;
         txn.open_table(COMMANDS)
@@ -202,6 +245,11 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
     txn.commit()
         .map_err(|e| LogError::storage("commit new log", e))?;
     Ok((log_id, signing))
+}
+
+/// The meta row that records a bound key's digest.
+fn bound_key_meta(name: &str) -> String {
+    format!("bound_key/{name}")
 }
 
 struct Writer<S: Aggregate> {
@@ -224,6 +272,8 @@ struct Writer<S: Aggregate> {
     /// Set when a commit failed: the in-memory state may be ahead of the file, so the writer
     /// refuses everything until the log is reopened.
     poisoned: Option<String>,
+    /// The same reason, shared with every [`Log`] handle ([`Log::writer_failure`]).
+    failure: Arc<Mutex<Option<String>>>,
     config: LogConfig,
 }
 
@@ -305,7 +355,7 @@ impl<S: Aggregate> Writer<S> {
                 self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
                 self.cursor_since.get_or_insert_with(Instant::now);
             }
-            Msg::Append(cmd, reply) => batch.push((cmd, reply)),
+            Msg::Append(cmd, reply, idempotency) => batch.push((cmd, reply, idempotency)),
             Msg::Query(q) => queries.push(q),
         }
         false
@@ -344,7 +394,7 @@ impl<S: Aggregate> Writer<S> {
     /// whatever the thresholds say (at close).
     fn commit_batch(&mut self, batch: Vec<Pending<S>>, force_checkpoint: bool) {
         if let Some(why) = &self.poisoned {
-            for (_, reply) in batch {
+            for (_, reply, _) in batch {
                 let _ = reply.send(Err(AppendError::Unavailable(why.clone())));
             }
             return;
@@ -369,6 +419,10 @@ impl<S: Aggregate> Writer<S> {
                 tracing::error!(error = %e, "log commit failed; refusing writes until reopened");
                 self.head = started_head;
                 self.poisoned = Some(why.clone());
+                *self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
                 for (reply, _) in results {
                     let _ = reply.send(Err(AppendError::Unavailable(why.clone())));
                 }
@@ -405,9 +459,11 @@ impl<S: Aggregate> Writer<S> {
                     .map_err(|e| open("open checkpoints", e))?,
                 meta: txn.open_table(META).map_err(|e| open("open meta", e))?,
             };
-            for (cmd, reply) in batch {
-                let result = self.append_one(&mut t, cmd, now)?;
-                recorded += usize::from(matches!(&result, Ok(c) if !c.replayed));
+            for (cmd, reply, idempotency) in batch {
+                let result = self.append_one(&mut t, cmd, idempotency, now)?;
+                // An unrecorded command that decided nothing wrote nothing.
+                recorded += usize::from(matches!(&result, Ok(c) if !c.replayed
+                    && (idempotency == Idempotency::Recorded || !c.envelopes.is_empty())));
                 results.push((reply, result));
             }
             if self.head.seq > before {
@@ -452,15 +508,19 @@ impl<S: Aggregate> Writer<S> {
     fn append_one(
         &mut self,
         t: &mut Tables<'_>,
-        cmd: Command<S>,
+        cmd: Append<S>,
+        idempotency: Idempotency,
         now: Timestamp,
     ) -> Result<Result<Committed, AppendError<S::Rejection>>, LogError> {
         let key = command_key(&cmd.scope, cmd.command_id.as_str());
-        let previous = t
-            .commands
-            .get(key.as_str())
-            .map_err(|e| LogError::storage("read commands", e))?
-            .map(|v| CommandRecord::decode(v.value()));
+        let previous = match idempotency {
+            Idempotency::Recorded => t
+                .commands
+                .get(key.as_str())
+                .map_err(|e| LogError::storage("read commands", e))?
+                .map(|v| CommandRecord::decode(v.value())),
+            Idempotency::Unrecorded => None,
+        };
         if let Some(record) = previous {
             let record = record.ok_or_else(|| LogError::Corrupt {
                 seq: 0,
@@ -536,14 +596,16 @@ impl<S: Aggregate> Writer<S> {
             self.state.apply(&env);
             envelopes.push(env);
         }
-        let record = CommandRecord {
-            first,
-            last: self.head.seq,
-            fingerprint: cmd.fingerprint,
-        };
-        t.commands
-            .insert(key.as_str(), &record.encode()[..])
-            .map_err(|e| LogError::storage("write idempotency record", e))?;
+        if idempotency == Idempotency::Recorded {
+            let record = CommandRecord {
+                first,
+                last: self.head.seq,
+                fingerprint: cmd.fingerprint,
+            };
+            t.commands
+                .insert(key.as_str(), &record.encode()[..])
+                .map_err(|e| LogError::storage("write idempotency record", e))?;
+        }
         Ok(Ok(Committed {
             envelopes,
             replayed: false,

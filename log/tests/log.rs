@@ -6,7 +6,7 @@ use std::time::Duration;
 use authkeys_events::{Actor, Envelope, Event, EventType, KeyRevoked, Seq, Timestamp};
 use authkeys_log::fixtures::{self, append_command, key_generated, key_id, key_used};
 use authkeys_log::{
-    Aggregate, AppendError, Command, Decision, Expected, Log, LogConfig, LogError, LogReader,
+    Aggregate, Append, AppendError, Decision, Expected, Log, LogConfig, LogError, LogReader,
     Proposed,
 };
 use redb::ReadableTable;
@@ -122,7 +122,7 @@ async fn sixty_four_concurrent_appends_with_one_expected_version_one_wins() {
     for i in 0..64 {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
-            let cmd: Command<()> = Command {
+            let cmd: Append<()> = Append {
                 scope: fixtures::tailnet().to_string(),
                 command_id: fixtures::command_id(&format!("revoke-{i}")),
                 actor: Actor::system("test"),
@@ -189,7 +189,7 @@ async fn r01_decisions_see_earlier_appends_of_the_same_batch() {
         for i in 0..64 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                log.append(Command {
+                log.append(Append {
                     scope: fixtures::tailnet().to_string(),
                     command_id: fixtures::command_id(&format!("use-{round}-{i}")),
                     actor: Actor::system("test"),
@@ -229,7 +229,7 @@ async fn rejected_commands_write_nothing() {
     // Proves a refused command leaves the log byte-identical: no event, no idempotency record.
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(config(dir.path()), OneOff::default()).expect("opens");
-    let refuse = |id: &str| Command::<OneOff> {
+    let refuse = |id: &str| Append::<OneOff> {
         scope: fixtures::tailnet().to_string(),
         command_id: fixtures::command_id(id),
         actor: Actor::system("test"),
@@ -554,7 +554,7 @@ async fn stream_versions_survive_a_reopen() {
         .expect("commits");
     log.close();
     let log = open(dir.path());
-    let revoke = |id: &str, expected| Command::<()> {
+    let revoke = |id: &str, expected| Append::<()> {
         scope: fixtures::tailnet().to_string(),
         command_id: fixtures::command_id(id),
         actor: Actor::system("test"),

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
 use authkeys_log::Log;
 use authkeys_projections::ProjectionConfig;
@@ -98,7 +98,7 @@ async fn run() -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || bootstrap(&path, "example.com", "o@example.com"))
             .await??;
     let shutdown = CancellationToken::new();
-    let app = App::build(CommandSettings::new(dir.path(), nats.url())).await?;
+    let app = CommandRole::build(CommandSettings::new(dir.path(), nats.url())).await?;
     let log = app.log();
     let command_task = tokio::spawn(app.run(shutdown.clone()));
     let views_client = async_nats::connect(nats.url()).await?;

@@ -3,11 +3,11 @@
 
 use authkeys_events::Envelope;
 
-use crate::store::Checkpoint;
+use crate::store::Position;
 
 /// Where the chain of applied events stands; [`Chain::link`] accepts only the next event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Chain(pub Checkpoint);
+pub struct Chain(pub Position);
 
 impl Chain {
     /// Whether `env` is the event right after the chain's end and links to it. Its own hash is
@@ -18,7 +18,7 @@ impl Chain {
 
     /// Moves the end to `env` (which must link).
     pub fn advance(&mut self, env: &Envelope) {
-        self.0 = Checkpoint {
+        self.0 = Position {
             seq: env.seq.get(),
             hash: env.hash,
         };

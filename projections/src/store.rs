@@ -24,16 +24,16 @@ const FORMAT_VERSION: u32 = 2;
 /// The position a view has reached: the last applied event's seq and hash (0 and zero before
 /// the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checkpoint {
+pub struct Position {
     /// Last applied seq.
     pub seq: u64,
     /// Its hash: the next event's `prevHash` must equal it.
     pub hash: Hash,
 }
 
-impl Checkpoint {
+impl Position {
     /// Before the first event.
-    pub const START: Checkpoint = Checkpoint {
+    pub const START: Position = Position {
         seq: 0,
         hash: Hash::ZERO,
     };
@@ -95,7 +95,7 @@ pub(crate) fn init_meta(txn: &redb::WriteTransaction, name: &str) -> Result<(), 
             meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())
                 .map_err(redb_err)?;
             meta.insert("view", name.as_bytes()).map_err(redb_err)?;
-            meta.insert("checkpoint", Checkpoint::START.encode().as_slice())
+            meta.insert("checkpoint", Position::START.encode().as_slice())
                 .map_err(redb_err)?;
         }
         Some(f) if f == FORMAT_VERSION.to_le_bytes() => {
@@ -121,12 +121,12 @@ pub(crate) fn init_meta(txn: &redb::WriteTransaction, name: &str) -> Result<(), 
 /// The checkpoint in `meta`.
 pub(crate) fn read_checkpoint(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<Checkpoint, StoreError> {
+) -> Result<Position, StoreError> {
     let cp = meta
         .get("checkpoint")
         .map_err(redb_err)?
         .ok_or_else(|| StoreError::Corrupt("no checkpoint".into()))?;
-    Checkpoint::decode(cp.value())
+    Position::decode(cp.value())
 }
 
 /// A view's redb file.
@@ -154,7 +154,7 @@ impl ViewStore {
     }
 
     /// The view as stored, and its checkpoint.
-    pub fn load<V: View>(&self) -> Result<(V, Checkpoint), StoreError> {
+    pub fn load<V: View>(&self) -> Result<(V, Position), StoreError> {
         let txn = self.db.begin_read().map_err(redb_err)?;
         let meta = txn.open_table(META).map_err(redb_err)?;
         let cp = read_checkpoint(&meta)?;
@@ -169,7 +169,7 @@ impl ViewStore {
     }
 
     /// Writes `changes` and `checkpoint` in one durable transaction.
-    pub fn commit(&self, changes: &[RowChange], checkpoint: Checkpoint) -> Result<(), StoreError> {
+    pub fn commit(&self, changes: &[RowChange], checkpoint: Position) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(redb_err)?;
         txn.set_durability(Durability::Immediate)
             .map_err(redb_err)?;
@@ -194,11 +194,7 @@ impl ViewStore {
     }
 
     /// Replaces every row and the checkpoint in one durable transaction (a rebuild's swap).
-    pub fn replace_all(
-        &self,
-        rows: &[RowChange],
-        checkpoint: Checkpoint,
-    ) -> Result<(), StoreError> {
+    pub fn replace_all(&self, rows: &[RowChange], checkpoint: Position) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(redb_err)?;
         txn.delete_table(ROWS).map_err(redb_err)?;
         {
@@ -230,8 +226,8 @@ mod tests {
         let store = ViewStore::open(&path, "machines").expect("opens");
         let (v, cp): (MachinesView, _) = store.load().expect("loads");
         assert!(v.is_empty());
-        assert_eq!(cp, Checkpoint::START);
-        let cp = Checkpoint {
+        assert_eq!(cp, Position::START);
+        let cp = Position {
             seq: 7,
             hash: Hash([3; 32]),
         };
@@ -243,10 +239,10 @@ mod tests {
         drop(store);
         let store = ViewStore::open(&path, "machines").expect("reopens");
         assert_eq!(store.load::<MachinesView>().expect("loads").1, cp);
-        store.replace_all(&[], Checkpoint::START).expect("replaces");
+        store.replace_all(&[], Position::START).expect("replaces");
         assert_eq!(
             store.load::<MachinesView>().expect("loads").1,
-            Checkpoint::START
+            Position::START
         );
         drop(store);
         assert!(matches!(

@@ -40,7 +40,7 @@ use crate::config::ProjectionConfig;
 use authkeys_protocol::log::{LogClient, decode_checked};
 
 use crate::log_client::Chain;
-use crate::store::{Checkpoint, StoreError, ViewStore};
+use crate::store::{Position, StoreError, ViewStore};
 use crate::views::View;
 
 /// Rebuild requests waiting for the worker.
@@ -138,9 +138,9 @@ impl<V: View> ViewHandle<V> {
 pub async fn rebuild_from_log<V: View>(
     log: &LogClient,
     up_to: Option<u64>,
-) -> anyhow::Result<(V, Checkpoint)> {
+) -> anyhow::Result<(V, Position)> {
     let mut view = V::default();
-    let mut chain = Chain(Checkpoint::START);
+    let mut chain = Chain(Position::START);
     let mut target = up_to;
     // One page is read (and decoded, on its own task) ahead while the current one is applied.
     let read_ahead = |from: u64, target: Option<u64>| {
@@ -210,14 +210,14 @@ pub trait Sink: Send + 'static {
     fn commit(
         &mut self,
         batch: Vec<Envelope>,
-        tip: Checkpoint,
+        tip: Position,
     ) -> impl std::future::Future<Output = Result<(), WorkerError>> + Send;
 
     /// Replaces everything with what the log holds from seq 1; answers the new checkpoint.
     fn rebuild(
         &mut self,
         log: &LogClient,
-    ) -> impl std::future::Future<Output = Result<Checkpoint, WorkerError>> + Send;
+    ) -> impl std::future::Future<Output = Result<Position, WorkerError>> + Send;
 }
 
 /// A view in memory, its file, and the handle queries read it through.
@@ -230,7 +230,7 @@ pub struct ViewSink<V> {
 impl<V: View> Sink for ViewSink<V> {
     const NAME: &'static str = V::NAME;
 
-    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> Result<(), WorkerError> {
+    async fn commit(&mut self, batch: Vec<Envelope>, tip: Position) -> Result<(), WorkerError> {
         let changes = {
             let mut view = self.handle.write();
             for env in &batch {
@@ -248,7 +248,7 @@ impl<V: View> Sink for ViewSink<V> {
 
     /// Builds the view in memory from seq 1, writes its rows and checkpoint in one
     /// transaction, and swaps it in: readers see the old view or the new one.
-    async fn rebuild(&mut self, log: &LogClient) -> Result<Checkpoint, WorkerError> {
+    async fn rebuild(&mut self, log: &LogClient) -> Result<Position, WorkerError> {
         let (view, cp) = rebuild_from_log::<V>(log, None).await?;
         let rows = view.all_rows();
         let store = Arc::clone(&self.store);
@@ -350,7 +350,7 @@ impl<S: Sink> Worker<S> {
         client: Client,
         cfg: &ProjectionConfig,
         sink: S,
-        checkpoint: Checkpoint,
+        checkpoint: Position,
         rebuild_rx: mpsc::Receiver<RebuildReply>,
     ) -> Self {
         let log = LogClient::new(

@@ -138,8 +138,14 @@ impl RegisterRequest {
                 format!("must be at most {OS_BYTES_MAX} bytes"),
             ));
         }
-        if os.chars().any(char::is_control) {
-            return Err(WireError::new("os", "must not contain control characters"));
+        if os
+            .chars()
+            .any(|c| c.is_control() || authkeys_events::is_format_char(c))
+        {
+            return Err(WireError::new(
+                "os",
+                "must not contain control or invisible formatting characters",
+            ));
         }
         let auth_key = match secret::parse(SecretKind::Auth, &self.auth_key) {
             Ok(p) => PresentedKey::WellFormed(p),
@@ -182,7 +188,9 @@ impl NodeStatusRequest {
 // Timers
 
 /// `authkeys.cmd.timer.fire`: the expiry timers found something due. `requestId` is unique per
-/// scheduled deadline (scope `timers`), so a timer that fires twice appends once.
+/// scheduled deadline but recorded nowhere: the command service re-checks the state each time,
+/// so a timer that fires twice appends once, and no earlier request under the same id answers
+/// for a later one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimerRequest {
@@ -780,8 +788,10 @@ pub struct UserReply {
     pub ok: True,
     /// The new user.
     pub user: UserView,
-    /// Their API token, `tskey-api-…`: shown here only.
-    pub api_key: String,
+    /// Their API token, `tskey-api-…`: shown here only. Absent when a retry comes after the
+    /// secret replay window (24 h by default) or the token is no longer usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 impl fmt::Debug for UserReply {
@@ -802,8 +812,10 @@ pub struct TokenReply {
     /// The token's public id.
     #[schemars(with = "TokenId")]
     pub token_id: String,
-    /// The token, `tskey-api-…`: shown here only.
-    pub api_key: String,
+    /// The token, `tskey-api-…`: shown here only. Absent when a retry comes after the secret
+    /// replay window (24 h by default) or the token is no longer usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
     /// When it stops working.
     pub expires: Timestamp,
 }

@@ -18,7 +18,7 @@
 //! so the published schema says what `parse` checks.
 //!
 //! Invariant: nothing here decides. Parsing validates shapes into the domain's types; the rules
-//! stay in `authkeys-domain`. Secrets pass through (an auth key in a registration, a new key's
+//! stay in `authkeys-domain`. Mint pass through (an auth key in a registration, a new key's
 //! text in a reply) but no `Debug` here prints one.
 
 pub mod access;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What the command service reports on `authkeys.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommandStatus {
     /// The last committed seq.
@@ -19,6 +19,11 @@ pub struct CommandStatus {
     pub transactions: u64,
     /// Checkpoints written since the service started.
     pub checkpoints: u64,
+    /// Why the log writer refuses every command, once a commit failed (disk full, I/O error,
+    /// read-only file); absent while it is healthy. Not healthy while set: every write answers
+    /// `unavailable` until the command role is restarted after the cause is fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_failure: Option<String>,
 }
 
 /// What the timers report on `authkeys.timers.status`.

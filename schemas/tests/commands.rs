@@ -75,11 +75,17 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
             Reply::Err(_) => Ok(()),
         }),
         "UserReplyOrError" => through(bytes, |r: &Reply<UserReply>| match r {
-            Reply::Ok(u) => ok(secret::parse(SecretKind::Api, &u.api_key)),
+            Reply::Ok(u) => match &u.api_key {
+                Some(text) => ok(secret::parse(SecretKind::Api, text)),
+                None => Ok(()),
+            },
             Reply::Err(_) => Ok(()),
         }),
         "TokenReplyOrError" => through(bytes, |r: &Reply<TokenReply>| match r {
-            Reply::Ok(t) => ok(secret::parse(SecretKind::Api, &t.api_key)),
+            Reply::Ok(t) => match &t.api_key {
+                Some(text) => ok(secret::parse(SecretKind::Api, text)),
+                None => Ok(()),
+            },
             Reply::Err(_) => Ok(()),
         }),
         "DeletedReplyOrError" => through(bytes, none::<Reply<DeletedReply>>),

@@ -56,12 +56,24 @@ pub struct NatsServer {
     /// Holds `store/` (the JetStream store dir) and `nats-server.log`; removed on drop.
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A config file (`-c`), e.g. the authorization block of `authkeys admin nats-config`.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store, and returns once it accepts
     /// connections.
     pub fn start() -> anyhow::Result<NatsServer> {
+        Self::start_inner(None)
+    }
+
+    /// [`start`](Self::start) with a config file (`-c`); the listen address, port, JetStream
+    /// and store still come from the command line.
+    pub fn start_with_config(config: &std::path::Path) -> anyhow::Result<NatsServer> {
+        Self::start_inner(Some(config.to_owned()))
+    }
+
+    fn start_inner(config: Option<PathBuf>) -> anyhow::Result<NatsServer> {
         let binary = binary_path()?;
         let dir = tempfile::Builder::new()
             .prefix("authkeys-nats-")
@@ -74,6 +86,7 @@ impl NatsServer {
             port: 0,
             dir,
             child: None,
+            config,
         };
         // The probed port can be taken by someone else before nats-server binds it; then the
         // server exits at once and we try another port.
@@ -197,7 +210,11 @@ impl NatsServer {
             .with_context(|| format!("open {}", log_path.display()))?;
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let stderr = log.try_clone().context("clone log file handle")?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .arg("-a")
             .arg(LOOPBACK.to_string())
             .arg("-p")

@@ -13,7 +13,7 @@
 //! versions checked against each event's `Expected`, `time` = the injected now). Time is injected:
 //! [`at`] turns seconds after [`T0_MS`] into a [`Timestamp`]; nothing reads a clock.
 //!
-//! Secrets are deterministic per key id ([`issued`]), so a registration needs only the key id;
+//! Mint are deterministic per key id ([`issued`]), so a registration needs only the key id;
 //! [`register_with_secret`] presents any other text.
 //!
 //! Shared by several test binaries; each uses a part of it.

@@ -69,13 +69,13 @@ pub fn append(
 }
 
 /// `cmd` as the command service hands it to the log: the decision is the domain's `decide`.
-pub fn log_command(cmd: Command, command_id: &str) -> authkeys_log::Command<State> {
+pub fn log_command(cmd: Command, command_id: &str) -> authkeys_log::Append<State> {
     let scope = match &cmd {
         Command::Admin { tailnet, .. } => tailnet.to_string(),
         Command::CreateTailnet { .. } => "bootstrap".into(),
         _ => "registrar-1".into(),
     };
-    authkeys_log::Command {
+    authkeys_log::Append {
         scope,
         command_id: CommandId::parse(command_id).expect("valid command id"),
         actor: actor_of(&cmd),

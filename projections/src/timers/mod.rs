@@ -8,9 +8,11 @@
 //!   may bring an earlier one), then sends what is due as `authkeys.cmd.timer.fire` commands —
 //!   at most `fire_batch_max` at once, the rest on the next turn. The command service re-checks
 //!   each against the log's state and appends `KeyExpired`, `NodeExpired` or
-//!   `NodeDeleted{ephemeral-inactive}` only if it is still due as scheduled; every command is
-//!   idempotent per scheduled deadline, so a deadline that fires twice (a crash between the
-//!   answer and the schedule's update) appends once.
+//!   `NodeDeleted{ephemeral-inactive}` only if it is still due as scheduled, so a deadline that
+//!   fires twice (a crash between the answer and the schedule's update) appends once. The
+//!   command service records no idempotency for timer commands (their request ids are
+//!   predictable, so whoever sent an id first would otherwise answer for the real firing): only
+//!   a change of the state (a revoke, a renewal, a reconnect) cancels a firing.
 //!
 //! Entries that fell due while the timers were down are simply due at start. Memory does not
 //! grow with the schedule: it lives in redb (with a bounded page cache) and the loop holds one
@@ -40,7 +42,7 @@ use crate::config::ProjectionConfig;
 use authkeys_protocol::log::LogClient;
 
 use crate::log_client::Chain;
-use crate::store::{Checkpoint, StoreError};
+use crate::store::{Position, StoreError};
 use crate::worker::{Sink, Worker, WorkerError, open_retrying};
 pub use schedule::{DueEntry, Outcome, Schedule};
 
@@ -94,7 +96,7 @@ pub struct ScheduleSink {
 impl Sink for ScheduleSink {
     const NAME: &'static str = "timers";
 
-    async fn commit(&mut self, batch: Vec<Envelope>, tip: Checkpoint) -> Result<(), WorkerError> {
+    async fn commit(&mut self, batch: Vec<Envelope>, tip: Position) -> Result<(), WorkerError> {
         let schedule = Arc::clone(&self.schedule);
         tokio::task::spawn_blocking(move || schedule.apply(&batch, tip))
             .await
@@ -105,12 +107,12 @@ impl Sink for ScheduleSink {
 
     /// Forgets the schedule and applies the log from seq 1, a page per transaction (memory
     /// stays one page).
-    async fn rebuild(&mut self, log: &LogClient) -> Result<Checkpoint, WorkerError> {
+    async fn rebuild(&mut self, log: &LogClient) -> Result<Position, WorkerError> {
         let schedule = Arc::clone(&self.schedule);
         tokio::task::spawn_blocking(move || schedule.reset())
             .await
             .context("schedule reset task")??;
-        let mut chain = Chain(Checkpoint::START);
+        let mut chain = Chain(Position::START);
         loop {
             let page = log.read(chain.next_seq(), u64::MAX).await?;
             if page.events.is_empty() {
@@ -375,7 +377,8 @@ async fn fire(
             }
             ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::RateLimited => None,
             // The request itself is wrong, or names a tailnet that is gone: retrying cannot
-            // help. Logged, and the entry is dropped.
+            // help. Logged, and the entry is dropped. (A `conflict` cannot come from another
+            // request under the same id: timer commands record no idempotency.)
             code => {
                 tracing::error!(request = entry.request.request_id, %code, message = e.error.message, "timer command refused; entry dropped");
                 Some(Outcome::Done)

@@ -40,7 +40,7 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::store::{Checkpoint, META, StoreError, init_meta, read_checkpoint, redb_err};
+use crate::store::{META, Position, StoreError, init_meta, read_checkpoint, redb_err};
 
 const DUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("due");
 const THINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("things");
@@ -127,14 +127,14 @@ impl Schedule {
     }
 
     /// The last applied event.
-    pub fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
+    pub fn checkpoint(&self) -> Result<Position, StoreError> {
         let txn = self.db.begin_read().map_err(redb_err)?;
         read_checkpoint(&txn.open_table(META).map_err(redb_err)?)
     }
 
     /// Applies `batch` (in seq order, right after the checkpoint) and records `tip`, in one
     /// durable transaction.
-    pub fn apply(&self, batch: &[Envelope], tip: Checkpoint) -> Result<(), StoreError> {
+    pub fn apply(&self, batch: &[Envelope], tip: Position) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(redb_err)?;
         txn.set_durability(Durability::Immediate)
             .map_err(redb_err)?;
@@ -303,7 +303,7 @@ impl Schedule {
         open_tables(&txn)?;
         {
             let mut meta = txn.open_table(META).map_err(redb_err)?;
-            meta.insert("checkpoint", Checkpoint::START.encode().as_slice())
+            meta.insert("checkpoint", Position::START.encode().as_slice())
                 .map_err(redb_err)?;
         }
         txn.commit().map_err(redb_err)
@@ -440,7 +440,7 @@ mod tests {
         /// Applies `event` as the next envelope, at `secs`.
         fn at(&mut self, secs: i64, event: impl Into<Event>) -> &mut Self {
             let env = self.given.env(secs, event);
-            let tip = Checkpoint {
+            let tip = Position {
                 seq: env.seq.get(),
                 hash: Hash::ZERO,
             };
@@ -718,7 +718,7 @@ mod tests {
         {
             let s = Schedule::open(&path, INACTIVITY).expect("opens");
             let env = g.env(0, generated("kA", true, 60));
-            let cp = Checkpoint {
+            let cp = Position {
                 seq: env.seq.get(),
                 hash: Hash([9; 32]),
             };
@@ -732,7 +732,7 @@ mod tests {
         assert_eq!(s.checkpoint().expect("reads").seq, 1);
         assert_eq!(s.due(at(60), 10).expect("reads").0.len(), 1);
         s.reset().expect("resets");
-        assert_eq!(s.checkpoint().expect("reads"), Checkpoint::START);
+        assert_eq!(s.checkpoint().expect("reads"), Position::START);
         assert_eq!(s.counts().expect("counts"), Counts::default());
     }
 

@@ -100,7 +100,11 @@ async fn bench() -> anyhow::Result<()> {
     let clients = env_or::<u64>("BENCH_CLIENTS", 16) as usize;
     let seconds = env_or::<u64>("BENCH_SECONDS", 3);
     let devices = env_or::<u64>("BENCH_DEVICES", 10_000) as usize;
-    let stack = api_support::Stack::start_with(|s| s.token_requests_per_second = 0).await?;
+    let stack = api_support::Stack::start_with(|s| {
+        s.token_requests_per_second = 0;
+        s.address_requests_per_second = 0;
+    })
+    .await?;
     let owner = stack.owner_token.clone();
 
     // 10k devices, registered over NATS with one reusable key, 64 at a time.

@@ -1,6 +1,6 @@
 //! The expiry timers under a burst: N keys whose expiries all fall in the same minute.
 //!
-//! A real nats-server, the command service in-process (`App`, relay on, as `authkeys command`
+//! A real nats-server, the command service in-process (`CommandRole`, relay on, as `authkeys command`
 //! runs) and `authkeys timers` as its own process (the binary), so its memory is its own. N
 //! keys are generated over `authkeys.cmd.admin.generate-key` (64 in flight) with `expirySeconds`
 //! chosen so that their deadlines spread evenly over one minute that starts after generation
@@ -17,7 +17,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
 use authkeys_events::{Event, Seq};
 use authkeys_log::Log;
@@ -81,7 +81,7 @@ async fn run(n: usize) {
         .await
         .expect("join")
         .expect("bootstrap");
-    let app = App::build(CommandSettings::new(&path, nats.url()))
+    let app = CommandRole::build(CommandSettings::new(&path, nats.url()))
         .await
         .expect("command service");
     let log = app.log();

@@ -14,6 +14,7 @@ use authkeys_audit::history::{self, Subject};
 use authkeys_audit::replay::{self, Until, ViewName};
 use authkeys_audit::source::{self, Source};
 use authkeys_audit::{AuditState, trust};
+use authkeys_protocol::nats::Identity;
 
 use super::{AuditCmd, AuditSourceArgs};
 
@@ -35,6 +36,11 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(source: AuditSourceArgs) -> anyhow::Result<Source> {
+    let role = authkeys_protocol::access::Role::Auditor;
+    let identity = match &source.nats_auth {
+        Some(dir) => Identity::from_dir(dir, role)?,
+        None => Identity::anonymous(role),
+    };
     match (source.data, source.nats) {
         (Some(data), _) => {
             let path = source::log_path(&data);
@@ -42,13 +48,10 @@ async fn connect(source: AuditSourceArgs) -> anyhow::Result<Source> {
             Ok(Source::File(data))
         }
         (None, Some(url)) => {
-            let client = authkeys_protocol::nats::connect_with(
-                &url,
-                async_nats::ConnectOptions::new()
-                    .name("authkeys-audit")
-                    .connection_timeout(Duration::from_secs(5)),
-            )
-            .await?;
+            let options = identity
+                .options("authkeys-audit")
+                .connection_timeout(Duration::from_secs(5));
+            let client = authkeys_protocol::nats::connect_with(&url, options).await?;
             Ok(Source::Nats(client))
         }
         (None, None) => anyhow::bail!("give --data DIR or --nats URL"),

@@ -3,7 +3,8 @@
 //! The HTTP API (which authenticates tokens through the identity view) is the way for remote
 //! clients. On the host, an admin holding an API token can do without it: this module reads the
 //! log **read-only** (safe while the service writes it), checks the token against the tailnet's
-//! state with the hashing key from the data dir, and sends `authkeys.cmd.admin.generate-key` over
+//! state with the hashing key from the data dir (only that key: never `derivation.key`, and it
+//! creates no file), and sends `authkeys.cmd.admin.generate-key` over
 //! NATS as that user. The command service decides it like any other request (R07 included).
 
 use std::path::Path;
@@ -15,7 +16,7 @@ use authkeys_events::{Seq, TailnetId, TokenId, UserId};
 use authkeys_log::LogReader;
 use subtle::ConstantTimeEq;
 
-use authkeys_command::secrets::Secrets;
+use authkeys_command::mint::HASHING_KEY_FILE;
 
 /// Events read per page while folding the log.
 const READ_PAGE_EVENTS_MAX: usize = 4096;
@@ -34,8 +35,10 @@ pub struct TokenOwner {
 pub fn authenticate(data_dir: &Path, token: &str) -> anyhow::Result<TokenOwner> {
     let refused = || anyhow!("invalid, expired or revoked API token");
     let presented = secret::parse(SecretKind::Api, token).map_err(|_| refused())?;
-    let secrets = Secrets::load(data_dir, false)?;
-    let hash = presented.hash(secrets.hashing_key());
+    let key_path = data_dir.join(HASHING_KEY_FILE);
+    let hashing_key = authkeys_log::keys::load_or_create_key(&key_path, false)
+        .with_context(|| format!("load hashing key {}", key_path.display()))?;
+    let hash = presented.hash(&hashing_key);
     let token_id = TokenId::parse(presented.id.as_str()).map_err(|_| refused())?;
 
     let reader = LogReader::open(&data_dir.join("log.redb"))

@@ -2,7 +2,7 @@
 //!
 //! - `authkeys admin bootstrap --data DIR --tailnet NAME --owner LOGIN`: creates a tailnet and its
 //!   Owner offline; prints only the Owner's API token on stdout (what was made goes to stderr).
-//! - `authkeys admin create-key --data DIR --token TOKEN [--reusable] [--ephemeral]
+//! - `authkeys admin create-key --data DIR (--token-file FILE | --token TOKEN) [--reusable] [--ephemeral]
 //!   [--preauthorized] [--tag TAG]… [--expiry-seconds N] [--description D]`: on the service's
 //!   host, generate an auth key as the token's user (over NATS); prints only the key on stdout.
 //! - `authkeys serve --data DIR --http ADDR --nats URL`: every role in one process (command
@@ -12,9 +12,14 @@
 //!   --hashing-key FILE`: the projection workers and the HTTP gateway as separate processes.
 //! - `authkeys command --data DIR --nats URL`: the command service with its relay and
 //!   `authkeys.log.read`; SIGTERM or SIGINT shuts it down gracefully.
-//! - `authkeys register --nats URL --authkey KEY --hostname H [--node-key K] [--os OS]
-//!   [--request-id ID]`: a registrar client; prints the device JSON, or `error: <code>: <message>`
-//!   on stderr and exits 1 when refused (2 when the request could not be made).
+//! - `authkeys register --nats URL (--authkey-file FILE | --authkey KEY) --hostname H
+//!   [--node-key K] [--os OS] [--request-id ID]`: a registrar client; prints the device JSON, or
+//!   `error: <code>: <message>` on stderr and exits 1 when refused (2 when the request could not
+//!   be made).
+//!
+//! Secrets on the command line show in the process list: `--authkey-file` and `--token-file`
+//! read them from a file, or from stdin when the file is `-` (issue 11, finding 11); each is
+//! mutually exclusive with its plain flag (and its environment variable).
 //!
 //! - `authkeys audit verify (--data DIR | --nats URL) --trusted-key KEY [--state FILE]`: verify
 //!   the whole log against a pinned public key; exit 0 with a summary, 1 naming the first bad
@@ -33,7 +38,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use authkeys_command::RateLimitConfig;
-use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
 use authkeys_protocol::access::{RegistrarName, Role};
 use authkeys_protocol::nats::Identity;
@@ -100,14 +105,23 @@ enum AuditCmd {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(skip)]
 struct AuditSourceArgs {
     /// A data dir (or its log.redb), opened read-only: works while the service runs.
-    #[arg(long, env = "AUTHKEYS_AUDIT_DATA")]
+    #[arg(
+        long,
+        env = "AUTHKEYS_AUDIT_DATA",
+        required_unless_present = "nats",
+        conflicts_with = "nats"
+    )]
     data: Option<PathBuf>,
     /// A running system's NATS server (reads authkeys.log.read and authkeys.log.checkpoints).
-    #[arg(long, env = "AUTHKEYS_AUDIT_NATS")]
+    #[arg(long, env = "AUTHKEYS_AUDIT_NATS", required_unless_present = "data")]
     nats: Option<String>,
+    /// With NATS authentication on: the folder `authkeys admin nats-config` wrote (the
+    /// auditor's seed, `auditor.nk`, may read the log and its checkpoints, nothing else).
+    #[arg(long, env = "AUTHKEYS_NATS_AUTH", requires = "nats")]
+    nats_auth: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -195,9 +209,19 @@ struct CreateKeyArgs {
     data: PathBuf,
     #[command(flatten)]
     nats: NatsArgs,
-    /// An API token, tskey-api-… (e.g. the one bootstrap printed).
-    #[arg(long, env = "AUTHKEYS_TOKEN", hide_env_values = true)]
-    token: String,
+    /// An API token, tskey-api-… (e.g. the one bootstrap printed). Shows in the process list:
+    /// prefer `--token-file`.
+    #[arg(
+        long,
+        env = "AUTHKEYS_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// A file holding the API token (alone, on one line); `-` reads it from stdin.
+    #[arg(long, env = "AUTHKEYS_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// May register many nodes (R01); one-off otherwise.
     #[arg(long)]
     reusable: bool,
@@ -236,7 +260,8 @@ struct BootstrapArgs {
 
 #[derive(Debug, Args)]
 struct CommandArgs {
-    /// The data dir: log.redb, signing.key, hashing.key (created if missing).
+    /// The data dir: log.redb, signing.key, hashing.key, derivation.key (created if missing;
+    /// derivation.key is read by this role only).
     #[arg(long, env = "AUTHKEYS_DATA")]
     data: PathBuf,
     #[command(flatten)]
@@ -244,6 +269,10 @@ struct CommandArgs {
     /// Run without the relay to JetStream.
     #[arg(long, env = "AUTHKEYS_NO_RELAY")]
     no_relay: bool,
+    /// R02: how long an ephemeral node must have been disconnected before a timer may remove
+    /// it (the timers' own setting should match; `30m`, `2s`, `1h 30m`).
+    #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
+    ephemeral_inactivity_timeout: std::time::Duration,
     /// Failed registrations a registrar may make at once (0: no limit).
     #[arg(long, env = "AUTHKEYS_REGISTRAR_FAILURES_BURST", default_value_t = RateLimitConfig::default().registrar_failures_burst)]
     registrar_failures_burst: u32,
@@ -291,6 +320,11 @@ fn parse_registrar(s: &str) -> Result<RegistrarName, String> {
     RegistrarName::parse(s)
 }
 
+/// Whole milliseconds of a duration from [`parse_timeout`] (at most 365 days, so it fits).
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A positive duration such as `30m`, `2s` or `1h 30m`, at most 365 days.
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d =
@@ -317,7 +351,8 @@ struct ApiArgs {
     http: std::net::SocketAddr,
     #[command(flatten)]
     nats: NatsArgs,
-    /// The command service's hashing.key (in its data dir).
+    /// The command service's hashing.key (in its data dir): the only key the gateway needs;
+    /// never give it derivation.key.
     #[arg(long, env = "AUTHKEYS_HASHING_KEY")]
     hashing_key: PathBuf,
 }
@@ -357,9 +392,18 @@ struct RegisterArgs {
     /// nats-config --registrar NAME`).
     #[arg(long, env = "AUTHKEYS_NATS_NKEY")]
     nats_nkey: Option<PathBuf>,
-    /// The auth key, tskey-auth-….
-    #[arg(long, env = "AUTHKEYS_AUTHKEY", hide_env_values = true)]
-    authkey: String,
+    /// The auth key, tskey-auth-…. Shows in the process list: prefer `--authkey-file`.
+    #[arg(
+        long,
+        env = "AUTHKEYS_AUTHKEY",
+        hide_env_values = true,
+        required_unless_present = "authkey_file",
+        conflicts_with = "authkey_file"
+    )]
+    authkey: Option<String>,
+    /// A file holding the auth key (alone, on one line); `-` reads it from stdin.
+    #[arg(long, env = "AUTHKEYS_AUTHKEY_FILE", value_name = "FILE")]
+    authkey_file: Option<PathBuf>,
     /// The node's host name.
     #[arg(long, env = "AUTHKEYS_HOSTNAME")]
     hostname: String,
@@ -489,9 +533,51 @@ fn run_nats_config(args: NatsConfigArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The longest secret file read (a key or token is about 100 bytes).
+const SECRET_FILE_BYTES_MAX: u64 = 4096;
+
+/// A secret given as `value` or read from `file` (`-`: stdin): the file must hold the secret
+/// alone, surrounding whitespace (a final newline) ignored. Clap makes the two exclusive.
+fn secret_input(
+    value: Option<String>,
+    file: Option<&std::path::Path>,
+    flag: &str,
+) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let Some(file) = file else {
+        return value.with_context(|| format!("--{flag} or --{flag}-file is required"));
+    };
+    let named = if file == std::path::Path::new("-") {
+        "stdin".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    let mut text = String::new();
+    let read = if file == std::path::Path::new("-") {
+        std::io::stdin()
+            .take(SECRET_FILE_BYTES_MAX + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file)
+            .and_then(|f| f.take(SECRET_FILE_BYTES_MAX + 1).read_to_string(&mut text))
+    };
+    read.with_context(|| format!("--{flag}-file: read {named}"))?;
+    if text.len() as u64 > SECRET_FILE_BYTES_MAX {
+        anyhow::bail!("--{flag}-file: {named} is larger than {SECRET_FILE_BYTES_MAX} bytes");
+    }
+    let secret = text.trim();
+    if secret.is_empty() {
+        anyhow::bail!("--{flag}-file: {named} is empty");
+    }
+    if secret.chars().any(char::is_whitespace) {
+        anyhow::bail!("--{flag}-file: {named} must hold only the {flag}, on one line");
+    }
+    Ok(secret.to_owned())
+}
+
 async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.clone();
-    let token = args.token.clone();
+    let token = secret_input(args.token.clone(), args.token_file.as_deref(), "token")?;
     let owner =
         match tokio::task::spawn_blocking(move || crate::local_admin::authenticate(&data, &token))
             .await
@@ -504,7 +590,7 @@ async fn run_create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
             }
         };
     let request = wire::GenerateKeyRequest {
-        command_id: authkeys_command::secrets::random_id('c')?,
+        command_id: authkeys_command::mint::random_id('c')?,
         tailnet: owner.tailnet.to_string(),
         actor: owner.user_id.to_string(),
         key_type: None,
@@ -596,7 +682,8 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
     if args.no_relay {
         settings.relay = None;
     }
-    let app = App::build(settings).await?;
+    settings.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
+    let app = CommandRole::build(settings).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run(shutdown).await?;
@@ -612,6 +699,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         settings.authenticate(dir)?;
     }
     settings.timers.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
+    settings.command.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
     crate::serve::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -695,17 +783,18 @@ async fn cancel_on_signal(token: CancellationToken) {
 }
 
 async fn run_register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let auth_key = secret_input(args.authkey, args.authkey_file.as_deref(), "authkey")?;
     let node_key = match args.node_key {
         Some(k) => k,
         None => random_node_key()?,
     };
     let request_id = match args.request_id {
         Some(id) => id,
-        None => authkeys_command::secrets::random_id('r')?,
+        None => authkeys_command::mint::random_id('r')?,
     };
     let request = RegisterRequest {
         request_id,
-        auth_key: args.authkey,
+        auth_key,
         node_key,
         hostname: args.hostname,
         os: args.os,

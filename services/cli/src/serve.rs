@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use authkeys_command::app::{App as CommandApp, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_events::decision::system_clock;
 use authkeys_gateway::{self as gateway, ApiSettings};
 use authkeys_projections::Views;
@@ -68,17 +68,17 @@ impl ServeSettings {
 /// serving. The same `build → run(shutdown)` roles as the split topology, listed.
 #[derive(Debug)]
 pub struct Serve {
-    command: CommandApp,
+    command: CommandRole,
     views: Views,
     timers: Timers,
-    gateway: gateway::App,
+    gateway: gateway::Gateway,
     clients: [async_nats::Client; 2],
 }
 
 impl Serve {
     /// Builds every role (port 0 allowed for the gateway).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Serve> {
-        let command = CommandApp::build(settings.command).await?;
+        let command = CommandRole::build(settings.command).await?;
         let url = &settings.api.nats_url;
         let views_client = settings
             .views_identity
@@ -91,7 +91,7 @@ impl Serve {
         let views =
             Views::build(views_client.clone(), settings.projections, system_clock()).await?;
         let timers = Timers::build(timers_client.clone(), settings.timers, system_clock()).await?;
-        let gateway = gateway::App::build(settings.api).await?;
+        let gateway = gateway::Gateway::build(settings.api).await?;
         Ok(Serve {
             command,
             views,

@@ -279,7 +279,10 @@ async fn r10_no_secret_is_stored_published_or_logged() -> anyhow::Result<()> {
     let issued: TokenReply = svc
         .call(subject::ISSUE_TOKEN, &svc.admin("tok-1", json!({})))
         .await?;
-    secrets.extend([added.api_key, issued.api_key]);
+    secrets.extend([
+        added.api_key.context("a new user's token")?,
+        issued.api_key.context("a new token")?,
+    ]);
 
     for (key, host) in [(&one_off, "a"), (&reusable, "b"), (&reusable, "c")] {
         let out = svc.register(key, host)?;
@@ -416,5 +419,143 @@ async fn sigterm_stops_the_service_even_with_nats_gone() -> anyhow::Result<()> {
     let reader = authkeys_log::LogReader::open(&svc.data.path().join("log.redb"))?;
     let report = reader.verify(None)?;
     ensure!(report.last_checkpoint.map(|s| s.get()) == Some(report.head.seq));
+    Ok(())
+}
+
+/// Runs `cmd` with `input` on its stdin (closed after it).
+fn run_with_stdin(cmd: &mut Command, input: &str) -> anyhow::Result<Output> {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run authkeys")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    child.wait_with_output().context("wait for authkeys")
+}
+
+/// The log's head seq, read-only while the service runs.
+fn log_head(svc: &Service) -> anyhow::Result<u64> {
+    let reader = authkeys_log::LogReader::open(&svc.data.path().join("log.redb"))?;
+    Ok(reader.verify(None)?.head.seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_11_secrets_are_read_from_files_or_stdin_not_the_command_line() -> anyhow::Result<()>
+{
+    // `--authkey` and `--token` show in the process list. `--authkey-file` / `--token-file`
+    // read them from a file, or from stdin with `-`; each excludes its plain flag; bad input
+    // (both, neither, a missing, empty or multi-line file) is refused with a clear error before
+    // anything is sent, and the log is unchanged.
+    let svc = Service::start().await?;
+    let key = svc.generate_key("finding-11", true).await?;
+    let files = tempfile::tempdir()?;
+    let key_file = files.path().join("authkey");
+    fs::write(&key_file, format!("{key}\n"))?;
+    let token_file = files.path().join("token");
+    fs::write(&token_file, format!("{}\n", svc.owner_token))?;
+    let nats = svc.nats.url();
+    let register = |host: &str| {
+        let mut c = authkeys();
+        c.args([
+            "register",
+            "--nats",
+            &nats,
+            "--hostname",
+            host,
+            "--os",
+            "linux",
+        ]);
+        c
+    };
+    let create_key = || {
+        let mut c = authkeys();
+        c.args(["admin", "create-key", "--nats", &nats, "--reusable"])
+            .arg("--data")
+            .arg(svc.data.path());
+        c
+    };
+
+    // Accepted: a file, and stdin.
+    let out = run(register("from-file").arg("--authkey-file").arg(&key_file))?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let device: Device = serde_json::from_slice(&out.stdout)?;
+    ensure!(device.hostname == "from-file");
+    let out = run_with_stdin(
+        register("from-stdin").args(["--authkey-file", "-"]),
+        &format!("{key}\n"),
+    )?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let device: Device = serde_json::from_slice(&out.stdout)?;
+    ensure!(device.hostname == "from-stdin");
+    for out in [
+        run(create_key().arg("--token-file").arg(&token_file))?,
+        run_with_stdin(create_key().args(["--token-file", "-"]), &svc.owner_token)?,
+    ] {
+        ensure!(out.status.success(), "{}", text(&out.stderr));
+        let made = text(&out.stdout).trim_end().to_owned();
+        ensure!(
+            secret::parse(SecretKind::Auth, &made).is_ok(),
+            "stdout is one auth key: {made:?}"
+        );
+    }
+
+    // Refused, with a clear error, before anything is sent.
+    let head = log_head(&svc)?;
+    let empty = files.path().join("empty");
+    fs::write(&empty, "\n")?;
+    let two_lines = files.path().join("two-lines");
+    fs::write(&two_lines, format!("{key}\n{key}\n"))?;
+    let missing = files.path().join("missing");
+    let refusals: Vec<(Output, &str)> = vec![
+        (
+            run(register("both")
+                .args(["--authkey", &key, "--authkey-file"])
+                .arg(&key_file))?,
+            "cannot be used with",
+        ),
+        (run(&mut register("neither"))?, "--authkey"),
+        (
+            run(register("missing").arg("--authkey-file").arg(&missing))?,
+            "--authkey-file: read",
+        ),
+        (
+            run(register("empty").arg("--authkey-file").arg(&empty))?,
+            "is empty",
+        ),
+        (
+            run(register("two").arg("--authkey-file").arg(&two_lines))?,
+            "must hold only the authkey",
+        ),
+        (
+            run_with_stdin(register("stdin-empty").args(["--authkey-file", "-"]), "")?,
+            "stdin is empty",
+        ),
+        (
+            run(create_key()
+                .args(["--token", &svc.owner_token, "--token-file"])
+                .arg(&token_file))?,
+            "cannot be used with",
+        ),
+        (run(&mut create_key())?, "--token"),
+        (
+            run(create_key().arg("--token-file").arg(&empty))?,
+            "is empty",
+        ),
+    ];
+    for (out, says) in &refusals {
+        let stderr = text(&out.stderr);
+        ensure!(
+            out.status.code() == Some(2) && out.stdout.is_empty() && stderr.contains(says),
+            "expected exit 2 saying {says:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+    ensure!(log_head(&svc)? == head, "a refused input wrote nothing");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! on: NATS request/reply and durable redb appends.
 //!
 //! For 1, 64 and 256 concurrent requesters, each sending `authkeys.cmd.register` (reusable keys,
-//! a distinct node key per request) through a real nats-server to the command service (`App`,
+//! a distinct node key per request) through a real nats-server to the command service (`CommandRole`,
 //! relay to JetStream on, as `authkeys command` runs) for a fixed time: registrations/s, p50/p99
 //! latency and commands per fsync. In the same run, at the same concurrency: a trivial NATS
 //! request/reply echo of the same payload (the transport's ceiling), and raw redb appends of the
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
 use authkeys_command::{CommandConfig, RateLimitConfig};
 use authkeys_events::{EventType, Seq};
@@ -144,7 +144,7 @@ async fn run(secs: f64, same_host: bool, relay: bool) {
         rate_limits: RateLimitConfig::off(),
         ..CommandConfig::default()
     };
-    let app = App::build(settings).await.expect("command service");
+    let app = CommandRole::build(settings).await.expect("command service");
     let log = app.log();
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(app.run(shutdown.clone()));

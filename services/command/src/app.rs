@@ -1,8 +1,8 @@
 //! `authkeys command`: the command service with everything that lives beside the log — the
-//! relay to JetStream and `authkeys.log.read` — as one [`App`].
+//! relay to JetStream and `authkeys.log.read` — as one [`CommandRole`].
 //!
-//! `App::build` opens the log, connects to NATS and subscribes, so once it returns, requests are
-//! received; [`App::run`] serves until the token is cancelled and then shuts down in order: stop
+//! `CommandRole::build` opens the log, connects to NATS and subscribes, so once it returns, requests are
+//! received; [`CommandRole::run`] serves until the token is cancelled and then shuts down in order: stop
 //! taking commands and answer those in flight, let the relay publish what is committed, close the
 //! log (final checkpoint), drain the NATS connection.
 
@@ -19,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CommandConfig, CommandService, Subscriptions};
 use crate::relay::{self, RelayConfig};
-use crate::secrets::Secrets;
 
 /// What `authkeys command` needs.
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
-    /// The data dir: `log.redb`, `signing.key`, `hashing.key`.
+    /// The data dir: `log.redb`, `signing.key`, `hashing.key` (bound to the log) and
+    /// `derivation.key` (this role's only).
     pub data_dir: PathBuf,
     /// The NATS server.
     pub nats_url: String,
@@ -54,25 +54,23 @@ impl CommandSettings {
 
 /// The running command role.
 #[derive(Debug)]
-pub struct App {
+pub struct CommandRole {
     service: CommandService,
     client: Client,
     subscriptions: Subscriptions,
     settings: CommandSettings,
 }
 
-impl App {
+impl CommandRole {
     /// Opens the log in the data dir (creating it and its key files), connects to NATS, makes
     /// sure the events stream exists and subscribes to every command subject.
-    pub async fn build(settings: CommandSettings) -> anyhow::Result<App> {
+    pub async fn build(settings: CommandSettings) -> anyhow::Result<CommandRole> {
         let dir = settings.data_dir.clone();
-        let (log, secrets) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (log, mint) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("create data dir {}", dir.display()))?;
-            let secrets = Secrets::load(&dir, true)?;
-            let log: Log<State> = Log::open(LogConfig::in_dir(&dir), State::default())
-                .with_context(|| format!("open the log in {}", dir.display()))?;
-            Ok((log, secrets))
+            let (mint, log) = crate::mint::open_log(&dir, LogConfig::in_dir(&dir))?;
+            Ok((log, mint))
         })
         .await
         .context("open the log")??;
@@ -89,9 +87,9 @@ impl App {
                 .await
                 .context("make sure the events stream exists")?;
         }
-        let service = CommandService::new(log, secrets, settings.command.clone());
+        let service = CommandService::new(log, mint, settings.command.clone());
         let subscriptions = service.subscribe(&client).await?;
-        Ok(App {
+        Ok(CommandRole {
             service,
             client,
             subscriptions,
@@ -111,7 +109,7 @@ impl App {
 
     /// Serves until `shutdown`, then stops in order (see the module docs).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App {
+        let CommandRole {
             service,
             client,
             subscriptions,

@@ -11,9 +11,9 @@ use anyhow::{Context, bail};
 use authkeys_domain::secret::Issued;
 use authkeys_domain::{Command, NewToken, Rejection, State};
 use authkeys_events::{Actor, CommandId, LoginName, TailnetId, TailnetName, UserId};
-use authkeys_log::{AppendError, Log, LogConfig};
+use authkeys_log::{AppendError, LogConfig};
 
-use crate::secrets::{self, Secrets};
+use crate::mint;
 
 /// Lifetime of the Owner's first token.
 pub const OWNER_TOKEN_LIFETIME_DAYS: i64 = 90;
@@ -36,13 +36,11 @@ pub fn bootstrap(data_dir: &Path, name: &str, owner: &str) -> anyhow::Result<Boo
     let owner_login = LoginName::parse(owner).map_err(|e| anyhow::anyhow!("--owner: {}", e.why))?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("create data dir {}", data_dir.display()))?;
-    let secrets = Secrets::load(data_dir, true)?;
-    let log: Log<State> = Log::open(LogConfig::in_dir(data_dir), State::default())
-        .with_context(|| format!("open the log in {}", data_dir.display()))?;
+    let (mint, log) = mint::open_log(data_dir, LogConfig::in_dir(data_dir))?;
 
-    let tailnet_id = secrets::random_tailnet_id()?;
-    let owner_id = secrets::random_user_id()?;
-    let (token_id, token) = secrets.random_api_token()?;
+    let tailnet_id = mint::random_tailnet_id()?;
+    let owner_id = mint::random_user_id()?;
+    let (token_id, token) = mint.random_api_token()?;
     let now = authkeys_events::decision::system_clock().now();
     let command = Command::CreateTailnet {
         tailnet_id: tailnet_id.clone(),
@@ -57,7 +55,7 @@ pub fn bootstrap(data_dir: &Path, name: &str, owner: &str) -> anyhow::Result<Boo
     };
     let command_id = CommandId::parse(format!("bootstrap-{tailnet_id}"))
         .context("make the bootstrap command id")?;
-    let result = log.append_blocking(authkeys_log::Command {
+    let result = log.append_blocking(authkeys_log::Append {
         scope: "system".to_owned(),
         command_id,
         actor: Actor::system("bootstrap"),

@@ -1,5 +1,7 @@
 //! `authkeys.cmd.admin.issue-token`: another API token for the actor. The token is derived from
-//! `(tailnet, commandId)`, so a retry answers with the same token.
+//! `(tailnet, commandId)`, so a retry answers with the same token — within
+//! `secret_replay_window_ms_max` of the first answer and while the token is usable
+//! ([`super::reveal_secret`]); later without `apiKey`.
 
 use authkeys_domain::AdminOp;
 use authkeys_events::Event;
@@ -12,6 +14,7 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let parsed = dto.parse()?;
     let (token, issued) = super::new_token(ctx, &parsed);
     let token_id = token.token_id.clone();
+    let tailnet = parsed.tailnet.clone();
     let parsed = parsed.map_op(|_| AdminOp::IssueToken { token });
     let committed = super::append_admin(ctx, super::fingerprint(ctx, req, &dto), parsed).await?;
     // The first result's expiry, also on a retry.
@@ -23,10 +26,18 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
             _ => None,
         })
         .ok_or_else(|| super::internal("read an issued token", "no ApiTokenIssued event"))?;
+    let now = ctx.now();
+    let id = token_id.clone();
+    let usable = super::view(
+        ctx,
+        move |s| Some(super::token_usable(s, &tailnet, &id, now)),
+        "token not found",
+    )
+    .await?;
     super::ok(&wire::TokenReply {
         ok: wire::True,
         token_id: token_id.to_string(),
-        api_key: issued.text,
+        api_key: super::reveal_secret(ctx, &committed, usable).then_some(issued.text),
         expires,
     })
 }

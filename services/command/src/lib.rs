@@ -9,7 +9,9 @@
 //! - [`log_read`]: `authkeys.log.read` and `authkeys.log.checkpoints`.
 //! - [`status`]: `authkeys.status`, the counters `/metrics` shows.
 //! - [`limits`]: the failed-registration rate limits.
-//! - [`secrets`]: the hashing key, random ids and retry-stable secrets (ADR 003).
+//! - [`directory`]: the keys and their secret hashes beside the writer, so that a wrong key is
+//!   refused (and limited) without reaching it.
+//! - [`mint`]: the hashing key, random ids and retry-stable secrets (ADR 003).
 //! - [`bootstrap`]: the offline bootstrap of a tailnet and its Owner.
 //!
 //! # Subjects
@@ -62,37 +64,48 @@
 //! result, and nothing is written; the same id with other content is a `conflict`. The reply is
 //! built from the state after the command (`Log::query`), so a retry answers like the first try.
 //! A command that issues a secret (generate-key, add-user, issue-token) derives the secret from
-//! `(tailnet, commandId)` with a key derived from the hashing key, so a retry returns the same
-//! secret although no secret is stored anywhere ([`crate::secrets`]).
+//! `(tailnet, commandId)` with the derivation key (`derivation.key`, which only this role reads),
+//! so a retry returns the same
+//! secret although no secret is stored anywhere ([`crate::mint`]) — but only within
+//! `secret_replay_window_ms_max` (24 h) of the first answer and while the key or token is
+//! usable; a later retry answers the same object without `key`/`apiKey` ([`reveal_secret`]).
+//! Timer commands record no idempotency at all (see the `timer` module): `decide` re-checks
+//! the state, and their ids are predictable.
 //!
 //! # Registration (R10)
 //!
 //! Every registration takes one path: the auth key's form and checksum are checked without a
 //! lookup; a malformed key continues with an id no key has and the hash of its whole text, so
-//! the service always hashes what was presented and always asks `decide`, which compares hashes
-//! in constant time and answers every failure with the same `invalid_key`.
+//! the service always hashes what was presented. The hash is checked in constant time against
+//! the [`directory`] of keys (kept beside the writer from the log file): an unknown id or wrong
+//! secret, and the right secret of a revoked, spent or expired key, are answered `invalid_key`
+//! at once, without the writer; only the right secret of a usable key is decided by the writer,
+//! whose `decide` re-checks everything and answers every failure with the same `invalid_key`.
 //!
-//! Rate limits ([`limits`]) count **failed** registrations per registrar and per key id
-//! (governor, GCRA). A registrar names itself in the NATS header `Authkeys-Registrar`
-//! (`[A-Za-z0-9._-]{1,64}`; absent or invalid → `anonymous`): the reply subject of a request is a
-//! random inbox and says nothing about who sent it. The header is self-declared, so it is a
-//! fairness limit between honest registrars, not a security boundary; the per-key-id limit bounds
-//! guesses against any one key whoever sends them. Once a bucket is empty, that registrar's or key
-//! id's registrations answer `rate_limited` without being decided until a cell is back.
+//! Rate limits ([`limits`]) count **failed** registrations per registrar, per key id and in all
+//! (governor, GCRA), and apply to failing registrations only: a correct key is never refused
+//! `rate_limited` (R22). A registrar is named by the last token of its subject
+//! (`authkeys.cmd.register.<name>`), which NATS permissions make true when authentication is on
+//! (SPEC §6); on the unsuffixed subject of the zero-config setup it may name itself in the header
+//! `Authkeys-Registrar` (`[A-Za-z0-9_-]{1,64}`, as a subject token; absent or invalid →
+//! `anonymous`), a fairness hint
+//! between honest registrars only. The per-key-id limit bounds guesses against any one key
+//! whoever sends them.
 //!
 //! # Shutdown
 //!
 //! On cancellation [`CommandService::serve`] drains every subscription (the server stops sending,
 //! already delivered requests are still read), answers every request it read, and returns; the
-//! [`app::App`] then stops the relay (which publishes what is committed), closes the log and
+//! [`app::CommandRole`] then stops the relay (which publishes what is committed), closes the log and
 //! drains the NATS connection.
 
 pub mod app;
 pub mod bootstrap;
+pub mod directory;
 pub mod limits;
 pub mod log_read;
+pub mod mint;
 pub mod relay;
-pub mod secrets;
 pub mod status;
 
 mod add_user;
@@ -118,13 +131,14 @@ use authkeys_domain::secret;
 use authkeys_domain::{AdminOp, Command, NewToken, Rejection, State};
 use authkeys_events::{Actor, ActorType, CommandId, TailnetId, Timestamp};
 use authkeys_log::{AppendError, Clock, Committed, Log};
+use authkeys_protocol::access::RegistrarName;
 use authkeys_protocol::nats::{NatsError, Responder, ResponderLimits};
 use authkeys_protocol::{self as wire, ErrorCode, ErrorReply, Parsed, subject};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::secrets::Secrets;
+use crate::mint::Mint;
 pub use limits::RateLimitConfig;
 use limits::RateLimits;
 
@@ -133,8 +147,6 @@ pub use authkeys_protocol::subject::REGISTRAR_HEADER;
 pub const ANONYMOUS_REGISTRAR: &str = "anonymous";
 /// The idempotency scope of registrar commands.
 pub const REGISTRAR_SCOPE: &str = "registrar";
-/// Longest registrar name taken from the header.
-pub const REGISTRAR_NAME_BYTES_MAX: usize = 64;
 
 /// How the command service runs. Every limit is named, unit last.
 #[derive(Debug, Clone)]
@@ -147,7 +159,21 @@ pub struct CommandConfig {
     pub shutdown_wait_ms_max: u64,
     /// Lifetime of API tokens issued by add-user and issue-token.
     pub token_lifetime_days: u32,
+    /// How long after its first answer a retried generate-key, add-user or issue-token still
+    /// answers with the secret (while the key or token is usable); later retries answer
+    /// without it.
+    pub secret_replay_window_ms_max: u64,
+    /// R02: an ephemeral node disconnected this long is removed. `decide` refuses an
+    /// inactivity timer that fires sooner, whatever deadline the timer names; keep it equal to
+    /// the timers' `--ephemeral-inactivity-timeout`.
+    pub ephemeral_inactivity_ms: u64,
 }
+
+/// 24 hours: the default [`CommandConfig::secret_replay_window_ms_max`].
+pub const SECRET_REPLAY_WINDOW_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
+/// 30 minutes: the default [`CommandConfig::ephemeral_inactivity_ms`], the timers' default too
+/// (SPEC §5 `--ephemeral-inactivity-timeout`).
+pub const EPHEMERAL_INACTIVITY_MS_DEFAULT: u64 = 30 * 60 * 1000;
 
 impl Default for CommandConfig {
     fn default() -> Self {
@@ -156,6 +182,8 @@ impl Default for CommandConfig {
             requests_in_flight_max: 4096,
             shutdown_wait_ms_max: 5_000,
             token_lifetime_days: 90,
+            secret_replay_window_ms_max: SECRET_REPLAY_WINDOW_MS_DEFAULT,
+            ephemeral_inactivity_ms: EPHEMERAL_INACTIVITY_MS_DEFAULT,
         }
     }
 }
@@ -163,8 +191,9 @@ impl Default for CommandConfig {
 /// What every handler needs.
 pub(crate) struct Ctx {
     pub(crate) log: Log<State>,
-    pub(crate) secrets: Secrets,
+    pub(crate) mint: Mint,
     pub(crate) limits: RateLimits,
+    pub(crate) directory: directory::KeyDirectory,
     pub(crate) clock: Clock,
     pub(crate) config: CommandConfig,
 }
@@ -205,29 +234,20 @@ pub(crate) struct Request<'a> {
 pub(crate) type Answer = Result<Vec<u8>, ErrorReply>;
 
 impl CommandService {
-    /// A service over an open log, with the hashing key in `secrets`.
-    pub fn new(log: Log<State>, secrets: Secrets, config: CommandConfig) -> Self {
-        Self::with_clock(
-            log,
-            secrets,
-            config,
-            authkeys_events::decision::system_clock(),
-        )
+    /// A service over an open log, with the hashing key in `mint`.
+    pub fn new(log: Log<State>, mint: Mint, config: CommandConfig) -> Self {
+        Self::with_clock(log, mint, config, authkeys_events::decision::system_clock())
     }
 
     /// [`CommandService::new`] with the clock used for views (`invalid`) and token lifetimes.
-    pub fn with_clock(
-        log: Log<State>,
-        secrets: Secrets,
-        config: CommandConfig,
-        clock: Clock,
-    ) -> Self {
+    pub fn with_clock(log: Log<State>, mint: Mint, config: CommandConfig, clock: Clock) -> Self {
         let limits = RateLimits::new(&config.rate_limits);
         Self {
             ctx: Arc::new(Ctx {
                 log,
-                secrets,
+                mint,
                 limits,
+                directory: directory::KeyDirectory::default(),
                 clock,
                 config,
             }),
@@ -343,19 +363,13 @@ impl CommandService {
     }
 }
 
-/// The registrar's name from [`REGISTRAR_HEADER`], or [`ANONYMOUS_REGISTRAR`].
+/// The registrar's name from [`REGISTRAR_HEADER`] (a valid [`RegistrarName`], the same rule as
+/// a registrar's own subject), or [`ANONYMOUS_REGISTRAR`].
 pub fn registrar_name(headers: Option<&HeaderMap>) -> String {
     headers
         .and_then(|h| h.get(REGISTRAR_HEADER))
-        .map(|v| v.as_str())
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= REGISTRAR_NAME_BYTES_MAX
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
-        .unwrap_or(ANONYMOUS_REGISTRAR)
-        .to_owned()
+        .and_then(|v| RegistrarName::parse(v.as_str()).ok())
+        .map_or_else(|| ANONYMOUS_REGISTRAR.to_owned(), |n| n.to_string())
 }
 
 /// The JSON of a success reply.
@@ -377,7 +391,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Resul
 /// The idempotency fingerprint of a request: keyed blake3 of its subject and canonical JSON.
 pub(crate) fn fingerprint<T: Serialize>(ctx: &Ctx, req: &Request<'_>, dto: &T) -> [u8; 32] {
     let canonical = serde_json::to_vec(dto).unwrap_or_default();
-    ctx.secrets.fingerprint(req.subject, &canonical)
+    ctx.mint.fingerprint(req.subject, &canonical)
 }
 
 /// Records the command id and tailnet on the request's span.
@@ -389,7 +403,7 @@ pub(crate) fn record_ids(command_id: &CommandId, tailnet: Option<&TailnetId>) {
     }
 }
 
-/// Decides and appends `command`; maps every refusal to its reply.
+/// Decides and appends `command` under `(scope, command_id)` idempotency.
 pub(crate) async fn append(
     ctx: &Ctx,
     scope: &str,
@@ -398,18 +412,45 @@ pub(crate) async fn append(
     fingerprint: [u8; 32],
     command: Command,
 ) -> Result<Committed, AppendError<Rejection>> {
-    let committed = ctx
-        .log
-        .append(authkeys_log::Command {
-            scope: scope.to_owned(),
-            command_id,
-            actor,
-            fingerprint,
-            decide: Box::new(move |state: &State, now| {
-                authkeys_domain::decide(state, &command, now)
-            }),
-        })
-        .await?;
+    let cmd = log_command(scope, command_id, actor, fingerprint, command);
+    let committed = ctx.log.append(cmd).await?;
+    Ok(appended(committed))
+}
+
+/// Decides and appends `command` without idempotency ([`Log::append_unrecorded`]): for timer
+/// commands, whose `decide` re-checks the state, so that no earlier request under the same id
+/// can answer for a later one.
+pub(crate) async fn append_unrecorded(
+    ctx: &Ctx,
+    scope: &str,
+    command_id: CommandId,
+    actor: Actor,
+    fingerprint: [u8; 32],
+    command: Command,
+) -> Result<Committed, AppendError<Rejection>> {
+    let cmd = log_command(scope, command_id, actor, fingerprint, command);
+    let committed = ctx.log.append_unrecorded(cmd).await?;
+    Ok(appended(committed))
+}
+
+fn log_command(
+    scope: &str,
+    command_id: CommandId,
+    actor: Actor,
+    fingerprint: [u8; 32],
+    command: Command,
+) -> authkeys_log::Append<State> {
+    authkeys_log::Append {
+        scope: scope.to_owned(),
+        command_id,
+        actor,
+        fingerprint,
+        decide: Box::new(move |state: &State, now| authkeys_domain::decide(state, &command, now)),
+    }
+}
+
+/// Records what was appended on the request's span.
+fn appended(committed: Committed) -> Committed {
     if let Some(last) = committed.envelopes.last() {
         let span = tracing::Span::current();
         span.record("seq", last.seq.get());
@@ -418,7 +459,32 @@ pub(crate) async fn append(
     if committed.replayed {
         tracing::debug!("retry answered from the first result");
     }
-    Ok(committed)
+    committed
+}
+
+/// Whether the answer to a command that issues a secret may carry it: always on the first
+/// answer; on a retry answered from the first result only within
+/// `secret_replay_window_ms_max` of that result and while the key or token is still `usable`
+/// (not revoked, spent or expired). Later, the retry answers the same object without it, so
+/// a command id seen months later cannot fetch a live secret again.
+pub(crate) fn reveal_secret(ctx: &Ctx, committed: &Committed, usable: bool) -> bool {
+    if !committed.replayed {
+        return true;
+    }
+    let Some(first) = committed.envelopes.first() else {
+        return false;
+    };
+    let window = i64::try_from(ctx.config.secret_replay_window_ms_max).unwrap_or(i64::MAX);
+    let age_ms = ctx.now().unix_ms().saturating_sub(first.time.unix_ms());
+    let within = age_ms <= window;
+    if !within || !usable {
+        tracing::info!(
+            age_ms,
+            usable,
+            "retry answered without its secret (replay window passed or no longer usable)"
+        );
+    }
+    within && usable
 }
 
 /// The reply of a failed append.
@@ -448,7 +514,7 @@ pub(crate) fn refusal(e: AppendError<Rejection>) -> ErrorReply {
 /// commandId)`, so a retry gets the same one, valid for `token_lifetime_days`.
 pub(crate) fn new_token<T>(ctx: &Ctx, parsed: &Parsed<T>) -> (NewToken, secret::Issued) {
     let (token_id, issued) = ctx
-        .secrets
+        .mint
         .derived_api_token(&parsed.tailnet, &parsed.command_id);
     let lifetime_secs = i64::from(ctx.config.token_lifetime_days) * 86_400;
     let token = NewToken {
@@ -457,6 +523,19 @@ pub(crate) fn new_token<T>(ctx: &Ctx, parsed: &Parsed<T>) -> (NewToken, secret::
         expires: ctx.now().plus_seconds(lifetime_secs),
     };
     (token, issued)
+}
+
+/// Can the API token still authenticate at `now` (not revoked, not expired)?
+pub(crate) fn token_usable(
+    state: &State,
+    tailnet: &TailnetId,
+    token_id: &authkeys_events::TokenId,
+    now: Timestamp,
+) -> bool {
+    state
+        .tailnet(tailnet)
+        .and_then(|t| t.tokens.get(token_id))
+        .is_some_and(|t| !t.revoked && now < t.expires)
 }
 
 /// Appends an admin op of a parsed request, in the tailnet's idempotency scope.

@@ -1,10 +1,13 @@
-//! Limits on **failed** registrations, per registrar and per key id (governor's GCRA).
+//! Limits on **failed** registrations, per registrar, per key id and in all (governor's GCRA).
 //!
-//! A failure (`invalid_key`) takes a cell from the registrar's bucket and from the key id's. When
-//! a bucket is empty the failure is answered `rate_limited` instead, and the registrar or key id
-//! is *blocked* until its next cell is due: its registrations are then answered `rate_limited`
-//! before they are hashed or decided. Successful registrations take no cells, so a busy honest
-//! registrar is never limited.
+//! A failure (`invalid_key`) takes a cell from the registrar's bucket, the key id's and the
+//! global one. When a bucket is empty the failure is answered `rate_limited` instead, and the
+//! registrar or key id is *blocked* until its next cell is due: its **failing** registrations are
+//! then answered `rate_limited`. A limit never refuses a correct key (R22): the registration
+//! path checks the presented secret first ([`crate::directory`]), without the writer, and only a
+//! wrong secret (or a key that can no longer register) is ever limited. So a noisy registrar or
+//! a key id under attack slows only the failing attempts, and never another registrar's or the
+//! key holder's; failing attempts never reach the writer at all.
 //!
 //! Memory is bounded: governor's state forgets buckets that are full again
 //! ([`RateLimits::forget_idle`], called as failures arrive), and at most `tracked_keys_max`
@@ -32,6 +35,10 @@ pub struct RateLimitConfig {
     pub key_failures_burst: u32,
     /// …and per minute after that.
     pub key_failures_per_minute: u32,
+    /// Failed registrations of every registrar and key together at once…
+    pub global_failures_burst: u32,
+    /// …and per minute after that.
+    pub global_failures_per_minute: u32,
     /// Most blocked registrars plus key ids remembered.
     pub tracked_keys_max: usize,
 }
@@ -43,6 +50,8 @@ impl Default for RateLimitConfig {
             registrar_failures_per_minute: 600,
             key_failures_burst: 10,
             key_failures_per_minute: 30,
+            global_failures_burst: 1_000,
+            global_failures_per_minute: 60_000,
             tracked_keys_max: 100_000,
         }
     }
@@ -54,6 +63,7 @@ impl RateLimitConfig {
         Self {
             registrar_failures_burst: 0,
             key_failures_burst: 0,
+            global_failures_burst: 0,
             ..Self::default()
         }
     }
@@ -129,6 +139,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 pub struct RateLimits {
     registrars: Option<Bucket<String>>,
     keys: Option<Bucket<String>>,
+    global: Option<Bucket<String>>,
     failures: AtomicU64,
 }
 
@@ -137,6 +148,7 @@ impl std::fmt::Debug for RateLimits {
         f.debug_struct("RateLimits")
             .field("registrars", &self.registrars.is_some())
             .field("keys", &self.keys.is_some())
+            .field("global", &self.global.is_some())
             .finish()
     }
 }
@@ -155,12 +167,17 @@ impl RateLimits {
                 config.key_failures_per_minute,
                 config.tracked_keys_max,
             ),
+            global: Bucket::new(
+                config.global_failures_burst,
+                config.global_failures_per_minute,
+                1,
+            ),
             failures: AtomicU64::new(0),
         }
     }
 
-    /// Whether a registration from `registrar` with `key_id` (`None` for a malformed key, which
-    /// names no key) must be refused unheard.
+    /// Whether a failing registration from `registrar` with `key_id` (`None` for a malformed key,
+    /// which names no key) is refused `rate_limited` (a correct key is never asked about).
     pub fn is_blocked(&self, registrar: &str, key_id: Option<&str>) -> bool {
         self.each(registrar, key_id, |b, k| b.is_blocked(k))
     }
@@ -171,12 +188,12 @@ impl RateLimits {
         if n % SWEEP_EVERY_FAILURES == SWEEP_EVERY_FAILURES - 1 {
             self.forget_idle();
         }
-        // Both buckets take the failure, even when the first is already empty.
+        // Every bucket takes the failure, even when an earlier one is already empty.
         self.each(registrar, key_id, |b, k| b.fail(k))
     }
 
-    /// `f` on the registrar's bucket and on the key id's (when it names one); true if either
-    /// answered true. Both are asked, always.
+    /// `f` on the registrar's bucket, the key id's (when it names one) and the global one; true
+    /// if any answered true. All are asked, always.
     fn each(
         &self,
         registrar: &str,
@@ -191,12 +208,16 @@ impl RateLimits {
             (Some(b), Some(k)) => f(b, &k.to_owned()),
             _ => false,
         };
-        by_registrar || by_key
+        let in_all = self.global.as_ref().is_some_and(|b| f(b, &String::new()));
+        by_registrar || by_key || in_all
     }
 
     /// Forgets buckets that are full again.
     pub fn forget_idle(&self) {
-        for b in [&self.registrars, &self.keys].into_iter().flatten() {
+        for b in [&self.registrars, &self.keys, &self.global]
+            .into_iter()
+            .flatten()
+        {
             b.forget_idle();
         }
     }
@@ -213,6 +234,8 @@ mod tests {
             registrar_failures_per_minute: 1,
             key_failures_burst: 0,
             key_failures_per_minute: 0,
+            global_failures_burst: 0,
+            global_failures_per_minute: 0,
             tracked_keys_max: 10,
         });
         for _ in 0..3 {

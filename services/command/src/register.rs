@@ -1,7 +1,10 @@
 //! `authkeys.cmd.register`: a registrar forwards a node's `--authkey` (R01–R06, R10, R16).
 //!
-//! parse → rate-limit check → hash the presented secret (always) → decide (always) → answer the
-//! device. Every key failure is the one `invalid_key` reply, built in one place.
+//! parse → hash the presented secret (always) → check it against the key directory, without the
+//! writer ([`crate::directory`]) → a usable key's registration is decided by the writer; any
+//! other is a failure, counted by the rate limits and answered at once. Every key failure is the
+//! one `invalid_key` reply (or `rate_limited` once its registrar, key id or all failures are over
+//! their limits), built in one place. A correct key is never limited (R22).
 
 use authkeys_domain::{Command, Rejection};
 use authkeys_events::{Actor, ActorType, Event, NodeId, TailnetId};
@@ -9,6 +12,7 @@ use authkeys_log::{AppendError, Committed};
 use authkeys_protocol::{self as wire, ErrorCode, ErrorReply, RegisterRequest};
 
 use super::{Answer, Ctx, REGISTRAR_SCOPE, Request};
+use crate::directory::Verdict;
 
 /// The reply to a registration refused by a rate limit.
 const RATE_LIMITED: &str = "too many failed registrations; retry later";
@@ -18,17 +22,39 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let parsed = dto.parse()?;
     super::record_ids(&parsed.request_id, None);
     let key_id = parsed.auth_key.key_id();
-    // A malformed key names no key: only its registrar's bucket counts it.
+    // A malformed key names no key: only its registrar's bucket (and the global one) counts it.
     let limit_key = parsed
         .auth_key
         .is_well_formed()
         .then(|| key_id.as_str().to_owned());
-    if ctx.limits.is_blocked(req.registrar, limit_key.as_deref()) {
-        return Err(ErrorReply::new(ErrorCode::RateLimited, RATE_LIMITED));
+    let presented_hash = parsed.auth_key.hash(ctx.mint.hashing_key());
+    let verdict = ctx
+        .directory
+        .check(&ctx.log, &key_id, &presented_hash, ctx.now())
+        .map_err(|e| super::internal("check a key against the directory", e))?;
+    let failure = || {
+        let limited = ctx.limits.is_blocked(req.registrar, limit_key.as_deref())
+            | ctx.limits.fail(req.registrar, limit_key.as_deref());
+        if limited {
+            tracing::info!(registrar = req.registrar, key_id = %key_id, "failed registrations rate-limited");
+            ErrorReply::new(ErrorCode::RateLimited, RATE_LIMITED)
+        } else {
+            ErrorReply::of(&Rejection::InvalidKey)
+        }
+    };
+    match verdict {
+        Verdict::Usable => {}
+        // A retry of a registration that succeeded (its one-off key is spent since) is answered
+        // from its first result by the writer.
+        Verdict::Unusable
+            if ctx
+                .log
+                .was_committed(REGISTRAR_SCOPE, &parsed.request_id)
+                .map_err(|e| super::internal("look up a request id", e))? => {}
+        Verdict::Unusable | Verdict::Wrong => return Err(failure()),
     }
-    let presented_hash = parsed.auth_key.hash(ctx.secrets.hashing_key());
     let new_node_id =
-        crate::secrets::random_node_id().map_err(|e| super::internal("draw a node id", e))?;
+        crate::mint::random_node_id().map_err(|e| super::internal("draw a node id", e))?;
     let command = Command::Register {
         key_id: key_id.clone(),
         presented_hash,
@@ -54,13 +80,9 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     .await
     {
         Ok(committed) => answer(ctx, &committed).await,
-        Err(AppendError::Rejected(Rejection::InvalidKey)) => {
-            if ctx.limits.fail(req.registrar, limit_key.as_deref()) {
-                tracing::info!(registrar = req.registrar, key_id = %key_id, "failed registrations rate-limited");
-                return Err(ErrorReply::new(ErrorCode::RateLimited, RATE_LIMITED));
-            }
-            Err(ErrorReply::of(&Rejection::InvalidKey))
-        }
+        // The key was usable a moment ago: another registration won its race (R01), or the
+        // node key belongs elsewhere.
+        Err(AppendError::Rejected(Rejection::InvalidKey)) => Err(failure()),
         Err(e) => Err(super::refusal(e)),
     }
 }

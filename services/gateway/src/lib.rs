@@ -21,10 +21,23 @@
 //! answers only once it has applied that far, or `unavailable` past its bound, which the
 //! gateway answers 503 with `Retry-After`.
 //!
+//! # Abuse bounds
+//!
+//! - **Rate limits** ([`ApiSettings`]): every `/api/v2` request is first charged to its client
+//!   address (IPv6 per /64), before any authentication work; a request's API token is charged
+//!   only after the token verifies, so forged tokens carrying a victim's token id cost the
+//!   forger's address, never the victim (issue 11, finding 6).
+//! - **Slow clients**: a connection must send a request's headers within
+//!   [`ApiSettings::header_read_ms_max`] (else it is closed) and a request must be answered,
+//!   body upload included, within [`ApiSettings::request_ms_max`] (else 408 and the connection
+//!   closes) (finding 12).
+//! - **Caches**: every `/api/v2` response carries `Cache-Control: no-store`: some carry secrets
+//!   (a new key's `key`, a new user's `apiKey`) (finding 11).
+//!
 //! # Shutdown
 //!
-//! [`App::run`] stops accepting on cancellation, lets requests in flight finish, then drains
-//! the NATS connection.
+//! [`Gateway::run`] stops accepting on cancellation, lets requests in flight finish (bounded by
+//! [`ApiSettings::request_ms_max`]), then drains the NATS connection.
 
 pub mod auth;
 pub mod body;
@@ -37,7 +50,7 @@ mod keys;
 mod logging;
 mod tailnet;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,9 +63,9 @@ use authkeys_protocol::query::{DevicesListQuery, KeysListQuery, TailnetQuery, To
 use authkeys_protocol::status::{CommandStatus, TimersStatus};
 use authkeys_protocol::subject;
 use axum::Router;
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -75,11 +88,13 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// What `authkeys api` needs. Every limit is named, unit last.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Where to listen; port 0 picks a free one ([`App::port`]).
+    /// Where to listen; port 0 picks a free one ([`Gateway::port`]).
     pub http: SocketAddr,
     /// The NATS server.
     pub nats_url: String,
-    /// The command service's `hashing.key` (API token hashes are keyed with it).
+    /// The command service's `hashing.key` (API token hashes are keyed with it). The only key
+    /// file the gateway reads: it verifies presented secrets and cannot re-derive one (the
+    /// command role's `derivation.key` derives retry-stable secrets; ADR 003).
     pub hashing_key_path: PathBuf,
     /// Largest request body read; larger is 413.
     pub body_bytes_max: usize,
@@ -89,6 +104,17 @@ pub struct ApiSettings {
     pub token_requests_per_second: u32,
     /// Requests one API token may make at once.
     pub token_requests_burst: u32,
+    /// Requests per second one client address (IPv6: one /64) may make to `/api/v2` after its
+    /// burst, charged before authentication (0: no limit). A flood bound, sized for many
+    /// clients behind one address; behind a reverse proxy every client has the proxy's address,
+    /// so limit there and set 0 here.
+    pub address_requests_per_second: u32,
+    /// Requests one client address may make at once.
+    pub address_requests_burst: u32,
+    /// Longest a client may take to send a request's headers; the connection is closed then.
+    pub header_read_ms_max: u64,
+    /// Longest one request may take, body upload included; it is answered 408 then.
+    pub request_ms_max: u64,
     /// The time source (token expiry).
     pub clock: Clock,
     /// Who the gateway is on NATS.
@@ -106,6 +132,10 @@ impl ApiSettings {
             nats_request_wait_ms_max: 10_000,
             token_requests_per_second: 100,
             token_requests_burst: 200,
+            address_requests_per_second: 1_000,
+            address_requests_burst: 2_000,
+            header_read_ms_max: 10_000,
+            request_ms_max: 60_000,
             clock: authkeys_events::decision::system_clock(),
             identity: Identity::anonymous(Role::Api),
         }
@@ -113,6 +143,18 @@ impl ApiSettings {
 }
 
 type TokenLimiter = DefaultKeyedRateLimiter<String>;
+type AddressLimiter = DefaultKeyedRateLimiter<IpAddr>;
+
+/// A keyed limiter of `per_second` after `burst`; `None` when `per_second` is 0.
+fn keyed_limiter<K>(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<K>>
+where
+    K: Clone + Eq + std::hash::Hash,
+{
+    std::num::NonZeroU32::new(per_second).map(|rate| {
+        let burst = std::num::NonZeroU32::new(burst).unwrap_or(rate);
+        RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+    })
+}
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -121,24 +163,27 @@ pub(crate) struct Shared {
     pub(crate) hashing_key: [u8; 32],
     pub(crate) metrics: Arc<Metrics>,
     limiter: Option<TokenLimiter>,
+    address_limiter: Option<AddressLimiter>,
     pub(crate) audit: logging::AuditCache,
     clock: Clock,
+    request_max: Duration,
 }
 
 pub(crate) type AppState = Arc<Shared>;
 
 /// The running gateway: bound, connected, not yet serving.
 #[derive(Debug)]
-pub struct App {
+pub struct Gateway {
     listener: tokio::net::TcpListener,
     router: Router,
     shared: AppState,
     port: u16,
+    header_read: Duration,
 }
 
-impl App {
+impl Gateway {
     /// Loads the hashing key, connects to NATS and binds the listener.
-    pub async fn build(settings: ApiSettings) -> anyhow::Result<App> {
+    pub async fn build(settings: ApiSettings) -> anyhow::Result<Gateway> {
         let path = settings.hashing_key_path.clone();
         let hashing_key = tokio::task::spawn_blocking(move || {
             authkeys_log::keys::load_or_create_key(&path, false)
@@ -151,10 +196,14 @@ impl App {
             .connect(&settings.nats_url, "authkeys-api")
             .await?;
         let metrics = Arc::new(Metrics::default());
-        let limiter = std::num::NonZeroU32::new(settings.token_requests_per_second).map(|rate| {
-            let burst = std::num::NonZeroU32::new(settings.token_requests_burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
+        let limiter = keyed_limiter(
+            settings.token_requests_per_second,
+            settings.token_requests_burst,
+        );
+        let address_limiter = keyed_limiter(
+            settings.address_requests_per_second,
+            settings.address_requests_burst,
+        );
         let shared = Arc::new(Shared {
             nats: Nats::new(
                 client,
@@ -164,8 +213,10 @@ impl App {
             hashing_key,
             metrics,
             limiter,
+            address_limiter,
             audit: logging::AuditCache::default(),
             clock: settings.clock.clone(),
+            request_max: Duration::from_millis(settings.request_ms_max),
         });
         let router = router(Arc::clone(&shared), settings.body_bytes_max);
         let listener = tokio::net::TcpListener::bind(settings.http)
@@ -173,11 +224,12 @@ impl App {
             .with_context(|| format!("listen on {}", settings.http))?;
         let port = listener.local_addr().context("listener address")?.port();
         tracing::info!(addr = %settings.http, port, "HTTP API listening");
-        Ok(App {
+        Ok(Gateway {
             listener,
             router,
             shared,
             port,
+            header_read: Duration::from_millis(settings.header_read_ms_max),
         })
     }
 
@@ -189,10 +241,11 @@ impl App {
     /// Serves until `shutdown`, then stops accepting, finishes requests in flight and drains
     /// NATS.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App {
+        let Gateway {
             listener,
             router,
             shared,
+            header_read,
             ..
         } = self;
         let sweeper = {
@@ -203,18 +256,21 @@ impl App {
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => break,
-                        _ = tick.tick() => if let Some(l) = &shared.limiter {
-                            l.retain_recent();
-                            l.shrink_to_fit();
-                        },
+                        _ = tick.tick() => {
+                            if let Some(l) = &shared.limiter {
+                                l.retain_recent();
+                                l.shrink_to_fit();
+                            }
+                            if let Some(l) = &shared.address_limiter {
+                                l.retain_recent();
+                                l.shrink_to_fit();
+                            }
+                        }
                     }
                 }
             })
         };
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serve HTTP");
+        let served = serve(listener, router, &shutdown, header_read, shared.request_max).await;
         sweeper.abort();
         tracing::info!("HTTP API stopped accepting; requests in flight answered");
         let client = shared.nats.client().clone();
@@ -226,7 +282,71 @@ impl App {
 
 /// Builds and runs the gateway until `shutdown` (`authkeys api`).
 pub async fn run(settings: ApiSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    App::build(settings).await?.run(shutdown).await
+    Gateway::build(settings).await?.run(shutdown).await
+}
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) instead of spinning.
+const ACCEPT_RETRY_MS: u64 = 100;
+
+/// Accepts connections until `shutdown`, each served as HTTP/1.1 whose request headers must
+/// arrive within `header_read` (else hyper closes the connection), with the client's address in
+/// every request's extensions (`ConnectInfo`); then waits at most `drain` for connections in
+/// flight to finish.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: &CancellationToken,
+    header_read: Duration,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                    continue;
+                }
+            },
+        };
+        let service =
+            router
+                .clone()
+                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(remote));
+                    req.map(axum::body::Body::new)
+                });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read);
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %remote, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_ms = drain.as_millis(),
+            "HTTP connections still open after the drain bound; closing them"
+        );
+    }
+    Ok(())
 }
 
 /// Every route of SPEC §5 under [`BASE_PATH`], plus `/healthz` and `/metrics`.
@@ -254,7 +374,11 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
         .route(
             "/tailnet/{tailnet}/logging/configuration",
             get(logging::configuration),
-        );
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            limit_address,
+        ));
     Router::new()
         .nest(BASE_PATH, api)
         .route("/healthz", get(healthz))
@@ -263,7 +387,73 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
         .fallback(unmatched)
         .layer(RequestBodyLimitLayer::new(body_bytes_max))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(no_store))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            request_deadline,
+        ))
         .with_state(shared)
+}
+
+/// The key of a client address's rate limit: the address, an IPv4-mapped IPv6 address as IPv4,
+/// and an IPv6 address by its /64 (one host usually holds a whole /64).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Charges every `/api/v2` request to its client address before any authentication work: 429
+/// past the address's bucket (finding 6: the token's own bucket is charged only once the token
+/// verifies, in [`Authed`]).
+async fn limit_address(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    if let (Some(limiter), Some(ConnectInfo(remote))) = (
+        &shared.address_limiter,
+        req.extensions().get::<ConnectInfo<SocketAddr>>(),
+    ) && limiter.check_key(&address_key(remote.ip())).is_err()
+    {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from this address",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// `Cache-Control: no-store` on every `/api/v2` response: a key's create answer holds its
+/// secret, a new user's holds their API token, and no cache may keep either (finding 11).
+async fn no_store(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with(BASE_PATH);
+    let mut response = next.run(req).await;
+    if api {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Answers 408 (and closes the connection) when a request, its body upload included, is not
+/// answered within [`ApiSettings::request_ms_max`] (finding 12).
+async fn request_deadline(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(shared.request_max, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut e =
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request took too long").into_response();
+            e.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            e
+        }
+    }
 }
 
 /// A span per request (method, route, tailnet, command id), and the request counter.
@@ -341,7 +531,8 @@ async fn healthz(State(shared): State<AppState>) -> Response {
         }
         Err(e) => Err(e),
     };
-    let (head, identity, keys, devices) = tokio::join!(
+    let (status, head, identity, keys, devices) = tokio::join!(
+        ask_status::<CommandStatus>(nats.client(), subject::STATUS),
         nats.head(),
         async {
             let q = TailnetQuery {
@@ -380,6 +571,11 @@ async fn healthz(State(shared): State<AppState>) -> Response {
             return ApiError::unavailable(format!("{what}: {}", e.message)).into_response();
         }
     }
+    // The log answers reads while its writer refuses every write: say so (issue 11, finding 8).
+    if let Some(why) = status.and_then(|s| s.writer_failure) {
+        let message = format!("the log's writer failed and takes no commands: {why}");
+        return ApiError::unavailable(message).into_response();
+    }
     axum::Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
@@ -387,22 +583,23 @@ async fn healthz(State(shared): State<AppState>) -> Response {
 /// gateway's own.
 const STATUS_WAIT_MS_MAX: u64 = 500;
 
+/// A role's status subject, best effort and bounded: `None` when it does not answer in time.
+async fn ask_status<T: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &'static str,
+) -> Option<T> {
+    let wait = std::time::Duration::from_millis(STATUS_WAIT_MS_MAX);
+    let asked = client.request(subject, bytes::Bytes::from_static(b"{}"));
+    let reply = tokio::time::timeout(wait, asked).await.ok()?.ok()?;
+    serde_json::from_slice(&reply.payload).ok()
+}
+
 async fn metrics_text(State(shared): State<AppState>) -> Response {
-    let client = shared.nats.client().clone();
-    // Best effort and bounded: a role that does not answer is left out.
-    let ask = async |subject: &'static str| {
-        tokio::time::timeout(
-            std::time::Duration::from_millis(STATUS_WAIT_MS_MAX),
-            client.request(subject, bytes::Bytes::from_static(b"{}")),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|m| m.payload)
-    };
-    let (status, timers) = tokio::join!(ask(subject::STATUS), ask(subject::TIMERS_STATUS));
-    let status = status.and_then(|p| serde_json::from_slice::<CommandStatus>(&p).ok());
-    let timers = timers.and_then(|p| serde_json::from_slice::<TimersStatus>(&p).ok());
+    let client = shared.nats.client();
+    let (status, timers) = tokio::join!(
+        ask_status::<CommandStatus>(client, subject::STATUS),
+        ask_status::<TimersStatus>(client, subject::TIMERS_STATUS)
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         shared.metrics.render(status.as_ref(), timers.as_ref()),
@@ -422,16 +619,10 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &AppState) -> Result<Self, ApiError> {
+        // The client's address was charged before this (`limit_address`); the token's bucket is
+        // charged only once the token verifies, so a forger holding only its id cannot exhaust it.
         let text = auth::token_text(&parts.headers)?;
         let presented = auth::presented(&text)?;
-        if let Some(limiter) = &shared.limiter
-            && limiter.check_key(&presented.id).is_err()
-        {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many requests with this API token",
-            ));
-        }
         let head = shared.nats.head().await?;
         let query = TokenQuery {
             token_id: presented.id.clone(),
@@ -446,6 +637,14 @@ impl FromRequestParts<AppState> for Authed {
         };
         let now = shared.clock.now();
         let caller = auth::verify(&presented, &shared.hashing_key, &record, now)?;
+        if let Some(limiter) = &shared.limiter
+            && limiter.check_key(&caller.token_id).is_err()
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests with this API token",
+            ));
+        }
         tracing::Span::current().record("tailnet", caller.tailnet.as_str());
         Ok(Authed { caller, head })
     }
@@ -526,6 +725,21 @@ mod tests {
         assert!(tailnet_matches_id("Tabc", "Tabc"));
         assert!(!tailnet_matches_id("example.com", "Tabc"));
         assert!(!tailnet_matches_id("Tabd", "Tabc"));
+    }
+
+    #[test]
+    fn finding_06_address_limits_key_ipv6_by_64_and_mapped_ipv4_as_ipv4() {
+        let v6 = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert_eq!(address_key(v6("192.0.2.7")), v6("192.0.2.7"));
+        assert_eq!(address_key(v6("::ffff:192.0.2.7")), v6("192.0.2.7"));
+        assert_eq!(
+            address_key(v6("2001:db8:1:2:aaaa::1")),
+            address_key(v6("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            address_key(v6("2001:db8:1:2::1")),
+            address_key(v6("2001:db8:1:3::1"))
+        );
     }
 
     #[test]

@@ -293,6 +293,7 @@ mod tests {
             events: 10,
             transactions: 3,
             checkpoints: 1,
+            writer_failure: None,
         };
         let text = m.render(Some(&status), Some(&timers));
         for line in [

@@ -54,7 +54,9 @@ struct NewUser {
     id: String,
     login_name: String,
     role: String,
-    api_key: String,
+    /// Absent when a retry of the command comes after the secret's replay window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
 }
 
 pub(super) async fn get_settings(

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
 use authkeys_domain::State;
 use authkeys_events::Seq;
@@ -79,7 +79,7 @@ impl Stack {
         let made = tokio::task::spawn_blocking(move || bootstrap(&path, TAILNET_NAME, OWNER_LOGIN))
             .await??;
         let shutdown = CancellationToken::new();
-        let command = App::build(CommandSettings::new(dir.path(), nats.url())).await?;
+        let command = CommandRole::build(CommandSettings::new(dir.path(), nats.url())).await?;
         let log = command.log();
         let mut tasks = vec![tokio::spawn(command.run(shutdown.clone()))];
 
@@ -98,7 +98,7 @@ impl Stack {
             dir.path().join("hashing.key"),
         );
         tweak(&mut settings);
-        let gateway = authkeys_gateway::App::build(settings).await?;
+        let gateway = authkeys_gateway::Gateway::build(settings).await?;
         let port = gateway.port();
         tasks.push(tokio::spawn(gateway.run(shutdown.clone())));
 
@@ -211,7 +211,7 @@ impl Stack {
     pub async fn register(&self, auth_key: &str, hostname: &str) -> anyhow::Result<String> {
         let node_key = format!("nodekey:{}", hex::encode(rand_bytes()?));
         let request = json!({
-            "requestId": authkeys_command::secrets::random_id('r')?,
+            "requestId": authkeys_command::mint::random_id('r')?,
             "authKey": auth_key,
             "nodeKey": node_key,
             "hostname": hostname,

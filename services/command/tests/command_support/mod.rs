@@ -1,12 +1,12 @@
 //! Support for the command service's black-box tests: a real `nats-server`, a tailnet
-//! bootstrapped into a temp data dir, the service (`App`) running in-process on it, and typed
+//! bootstrapped into a temp data dir, the service (`CommandRole`) running in-process on it, and typed
 //! helpers for its NATS subjects.
 
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
 use anyhow::{Context, bail, ensure};
-use authkeys_command::app::{App, CommandSettings};
+use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
 use authkeys_command::{CommandConfig, REGISTRAR_HEADER};
 use authkeys_domain::State;
@@ -56,7 +56,7 @@ impl Harness {
             .await??;
         let mut settings = CommandSettings::new(dir.path(), nats.url());
         settings.command = config;
-        let app = App::build(settings).await?;
+        let app = CommandRole::build(settings).await?;
         let log = app.log();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
@@ -89,6 +89,15 @@ impl Harness {
             .await
             .with_context(|| format!("request on {subject}"))?;
         Ok(reply.payload.to_vec())
+    }
+
+    /// Write transactions the log has committed since the service started (each one fsync):
+    /// what reached the writer.
+    pub fn transactions(&self) -> u64 {
+        self.log
+            .stats()
+            .transactions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends raw bytes as the `test` registrar.

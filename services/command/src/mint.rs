@@ -3,46 +3,63 @@
 //!
 //! - The **hashing key** (`hashing.key` in the data dir, beside the log's `signing.key`, 32 random
 //!   bytes, created 0600 once) keys every stored secret hash: the log holds only
-//!   `blake3::keyed_hash(hashing_key, secret)`, useless without this file.
+//!   `blake3::keyed_hash(hashing_key, secret)`, useless without this file. It is created only
+//!   with a new log and **bound** to it like the signing key ([`open_log`]): the log records a
+//!   one-way digest of it, so a start with the file missing beside an existing log, or with
+//!   another key, is refused and names the file — a new key would silently lock out every auth
+//!   key and API token the log holds a hash of (issue 11, finding 7).
 //! - **Random ids** (`k…`, `n…`, `u…`, `t…`, `T…`): a prefix and 16 base62 characters from the
 //!   operating system's randomness.
 //! - **Derived secrets**: an admin command that issues a secret (generate key, add user, issue
 //!   token) must answer a retry with the *same* secret, yet no secret is ever stored. So its id
-//!   and its 32 random bytes are derived from a key of their own (`derive_key` of the hashing
-//!   key) and `(purpose, tailnet, commandId)`: a retry derives the same secret, and a thief of the
-//!   log alone learns nothing (ADR 003).
+//!   and its 32 random bytes are derived from the **derivation key** and `(purpose, tailnet,
+//!   commandId)`: a retry derives the same secret, and a thief of the log alone learns nothing
+//!   (ADR 003). The derivation key (`derivation.key`, 32 random bytes, 0600) is a file of its
+//!   own, independent of the hashing key and held only by the command role: the gateway, which
+//!   needs `hashing.key` to verify API tokens, cannot re-derive any secret from it (issue 11,
+//!   finding 2).
 //!
 //! Nothing here logs. [`Issued`] redacts its text in `Debug`.
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use authkeys_domain::State;
 use authkeys_domain::secret::{self, Issued, SecretKind};
 use authkeys_events::{CommandId, Hash, KeyId, NodeId, TailnetId, TokenId, UserId};
+use authkeys_log::{BoundKey, Log, LogConfig};
 
 /// The hashing key's file name in the data dir.
 pub const HASHING_KEY_FILE: &str = "hashing.key";
+/// The derivation key's file name in the data dir (command role only; see the module docs).
+pub const DERIVATION_KEY_FILE: &str = "derivation.key";
+
+/// The name the hashing key is bound to the log under.
+const HASHING_KEY_BINDING: &str = "hashing";
+/// The context string of the digest of the hashing key that the log records (never the key).
+const BINDING_CONTEXT: &str = "authkeys 2026-01 hashing key binding v1";
 
 pub use authkeys_protocol::ID_RANDOM_LEN;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// The context string of the key that derives retry-stable secrets from the hashing key.
+/// The context string of the derivation key of [`Mint::from_key`] (tests and benchmarks only):
+/// the scheme before `derivation.key` existed, where it came from the hashing key.
 const DERIVE_CONTEXT: &str = "authkeys 2026-01 retry-stable secrets v1";
 /// The context string of the key that fingerprints requests for idempotency.
 const FINGERPRINT_CONTEXT: &str = "authkeys 2026-01 request fingerprint v1";
 
 /// The service's secret keys, loaded once at start.
 #[derive(Clone)]
-pub struct Secrets {
+pub struct Mint {
     hashing_key: [u8; 32],
     derive_key: [u8; 32],
     fingerprint_key: [u8; 32],
 }
 
-impl std::fmt::Debug for Secrets {
+impl std::fmt::Debug for Mint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets").finish_non_exhaustive()
+        f.debug_struct("Mint").finish_non_exhaustive()
     }
 }
 
@@ -67,21 +84,65 @@ impl Purpose {
     }
 }
 
-impl Secrets {
-    /// Loads `hashing.key` from `data_dir`, creating it (0600) when `create` is set and it does
-    /// not exist yet.
+/// Loads the keys of `data_dir` and opens the log `config` names (in the same data dir), with
+/// the hashing key bound to it: a new log records a digest of the key; an existing one refuses
+/// a key it was not made with, naming the file. Blocking.
+pub fn open_log(data_dir: &Path, mut config: LogConfig) -> anyhow::Result<(Mint, Log<State>)> {
+    let mint = Mint::load(data_dir, true)?;
+    config.bound_keys.push(mint.binding(data_dir));
+    let log = Log::open(config, State::default())
+        .with_context(|| format!("open the log in {}", data_dir.display()))?;
+    Ok((mint, log))
+}
+
+/// Refuses to go on when `hashing.key` is missing beside an existing log: it is never
+/// recreated then, since a new key would lock out every secret the log holds a hash of.
+fn refuse_missing_hashing_key(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let log_path = LogConfig::in_dir(data_dir).path;
+    let missing = matches!(
+        std::fs::symlink_metadata(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    if missing && log_path.exists() {
+        bail!(
+            "hashing key {} is missing, but the log {} exists: every auth key and API token \
+             hash in that log was made with that key, so a new one would lock everyone out. \
+             Restore the file from a backup (it is only ever created with a new log)",
+            path.display(),
+            log_path.display()
+        );
+    }
+    Ok(())
+}
+
+impl Mint {
+    /// Loads `hashing.key` from `data_dir`, creating it (0600) when `create` is set and neither
+    /// it nor the log exists yet. A missing key beside an existing log is an error that names
+    /// the file.
     pub fn load(data_dir: &Path, create: bool) -> anyhow::Result<Self> {
         let path = data_dir.join(HASHING_KEY_FILE);
+        refuse_missing_hashing_key(data_dir, &path)?;
         let key = authkeys_log::keys::load_or_create_key(&path, create)
             .with_context(|| format!("load hashing key {}", path.display()))?;
-        Ok(Self::from_key(key))
+        let derivation_key = load_derivation_key(data_dir)?;
+        Ok(Self::from_keys(key, derivation_key))
     }
 
-    /// From the 32 bytes of a hashing key (tests, benchmarks).
+    /// From the 32 bytes of a hashing key alone (tests, benchmarks): the derivation key is then
+    /// derived from the hashing key, the scheme before issue 11 (finding 2), which let any
+    /// holder of the hashing key re-derive every issued secret. Services use [`Mint::load`].
     pub fn from_key(hashing_key: [u8; 32]) -> Self {
+        Self::from_keys(
+            hashing_key,
+            blake3::derive_key(DERIVE_CONTEXT, &hashing_key),
+        )
+    }
+
+    /// From a hashing key and an independent derivation key.
+    pub fn from_keys(hashing_key: [u8; 32], derivation_key: [u8; 32]) -> Self {
         Self {
             hashing_key,
-            derive_key: blake3::derive_key(DERIVE_CONTEXT, &hashing_key),
+            derive_key: derivation_key,
             fingerprint_key: blake3::derive_key(FINGERPRINT_CONTEXT, &hashing_key),
         }
     }
@@ -89,6 +150,15 @@ impl Secrets {
     /// The key of every stored secret hash.
     pub fn hashing_key(&self) -> &[u8; 32] {
         &self.hashing_key
+    }
+
+    /// What binds this hashing key to the log in `data_dir`: a one-way digest of the key.
+    pub fn binding(&self, data_dir: &Path) -> BoundKey {
+        BoundKey {
+            name: HASHING_KEY_BINDING.to_owned(),
+            path: data_dir.join(HASHING_KEY_FILE),
+            digest: blake3::derive_key(BINDING_CONTEXT, &self.hashing_key),
+        }
     }
 
     /// The keyed hash of a presented text, e.g. a whole malformed auth key, so that a refused
@@ -187,6 +257,18 @@ impl Secrets {
     }
 }
 
+/// Loads `derivation.key` from `data_dir`, creating it (32 fresh random bytes, 0600) when it does
+/// not exist: with a new data dir, and once in a data dir made before the key existed (when
+/// the derivation key came from the hashing key). In that second case only **retries of commands
+/// issued before** are affected: they derive another id and no longer answer with the first
+/// secret (the key, token or user they made is untouched and still works). Every secret
+/// issued from then on needs this file to be re-derived, and no other role reads it.
+fn load_derivation_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join(DERIVATION_KEY_FILE);
+    authkeys_log::keys::load_or_create_key(&path, true)
+        .with_context(|| format!("load derivation key {}", path.display()))
+}
+
 /// Splits 32 derived bytes into an id seed and the secret's 32 random bytes (re-hashed, so the
 /// id and the secret share no bytes).
 fn split_seed(bytes: &[u8; 32]) -> ([u8; 16], [u8; 32]) {
@@ -240,7 +322,7 @@ mod tests {
         // A retry (same tailnet, same commandId) derives the same id and secret; another
         // commandId, tailnet or hashing key derives different ones; the text parses and hashes to
         // the stored hash.
-        let s = Secrets::from_key([3; 32]);
+        let s = Mint::from_key([3; 32]);
         let (t, c) = ids();
         let (k1, i1) = s.derived_auth_key(&t, &c);
         let (k2, i2) = s.derived_auth_key(&t, &c);
@@ -250,7 +332,7 @@ mod tests {
         let t2 = TailnetId::parse("Tabd").expect("valid");
         assert_ne!(s.derived_auth_key(&t2, &c).1.text, i1.text);
         assert_ne!(
-            Secrets::from_key([4; 32]).derived_auth_key(&t, &c).1.text,
+            Mint::from_key([4; 32]).derived_auth_key(&t, &c).1.text,
             i1.text
         );
         let p = secret::parse(SecretKind::Auth, &i1.text).expect("parses");
@@ -261,6 +343,63 @@ mod tests {
         let (tok, ti) = s.derived_api_token(&t, &c);
         assert!(ti.text.starts_with(&format!("tskey-api-{tok}-")));
         assert_ne!(ti.secret_hash, i1.secret_hash);
+    }
+
+    #[test]
+    fn finding_02_hashing_key_alone_cannot_rederive_an_issued_auth_key() {
+        // A data dir as the command role loads it: hashing.key and derivation.key, two
+        // independent random files.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mint = Mint::load(dir.path(), true).expect("load");
+        let hashing = std::fs::read(dir.path().join(HASHING_KEY_FILE)).expect("hashing.key");
+        let derivation =
+            std::fs::read(dir.path().join(DERIVATION_KEY_FILE)).expect("derivation.key");
+        assert_ne!(hashing, derivation);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.path().join(DERIVATION_KEY_FILE)).expect("meta");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+        let (t, c) = ids();
+        let (key_id, issued) = mint.derived_auth_key(&t, &c);
+        // What the gateway holds (the hashing key) verifies the key…
+        let p = secret::parse(SecretKind::Auth, &issued.text).expect("parses");
+        assert_eq!(p.hash(mint.hashing_key()), issued.secret_hash);
+        // …but re-deriving from it, with the old scheme or the hashing key used directly as
+        // the derivation key, yields neither the key nor its id.
+        for guess in [
+            Mint::from_key(*mint.hashing_key()),
+            Mint::from_keys(*mint.hashing_key(), *mint.hashing_key()),
+        ] {
+            let (id, text) = guess.derived_auth_key(&t, &c);
+            assert_ne!(id, key_id);
+            assert_ne!(text.text, issued.text);
+        }
+        // The command role reloading the same data dir derives the same key (retries work).
+        let again = Mint::load(dir.path(), false).expect("reload");
+        assert_eq!(again.derived_auth_key(&t, &c).1.text, issued.text);
+    }
+
+    #[test]
+    fn finding_02_a_data_dir_without_derivation_key_gets_a_new_random_one() {
+        // A data dir from before the split: hashing.key only. Loading it creates derivation.key;
+        // secrets from then on no longer follow from the hashing key.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hashing =
+            authkeys_log::keys::load_or_create_key(&dir.path().join(HASHING_KEY_FILE), true)
+                .expect("hashing.key");
+        let old = Mint::from_key(hashing);
+        let mint = Mint::load(dir.path(), false).expect("load");
+        assert!(dir.path().join(DERIVATION_KEY_FILE).exists());
+        assert_eq!(mint.hashing_key(), &hashing, "the hashing key is kept");
+        let (t, c) = ids();
+        assert_ne!(
+            mint.derived_auth_key(&t, &c).1.text,
+            old.derived_auth_key(&t, &c).1.text
+        );
+        // Fingerprints stay keyed by the hashing key: idempotency records of old commands hold.
+        assert_eq!(mint.fingerprint("s", b"x"), old.fingerprint("s", b"x"));
     }
 
     #[test]
@@ -275,11 +414,11 @@ mod tests {
 
     #[test]
     fn fingerprint_is_keyed_and_separates_subjects() {
-        let s = Secrets::from_key([1; 32]);
+        let s = Mint::from_key([1; 32]);
         assert_ne!(s.fingerprint("a", b"x"), s.fingerprint("b", b"x"));
         assert_ne!(
             s.fingerprint("a", b"x"),
-            Secrets::from_key([2; 32]).fingerprint("a", b"x")
+            Mint::from_key([2; 32]).fingerprint("a", b"x")
         );
         assert!(!format!("{s:?}").contains('1'));
     }

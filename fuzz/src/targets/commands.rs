@@ -1,0 +1,520 @@
+//! The command subjects (`authkeys.cmd.*`): every request DTO of `authkeys_protocol`, read with
+//! [`authkeys_protocol::decode`] and then `.parse()`, as the command service does.
+//!
+//! Invariants: a decoded request re-encodes and decodes to the same value; a parsed request's
+//! validated fields spell the request's strings; tags come out sorted, without duplicates, at
+//! most `TAGS_MAX`; a registration's auth key is `WellFormed` exactly when `secret::parse`
+//! accepts it.
+
+use authkeys_command::{ANONYMOUS_REGISTRAR, REGISTRAR_HEADER, registrar_name};
+use authkeys_domain::command::AdminOp;
+use authkeys_domain::secret::{self, SecretKind};
+use authkeys_events::ExpirySeconds;
+use authkeys_protocol::access::RegistrarName;
+use authkeys_protocol::{
+    AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
+    ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, NodeStatusRequest, Parsed,
+    PresentedKey, RegisterRequest, RevokeKeyRequest, SetKeyExpiryRequest, SetTagsRequest, TAGS_MAX,
+    TimerRequest, decode,
+};
+
+use super::request_round_trip;
+use crate::inputs::{Field, Gen, field};
+use crate::{Reached, Target};
+
+/// `commandId`, `tailnet`, `actor` and `own`.
+fn admin(g: &mut Gen, own: &[(&str, Field)]) -> Vec<u8> {
+    let mut fields: Vec<(&str, Field)> = vec![
+        ("commandId", field::command_id),
+        ("tailnet", field::tailnet),
+        ("actor", field::user_id),
+    ];
+    fields.extend_from_slice(own);
+    g.document(|g| g.object(&fields))
+}
+
+/// The common fields of a parsed admin request spell the request's.
+fn common_ok<T>(p: &Parsed<T>, command_id: &str, tailnet: &str, actor: &str) {
+    assert_eq!(p.command_id.as_str(), command_id);
+    assert_eq!(p.tailnet.as_str(), tailnet);
+    assert_eq!(p.actor.as_str(), actor);
+}
+
+/// The node an admin op names, if any.
+fn op_node(op: &AdminOp) -> Option<&str> {
+    match op {
+        AdminOp::SetTags { node_id, .. }
+        | AdminOp::SetKeyExpiry { node_id, .. }
+        | AdminOp::ExpireNode { node_id }
+        | AdminOp::DeleteNode { node_id }
+        | AdminOp::AuthorizeNode { node_id, .. } => Some(node_id.as_str()),
+        _ => None,
+    }
+}
+
+fn capabilities(g: &mut Gen) -> String {
+    if g.chance(3) {
+        return g.junk_value(2);
+    }
+    let create = g.object(&[
+        ("reusable", optional!(field::boolean)),
+        ("ephemeral", optional!(field::boolean)),
+        ("preauthorized", optional!(field::boolean)),
+        ("tags", optional!(field::tags_or_null)),
+    ]);
+    let devices = format!("{{\"create\":{create}}}");
+    if g.chance(5) {
+        g.object(&[("devices", |g| g.junk_value(1))])
+    } else {
+        format!("{{\"devices\":{devices}}}")
+    }
+}
+
+fn timer_due(g: &mut Gen) -> String {
+    if g.noise(3) {
+        return g.junk_value(2);
+    }
+    let shape = if g.noise(20) { 3 } else { g.below(3) };
+    // The kind that goes with the shape, mostly.
+    let kind: Field = if g.noise(10) {
+        |g| {
+            let k = *g.pick(&[
+                "keyExpiry",
+                "nodeKeyExpiry",
+                "ephemeralInactivity",
+                "KeyExpiry",
+            ]);
+            g.field_str(|_| k.to_owned())
+        }
+    } else {
+        match shape {
+            0 => |_| "\"keyExpiry\"".to_owned(),
+            1 => |_| "\"nodeKeyExpiry\"".to_owned(),
+            _ => |_| "\"ephemeralInactivity\"".to_owned(),
+        }
+    };
+    match shape {
+        0 => g.object(&[
+            ("kind", kind),
+            ("keyId", field::key_id),
+            ("expires", field::timestamp),
+        ]),
+        1 => g.object(&[
+            ("kind", kind),
+            ("nodeId", field::node_id),
+            ("expires", field::timestamp),
+        ]),
+        2 => g.object(&[
+            ("kind", kind),
+            ("nodeId", field::node_id),
+            ("disconnectedAt", field::timestamp),
+            ("due", field::timestamp),
+        ]),
+        _ => g.object(&[
+            ("kind", kind),
+            ("keyId", optional!(field::key_id)),
+            ("nodeId", optional!(field::node_id)),
+            ("expires", optional!(field::timestamp)),
+            ("disconnectedAt", optional!(field::timestamp)),
+            ("due", optional!(field::timestamp)),
+        ]),
+    }
+}
+
+fn register(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<RegisterRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    assert_eq!(p.request_id.as_str(), dto.request_id);
+    assert_eq!(p.node_key.as_str(), dto.node_key);
+    assert_eq!(p.hostname.as_str(), dto.hostname);
+    assert_eq!(p.os, dto.os.clone().unwrap_or_default());
+    let parsed = secret::parse(SecretKind::Auth, &dto.auth_key);
+    assert_eq!(p.auth_key.is_well_formed(), parsed.is_ok());
+    match (&p.auth_key, parsed) {
+        (PresentedKey::WellFormed(_), Ok(s)) => assert_eq!(p.auth_key.key_id().as_str(), s.id),
+        _ => assert_eq!(p.auth_key.key_id().as_str().len(), 41),
+    }
+    let _ = p.auth_key.hash(&[3; 32]);
+    let _ = format!("{p:?} {dto:?}");
+    Reached::Accepted
+}
+
+fn node_status(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<NodeStatusRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok((request_id, node_key)) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    assert_eq!(request_id.as_str(), dto.request_id);
+    assert_eq!(node_key.as_str(), dto.node_key);
+    Reached::Accepted
+}
+
+fn timer(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<TimerRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok((request_id, tailnet, due)) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    // What the timers send for a due thing parses back to it.
+    let again = TimerRequest::new(&request_id, &tailnet, &due);
+    let (r2, t2, d2) = again.parse().expect("TimerRequest::new parses");
+    assert_eq!((r2, t2, d2), (request_id, tailnet, due));
+    Reached::Accepted
+}
+
+fn generate_key(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<GenerateKeyRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    let names: Vec<String> = p.op.tags.iter().map(ToString::to_string).collect();
+    assert!(
+        names.windows(2).all(|w| w[0] < w[1]),
+        "tags sorted, no dups"
+    );
+    assert!(names.len() <= TAGS_MAX);
+    if dto.expiry_seconds.is_none() {
+        assert_eq!(p.op.expiry_seconds, ExpirySeconds::MAX);
+    }
+    Reached::Accepted
+}
+
+fn revoke_key(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<RevokeKeyRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert!(matches!(&p.op, AdminOp::RevokeKey { key_id } if key_id.as_str() == dto.key_id));
+    Reached::Accepted
+}
+
+fn add_user(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<AddUserRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert_eq!(p.op.login_name.as_str(), dto.login_name);
+    assert_eq!(authkeys_protocol::role_str(p.op.role), dto.role);
+    Reached::Accepted
+}
+
+fn issue_token(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<IssueTokenRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    Reached::Accepted
+}
+
+fn set_tags(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<SetTagsRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
+    let AdminOp::SetTags { tags, .. } = &p.op else {
+        panic!("set-tags parsed to {:?}", p.op)
+    };
+    assert!(tags.len() <= dto.tags.len() && tags.len() <= TAGS_MAX);
+    assert!(
+        tags.iter()
+            .all(|t| dto.tags.iter().any(|s| s == t.as_str()))
+    );
+    Reached::Accepted
+}
+
+fn set_key_expiry(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<SetKeyExpiryRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
+    Reached::Accepted
+}
+
+fn expire_node(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<ExpireNodeRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
+    Reached::Accepted
+}
+
+fn authorize_node(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<AuthorizeNodeRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
+    Reached::Accepted
+}
+
+fn delete_node(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<DeleteNodeRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
+    Reached::Accepted
+}
+
+fn change_settings(bytes: &[u8]) -> Reached {
+    let Ok(dto) = decode::<ChangeSettingsRequest>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    let Ok(p) = dto.parse() else {
+        return Reached::Decoded;
+    };
+    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
+    let AdminOp::ChangeSettings {
+        devices_approval_on,
+        devices_key_duration_days,
+    } = &p.op
+    else {
+        panic!("change-settings parsed to {:?}", p.op)
+    };
+    assert_eq!(*devices_approval_on, dto.devices_approval_on);
+    assert_eq!(
+        devices_key_duration_days.map(|d| i64::from(d.get())),
+        dto.devices_key_duration_days
+    );
+    Reached::Accepted
+}
+
+/// The `Authkeys-Registrar` header of a registrar's request (`registrar_name` of the command
+/// service), and `RegistrarName::parse` (the registrar inboxes and permissions).
+fn registrar(bytes: &[u8]) -> Reached {
+    let value = super::text(bytes);
+    if value.contains(['\r', '\n']) {
+        // No header value on the wire holds a line break (async-nats refuses to build one).
+        return Reached::Refused;
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(REGISTRAR_HEADER, value.as_ref());
+    let name = registrar_name(Some(&headers));
+    assert!(name == value || name == ANONYMOUS_REGISTRAR, "{name:?}");
+    assert_eq!(registrar_name(None), ANONYMOUS_REGISTRAR);
+    if let Ok(r) = RegistrarName::parse(&value) {
+        assert_eq!(r.as_str(), value);
+        // A registrar name is a valid header name too.
+        assert_eq!(name, value);
+    }
+    if name == value {
+        Reached::Accepted
+    } else {
+        Reached::Refused
+    }
+}
+
+fn gen_registrar(g: &mut Gen) -> Vec<u8> {
+    let n = 1 + g.len(63);
+    let valid = g.from_alphabet(
+        b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-",
+        n,
+    );
+    match g.below(10) {
+        0..=5 => valid,
+        6..=8 => g.near_miss(&valid),
+        _ => g.text(100),
+    }
+    .into_bytes()
+}
+
+/// The command targets.
+pub fn targets() -> Vec<Target> {
+    vec![
+        Target {
+            name: "cmd.registrar_header",
+            what: "registrar_name (Authkeys-Registrar header), RegistrarName::parse",
+            generate: gen_registrar,
+            check: registrar,
+        },
+        Target {
+            name: "cmd.register",
+            what: "RegisterRequest (authkeys.cmd.register)",
+            generate: |g| {
+                g.document(|g| {
+                    g.object(&[
+                        ("requestId", field::command_id),
+                        ("authKey", field::auth_key),
+                        ("nodeKey", field::node_key),
+                        ("hostname", field::hostname),
+                        ("os", optional!(field::os)),
+                    ])
+                })
+            },
+            check: register,
+        },
+        Target {
+            name: "cmd.node_status",
+            what: "NodeStatusRequest (authkeys.cmd.node.connected, .disconnected)",
+            generate: |g| {
+                g.document(|g| {
+                    g.object(&[
+                        ("requestId", field::command_id),
+                        ("nodeKey", field::node_key),
+                    ])
+                })
+            },
+            check: node_status,
+        },
+        Target {
+            name: "cmd.timer",
+            what: "TimerRequest (authkeys.cmd.timer.fire)",
+            generate: |g| {
+                g.document(|g| {
+                    g.object(&[
+                        ("requestId", field::command_id),
+                        ("tailnet", field::tailnet),
+                        ("due", timer_due),
+                    ])
+                })
+            },
+            check: timer,
+        },
+        Target {
+            name: "cmd.generate_key",
+            what: "GenerateKeyRequest (authkeys.cmd.admin.generate-key)",
+            generate: |g| {
+                admin(
+                    g,
+                    &[
+                        ("keyType", optional!(|g| g.field_str(|_| "auth".to_owned()))),
+                        ("description", optional!(field::description)),
+                        ("expirySeconds", optional!(field::small_int)),
+                        ("capabilities", capabilities),
+                    ],
+                )
+            },
+            check: generate_key,
+        },
+        Target {
+            name: "cmd.revoke_key",
+            what: "RevokeKeyRequest (authkeys.cmd.admin.revoke-key)",
+            generate: |g| admin(g, &[("keyId", field::key_id)]),
+            check: revoke_key,
+        },
+        Target {
+            name: "cmd.add_user",
+            what: "AddUserRequest (authkeys.cmd.admin.add-user)",
+            generate: |g| {
+                admin(
+                    g,
+                    &[("loginName", field::login_name), ("role", field::role)],
+                )
+            },
+            check: add_user,
+        },
+        Target {
+            name: "cmd.issue_token",
+            what: "IssueTokenRequest (authkeys.cmd.admin.issue-token)",
+            generate: |g| admin(g, &[]),
+            check: issue_token,
+        },
+        Target {
+            name: "cmd.set_tags",
+            what: "SetTagsRequest (authkeys.cmd.admin.set-tags)",
+            generate: |g| admin(g, &[("nodeId", field::node_id), ("tags", field::tags)]),
+            check: set_tags,
+        },
+        Target {
+            name: "cmd.set_key_expiry",
+            what: "SetKeyExpiryRequest (authkeys.cmd.admin.set-key-expiry)",
+            generate: |g| {
+                admin(
+                    g,
+                    &[
+                        ("nodeId", field::node_id),
+                        ("keyExpiryDisabled", field::boolean),
+                    ],
+                )
+            },
+            check: set_key_expiry,
+        },
+        Target {
+            name: "cmd.expire_node",
+            what: "ExpireNodeRequest (authkeys.cmd.admin.expire-node)",
+            generate: |g| admin(g, &[("nodeId", field::node_id)]),
+            check: expire_node,
+        },
+        Target {
+            name: "cmd.authorize_node",
+            what: "AuthorizeNodeRequest (authkeys.cmd.admin.authorize-node)",
+            generate: |g| {
+                admin(
+                    g,
+                    &[("nodeId", field::node_id), ("authorized", field::boolean)],
+                )
+            },
+            check: authorize_node,
+        },
+        Target {
+            name: "cmd.delete_node",
+            what: "DeleteNodeRequest (authkeys.cmd.admin.delete-node)",
+            generate: |g| admin(g, &[("nodeId", field::node_id)]),
+            check: delete_node,
+        },
+        Target {
+            name: "cmd.change_settings",
+            what: "ChangeSettingsRequest (authkeys.cmd.admin.change-settings)",
+            generate: |g| {
+                admin(
+                    g,
+                    &[
+                        ("devicesApprovalOn", optional!(field::boolean_or_null)),
+                        ("devicesKeyDurationDays", optional!(field::small_int)),
+                    ],
+                )
+            },
+            check: change_settings,
+        },
+    ]
+}

@@ -1,0 +1,444 @@
+//! The HTTP gateway's input parsing (`authkeys_gateway`): JSON bodies (`body::decode_json`),
+//! query strings (`body::query_param`, `body::query_bool`) and the `Authorization` header
+//! (`auth::token_text`, then `auth::presented` and `auth::verify`).
+//!
+//! The body types (`CreateKeyBody`, `AuthorizedBody`, `TagsBody`, `KeyExpiryBody`, `Empty`,
+//! `SettingsBody`, `AddUserBody`) are `pub` but live in private modules of the gateway, so they
+//! are restated here with the same serde attributes; each decoded body is then turned into its
+//! admin command as the handler does, and parsed.
+//!
+//! Invariants: a decoded body's command re-encodes and decodes to itself; a query parameter is
+//! a piece of the query string; `query_bool` is `true` exactly for `true`, `1` and the empty
+//! value; `Bearer <token>` yields the token; `Basic` yields the user name of what the `base64`
+//! crate decodes (when it decodes).
+
+use authkeys_events::{Hash, Timestamp};
+use authkeys_gateway::auth::{self, TokenRecord};
+use authkeys_gateway::body::{decode_json, query_bool, query_param};
+use authkeys_protocol::{
+    AddUserRequest, AuthorizeNodeRequest, Capabilities, ChangeSettingsRequest, ExpireNodeRequest,
+    GenerateKeyRequest, SetKeyExpiryRequest, SetTagsRequest,
+};
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::{request_round_trip, split_selector, text};
+use crate::inputs::{Gen, field};
+use crate::{Reached, Target};
+
+/// `POST /tailnet/{tailnet}/keys` (services/gateway/src/keys.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateKeyBody {
+    #[serde(default)]
+    key_type: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    expiry_seconds: Option<i64>,
+    capabilities: Capabilities,
+}
+
+/// `POST /device/{id}/authorized` (devices.rs).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuthorizedBody {
+    authorized: bool,
+}
+
+/// `POST /device/{id}/tags` (devices.rs).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TagsBody {
+    tags: Option<Vec<String>>,
+}
+
+/// `POST /device/{id}/key` (devices.rs).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyExpiryBody {
+    key_expiry_disabled: bool,
+}
+
+/// `POST /device/{id}/expire` (devices.rs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// `PATCH /tailnet/{tailnet}/settings` (tailnet.rs).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SettingsBody {
+    #[serde(default)]
+    devices_approval_on: Option<bool>,
+    #[serde(default)]
+    devices_key_duration_days: Option<i64>,
+}
+
+/// `POST /tailnet/{tailnet}/users` (tailnet.rs).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddUserBody {
+    login_name: String,
+    role: String,
+}
+
+const BODIES: u8 = 7;
+const COMMAND_ID: &str = "c0123456789abcdef";
+const TAILNET: &str = "T1";
+const ACTOR: &str = "u1";
+const NODE: &str = "n1";
+
+/// Accepted if `parsed` is, else decoded.
+fn parsed<T, E>(parsed: Result<T, E>) -> Reached {
+    if parsed.is_ok() {
+        Reached::Accepted
+    } else {
+        Reached::Decoded
+    }
+}
+
+/// Selector: the body type (÷2) and whether the content type is JSON (bit 0); then the body.
+fn bodies(bytes: &[u8]) -> Reached {
+    let (selector, body) = split_selector(bytes);
+    let json = selector.is_multiple_of(2);
+    let (c, t, a) = (COMMAND_ID.to_owned(), TAILNET.to_owned(), ACTOR.to_owned());
+    let node = NODE.to_owned();
+    match (selector / 2) % BODIES {
+        0 => {
+            let Ok(b) = decode_json::<CreateKeyBody>(json, body) else {
+                return Reached::Refused;
+            };
+            let r = GenerateKeyRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                key_type: b.key_type,
+                description: b.description,
+                expiry_seconds: b.expiry_seconds,
+                capabilities: b.capabilities,
+            };
+            request_round_trip(&r);
+            parsed(r.parse())
+        }
+        1 => {
+            let Ok(b) = decode_json::<AuthorizedBody>(json, body) else {
+                return Reached::Refused;
+            };
+            let r = AuthorizeNodeRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                node_id: node,
+                authorized: b.authorized,
+            };
+            request_round_trip(&r);
+            r.parse()
+                .expect("a valid body makes a valid authorize-node");
+            Reached::Accepted
+        }
+        2 => {
+            let Ok(b) = decode_json::<TagsBody>(json, body) else {
+                return Reached::Refused;
+            };
+            let r = SetTagsRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                node_id: node,
+                tags: b.tags.unwrap_or_default(),
+            };
+            request_round_trip(&r);
+            parsed(r.parse())
+        }
+        3 => {
+            let Ok(b) = decode_json::<KeyExpiryBody>(json, body) else {
+                return Reached::Refused;
+            };
+            let r = SetKeyExpiryRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                node_id: node,
+                key_expiry_disabled: b.key_expiry_disabled,
+            };
+            request_round_trip(&r);
+            r.parse()
+                .expect("a valid body makes a valid set-key-expiry");
+            Reached::Accepted
+        }
+        4 => {
+            // `OptionalJsonBody`: an empty (all-whitespace) body is `Empty {}`.
+            let decoded = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(Empty::default())
+            } else {
+                decode_json::<Empty>(json, body)
+            };
+            if decoded.is_err() {
+                return Reached::Refused;
+            }
+            let r = ExpireNodeRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                node_id: node,
+            };
+            request_round_trip(&r);
+            r.parse().expect("a valid body makes a valid expire-node");
+            Reached::Accepted
+        }
+        5 => {
+            let Ok(b) = decode_json::<SettingsBody>(json, body) else {
+                return Reached::Refused;
+            };
+            let r = ChangeSettingsRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                devices_approval_on: b.devices_approval_on,
+                devices_key_duration_days: b.devices_key_duration_days,
+            };
+            request_round_trip(&r);
+            parsed(r.parse())
+        }
+        _ => {
+            let Ok(b) = decode_json::<AddUserBody>(json, body) else {
+                return Reached::Refused;
+            };
+            let r = AddUserRequest {
+                command_id: c,
+                tailnet: t,
+                actor: a,
+                login_name: b.login_name,
+                role: b.role,
+            };
+            request_round_trip(&r);
+            parsed(r.parse())
+        }
+    }
+}
+
+fn capabilities(g: &mut Gen) -> String {
+    let create = g.object(&[
+        ("reusable", optional!(field::boolean)),
+        ("ephemeral", optional!(field::boolean)),
+        ("preauthorized", optional!(field::boolean)),
+        ("tags", optional!(field::tags_or_null)),
+    ]);
+    format!("{{\"devices\":{{\"create\":{create}}}}}")
+}
+
+fn gen_bodies(g: &mut Gen) -> Vec<u8> {
+    // Mostly JSON content type (even selectors).
+    let kind = g.below(usize::from(BODIES)) as u8;
+    let selector = kind * 2 + u8::from(g.chance(5));
+    let body = g.document(|g| match kind {
+        0 => g.object(&[
+            ("keyType", optional!(|g| g.field_str(|_| "auth".to_owned()))),
+            ("description", optional!(field::description)),
+            ("expirySeconds", optional!(field::small_int)),
+            ("capabilities", capabilities),
+        ]),
+        1 => g.object(&[("authorized", field::boolean)]),
+        2 => g.object(&[("tags", field::tags_or_null)]),
+        3 => g.object(&[("keyExpiryDisabled", field::boolean)]),
+        4 => {
+            if g.chance(50) {
+                let n = g.len(4);
+                g.from_alphabet(b" \t\r\n", n)
+            } else {
+                g.object(&[])
+            }
+        }
+        5 => g.object(&[
+            ("devicesApprovalOn", optional!(field::boolean_or_null)),
+            ("devicesKeyDurationDays", optional!(field::small_int)),
+        ]),
+        _ => g.object(&[("loginName", field::login_name), ("role", field::role)]),
+    });
+    [vec![selector], body].concat()
+}
+
+const PARAMS: &[&str] = &["all", "fields", "start", "end", ""];
+
+fn query(bytes: &[u8]) -> Reached {
+    let q = text(bytes);
+    for name in PARAMS {
+        let v = query_param(Some(&q), name);
+        if let Some(v) = v {
+            assert!(q.contains(v), "a parameter is a piece of the query");
+        }
+        let b = query_bool(Some(&q), name);
+        match v {
+            None | Some("false" | "0") => assert!(matches!(b, Ok(false))),
+            Some("true" | "1" | "") => assert!(matches!(b, Ok(true))),
+            Some(_) => assert!(b.is_err()),
+        }
+    }
+    assert_eq!(query_param(None, "all"), None);
+    Reached::Accepted
+}
+
+fn gen_query(g: &mut Gen) -> Vec<u8> {
+    let n = g.len(5);
+    let pairs: Vec<String> = (0..n)
+        .map(|_| {
+            let k = if g.chance(70) {
+                g.pick(PARAMS).to_string()
+            } else {
+                g.text(8)
+            };
+            let v = match g.below(5) {
+                0 => g
+                    .pick(&["true", "false", "1", "0", "", "all", "default", "maybe"])
+                    .to_string(),
+                1 => g.timestamp(),
+                2 => g.text(20),
+                _ => g.pick(&["true", "false"]).to_string(),
+            };
+            if g.chance(10) { k } else { format!("{k}={v}") }
+        })
+        .collect();
+    let sep = if g.chance(5) { "&&" } else { "&" };
+    pairs.join(sep).into_bytes()
+}
+
+fn record(p: &authkeys_domain::secret::Presented, hashing_key: &[u8; 32]) -> TokenRecord {
+    TokenRecord {
+        token_id: p.id.clone(),
+        tailnet: TAILNET.to_owned(),
+        user_id: ACTOR.to_owned(),
+        login_name: "a@example.com".to_owned(),
+        role: "admin".to_owned(),
+        secret_hash: p.hash(hashing_key),
+        expires: Timestamp::from_unix_ms(2_000_000_000_000).expect("in range"),
+        revoked: false,
+    }
+}
+
+/// The `Authorization` header's bytes.
+fn authorization(bytes: &[u8]) -> Reached {
+    let Ok(value) = HeaderValue::from_bytes(bytes) else {
+        return Reached::Refused;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, value);
+    let got = auth::token_text(&headers);
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && bytes.len() <= auth::AUTHORIZATION_BYTES_MAX
+        && bytes
+            .iter()
+            .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
+    {
+        expect_token(text.trim(), got.as_ref().ok());
+    }
+    let Ok(token) = got else {
+        return Reached::Refused;
+    };
+    let Ok(p) = auth::presented(&token) else {
+        return Reached::Decoded;
+    };
+    let hashing_key = [5; 32];
+    let now = Timestamp::from_unix_ms(1_900_000_000_000).expect("in range");
+    let caller = auth::verify(&p, &hashing_key, &record(&p, &hashing_key), now)
+        .expect("a well-formed token verifies against its own record");
+    assert_eq!(caller.token_id, p.id);
+    let mut wrong = record(&p, &hashing_key);
+    wrong.secret_hash = Hash([0; 32]);
+    assert!(auth::verify(&p, &hashing_key, &wrong, now).is_err());
+    Reached::Accepted
+}
+
+/// What `token_text` must give for a header value (visible ASCII), by the `base64` crate.
+fn expect_token(value: &str, got: Option<&String>) {
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        assert!(got.is_none());
+        return;
+    };
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        assert_eq!(got.map(String::as_str), (!rest.is_empty()).then_some(rest));
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        if let Ok(decoded) = engine.decode(rest)
+            && let Ok(text) = String::from_utf8(decoded)
+        {
+            let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+            assert_eq!(
+                got.map(String::as_str),
+                (!user.is_empty()).then_some(user),
+                "Basic credentials decode to their user name"
+            );
+        }
+    } else {
+        assert!(got.is_none());
+    }
+}
+
+fn gen_authorization(g: &mut Gen) -> Vec<u8> {
+    let token = g.presented(authkeys_domain::secret::SecretKind::Api);
+    let value = match g.below(8) {
+        0..=2 => format!(
+            "{} {token}",
+            g.pick(&["Bearer", "bearer", "BEARER", "Bearer "])
+        ),
+        3..=5 => {
+            let password = if g.chance(50) {
+                g.text(10)
+            } else {
+                String::new()
+            };
+            let creds = if g.chance(80) {
+                format!("{token}:{password}")
+            } else {
+                token
+            };
+            let engine = if g.chance(70) {
+                &base64::engine::general_purpose::STANDARD
+            } else {
+                &base64::engine::general_purpose::STANDARD_NO_PAD
+            };
+            format!("{} {}", g.pick(&["Basic", "basic"]), engine.encode(creds))
+        }
+        6 => format!(
+            "{} {}",
+            g.pick(&["Basic", "Bearer", "Digest", ""]),
+            g.text(60)
+        ),
+        _ => return g.bytes(120),
+    };
+    let mut v = value.into_bytes();
+    if g.chance(20) {
+        g.mutate(&mut v);
+    }
+    v
+}
+
+/// The gateway targets.
+pub fn targets() -> Vec<Target> {
+    vec![
+        Target {
+            name: "http.bodies",
+            what: "gateway decode_json of every body, then its admin command's parse",
+            generate: gen_bodies,
+            check: bodies,
+        },
+        Target {
+            name: "http.query",
+            what: "gateway query_param, query_bool",
+            generate: gen_query,
+            check: query,
+        },
+        Target {
+            name: "http.authorization",
+            what: "gateway token_text (Bearer, Basic), presented, verify",
+            generate: gen_authorization,
+            check: authorization,
+        },
+    ]
+}
