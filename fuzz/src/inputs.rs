@@ -450,6 +450,61 @@ impl Gen {
         }
     }
 
+    /// A document of one object with `fields`.
+    pub fn document_object(&mut self, fields: &[(&str, Field)]) -> Vec<u8> {
+        self.document(|g| g.object(fields))
+    }
+
+    /// A document: `{ok:false, error}` `percent`% of the time, else `ok`.
+    pub fn document_or_error(
+        &mut self,
+        percent: u32,
+        ok: impl FnOnce(&mut Gen) -> String,
+    ) -> Vec<u8> {
+        self.document(|g| {
+            if g.chance(percent) {
+                g.object(&[("ok", field::ok_false), ("error", field::error_body)])
+            } else {
+                ok(g)
+            }
+        })
+    }
+
+    /// `constant` `percent`% of the time, else `other`.
+    pub fn or_const(
+        &mut self,
+        percent: u32,
+        constant: &str,
+        other: impl FnOnce(&mut Gen) -> String,
+    ) -> String {
+        if self.chance(percent) {
+            constant.to_owned()
+        } else {
+            other(self)
+        }
+    }
+
+    /// `valid`, or `other` when `noise(percent)` says so.
+    pub fn unless_noise(
+        &mut self,
+        percent: u32,
+        valid: impl FnOnce(&mut Gen) -> String,
+        other: impl FnOnce(&mut Gen) -> String,
+    ) -> String {
+        if self.noise(percent) {
+            other(self)
+        } else {
+            valid(self)
+        }
+    }
+
+    /// A JSON array of up to `max` items.
+    pub fn array(&mut self, max: usize, mut item: impl FnMut(&mut Gen) -> String) -> String {
+        let n = self.len(max);
+        let items: Vec<String> = (0..n).map(|_| item(self)).collect();
+        format!("[{}]", items.join(","))
+    }
+
     // -----------------------------------------------------------------------------------------
     // Valid values of the wire's fields (as plain text; wrap with `field_str`)
 
@@ -703,11 +758,7 @@ pub mod field {
     }
     /// Tags or `null`.
     pub fn tags_or_null(g: &mut Gen) -> String {
-        if g.chance(20) {
-            "null".to_owned()
-        } else {
-            g.tags_json()
-        }
+        g.or_const(20, "null", Gen::tags_json)
     }
     /// A `Timestamp`.
     pub fn timestamp(g: &mut Gen) -> String {
@@ -715,11 +766,7 @@ pub mod field {
     }
     /// A `Timestamp` or `null`.
     pub fn timestamp_or_null(g: &mut Gen) -> String {
-        if g.chance(30) {
-            "null".to_owned()
-        } else {
-            timestamp(g)
-        }
+        g.or_const(30, "null", timestamp)
     }
     /// A `Hash`.
     pub fn hash(g: &mut Gen) -> String {
@@ -727,65 +774,50 @@ pub mod field {
     }
     /// A boolean (or, rarely, something else).
     pub fn boolean(g: &mut Gen) -> String {
-        if g.noise(5) {
-            g.junk_value(0)
-        } else {
-            g.pick(&["true", "false"]).to_string()
-        }
+        g.unless_noise(
+            5,
+            |g| g.pick(&["true", "false"]).to_string(),
+            |g| g.junk_value(0),
+        )
     }
     /// A boolean or `null`.
     pub fn boolean_or_null(g: &mut Gen) -> String {
-        if g.chance(15) {
-            "null".to_owned()
-        } else {
-            boolean(g)
-        }
+        g.or_const(15, "null", boolean)
     }
     /// An integer, often on a boundary.
     pub fn integer(g: &mut Gen) -> String {
-        if g.noise(5) {
-            g.junk_value(0)
-        } else {
-            g.number()
-        }
+        g.unless_noise(5, Gen::number, |g| g.junk_value(0))
     }
     /// A small count (limits, days, seconds), mostly in range.
     pub fn small_int(g: &mut Gen) -> String {
-        if g.noise(30) {
-            return integer(g);
-        }
-        if g.chance(50) {
-            g.i64_in(0..=200).to_string()
-        } else {
-            g.i64_in(1..=7_776_001).to_string()
-        }
+        count(g, 0..=200, |g| g.i64_in(1..=7_776_001).to_string())
     }
     /// A seq.
     pub fn seq(g: &mut Gen) -> String {
+        count(g, 1..=100, |g| g.u64().to_string())
+    }
+    /// A count: sometimes any integer, else half the time in `small`, else `large`.
+    fn count(
+        g: &mut Gen,
+        small: std::ops::RangeInclusive<i64>,
+        large: impl FnOnce(&mut Gen) -> String,
+    ) -> String {
         if g.noise(30) {
             return integer(g);
         }
         if g.chance(50) {
-            g.i64_in(1..=100).to_string()
+            g.i64_in(small).to_string()
         } else {
-            g.u64().to_string()
+            large(g)
         }
     }
     /// `ok: true` mostly.
     pub fn ok_true(g: &mut Gen) -> String {
-        if !g.noise(10) {
-            "true".to_owned()
-        } else {
-            boolean(g)
-        }
+        g.unless_noise(10, |_| "true".to_owned(), boolean)
     }
     /// `ok: false` mostly.
     pub fn ok_false(g: &mut Gen) -> String {
-        if !g.noise(10) {
-            "false".to_owned()
-        } else {
-            boolean(g)
-        }
+        g.unless_noise(10, |_| "false".to_owned(), boolean)
     }
     /// An error code.
     pub fn error_code(g: &mut Gen) -> String {

@@ -254,10 +254,13 @@ pub struct LogStats {
 
 /// Whether a command's `(scope, command_id)` is looked up and recorded for idempotency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Idempotency {
+pub enum Idempotency {
     /// A retry gets the first result; another command under the same id is refused.
     Recorded,
-    /// Decided every time; nothing is looked up or recorded ([`Log::append_unrecorded`]).
+    /// Decided every time; nothing is looked up or recorded. Only for commands whose `decide`
+    /// is its own idempotency: it re-checks the state, so a repeat after success decides
+    /// nothing, and no earlier command under the same id — the same one or another one — can
+    /// answer for it. A command that decides nothing writes nothing.
     Unrecorded,
 }
 
@@ -319,19 +322,9 @@ impl<S: Aggregate> Log<S> {
         self.append_with(cmd, Idempotency::Recorded).await
     }
 
-    /// [`Log::append`] without idempotency: `(scope, command_id)` is neither looked up nor
-    /// recorded (the events still carry the command id), so the command is decided every time
-    /// and no earlier command under the same id — the same one or another one — can answer for
-    /// it. Only for commands whose `decide` is its own idempotency: it re-checks the state, so a
-    /// repeat after success decides nothing. A command that decides nothing writes nothing.
-    pub async fn append_unrecorded(
-        &self,
-        cmd: Append<S>,
-    ) -> Result<Committed, AppendError<S::Rejection>> {
-        self.append_with(cmd, Idempotency::Unrecorded).await
-    }
-
-    async fn append_with(
+    /// [`Log::append`] with the idempotency of `idempotency` (the events carry the command id
+    /// either way).
+    pub async fn append_with(
         &self,
         cmd: Append<S>,
         idempotency: Idempotency,

@@ -196,16 +196,10 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
             let txn = db
                 .begin_write()
                 .map_err(|e| LogError::storage("begin write", e))?;
-            {
-                let mut meta = txn
-                    .open_table(META)
-                    .map_err(|e| LogError::storage("open meta table", e))?;
-                for key in unbound {
-                    tracing::info!(key = key.name, path = %key.path.display(), "binding key to the log");
-                    meta.insert(bound_key_meta(&key.name).as_str(), &key.digest[..])
-                        .map_err(|e| LogError::storage("write meta", e))?;
-                }
+            for key in &unbound {
+                tracing::info!(key = key.name, path = %key.path.display(), "binding key to the log");
             }
+            bind_keys(&txn, unbound)?;
             txn.commit()
                 .map_err(|e| LogError::storage("bind keys", e))?;
         }
@@ -231,10 +225,8 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
             meta.insert(k, v)
                 .map_err(|e| LogError::storage("write meta", e))?;
         }
-        for key in &config.bound_keys {
-            meta.insert(bound_key_meta(&key.name).as_str(), &key.digest[..])
-                .map_err(|e| LogError::storage("write meta", e))?;
-        }
+        drop(meta);
+        bind_keys(&txn, &config.bound_keys)?;
         txn.open_table(EVENTS)
             .map_err(|e| LogError::storage("create events table", e))?;
         txn.open_table(COMMANDS)
@@ -245,6 +237,21 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
     txn.commit()
         .map_err(|e| LogError::storage("commit new log", e))?;
     Ok((log_id, signing))
+}
+
+/// Records each key's digest in the meta table of `txn`.
+fn bind_keys<'k>(
+    txn: &redb::WriteTransaction,
+    keys: impl IntoIterator<Item = &'k crate::BoundKey>,
+) -> Result<(), LogError> {
+    let mut meta = txn
+        .open_table(META)
+        .map_err(|e| LogError::storage("open meta table", e))?;
+    for key in keys {
+        meta.insert(bound_key_meta(&key.name).as_str(), &key.digest[..])
+            .map_err(|e| LogError::storage("write meta", e))?;
+    }
+    Ok(())
 }
 
 /// The meta row that records a bound key's digest.

@@ -41,17 +41,7 @@ pub struct RegisterRequest {
     pub os: Option<String>,
 }
 
-impl fmt::Debug for RegisterRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegisterRequest")
-            .field("request_id", &self.request_id)
-            .field("auth_key", &"<redacted>")
-            .field("node_key", &self.node_key)
-            .field("hostname", &self.hostname)
-            .field("os", &self.os)
-            .finish()
-    }
-}
+debug_redacting!(RegisterRequest { request_id, node_key, hostname, os } secrets { auth_key });
 
 /// A registration whose fields are valid. The auth key is only checked for form here: a
 /// malformed key is not a `bad_request` but the same `invalid_key` as every other bad key (R10),
@@ -70,15 +60,7 @@ pub struct ParsedRegister {
     pub os: String,
 }
 
-impl fmt::Debug for ParsedRegister {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParsedRegister")
-            .field("request_id", &self.request_id)
-            .field("node_key", &self.node_key)
-            .field("hostname", &self.hostname)
-            .finish_non_exhaustive()
-    }
-}
+debug_redacting!(ParsedRegister { request_id, node_key, hostname } secrets { auth_key });
 
 /// An auth key as presented. Neither variant prints its secret.
 #[derive(Clone)]
@@ -472,14 +454,11 @@ impl GenerateKeyRequest {
         )?;
         let expiry_seconds = match self.expiry_seconds {
             None => ExpirySeconds::MAX,
-            Some(s) => id(
+            Some(s) => ranged(
                 "expirySeconds",
-                u32::try_from(s)
-                    .map_err(|_| authkeys_events::InvalidId {
-                        what: "ExpirySeconds",
-                        why: "must be from 1 to 7776000 (90 days)".into(),
-                    })
-                    .and_then(ExpirySeconds::new),
+                s,
+                "must be from 1 to 7776000 (90 days)",
+                ExpirySeconds::new,
             )?,
         };
         let create = &self.capabilities.devices.create;
@@ -737,14 +716,11 @@ impl ChangeSettingsRequest {
         let days = self
             .devices_key_duration_days
             .map(|d| {
-                id(
+                ranged(
                     "devicesKeyDurationDays",
-                    u16::try_from(d)
-                        .map_err(|_| authkeys_events::InvalidId {
-                            what: "KeyDurationDays",
-                            why: "must be from 1 to 180 days".into(),
-                        })
-                        .and_then(KeyDurationDays::new),
+                    d,
+                    "must be from 1 to 180 days",
+                    KeyDurationDays::new,
                 )
             })
             .transpose()?;
@@ -794,14 +770,7 @@ pub struct UserReply {
     pub api_key: Option<String>,
 }
 
-impl fmt::Debug for UserReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserReply")
-            .field("user", &self.user)
-            .field("api_key", &"<redacted>")
-            .finish()
-    }
-}
+debug_redacting!(UserReply { user } secrets { api_key });
 
 /// `{ok: true, tokenId, apiKey, expires}`: issue-token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -820,14 +789,7 @@ pub struct TokenReply {
     pub expires: Timestamp,
 }
 
-impl fmt::Debug for TokenReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenReply")
-            .field("token_id", &self.token_id)
-            .field("api_key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+debug_redacting!(TokenReply { token_id } secrets { api_key });
 
 /// `{ok: true, nodeId}`: delete-node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -847,6 +809,21 @@ pub struct SettingsReply {
     pub ok: True,
     /// The settings after the command.
     pub settings: SettingsView,
+}
+
+/// An integer field that must fit `N` and then pass `new`, the validated type's constructor;
+/// either failure names the field and says `why`.
+fn ranged<V, N, T>(
+    field: &str,
+    value: V,
+    why: &str,
+    new: impl FnOnce(N) -> Result<T, authkeys_events::InvalidId>,
+) -> Result<T, WireError>
+where
+    N: TryFrom<V>,
+{
+    let n = N::try_from(value).map_err(|_| WireError::new(field, why))?;
+    new(n).map_err(|e| WireError::new(field, e.why))
 }
 
 #[cfg(test)]

@@ -21,6 +21,21 @@
 //! stay in `authkeys-domain`. Mint pass through (an auth key in a registration, a new key's
 //! text in a reply) but no `Debug` here prints one.
 
+/// `Debug` for a type that carries secrets: prints the named fields, and each secret field as
+/// `<redacted>` whatever it holds, so no log line or panic message can show one.
+macro_rules! debug_redacting {
+    ($ty:ident { $($field:ident),* } secrets { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &"<redacted>"))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 pub mod access;
 pub mod command;
 pub mod error;

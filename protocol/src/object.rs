@@ -3,8 +3,6 @@
 //! their rows; both go through the same builder ([`Device::build`], [`Key::build`]), so the two
 //! cannot disagree on a field.
 
-use std::fmt;
-
 use authkeys_domain::State;
 use authkeys_domain::state::{Key as StateKey, Node};
 use authkeys_events::{KeyId, NodeId, NodeKey, TailnetId, Timestamp, UserId};
@@ -142,16 +140,7 @@ pub struct Key {
     pub last_used: Option<Timestamp>,
 }
 
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key")
-            .field("id", &self.id)
-            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
-            .field("invalid", &self.invalid)
-            .field("uses", &self.uses)
-            .finish_non_exhaustive()
-    }
-}
+debug_redacting!(Key { id, invalid, uses } secrets { key });
 
 impl Key {
     /// The one builder of a key, without its secret: from a key as the command state and the

@@ -6,19 +6,23 @@
 //! most `TAGS_MAX`; a registration's auth key is `WellFormed` exactly when `secret::parse`
 //! accepts it.
 
+use std::fmt::Debug;
+
 use authkeys_command::{ANONYMOUS_REGISTRAR, REGISTRAR_HEADER, registrar_name};
-use authkeys_domain::command::AdminOp;
+use authkeys_domain::command::{AdminOp, KeyRequest};
 use authkeys_domain::secret::{self, SecretKind};
 use authkeys_events::ExpirySeconds;
 use authkeys_protocol::access::RegistrarName;
 use authkeys_protocol::{
-    AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
+    AddUser, AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
     ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, NodeStatusRequest, Parsed,
     PresentedKey, RegisterRequest, RevokeKeyRequest, SetKeyExpiryRequest, SetTagsRequest, TAGS_MAX,
-    TimerRequest, decode,
+    TimerRequest, WireError,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::request_round_trip;
+use super::parsed_request;
 use crate::inputs::{Field, Gen, field};
 use crate::{Reached, Target};
 
@@ -30,14 +34,7 @@ fn admin(g: &mut Gen, own: &[(&str, Field)]) -> Vec<u8> {
         ("actor", field::user_id),
     ];
     fields.extend_from_slice(own);
-    g.document(|g| g.object(&fields))
-}
-
-/// The common fields of a parsed admin request spell the request's.
-fn common_ok<T>(p: &Parsed<T>, command_id: &str, tailnet: &str, actor: &str) {
-    assert_eq!(p.command_id.as_str(), command_id);
-    assert_eq!(p.tailnet.as_str(), tailnet);
-    assert_eq!(p.actor.as_str(), actor);
+    g.document_object(&fields)
 }
 
 /// The node an admin op names, if any.
@@ -122,211 +119,179 @@ fn timer_due(g: &mut Gen) -> String {
 }
 
 fn register(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<RegisterRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    assert_eq!(p.request_id.as_str(), dto.request_id);
-    assert_eq!(p.node_key.as_str(), dto.node_key);
-    assert_eq!(p.hostname.as_str(), dto.hostname);
-    assert_eq!(p.os, dto.os.clone().unwrap_or_default());
-    let parsed = secret::parse(SecretKind::Auth, &dto.auth_key);
-    assert_eq!(p.auth_key.is_well_formed(), parsed.is_ok());
-    match (&p.auth_key, parsed) {
-        (PresentedKey::WellFormed(_), Ok(s)) => assert_eq!(p.auth_key.key_id().as_str(), s.id),
-        _ => assert_eq!(p.auth_key.key_id().as_str().len(), 41),
-    }
-    let _ = p.auth_key.hash(&[3; 32]);
-    let _ = format!("{p:?} {dto:?}");
-    Reached::Accepted
+    parsed_request(bytes, RegisterRequest::parse, |dto: &RegisterRequest, p| {
+        assert_eq!(p.request_id.as_str(), dto.request_id);
+        assert_eq!(p.node_key.as_str(), dto.node_key);
+        assert_eq!(p.hostname.as_str(), dto.hostname);
+        assert_eq!(p.os, dto.os.clone().unwrap_or_default());
+        let parsed = secret::parse(SecretKind::Auth, &dto.auth_key);
+        assert_eq!(p.auth_key.is_well_formed(), parsed.is_ok());
+        match (&p.auth_key, parsed) {
+            (PresentedKey::WellFormed(_), Ok(s)) => {
+                assert_eq!(p.auth_key.key_id().as_str(), s.id);
+            }
+            _ => assert_eq!(p.auth_key.key_id().as_str().len(), 41),
+        }
+        let _ = p.auth_key.hash(&[3; 32]);
+        let _ = format!("{p:?} {dto:?}");
+    })
 }
 
 fn node_status(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<NodeStatusRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok((request_id, node_key)) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    assert_eq!(request_id.as_str(), dto.request_id);
-    assert_eq!(node_key.as_str(), dto.node_key);
-    Reached::Accepted
+    parsed_request(
+        bytes,
+        NodeStatusRequest::parse,
+        |dto: &NodeStatusRequest, (request_id, node_key)| {
+            assert_eq!(request_id.as_str(), dto.request_id);
+            assert_eq!(node_key.as_str(), dto.node_key);
+        },
+    )
 }
 
 fn timer(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<TimerRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok((request_id, tailnet, due)) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    // What the timers send for a due thing parses back to it.
-    let again = TimerRequest::new(&request_id, &tailnet, &due);
-    let (r2, t2, d2) = again.parse().expect("TimerRequest::new parses");
-    assert_eq!((r2, t2, d2), (request_id, tailnet, due));
-    Reached::Accepted
+    parsed_request(
+        bytes,
+        TimerRequest::parse,
+        |_, (request_id, tailnet, due)| {
+            // What the timers send for a due thing parses back to it.
+            let again = TimerRequest::new(&request_id, &tailnet, &due);
+            let (r2, t2, d2) = again.parse().expect("TimerRequest::new parses");
+            assert_eq!((r2, t2, d2), (request_id, tailnet, due));
+        },
+    )
+}
+
+/// The admin request DTOs: their common fields and their parse.
+trait AdminRequest: Serialize + DeserializeOwned + PartialEq + Debug {
+    /// What the request asks for.
+    type Op;
+    fn parse_admin(&self) -> Result<Parsed<Self::Op>, WireError>;
+    /// `commandId`, `tailnet` and `actor`.
+    fn common(&self) -> [&str; 3];
+}
+
+macro_rules! admin_requests {
+    ($($dto:ty => $op:ty),* $(,)?) => {$(
+        impl AdminRequest for $dto {
+            type Op = $op;
+            fn parse_admin(&self) -> Result<Parsed<$op>, WireError> {
+                self.parse()
+            }
+            fn common(&self) -> [&str; 3] {
+                [&self.command_id, &self.tailnet, &self.actor]
+            }
+        }
+    )*};
+}
+
+admin_requests!(
+    GenerateKeyRequest => KeyRequest,
+    RevokeKeyRequest => AdminOp,
+    AddUserRequest => AddUser,
+    IssueTokenRequest => (),
+    SetTagsRequest => AdminOp,
+    SetKeyExpiryRequest => AdminOp,
+    ExpireNodeRequest => AdminOp,
+    AuthorizeNodeRequest => AdminOp,
+    DeleteNodeRequest => AdminOp,
+    ChangeSettingsRequest => AdminOp,
+);
+
+/// An admin request that decodes and parses: the common fields of the parsed request spell the
+/// request's, and `check` asserts the rest.
+fn admin_request<T: AdminRequest>(bytes: &[u8], check: impl FnOnce(&T, &Parsed<T::Op>)) -> Reached {
+    parsed_request(bytes, T::parse_admin, |dto: &T, p| {
+        let [command_id, tailnet, actor] = dto.common();
+        assert_eq!(p.command_id.as_str(), command_id);
+        assert_eq!(p.tailnet.as_str(), tailnet);
+        assert_eq!(p.actor.as_str(), actor);
+        check(dto, &p);
+    })
+}
+
+/// An admin request on a node: its op names the request's node.
+fn node_request<T: AdminRequest<Op = AdminOp>>(bytes: &[u8], node_id: fn(&T) -> &str) -> Reached {
+    admin_request(bytes, |dto: &T, p| {
+        assert_eq!(op_node(&p.op), Some(node_id(dto)));
+    })
 }
 
 fn generate_key(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<GenerateKeyRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    let names: Vec<String> = p.op.tags.iter().map(ToString::to_string).collect();
-    assert!(
-        names.windows(2).all(|w| w[0] < w[1]),
-        "tags sorted, no dups"
-    );
-    assert!(names.len() <= TAGS_MAX);
-    if dto.expiry_seconds.is_none() {
-        assert_eq!(p.op.expiry_seconds, ExpirySeconds::MAX);
-    }
-    Reached::Accepted
+    admin_request(bytes, |dto: &GenerateKeyRequest, p| {
+        let names: Vec<String> = p.op.tags.iter().map(ToString::to_string).collect();
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "tags sorted, no dups"
+        );
+        assert!(names.len() <= TAGS_MAX);
+        if dto.expiry_seconds.is_none() {
+            assert_eq!(p.op.expiry_seconds, ExpirySeconds::MAX);
+        }
+    })
 }
 
 fn revoke_key(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<RevokeKeyRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert!(matches!(&p.op, AdminOp::RevokeKey { key_id } if key_id.as_str() == dto.key_id));
-    Reached::Accepted
+    admin_request(bytes, |dto: &RevokeKeyRequest, p| {
+        assert!(matches!(&p.op, AdminOp::RevokeKey { key_id } if key_id.as_str() == dto.key_id));
+    })
 }
 
 fn add_user(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<AddUserRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert_eq!(p.op.login_name.as_str(), dto.login_name);
-    assert_eq!(authkeys_protocol::role_str(p.op.role), dto.role);
-    Reached::Accepted
+    admin_request(bytes, |dto: &AddUserRequest, p| {
+        assert_eq!(p.op.login_name.as_str(), dto.login_name);
+        assert_eq!(authkeys_protocol::role_str(p.op.role), dto.role);
+    })
 }
 
 fn issue_token(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<IssueTokenRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    Reached::Accepted
+    admin_request(bytes, |_: &IssueTokenRequest, _| {})
 }
 
 fn set_tags(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<SetTagsRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
-    let AdminOp::SetTags { tags, .. } = &p.op else {
-        panic!("set-tags parsed to {:?}", p.op)
-    };
-    assert!(tags.len() <= dto.tags.len() && tags.len() <= TAGS_MAX);
-    assert!(
-        tags.iter()
-            .all(|t| dto.tags.iter().any(|s| s == t.as_str()))
-    );
-    Reached::Accepted
+    admin_request(bytes, |dto: &SetTagsRequest, p| {
+        assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
+        let AdminOp::SetTags { tags, .. } = &p.op else {
+            panic!("set-tags parsed to {:?}", p.op)
+        };
+        assert!(tags.len() <= dto.tags.len() && tags.len() <= TAGS_MAX);
+        assert!(
+            tags.iter()
+                .all(|t| dto.tags.iter().any(|s| s == t.as_str()))
+        );
+    })
 }
 
 fn set_key_expiry(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<SetKeyExpiryRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
-    Reached::Accepted
+    node_request(bytes, |dto: &SetKeyExpiryRequest| dto.node_id.as_str())
 }
 
 fn expire_node(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<ExpireNodeRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
-    Reached::Accepted
+    node_request(bytes, |dto: &ExpireNodeRequest| dto.node_id.as_str())
 }
 
 fn authorize_node(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<AuthorizeNodeRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
-    Reached::Accepted
+    node_request(bytes, |dto: &AuthorizeNodeRequest| dto.node_id.as_str())
 }
 
 fn delete_node(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<DeleteNodeRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    assert_eq!(op_node(&p.op), Some(dto.node_id.as_str()));
-    Reached::Accepted
+    node_request(bytes, |dto: &DeleteNodeRequest| dto.node_id.as_str())
 }
 
 fn change_settings(bytes: &[u8]) -> Reached {
-    let Ok(dto) = decode::<ChangeSettingsRequest>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&dto);
-    let Ok(p) = dto.parse() else {
-        return Reached::Decoded;
-    };
-    common_ok(&p, &dto.command_id, &dto.tailnet, &dto.actor);
-    let AdminOp::ChangeSettings {
-        devices_approval_on,
-        devices_key_duration_days,
-    } = &p.op
-    else {
-        panic!("change-settings parsed to {:?}", p.op)
-    };
-    assert_eq!(*devices_approval_on, dto.devices_approval_on);
-    assert_eq!(
-        devices_key_duration_days.map(|d| i64::from(d.get())),
-        dto.devices_key_duration_days
-    );
-    Reached::Accepted
+    admin_request(bytes, |dto: &ChangeSettingsRequest, p| {
+        let AdminOp::ChangeSettings {
+            devices_approval_on,
+            devices_key_duration_days,
+        } = &p.op
+        else {
+            panic!("change-settings parsed to {:?}", p.op)
+        };
+        assert_eq!(*devices_approval_on, dto.devices_approval_on);
+        assert_eq!(
+            devices_key_duration_days.map(|d| i64::from(d.get())),
+            dto.devices_key_duration_days
+        );
+    })
 }
 
 /// The `Authkeys-Registrar` header of a registrar's request (`registrar_name` of the command
@@ -381,15 +346,13 @@ pub fn targets() -> Vec<Target> {
             name: "cmd.register",
             what: "RegisterRequest (authkeys.cmd.register)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("requestId", field::command_id),
-                        ("authKey", field::auth_key),
-                        ("nodeKey", field::node_key),
-                        ("hostname", field::hostname),
-                        ("os", optional!(field::os)),
-                    ])
-                })
+                g.document_object(&[
+                    ("requestId", field::command_id),
+                    ("authKey", field::auth_key),
+                    ("nodeKey", field::node_key),
+                    ("hostname", field::hostname),
+                    ("os", optional!(field::os)),
+                ])
             },
             check: register,
         },
@@ -397,12 +360,10 @@ pub fn targets() -> Vec<Target> {
             name: "cmd.node_status",
             what: "NodeStatusRequest (authkeys.cmd.node.connected, .disconnected)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("requestId", field::command_id),
-                        ("nodeKey", field::node_key),
-                    ])
-                })
+                g.document_object(&[
+                    ("requestId", field::command_id),
+                    ("nodeKey", field::node_key),
+                ])
             },
             check: node_status,
         },
@@ -410,13 +371,11 @@ pub fn targets() -> Vec<Target> {
             name: "cmd.timer",
             what: "TimerRequest (authkeys.cmd.timer.fire)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("requestId", field::command_id),
-                        ("tailnet", field::tailnet),
-                        ("due", timer_due),
-                    ])
-                })
+                g.document_object(&[
+                    ("requestId", field::command_id),
+                    ("tailnet", field::tailnet),
+                    ("due", timer_due),
+                ])
             },
             check: timer,
         },

@@ -166,11 +166,7 @@ fn tailnet_settings(g: &mut Gen) -> String {
 }
 
 fn string_or_null(g: &mut Gen) -> String {
-    if g.chance(50) {
-        "null".to_owned()
-    } else {
-        field::any_str(g)
-    }
+    g.or_const(50, "null", field::any_str)
 }
 
 fn delete_reason(g: &mut Gen) -> String {
@@ -214,27 +210,11 @@ fn envelope_json_inner(g: &mut Gen) -> Vec<u8> {
         _ => g.i64_in(1..=1_000).unsigned_abs(),
     };
     let prev = Hash(g.bytes_n(32).try_into().unwrap_or([0; 32]));
-    let ty_json = if !g.noise(3) {
-        Gen::json_str(ty)
-    } else {
-        field::any_str(g)
-    };
-    let version = if g.noise(3) {
-        g.number()
-    } else {
-        "1".to_owned()
-    };
+    let ty_json = g.unless_noise(3, |_| Gen::json_str(ty), field::any_str);
+    let version = g.unless_noise(3, |_| "1".to_owned(), Gen::number);
     let data = g.object(data_fields);
-    let seq_json = if !g.noise(3) {
-        seq.to_string()
-    } else {
-        field::seq(g)
-    };
-    let prev_json = if !g.noise(3) {
-        Gen::json_str(&prev.to_hex())
-    } else {
-        field::hash(g)
-    };
+    let seq_json = g.unless_noise(3, |_| seq.to_string(), field::seq);
+    let prev_json = g.unless_noise(3, |_| Gen::json_str(&prev.to_hex()), field::hash);
     let fields: Vec<(&str, String)> = vec![
         ("seq", seq_json),
         ("id", event_id(g)),
@@ -278,6 +258,15 @@ fn envelope_json_inner(g: &mut Gen) -> Vec<u8> {
         _ => {}
     }
     full
+}
+
+/// An envelope, or (sometimes) random bytes.
+pub(crate) fn envelope_or_bytes(g: &mut Gen) -> Vec<u8> {
+    if g.chance(5) {
+        g.bytes(512)
+    } else {
+        envelope_json(g)
+    }
 }
 
 fn g_shuffle(g: &mut Gen, parts: &mut [String]) {
@@ -363,13 +352,7 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "events.envelope_from_json",
             what: "Envelope::from_json, Envelope::decode_body (JetStream events, stored rows)",
-            generate: |g| {
-                if g.chance(5) {
-                    g.bytes(512)
-                } else {
-                    envelope_json(g)
-                }
-            },
+            generate: envelope_or_bytes,
             check: from_json,
         },
         Target {

@@ -12,6 +12,8 @@
 //! value; `Bearer <token>` yields the token; `Basic` yields the user name of what the `base64`
 //! crate decodes (when it decodes).
 
+use std::fmt::Debug;
+
 use authkeys_events::{Hash, Timestamp};
 use authkeys_gateway::auth::{self, TokenRecord};
 use authkeys_gateway::body::{decode_json, query_bool, query_param};
@@ -21,7 +23,8 @@ use authkeys_protocol::{
 };
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{request_round_trip, split_selector, text};
 use crate::inputs::{Gen, field};
@@ -99,123 +102,122 @@ fn parsed<T, E>(parsed: Result<T, E>) -> Reached {
     }
 }
 
+/// A parse that a valid body always passes.
+fn must_parse<T, E: Debug>(parsed: Result<T, E>, what: &str) -> Reached {
+    if let Err(e) = parsed {
+        panic!("a valid body makes a valid {what}: {e:?}");
+    }
+    Reached::Accepted
+}
+
+/// The admin command `$request` of the fixed caller, with the body's `$field`s.
+macro_rules! command {
+    ($request:ident { $($field:ident: $value:expr),* $(,)? }) => {
+        $request {
+            command_id: COMMAND_ID.to_owned(),
+            tailnet: TAILNET.to_owned(),
+            actor: ACTOR.to_owned(),
+            $($field: $value),*
+        }
+    };
+}
+
+/// A body that decoded (else refused), turned into its admin command by `command`; the command
+/// round-trips and `parse` says how far it got.
+fn body_command<B, R, E>(
+    decoded: Result<B, E>,
+    command: impl FnOnce(B) -> R,
+    parse: impl FnOnce(&R) -> Reached,
+) -> Reached
+where
+    R: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let Ok(b) = decoded else {
+        return Reached::Refused;
+    };
+    let r = command(b);
+    request_round_trip(&r);
+    parse(&r)
+}
+
 /// Selector: the body type (÷2) and whether the content type is JSON (bit 0); then the body.
 fn bodies(bytes: &[u8]) -> Reached {
     let (selector, body) = split_selector(bytes);
     let json = selector.is_multiple_of(2);
-    let (c, t, a) = (COMMAND_ID.to_owned(), TAILNET.to_owned(), ACTOR.to_owned());
-    let node = NODE.to_owned();
+    let node = || NODE.to_owned();
     match (selector / 2) % BODIES {
-        0 => {
-            let Ok(b) = decode_json::<CreateKeyBody>(json, body) else {
-                return Reached::Refused;
-            };
-            let r = GenerateKeyRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                key_type: b.key_type,
-                description: b.description,
-                expiry_seconds: b.expiry_seconds,
-                capabilities: b.capabilities,
-            };
-            request_round_trip(&r);
-            parsed(r.parse())
-        }
-        1 => {
-            let Ok(b) = decode_json::<AuthorizedBody>(json, body) else {
-                return Reached::Refused;
-            };
-            let r = AuthorizeNodeRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                node_id: node,
-                authorized: b.authorized,
-            };
-            request_round_trip(&r);
-            r.parse()
-                .expect("a valid body makes a valid authorize-node");
-            Reached::Accepted
-        }
-        2 => {
-            let Ok(b) = decode_json::<TagsBody>(json, body) else {
-                return Reached::Refused;
-            };
-            let r = SetTagsRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                node_id: node,
-                tags: b.tags.unwrap_or_default(),
-            };
-            request_round_trip(&r);
-            parsed(r.parse())
-        }
-        3 => {
-            let Ok(b) = decode_json::<KeyExpiryBody>(json, body) else {
-                return Reached::Refused;
-            };
-            let r = SetKeyExpiryRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                node_id: node,
-                key_expiry_disabled: b.key_expiry_disabled,
-            };
-            request_round_trip(&r);
-            r.parse()
-                .expect("a valid body makes a valid set-key-expiry");
-            Reached::Accepted
-        }
-        4 => {
-            // `OptionalJsonBody`: an empty (all-whitespace) body is `Empty {}`.
-            let decoded = if body.iter().all(u8::is_ascii_whitespace) {
+        0 => body_command(
+            decode_json::<CreateKeyBody>(json, body),
+            |b| {
+                command!(GenerateKeyRequest {
+                    key_type: b.key_type,
+                    description: b.description,
+                    expiry_seconds: b.expiry_seconds,
+                    capabilities: b.capabilities,
+                })
+            },
+            |r| parsed(r.parse()),
+        ),
+        1 => body_command(
+            decode_json::<AuthorizedBody>(json, body),
+            |b| {
+                command!(AuthorizeNodeRequest {
+                    node_id: node(),
+                    authorized: b.authorized
+                })
+            },
+            |r| must_parse(r.parse(), "authorize-node"),
+        ),
+        2 => body_command(
+            decode_json::<TagsBody>(json, body),
+            |b| {
+                command!(SetTagsRequest {
+                    node_id: node(),
+                    tags: b.tags.unwrap_or_default()
+                })
+            },
+            |r| parsed(r.parse()),
+        ),
+        3 => body_command(
+            decode_json::<KeyExpiryBody>(json, body),
+            |b| {
+                command!(SetKeyExpiryRequest {
+                    node_id: node(),
+                    key_expiry_disabled: b.key_expiry_disabled,
+                })
+            },
+            |r| must_parse(r.parse(), "set-key-expiry"),
+        ),
+        // `OptionalJsonBody`: an empty (all-whitespace) body is `Empty {}`.
+        4 => body_command(
+            if body.iter().all(u8::is_ascii_whitespace) {
                 Ok(Empty::default())
             } else {
                 decode_json::<Empty>(json, body)
-            };
-            if decoded.is_err() {
-                return Reached::Refused;
-            }
-            let r = ExpireNodeRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                node_id: node,
-            };
-            request_round_trip(&r);
-            r.parse().expect("a valid body makes a valid expire-node");
-            Reached::Accepted
-        }
-        5 => {
-            let Ok(b) = decode_json::<SettingsBody>(json, body) else {
-                return Reached::Refused;
-            };
-            let r = ChangeSettingsRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                devices_approval_on: b.devices_approval_on,
-                devices_key_duration_days: b.devices_key_duration_days,
-            };
-            request_round_trip(&r);
-            parsed(r.parse())
-        }
-        _ => {
-            let Ok(b) = decode_json::<AddUserBody>(json, body) else {
-                return Reached::Refused;
-            };
-            let r = AddUserRequest {
-                command_id: c,
-                tailnet: t,
-                actor: a,
-                login_name: b.login_name,
-                role: b.role,
-            };
-            request_round_trip(&r);
-            parsed(r.parse())
-        }
+            },
+            |_| command!(ExpireNodeRequest { node_id: node() }),
+            |r| must_parse(r.parse(), "expire-node"),
+        ),
+        5 => body_command(
+            decode_json::<SettingsBody>(json, body),
+            |b| {
+                command!(ChangeSettingsRequest {
+                    devices_approval_on: b.devices_approval_on,
+                    devices_key_duration_days: b.devices_key_duration_days,
+                })
+            },
+            |r| parsed(r.parse()),
+        ),
+        _ => body_command(
+            decode_json::<AddUserBody>(json, body),
+            |b| {
+                command!(AddUserRequest {
+                    login_name: b.login_name,
+                    role: b.role
+                })
+            },
+            |r| parsed(r.parse()),
+        ),
     }
 }
 

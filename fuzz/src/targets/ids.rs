@@ -37,24 +37,35 @@ where
 
 const PARSERS: u8 = 14;
 
+/// `spells` of each parser but the last (`StreamId`), by selector.
+macro_rules! spellers {
+    ($($id:ty),* $(,)?) => {
+        [$(|s: &str| spells(<$id>::parse(s), s)),*]
+    };
+}
+
+const SPELLERS: [fn(&str) -> Reached; PARSERS as usize - 1] = spellers!(
+    KeyId,
+    NodeId,
+    UserId,
+    TokenId,
+    TailnetId,
+    TailnetName,
+    NodeKey,
+    TagName,
+    CommandId,
+    EventId,
+    LoginName,
+    Description,
+    Hostname,
+);
+
 fn ids(bytes: &[u8]) -> Reached {
     let (selector, rest) = split_selector(bytes);
     let s = text(rest);
     let s = s.as_ref();
-    match selector % PARSERS {
-        0 => spells(KeyId::parse(s), s),
-        1 => spells(NodeId::parse(s), s),
-        2 => spells(UserId::parse(s), s),
-        3 => spells(TokenId::parse(s), s),
-        4 => spells(TailnetId::parse(s), s),
-        5 => spells(TailnetName::parse(s), s),
-        6 => spells(NodeKey::parse(s), s),
-        7 => spells(TagName::parse(s), s),
-        8 => spells(CommandId::parse(s), s),
-        9 => spells(EventId::parse(s), s),
-        10 => spells(LoginName::parse(s), s),
-        11 => spells(Description::parse(s), s),
-        12 => spells(Hostname::parse(s), s),
+    match usize::from(selector % PARSERS) {
+        i if i < SPELLERS.len() => SPELLERS[i](s),
         _ => {
             let parsed = StreamId::parse(s);
             if let Ok(id) = &parsed {

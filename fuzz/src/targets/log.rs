@@ -15,7 +15,7 @@ use authkeys_protocol::log::{
     decode_checked, page_bytes, split_stored,
 };
 
-use super::envelope::{check_envelope, checkpoint_bytes, envelope_json};
+use super::envelope::{check_envelope, checkpoint_bytes, envelope_json, envelope_or_bytes};
 use super::reply_round_trip;
 use crate::inputs::{Gen, field};
 use crate::{Reached, Target};
@@ -88,15 +88,10 @@ fn raw_page(bytes: &[u8]) -> Reached {
 }
 
 fn gen_raw_page(g: &mut Gen) -> Vec<u8> {
-    g.document(|g| {
-        if g.chance(15) {
-            return g.object(&[("ok", field::ok_false), ("error", field::error_body)]);
-        }
-        let n = g.len(5);
-        let events: Vec<String> = (0..n)
-            .map(|_| String::from_utf8_lossy(&envelope_json(g)).into_owned())
-            .collect();
-        let events = format!("[{}]", events.join(","));
+    g.document_or_error(15, |g| {
+        let events = g.array(5, |g| {
+            String::from_utf8_lossy(&envelope_json(g)).into_owned()
+        });
         if g.chance(80) {
             format!(
                 "{{\"ok\":true,\"events\":{events},\"head\":{}}}",
@@ -139,29 +134,22 @@ fn checkpoints_page(bytes: &[u8]) -> Reached {
 }
 
 fn gen_checkpoints_page(g: &mut Gen) -> Vec<u8> {
-    g.document(|g| {
-        if g.chance(15) {
-            return g.object(&[("ok", field::ok_false), ("error", field::error_body)]);
-        }
-        let n = g.len(4);
-        let rows: Vec<String> = (0..n)
-            .map(|_| {
-                g.object(&[
-                    ("at", field::seq),
-                    ("bytes", |g| {
-                        let b = checkpoint_bytes(g);
-                        let hex = hex::encode(b);
-                        if g.chance(90) {
-                            Gen::json_str(&hex)
-                        } else {
-                            let m = g.near_miss(&hex);
-                            Gen::json_str(&m)
-                        }
-                    }),
-                ])
-            })
-            .collect();
-        let rows = format!("[{}]", rows.join(","));
+    g.document_or_error(15, |g| {
+        let rows = g.array(4, |g| {
+            g.object(&[
+                ("at", field::seq),
+                ("bytes", |g| {
+                    let b = checkpoint_bytes(g);
+                    let hex = hex::encode(b);
+                    if g.chance(90) {
+                        Gen::json_str(&hex)
+                    } else {
+                        let m = g.near_miss(&hex);
+                        Gen::json_str(&m)
+                    }
+                }),
+            ])
+        });
         let log_id = field::log_id(g);
         if g.chance(80) {
             format!("{{\"ok\":true,\"logId\":{log_id},\"checkpoints\":{rows}}}")
@@ -200,14 +188,6 @@ fn checked(bytes: &[u8]) -> Reached {
         "decode_checked of an envelope's own JSON"
     );
     Reached::Accepted
-}
-
-fn envelope_or_bytes(g: &mut Gen) -> Vec<u8> {
-    if g.chance(5) {
-        g.bytes(512)
-    } else {
-        envelope_json(g)
-    }
 }
 
 /// The log targets.

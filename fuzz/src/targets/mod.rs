@@ -7,7 +7,7 @@ use authkeys_protocol::{PAYLOAD_BYTES_MAX, decode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Target;
+use crate::{Reached, Target};
 
 pub mod commands;
 pub mod envelope;
@@ -57,6 +57,38 @@ where
         let back: T = decode(&bytes).expect("a re-encoded request decodes");
         assert_eq!(&back, value, "a request changed through encode and decode");
     }
+}
+
+/// Decodes a request DTO (`Refused` if [`decode`] refuses it), checks its round trip, and hands
+/// it to `then`.
+pub(crate) fn decoded_request<T>(bytes: &[u8], then: impl FnOnce(T) -> Reached) -> Reached
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let Ok(dto) = decode::<T>(bytes) else {
+        return Reached::Refused;
+    };
+    request_round_trip(&dto);
+    then(dto)
+}
+
+/// A decoded request DTO (see [`decoded_request`]) that `parse` validates (`Decoded` if it
+/// refuses a field); `check` asserts the invariants of the parsed value.
+pub(crate) fn parsed_request<T, P, E>(
+    bytes: &[u8],
+    parse: impl FnOnce(&T) -> Result<P, E>,
+    check: impl FnOnce(&T, P),
+) -> Reached
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    decoded_request(bytes, |dto: T| {
+        let Ok(p) = parse(&dto) else {
+            return Reached::Decoded;
+        };
+        check(&dto, p);
+        Reached::Accepted
+    })
 }
 
 /// A reply or answer that decoded serializes, and decodes back to the same value.

@@ -7,13 +7,12 @@
 //! the query's string.
 
 use authkeys_events::{InvalidId, KeyId, NodeId, TailnetId, TokenId, UserId};
-use authkeys_protocol::decode;
 use authkeys_protocol::query::{
     DEVICES_PAGE_MAX, DevicesGetQuery, DevicesListQuery, KeysGetQuery, KeysListQuery, TailnetQuery,
     TokenQuery,
 };
 
-use super::request_round_trip;
+use super::decoded_request;
 use crate::inputs::{Gen, field};
 use crate::{Reached, Target};
 
@@ -29,72 +28,56 @@ fn spells(r: Result<impl std::fmt::Display, InvalidId>, input: &str) -> Reached 
 }
 
 fn min_seq(g: &mut Gen) -> String {
-    if g.chance(10) {
-        "null".to_owned()
-    } else {
-        field::seq(g)
-    }
+    g.or_const(10, "null", field::seq)
 }
 
 fn token(bytes: &[u8]) -> Reached {
-    let Ok(q) = decode::<TokenQuery>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&q);
-    spells(TokenId::parse(q.token_id.as_str()), &q.token_id)
+    decoded_request(bytes, |q: TokenQuery| {
+        spells(TokenId::parse(q.token_id.as_str()), &q.token_id)
+    })
 }
 
 fn tailnet(bytes: &[u8]) -> Reached {
-    let Ok(q) = decode::<TailnetQuery>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&q);
-    spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
+    decoded_request(bytes, |q: TailnetQuery| {
+        spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
+    })
 }
 
 fn keys_list(bytes: &[u8]) -> Reached {
-    let Ok(q) = decode::<KeysListQuery>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&q);
-    spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
-        .min(spells(UserId::parse(q.user_id.as_str()), &q.user_id))
+    decoded_request(bytes, |q: KeysListQuery| {
+        spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
+            .min(spells(UserId::parse(q.user_id.as_str()), &q.user_id))
+    })
 }
 
 fn keys_get(bytes: &[u8]) -> Reached {
-    let Ok(q) = decode::<KeysGetQuery>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&q);
-    spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
-        .min(spells(UserId::parse(q.user_id.as_str()), &q.user_id))
-        .min(spells(KeyId::parse(q.key_id.as_str()), &q.key_id))
+    decoded_request(bytes, |q: KeysGetQuery| {
+        spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
+            .min(spells(UserId::parse(q.user_id.as_str()), &q.user_id))
+            .min(spells(KeyId::parse(q.key_id.as_str()), &q.key_id))
+    })
 }
 
 fn devices_list(bytes: &[u8]) -> Reached {
-    let Ok(q) = decode::<DevicesListQuery>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&q);
-    let mut reached = spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet);
-    if let Some(after) = &q.after {
-        reached = reached.min(spells(NodeId::parse(after.as_str()), after));
-    }
-    // The service's check of `limit`.
-    let limit = q.limit.map_or(DEVICES_PAGE_MAX, |l| l as usize);
-    if !(1..=DEVICES_PAGE_MAX).contains(&limit) {
-        reached = reached.min(Reached::Decoded);
-    }
-    reached
+    decoded_request(bytes, |q: DevicesListQuery| {
+        let mut reached = spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet);
+        if let Some(after) = &q.after {
+            reached = reached.min(spells(NodeId::parse(after.as_str()), after));
+        }
+        // The service's check of `limit`.
+        let limit = q.limit.map_or(DEVICES_PAGE_MAX, |l| l as usize);
+        if !(1..=DEVICES_PAGE_MAX).contains(&limit) {
+            reached = reached.min(Reached::Decoded);
+        }
+        reached
+    })
 }
 
 fn devices_get(bytes: &[u8]) -> Reached {
-    let Ok(q) = decode::<DevicesGetQuery>(bytes) else {
-        return Reached::Refused;
-    };
-    request_round_trip(&q);
-    spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
-        .min(spells(NodeId::parse(q.node_id.as_str()), &q.node_id))
+    decoded_request(bytes, |q: DevicesGetQuery| {
+        spells(TailnetId::parse(q.tailnet.as_str()), &q.tailnet)
+            .min(spells(NodeId::parse(q.node_id.as_str()), &q.node_id))
+    })
 }
 
 /// The query targets.
@@ -104,9 +87,7 @@ pub fn targets() -> Vec<Target> {
             name: "query.identity_token",
             what: "TokenQuery (authkeys.query.identity.token)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[("tokenId", field::token_id), ("minSeq", optional!(min_seq))])
-                })
+                g.document_object(&[("tokenId", field::token_id), ("minSeq", optional!(min_seq))])
             },
             check: token,
         },
@@ -114,9 +95,7 @@ pub fn targets() -> Vec<Target> {
             name: "query.identity_tailnet",
             what: "TailnetQuery (authkeys.query.identity.tailnet)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[("tailnet", field::tailnet), ("minSeq", optional!(min_seq))])
-                })
+                g.document_object(&[("tailnet", field::tailnet), ("minSeq", optional!(min_seq))])
             },
             check: tailnet,
         },
@@ -124,14 +103,12 @@ pub fn targets() -> Vec<Target> {
             name: "query.keys_list",
             what: "KeysListQuery (authkeys.query.keys.list)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("tailnet", field::tailnet),
-                        ("userId", field::user_id),
-                        ("all", optional!(field::boolean_or_null)),
-                        ("minSeq", optional!(min_seq)),
-                    ])
-                })
+                g.document_object(&[
+                    ("tailnet", field::tailnet),
+                    ("userId", field::user_id),
+                    ("all", optional!(field::boolean_or_null)),
+                    ("minSeq", optional!(min_seq)),
+                ])
             },
             check: keys_list,
         },
@@ -139,14 +116,12 @@ pub fn targets() -> Vec<Target> {
             name: "query.keys_get",
             what: "KeysGetQuery (authkeys.query.keys.get)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("tailnet", field::tailnet),
-                        ("userId", field::user_id),
-                        ("keyId", field::key_id),
-                        ("minSeq", optional!(min_seq)),
-                    ])
-                })
+                g.document_object(&[
+                    ("tailnet", field::tailnet),
+                    ("userId", field::user_id),
+                    ("keyId", field::key_id),
+                    ("minSeq", optional!(min_seq)),
+                ])
             },
             check: keys_get,
         },
@@ -154,14 +129,12 @@ pub fn targets() -> Vec<Target> {
             name: "query.devices_list",
             what: "DevicesListQuery (authkeys.query.devices.list)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("tailnet", field::tailnet),
-                        ("after", optional!(field::node_id)),
-                        ("limit", optional!(field::small_int)),
-                        ("minSeq", optional!(min_seq)),
-                    ])
-                })
+                g.document_object(&[
+                    ("tailnet", field::tailnet),
+                    ("after", optional!(field::node_id)),
+                    ("limit", optional!(field::small_int)),
+                    ("minSeq", optional!(min_seq)),
+                ])
             },
             check: devices_list,
         },
@@ -169,13 +142,11 @@ pub fn targets() -> Vec<Target> {
             name: "query.devices_get",
             what: "DevicesGetQuery (authkeys.query.devices.get)",
             generate: |g| {
-                g.document(|g| {
-                    g.object(&[
-                        ("tailnet", field::tailnet),
-                        ("nodeId", field::node_id),
-                        ("minSeq", optional!(min_seq)),
-                    ])
-                })
+                g.document_object(&[
+                    ("tailnet", field::tailnet),
+                    ("nodeId", field::node_id),
+                    ("minSeq", optional!(min_seq)),
+                ])
             },
             check: devices_get,
         },

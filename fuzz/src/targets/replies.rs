@@ -19,11 +19,7 @@ use crate::inputs::{Gen, field};
 use crate::{Reached, Target};
 
 fn never_or_time(g: &mut Gen) -> String {
-    if g.chance(30) {
-        "\"0001-01-01T00:00:00Z\"".to_owned()
-    } else {
-        field::timestamp(g)
-    }
+    g.or_const(30, "\"0001-01-01T00:00:00Z\"", field::timestamp)
 }
 
 fn device(g: &mut Gen) -> String {
@@ -94,20 +90,12 @@ fn user(g: &mut Gen) -> String {
 }
 
 fn list(g: &mut Gen, item: fn(&mut Gen) -> String) -> String {
-    let n = g.len(4);
-    let items: Vec<String> = (0..n).map(|_| item(g)).collect();
-    format!("[{}]", items.join(","))
+    g.array(4, item)
 }
 
 /// `{ok:false, error}` some of the time, else the success object `ok`.
 fn or_error(g: &mut Gen, ok: impl FnOnce(&mut Gen) -> String) -> Vec<u8> {
-    g.document(|g| {
-        if g.chance(20) {
-            g.object(&[("ok", field::ok_false), ("error", field::error_body)])
-        } else {
-            ok(g)
-        }
-    })
+    g.document_or_error(20, ok)
 }
 
 /// Decodes `bytes` as `T`; if it decodes, checks the round trip.

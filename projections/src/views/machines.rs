@@ -288,12 +288,16 @@ mod tests {
         round_trip(&mut v, &mut stored);
     }
 
-    #[test]
-    fn deleted_nodes_leave_and_tailnets_stay_apart() {
-        let mut g = Given::new("T1");
+    /// Events of tailnets T1 and T2 (T2's seqs from 100) and an empty view.
+    fn two_tailnets() -> (Given, Given, MachinesView) {
         let mut h = Given::new("T2");
         h.seq = 100;
-        let mut v = MachinesView::default();
+        (Given::new("T1"), h, MachinesView::default())
+    }
+
+    #[test]
+    fn deleted_nodes_leave_and_tailnets_stay_apart() {
+        let (mut g, mut h, mut v) = two_tailnets();
         let mut stored = BTreeMap::new();
         v.apply(&g.env(0, registered("n1", "ab")));
         v.apply(&g.env(1, registered("n2", "cd")));
@@ -326,10 +330,7 @@ mod tests {
     fn pages_cover_every_device_once_in_order() {
         // The devices.list query answers in pages: walking `next` from the first page visits
         // every device of the tailnet exactly once, in node-id order, and no other tailnet's.
-        let mut g = Given::new("T1");
-        let mut h = Given::new("T2");
-        h.seq = 100;
-        let mut v = MachinesView::default();
+        let (mut g, mut h, mut v) = two_tailnets();
         for (i, n) in ["n1", "n2", "n3", "n4", "n5"].iter().enumerate() {
             v.apply(&g.env(i as i64, registered(n, &format!("{:02x}", i + 16))));
         }

@@ -9,13 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use api_support::{Answer, REQUEST_WAIT_MS_MAX, Stack};
+use api_support::{Answer, Stack, send_on};
 use authkeys_command::mint::{DERIVATION_KEY_FILE, HASHING_KEY_FILE, Mint};
 use authkeys_domain::secret::{self, SecretKind};
 use authkeys_events::{CommandId, TailnetId};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -129,29 +128,13 @@ async fn send_from(from: IpAddr, port: u16, path: &str, token: &str) -> anyhow::
     let stream = socket
         .connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let req = hyper::Request::builder()
         .method("GET")
         .uri(path)
         .header("host", format!("127.0.0.1:{port}"))
         .header("authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::new()))?;
-    let res = tokio::time::timeout(
-        Duration::from_millis(REQUEST_WAIT_MS_MAX),
-        sender.send_request(req),
-    )
-    .await
-    .context("no HTTP answer in time")??;
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let raw = res.into_body().collect().await?.to_bytes();
-    Ok(Answer {
-        status,
-        headers,
-        body: serde_json::Value::Null,
-        raw,
-    })
+    send_on(stream, req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

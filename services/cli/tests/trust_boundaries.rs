@@ -16,7 +16,7 @@ mod api_support;
 mod proc_support;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -35,25 +35,30 @@ const ERROR_WAIT_MS_MAX: u64 = 5_000;
 
 /// `authkeys admin nats-config --out <dir> --registrar ra --registrar rb`.
 fn nats_config(dir: &Path) -> anyhow::Result<()> {
-    let out = authkeys()
-        .args([
-            "admin",
-            "nats-config",
-            "--registrar",
-            "ra",
-            "--registrar",
-            "rb",
-        ])
-        .arg("--out")
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .output()?;
+    let mut cmd = authkeys();
+    cmd.args([
+        "admin",
+        "nats-config",
+        "--registrar",
+        "ra",
+        "--registrar",
+        "rb",
+    ])
+    .arg("--out")
+    .arg(dir);
+    run_ok(&mut cmd, "nats-config")?;
+    Ok(())
+}
+
+/// Runs `cmd` with its output captured; it must succeed (`what` names it in the error).
+fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
+    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output()?;
     ensure!(
         out.status.success(),
-        "nats-config: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(())
+    Ok(out)
 }
 
 /// A connection as `role` whose server errors (permission violations) arrive on the receiver.
@@ -127,19 +132,14 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
     )
     .await?;
     let secret = key["key"].as_str().context("secret")?.to_owned();
-    let out = authkeys()
-        .args(["register", "--nats", &nats.url(), "--registrar", "ra"])
-        .arg("--nats-nkey")
-        .arg(auth.join("registrar-ra.nk"))
-        .args(["--authkey", &secret, "--hostname", "web-1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "register: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(
+        authkeys()
+            .args(["register", "--nats", &nats.url(), "--registrar", "ra"])
+            .arg("--nats-nkey")
+            .arg(auth.join("registrar-ra.nk"))
+            .args(["--authkey", &secret, "--hostname", "web-1"]),
+        "register",
+    )?;
     let registered = log_events(&data)?;
     let by = registered
         .iter()
@@ -207,25 +207,20 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
         .stdout(Stdio::piped())
         .output()?;
     let public = String::from_utf8(public.stdout)?.trim().to_owned();
-    let verify = authkeys()
-        .args([
-            "audit",
-            "verify",
-            "--nats",
-            &nats.url(),
-            "--trusted-key",
-            &public,
-        ])
-        .arg("--nats-auth")
-        .arg(&auth)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()?;
-    ensure!(
-        verify.status.success(),
-        "audit verify as the auditor: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    run_ok(
+        authkeys()
+            .args([
+                "audit",
+                "verify",
+                "--nats",
+                &nats.url(),
+                "--trusted-key",
+                &public,
+            ])
+            .arg("--nats-auth")
+            .arg(&auth),
+        "audit verify as the auditor",
+    )?;
     // The auditor reads the log and nothing else.
     let (auditor, mut errors) = connect_as(&nats, &auth, Role::Auditor).await?;
     let s = subject::query_full::DEVICES_LIST;

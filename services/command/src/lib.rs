@@ -130,7 +130,7 @@ use async_nats::{Client, HeaderMap};
 use authkeys_domain::secret;
 use authkeys_domain::{AdminOp, Command, NewToken, Rejection, State};
 use authkeys_events::{Actor, ActorType, CommandId, TailnetId, Timestamp};
-use authkeys_log::{AppendError, Clock, Committed, Log};
+use authkeys_log::{AppendError, Clock, Committed, Idempotency, Log};
 use authkeys_protocol::access::RegistrarName;
 use authkeys_protocol::nats::{NatsError, Responder, ResponderLimits};
 use authkeys_protocol::{self as wire, ErrorCode, ErrorReply, Parsed, subject};
@@ -403,9 +403,12 @@ pub(crate) fn record_ids(command_id: &CommandId, tailnet: Option<&TailnetId>) {
     }
 }
 
-/// Decides and appends `command` under `(scope, command_id)` idempotency.
+/// Decides and appends `command` under `(scope, command_id)`, recorded for idempotency or not
+/// ([`Idempotency::Unrecorded`]: timer commands, whose `decide` re-checks the state, so that no
+/// earlier request under the same id can answer for a later one).
 pub(crate) async fn append(
     ctx: &Ctx,
+    idempotency: Idempotency,
     scope: &str,
     command_id: CommandId,
     actor: Actor,
@@ -413,23 +416,7 @@ pub(crate) async fn append(
     command: Command,
 ) -> Result<Committed, AppendError<Rejection>> {
     let cmd = log_command(scope, command_id, actor, fingerprint, command);
-    let committed = ctx.log.append(cmd).await?;
-    Ok(appended(committed))
-}
-
-/// Decides and appends `command` without idempotency ([`Log::append_unrecorded`]): for timer
-/// commands, whose `decide` re-checks the state, so that no earlier request under the same id
-/// can answer for a later one.
-pub(crate) async fn append_unrecorded(
-    ctx: &Ctx,
-    scope: &str,
-    command_id: CommandId,
-    actor: Actor,
-    fingerprint: [u8; 32],
-    command: Command,
-) -> Result<Committed, AppendError<Rejection>> {
-    let cmd = log_command(scope, command_id, actor, fingerprint, command);
-    let committed = ctx.log.append_unrecorded(cmd).await?;
+    let committed = ctx.log.append_with(cmd, idempotency).await?;
     Ok(appended(committed))
 }
 
@@ -557,6 +544,7 @@ pub(crate) async fn append_admin(
     };
     append(
         ctx,
+        Idempotency::Recorded,
         parsed.tailnet.as_str(),
         parsed.command_id,
         actor,

@@ -28,6 +28,7 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let fingerprint = super::fingerprint(ctx, req, &dto);
     super::append(
         ctx,
+        authkeys_log::Idempotency::Recorded,
         REGISTRAR_SCOPE,
         request_id,
         actor,

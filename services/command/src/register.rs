@@ -71,6 +71,7 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let fingerprint = super::fingerprint(ctx, req, &dto);
     match super::append(
         ctx,
+        authkeys_log::Idempotency::Recorded,
         REGISTRAR_SCOPE,
         parsed.request_id,
         actor,

@@ -2,7 +2,7 @@
 //! `decide` re-checks that it is still due exactly as scheduled; the reply says whether the
 //! event was appended.
 //!
-//! Timer commands are appended **without idempotency** ([`authkeys_log::Log::append_unrecorded`]):
+//! Timer commands are appended **without idempotency** ([`authkeys_log::Idempotency::Unrecorded`]):
 //! their `requestId`s are predictable (`timer-<kind>-<id>-<seq>-<deadline>`), so if the first
 //! request under an id were recorded, anyone who sent that id first — with a bogus deadline that
 //! decides nothing — would turn the real firing into a replay of an empty result (or a
@@ -31,8 +31,9 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let (request_id, tailnet, due) = dto.parse()?;
     super::record_ids(&request_id, Some(&tailnet));
     let fingerprint = super::fingerprint(ctx, req, &dto);
-    let committed = super::append_unrecorded(
+    let committed = super::append(
         ctx,
+        authkeys_log::Idempotency::Unrecorded,
         TIMER_SCOPE,
         request_id,
         Actor::system(TIMER_ACTOR),

@@ -157,9 +157,7 @@ async fn retried_requests_answer_the_same_and_write_once() -> anyhow::Result<()>
     ensure!(h.head() == head);
     // The retried key works: its secret is the real one.
     let secret = k2.key.context("secret")?;
-    h.register("reg-2", &secret, &node_key(3))
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    h.register_ok("reg-2", &secret, &node_key(3)).await?;
     Ok(())
 }
 
@@ -308,9 +306,7 @@ async fn r10_every_bad_key_gets_the_same_reply() -> anyhow::Result<()> {
     let h = Harness::start(no_limits()).await?;
     let good = h.new_key("gen-good", false).await?;
     let used = h.new_key("gen-used", false).await?;
-    h.register("use-it", &used, &node_key(100))
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    h.register_ok("use-it", &used, &node_key(100)).await?;
     let revoked_key = h.generate_key("gen-rev", json!({}), None).await?;
     let revoke = h.admin("rev-1", json!({"keyId": revoked_key.id}));
     let r: Reply<KeyReply> = h.call(subject::REVOKE_KEY, &revoke).await?;
@@ -371,9 +367,7 @@ async fn r10_every_bad_key_gets_the_same_reply() -> anyhow::Result<()> {
     }
     ensure!(h.head() == head, "a refused registration wrote");
     // The good key still works: nothing above consumed it.
-    h.register("good", &good, &node_key(300))
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    h.register_ok("good", &good, &node_key(300)).await?;
     Ok(())
 }
 
@@ -388,11 +382,7 @@ async fn admin_ops_answer_views_and_roles_are_checked() -> anyhow::Result<()> {
         .await?;
     ensure!(key.expiry_seconds == 3600 && !key.invalid && key.key.is_some());
     let secret = key.key.clone().context("secret")?;
-    let device = h
-        .register("reg", &secret, &node_key(1))
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        .device;
+    let device = h.register_ok("reg", &secret, &node_key(1)).await?.device;
     ensure!(device.user == command_support::OWNER_LOGIN && device.auth_key_id == key.id);
     let node = device.node_id.clone();
 

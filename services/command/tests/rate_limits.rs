@@ -60,27 +60,19 @@ async fn finding_01_a_limited_registrar_still_registers_with_a_correct_key() -> 
             .with_context(|| format!("success {i} limited"))?;
     }
     let writes = h.transactions();
-    for i in 0..3 {
-        let bytes = send(
-            &h,
-            "evil",
-            &format!("e-{i}"),
-            &format!("tskey-auth-bad{i}"),
-            99,
-        )
-        .await?;
-        expect_error(&bytes, "invalid_key")?;
-    }
-    for i in 3..6 {
-        let bytes = send(
-            &h,
-            "evil",
-            &format!("e-{i}"),
-            &format!("tskey-auth-bad{i}"),
-            99,
-        )
-        .await?;
-        expect_error(&bytes, "rate_limited")?;
+    // Three wrong keys are refused as such; from then on the registrar is limited.
+    for (tries, code) in [(0..3, "invalid_key"), (3..6, "rate_limited")] {
+        for i in tries {
+            let bytes = send(
+                &h,
+                "evil",
+                &format!("e-{i}"),
+                &format!("tskey-auth-bad{i}"),
+                99,
+            )
+            .await?;
+            expect_error(&bytes, code)?;
+        }
     }
     ensure!(
         h.transactions() == writes,

@@ -3,6 +3,8 @@
 //! data dir, with an injected clock that the tests move (no NATS: `CommandService::handle` is
 //! the whole service minus the transport, and what these findings are about lies behind it).
 
+mod command_support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -11,9 +13,10 @@ use authkeys_command::bootstrap::bootstrap;
 use authkeys_command::mint::{self, HASHING_KEY_FILE};
 use authkeys_command::{CommandConfig, CommandService};
 use authkeys_domain::State;
-use authkeys_events::{Clock, EventType, Seq, Timestamp};
+use authkeys_events::{EventType, Seq, Timestamp};
 use authkeys_log::{Log, LogConfig};
 use authkeys_protocol::subject;
+use command_support::{InProcess, admin_body};
 use serde_json::{Value, json};
 
 const MINUTE_MS: i64 = 60_000;
@@ -31,23 +34,12 @@ struct Svc {
 impl Svc {
     async fn start(config: CommandConfig) -> anyhow::Result<Svc> {
         let dir = tempfile::tempdir()?;
-        let path = dir.path().to_path_buf();
-        let made = tokio::task::spawn_blocking(move || {
-            bootstrap(&path, "example.com", "owner@example.com")
-        })
-        .await??;
-        // Start at the wall clock (bootstrap's time), then move only forward, by hand.
-        let now_ms = Arc::new(AtomicI64::new(
-            authkeys_events::decision::system_clock().now().unix_ms(),
-        ));
-        let read = Arc::clone(&now_ms);
-        let clock = Clock::new(move || {
-            Timestamp::from_unix_ms(read.load(Ordering::SeqCst)).expect("a test time in range")
-        });
-        let mut log_config = LogConfig::in_dir(dir.path());
-        log_config.clock = clock.clone();
-        let (mint, log) = mint::open_log(dir.path(), log_config)?;
-        let service = CommandService::with_clock(log, mint, config, clock);
+        let InProcess {
+            made,
+            now_ms,
+            service,
+            ..
+        } = InProcess::start(dir.path(), config).await?;
         Ok(Svc {
             dir,
             now_ms,
@@ -55,6 +47,37 @@ impl Svc {
             tailnet: made.tailnet_id.to_string(),
             owner: made.owner_id.to_string(),
         })
+    }
+
+    /// A service with the default config, and a reusable key generated on it (the reply).
+    async fn with_reusable_key(
+        command_id: &str,
+        expiry_seconds: u32,
+    ) -> anyhow::Result<(Svc, Value)> {
+        let svc = Svc::start(CommandConfig::default()).await?;
+        let key = svc
+            .generate_ok(command_id, json!({"reusable": true}), expiry_seconds)
+            .await?;
+        Ok((svc, key))
+    }
+
+    /// Registers node `n` with the secret of the generate-key reply `key`; returns the reply and
+    /// the node's id.
+    async fn register_with(
+        &self,
+        key: &Value,
+        request_id: &str,
+        n: u128,
+    ) -> anyhow::Result<(Value, String)> {
+        let secret = secret_of(key, "/key/key").context("secret")?;
+        let reg = self
+            .ok(subject::REGISTER, &register_body(request_id, &secret, n))
+            .await?;
+        let node_id = reg["device"]["nodeId"]
+            .as_str()
+            .context("node id")?
+            .to_owned();
+        Ok((reg, node_id))
     }
 
     fn log(&self) -> &Log<State> {
@@ -87,15 +110,7 @@ impl Svc {
 
     /// An admin request as the Owner.
     fn admin(&self, command_id: &str, fields: Value) -> Value {
-        let mut body = json!({
-            "commandId": command_id,
-            "tailnet": self.tailnet,
-            "actor": self.owner,
-        });
-        if let (Some(b), Value::Object(f)) = (body.as_object_mut(), fields) {
-            b.extend(f);
-        }
-        body
+        admin_body(command_id, &self.tailnet, &self.owner, fields)
     }
 
     fn generate(&self, command_id: &str, create: Value, expiry_seconds: u32) -> Value {
@@ -103,6 +118,20 @@ impl Svc {
             command_id,
             json!({"capabilities": {"devices": {"create": create}}, "expirySeconds": expiry_seconds}),
         )
+    }
+
+    /// A generate-key as the Owner, which must be `ok`.
+    async fn generate_ok(
+        &self,
+        command_id: &str,
+        create: Value,
+        expiry_seconds: u32,
+    ) -> anyhow::Result<Value> {
+        self.ok(
+            subject::GENERATE_KEY,
+            &self.generate(command_id, create, expiry_seconds),
+        )
+        .await
     }
 
     fn count(&self, ty: EventType) -> anyhow::Result<usize> {
@@ -164,73 +193,38 @@ async fn finding_03_replays_return_a_secret_only_within_the_window_and_while_usa
     let ninety_days = 7_776_000;
 
     // generate-key: the secret on the first answer and on a retry within the window…
-    let first = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g1", reusable.clone(), ninety_days),
-        )
-        .await?;
+    let first = svc.generate_ok("g1", reusable.clone(), ninety_days).await?;
     let secret = secret_of(&first, "/key/key").context("the first answer has the secret")?;
     let head = svc.log().head().seq;
     svc.advance_ms(23 * HOUR_MS);
-    let retry = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g1", reusable.clone(), ninety_days),
-        )
-        .await?;
+    let retry = svc.generate_ok("g1", reusable.clone(), ninety_days).await?;
     assert_eq!(secret_of(&retry, "/key/key"), Some(secret.clone()));
     // …but not after it: the same key, without `key`, and nothing written.
     svc.advance_ms(HOUR_MS + 1);
-    let late = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g1", reusable.clone(), ninety_days),
-        )
-        .await?;
+    let late = svc.generate_ok("g1", reusable.clone(), ninety_days).await?;
     assert_eq!(late["key"]["id"], first["key"]["id"]);
     assert!(late["key"].get("key").is_none(), "{late}");
     assert!(!late.to_string().contains("tskey-"), "{late}");
     assert_eq!(svc.log().head().seq, head);
 
     // A revoked key's secret is not replayed, even within the window.
-    let k2 = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g2", reusable.clone(), ninety_days),
-        )
-        .await?;
+    let k2 = svc.generate_ok("g2", reusable.clone(), ninety_days).await?;
     let k2_id = k2["key"]["id"].as_str().context("key id")?.to_owned();
     svc.ok(
         subject::REVOKE_KEY,
         &svc.admin("r2", json!({"keyId": k2_id})),
     )
     .await?;
-    let k2_retry = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g2", reusable, ninety_days),
-        )
-        .await?;
+    let k2_retry = svc.generate_ok("g2", reusable, ninety_days).await?;
     assert!(k2_retry["key"].get("key").is_none(), "{k2_retry}");
 
     // Nor a spent one-off key's.
     let one_off = json!({"reusable": false});
-    let k3 = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g3", one_off.clone(), ninety_days),
-        )
-        .await?;
+    let k3 = svc.generate_ok("g3", one_off.clone(), ninety_days).await?;
     let k3_secret = secret_of(&k3, "/key/key").context("secret")?;
     svc.ok(subject::REGISTER, &register_body("reg-3", &k3_secret, 3))
         .await?;
-    let k3_retry = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("g3", one_off, ninety_days),
-        )
-        .await?;
+    let k3_retry = svc.generate_ok("g3", one_off, ninety_days).await?;
     assert!(k3_retry["key"].get("key").is_none(), "{k3_retry}");
 
     // add-user and issue-token: the same rule for `apiKey`.
@@ -284,23 +278,13 @@ fn issue_in(svc: &Svc, id: &str) -> Value {
 /// node id.
 async fn disconnected_ephemeral_node(svc: &Svc) -> anyhow::Result<String> {
     let key = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate(
-                "eph",
-                json!({"reusable": true, "ephemeral": true}),
-                7_776_000,
-            ),
+        .generate_ok(
+            "eph",
+            json!({"reusable": true, "ephemeral": true}),
+            7_776_000,
         )
         .await?;
-    let secret = secret_of(&key, "/key/key").context("secret")?;
-    let reg = svc
-        .ok(subject::REGISTER, &register_body("reg-eph", &secret, 7))
-        .await?;
-    let node_id = reg["device"]["nodeId"]
-        .as_str()
-        .context("node id")?
-        .to_owned();
+    let (_, node_id) = svc.register_with(&key, "reg-eph", 7).await?;
     // The forged (or real) report: anyone who may publish on the subject can send it.
     svc.ok(
         subject::NODE_DISCONNECTED,
@@ -384,43 +368,36 @@ async fn finding_05_timer_firings_cannot_be_suppressed() -> anyhow::Result<()> {
     // attacker who sends that id first, with a bogus deadline (which decides nothing), must not
     // turn the real firing into a replay of that empty result or into a `conflict`: the real
     // firing still appends KeyExpired, and NodeExpired.
-    let svc = Svc::start(CommandConfig::default()).await?;
-    let key = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("k60", json!({"reusable": true}), 60),
-        )
-        .await?;
+    let (svc, key) = Svc::with_reusable_key("k60", 60).await?;
     let key_id = key["key"]["id"].as_str().context("key id")?.to_owned();
     let expires = Timestamp::parse(key["key"]["expires"].as_str().context("expires")?)?;
     let key_seq = svc.log().head().seq;
     let predicted = format!("timer-key-{key_id}-{key_seq}-{}", expires.unix_ms());
+    // A timer request under `id` for the thing `what` names, due at `due`.
+    let fire = |id: &str, what: Value, due: Timestamp| {
+        let mut due_json = what;
+        due_json["expires"] = json!(due.to_string());
+        json!({"requestId": id, "tailnet": svc.tailnet, "due": due_json})
+    };
     let key_fire = |due: Timestamp| {
-        json!({
-            "requestId": predicted,
-            "tailnet": svc.tailnet,
-            "due": {"kind": "keyExpiry", "keyId": key_id, "expires": due.to_string()},
-        })
+        fire(
+            &predicted,
+            json!({"kind": "keyExpiry", "keyId": key_id}),
+            due,
+        )
     };
 
     // A node whose key expires (the tailnet's default duration), likewise attacked.
-    let secret = secret_of(&key, "/key/key").context("secret")?;
-    let reg = svc
-        .ok(subject::REGISTER, &register_body("reg-1", &secret, 1))
-        .await?;
-    let node_id = reg["device"]["nodeId"]
-        .as_str()
-        .context("node id")?
-        .to_owned();
+    let (reg, node_id) = svc.register_with(&key, "reg-1", 1).await?;
     let node_expires = Timestamp::parse(reg["device"]["expires"].as_str().context("expires")?)?;
     let node_seq = svc.log().head().seq - 1; // NodeRegistered, then KeyUsed
     let predicted_node = format!("timer-node-{node_id}-{node_seq}-{}", node_expires.unix_ms());
     let node_fire = |due: Timestamp| {
-        json!({
-            "requestId": predicted_node,
-            "tailnet": svc.tailnet,
-            "due": {"kind": "nodeKeyExpiry", "nodeId": node_id, "expires": due.to_string()},
-        })
+        fire(
+            &predicted_node,
+            json!({"kind": "nodeKeyExpiry", "nodeId": node_id}),
+            due,
+        )
     };
 
     // The attack, before the deadlines: the predicted ids with bogus deadlines in the past.
@@ -505,13 +482,7 @@ fn finding_07_a_missing_or_foreign_hashing_key_beside_a_log_is_refused() -> anyh
 async fn finding_10_spoofed_names_are_bad_requests_that_write_nothing() -> anyhow::Result<()> {
     // Host names, login names and the OS refuse bidi and zero-width characters (Unicode Cf):
     // a `bad_request` naming the field, and nothing written.
-    let svc = Svc::start(CommandConfig::default()).await?;
-    let key = svc
-        .ok(
-            subject::GENERATE_KEY,
-            &svc.generate("k1", json!({"reusable": true}), 7_776_000),
-        )
-        .await?;
+    let (svc, key) = Svc::with_reusable_key("k1", 7_776_000).await?;
     let secret = secret_of(&key, "/key/key").context("secret")?;
     let head = svc.log().head().seq;
     for (i, spoof) in [

@@ -5,15 +5,13 @@
 //! file), so every write past the limit fails with `EFBIG` — the same path as a full disk. The
 //! limit is per process, so no other test may share it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+mod command_support;
 
 use anyhow::{Context, ensure};
-use authkeys_command::bootstrap::bootstrap;
 use authkeys_command::{CommandConfig, CommandService, mint, status};
-use authkeys_events::{Clock, Timestamp};
 use authkeys_log::LogConfig;
 use authkeys_protocol::subject;
+use command_support::InProcess;
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use serde_json::{Value, json};
 
@@ -25,21 +23,9 @@ async fn finding_08_a_failed_commit_is_reported_by_status() -> anyhow::Result<()
     // After a commit fails, every write answers `unavailable`, and `authkeys.status` says why
     // (`writerFailure`) instead of looking healthy; before that it carries no failure.
     let dir = tempfile::tempdir()?;
-    let path = dir.path().to_path_buf();
-    let made =
-        tokio::task::spawn_blocking(move || bootstrap(&path, "example.com", "owner@example.com"))
-            .await??;
-    let now = Arc::new(AtomicI64::new(
-        authkeys_events::decision::system_clock().now().unix_ms(),
-    ));
-    let read = Arc::clone(&now);
-    let clock = Clock::new(move || {
-        Timestamp::from_unix_ms(read.load(Ordering::SeqCst)).expect("a test time in range")
-    });
-    let mut config = LogConfig::in_dir(dir.path());
-    config.clock = clock.clone();
-    let (mint, log) = mint::open_log(dir.path(), config)?;
-    let service = CommandService::with_clock(log.clone(), mint, CommandConfig::default(), clock);
+    let InProcess {
+        made, service, log, ..
+    } = InProcess::start(dir.path(), CommandConfig::default()).await?;
     let generate = |id: &str| {
         json!({
             "commandId": id,

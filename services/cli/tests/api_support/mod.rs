@@ -319,8 +319,6 @@ pub async fn send(
     body: Bytes,
 ) -> anyhow::Result<Answer> {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -328,7 +326,30 @@ pub async fn send(
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let req = req.body(Full::new(body))?;
+    let mut answer = send_on(stream, req.body(Full::new(body))?).await?;
+    let is_json = answer
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !answer.raw.is_empty() && is_json {
+        answer.body = serde_json::from_slice(&answer.raw).with_context(|| {
+            format!(
+                "{method} {path}: body is not JSON: {}",
+                String::from_utf8_lossy(&answer.raw)
+            )
+        })?;
+    }
+    Ok(answer)
+}
+
+/// Sends `req` on `stream` (a connection to the gateway); the answer's `body` is left `Null`.
+pub async fn send_on(
+    stream: tokio::net::TcpStream,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<Answer> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
     let res = tokio::time::timeout(
         Duration::from_millis(REQUEST_WAIT_MS_MAX),
         sender.send_request(req),
@@ -338,24 +359,10 @@ pub async fn send(
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let raw = res.into_body().collect().await?.to_bytes();
-    let is_json = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let body = if raw.is_empty() || !is_json {
-        Value::Null
-    } else {
-        serde_json::from_slice(&raw).with_context(|| {
-            format!(
-                "{method} {path}: body is not JSON: {}",
-                String::from_utf8_lossy(&raw)
-            )
-        })?
-    };
     Ok(Answer {
         status,
         headers,
-        body,
+        body: Value::Null,
         raw,
     })
 }

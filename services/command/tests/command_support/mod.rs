@@ -5,13 +5,17 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use anyhow::{Context, bail, ensure};
 use authkeys_command::app::{CommandRole, CommandSettings};
-use authkeys_command::bootstrap::bootstrap;
-use authkeys_command::{CommandConfig, REGISTRAR_HEADER};
+use authkeys_command::bootstrap::{Bootstrapped, bootstrap};
+use authkeys_command::{CommandConfig, CommandService, REGISTRAR_HEADER, mint};
 use authkeys_domain::State;
-use authkeys_events::{Envelope, EventType, Seq};
-use authkeys_log::Log;
+use authkeys_events::{Clock, Envelope, EventType, Seq, Timestamp};
+use authkeys_log::{Log, LogConfig};
 use authkeys_protocol::{self as wire, DeviceReply, ErrorBody, KeyReply, Reply, subject};
 use authkeys_tests::NatsServer;
 use serde::Serialize;
@@ -26,6 +30,58 @@ pub const REQUEST_WAIT_MS_MAX: u64 = 30_000;
 pub const TAILNET_NAME: &str = "example.com";
 /// Its Owner.
 pub const OWNER_LOGIN: &str = "owner@example.com";
+
+/// An admin request body: `commandId`, `tailnet`, `actor` and `fields`.
+pub fn admin_body(command_id: &str, tailnet: &str, actor: &str, fields: Value) -> Value {
+    let mut body = json!({
+        "commandId": command_id,
+        "tailnet": tailnet,
+        "actor": actor,
+    });
+    if let (Some(b), Value::Object(f)) = (body.as_object_mut(), fields) {
+        b.extend(f);
+    }
+    body
+}
+
+/// A command service in-process (no NATS) over a tailnet bootstrapped into a data dir, on a
+/// clock that moves only by hand.
+pub struct InProcess {
+    /// What bootstrap made.
+    pub made: Bootstrapped,
+    /// The clock's time: it starts at the wall clock (bootstrap's time).
+    pub now_ms: Arc<AtomicI64>,
+    /// The service.
+    pub service: CommandService,
+    /// Its log.
+    pub log: Log<State>,
+}
+
+impl InProcess {
+    /// Bootstraps a tailnet into `dir` and opens the service on it with `config`.
+    pub async fn start(dir: &Path, config: CommandConfig) -> anyhow::Result<InProcess> {
+        let path = dir.to_path_buf();
+        let made = tokio::task::spawn_blocking(move || bootstrap(&path, TAILNET_NAME, OWNER_LOGIN))
+            .await??;
+        let now_ms = Arc::new(AtomicI64::new(
+            authkeys_events::decision::system_clock().now().unix_ms(),
+        ));
+        let read = Arc::clone(&now_ms);
+        let clock = Clock::new(move || {
+            Timestamp::from_unix_ms(read.load(Ordering::SeqCst)).expect("a test time in range")
+        });
+        let mut log_config = LogConfig::in_dir(dir);
+        log_config.clock = clock.clone();
+        let (mint, log) = mint::open_log(dir, log_config)?;
+        let service = CommandService::with_clock(log.clone(), mint, config, clock);
+        Ok(InProcess {
+            made,
+            now_ms,
+            service,
+            log,
+        })
+    }
+}
 
 /// A running command service over a bootstrapped tailnet.
 pub struct Harness {
@@ -118,15 +174,7 @@ impl Harness {
 
     /// An admin request body: `commandId`, `tailnet`, `actor` (the Owner) and `fields`.
     pub fn admin(&self, command_id: &str, fields: Value) -> Value {
-        let mut body = json!({
-            "commandId": command_id,
-            "tailnet": self.tailnet,
-            "actor": self.owner,
-        });
-        if let (Some(b), Value::Object(f)) = (body.as_object_mut(), fields) {
-            b.extend(f);
-        }
-        body
+        admin_body(command_id, &self.tailnet, &self.owner, fields)
     }
 
     /// Generates a key as the Owner; returns the reply's key (with its secret in `key.key`).
@@ -177,6 +225,18 @@ impl Harness {
         let bytes = self.register_raw(request_id, auth_key, node_key).await?;
         let reply: Reply<DeviceReply> = serde_json::from_slice(&bytes)?;
         Ok(reply.into_result())
+    }
+
+    /// Registers a node, which must be accepted; returns its device.
+    pub async fn register_ok(
+        &self,
+        request_id: &str,
+        auth_key: &str,
+        node_key: &str,
+    ) -> anyhow::Result<DeviceReply> {
+        self.register(request_id, auth_key, node_key)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
     }
 
     /// Every event in the log.
