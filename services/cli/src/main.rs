@@ -200,6 +200,10 @@ struct NatsConfigArgs {
     /// Replace files that exist (every seed is new: every role needs its new one).
     #[arg(long)]
     force: bool,
+    /// Also write a CA (`ca.pem`), a server certificate and key for localhost/127.0.0.1/::1,
+    /// and require TLS in the config; roles given `--nats-auth DIR` then trust `DIR/ca.pem`.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -371,15 +375,28 @@ struct NatsArgs {
     /// reads its own seed (`<role>.nk`) and, when present, the CA (`ca.pem`).
     #[arg(long, env = "AUTHKEYS_NATS_AUTH")]
     nats_auth: Option<PathBuf>,
+    /// The CA that signed the NATS server's certificate (requires TLS); default `ca.pem` in
+    /// the `--nats-auth` folder when it exists.
+    #[arg(long, env = "AUTHKEYS_NATS_TLS_CA")]
+    nats_tls_ca: Option<PathBuf>,
 }
 
 impl NatsArgs {
     /// The identity of `role`: its seed when `--nats-auth` is given, anonymous otherwise.
     fn identity(&self, role: Role) -> anyhow::Result<Identity> {
-        Ok(match &self.nats_auth {
+        let identity = match &self.nats_auth {
             Some(dir) => Identity::from_dir(dir, role)?,
             None => Identity::anonymous(role),
-        })
+        };
+        Ok(with_ca(identity, self.nats_tls_ca.as_ref()))
+    }
+}
+
+/// `identity`, also trusting `ca` (and requiring TLS) when given.
+fn with_ca(identity: Identity, ca: Option<&PathBuf>) -> Identity {
+    match ca {
+        Some(ca) => identity.with_tls_ca(ca.clone()),
+        None => identity,
     }
 }
 
@@ -392,6 +409,9 @@ struct RegisterArgs {
     /// nats-config --registrar NAME`).
     #[arg(long, env = "AUTHKEYS_NATS_NKEY")]
     nats_nkey: Option<PathBuf>,
+    /// The CA that signed the NATS server's certificate (requires TLS).
+    #[arg(long, env = "AUTHKEYS_NATS_TLS_CA")]
+    nats_tls_ca: Option<PathBuf>,
     /// The auth key, tskey-auth-…. Shows in the process list: prefer `--authkey-file`.
     #[arg(
         long,
@@ -514,7 +534,7 @@ async fn run_bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_nats_config(args: NatsConfigArgs) -> anyhow::Result<ExitCode> {
-    match nats_config::write(&args.out, &args.registrars, args.force) {
+    match nats_config::write(&args.out, &args.registrars, args.force, args.tls) {
         Ok(written) => {
             for (role, public) in &written.users {
                 eprintln!("{:<24} {public}", role.name());
@@ -804,6 +824,7 @@ async fn run_register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         Some(file) => Identity::from_seed_file(file, role)?,
         None => Identity::anonymous(role),
     };
+    let identity = with_ca(identity, args.nats_tls_ca.as_ref());
     let connection = Connection {
         url: &args.nats,
         identity,

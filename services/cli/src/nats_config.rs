@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use authkeys_protocol::access::{Permissions, RegistrarName, Role};
+use authkeys_protocol::nats::TLS_CA_FILE;
 
 /// The config file's name in the folder.
 pub const CONFIG_FILE: &str = "nats-server.conf";
@@ -25,8 +26,22 @@ pub struct Written {
     pub users: Vec<(Role, String)>,
 }
 
-/// Writes the config and one seed per role into `out` (created 0700 if missing).
-pub fn write(out: &Path, registrars: &[RegistrarName], force: bool) -> anyhow::Result<Written> {
+/// The server's certificate and key files `--tls` writes beside the CA (`ca.pem`).
+pub const TLS_CERT_FILE: &str = "server-cert.pem";
+/// The server's private key (0600).
+pub const TLS_KEY_FILE: &str = "server-key.pem";
+/// How long the generated certificates are valid.
+const TLS_VALID_DAYS: i64 = 825;
+
+/// Writes the config and one seed per role into `out` (created 0700 if missing); with `tls`, a
+/// CA, a server certificate for `localhost` and 127.0.0.1/::1 and its key, and a config that
+/// requires TLS (every role then trusts `ca.pem` from the same folder).
+pub fn write(
+    out: &Path,
+    registrars: &[RegistrarName],
+    force: bool,
+    tls: bool,
+) -> anyhow::Result<Written> {
     let mut roles: Vec<Role> = Role::SERVICES.to_vec();
     roles.push(Role::Auditor);
     let mut unique = registrars.to_vec();
@@ -39,9 +54,14 @@ pub fn write(out: &Path, registrars: &[RegistrarName], force: bool) -> anyhow::R
         .iter()
         .map(|r| out.join(format!("{}.nk", r.name())))
         .collect();
+    let tls_files: Vec<PathBuf> = [TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE]
+        .iter()
+        .map(|f| out.join(f))
+        .collect();
     let existing = seeds
         .iter()
         .chain(std::iter::once(&config))
+        .chain(tls_files.iter().filter(|_| tls))
         .find(|p| p.exists());
     if let (false, Some(existing)) = (force, existing) {
         bail!(
@@ -61,16 +81,76 @@ pub fn write(out: &Path, registrars: &[RegistrarName], force: bool) -> anyhow::R
         blocks.push(user_block(role, &public));
         users.push((role.clone(), public));
     }
+    let tls_block = if tls {
+        write_tls(out)?;
+        // Absolute: nats-server reads these relative to its working directory.
+        let dir = out
+            .canonicalize()
+            .with_context(|| format!("resolve {}", out.display()))?;
+        let file = |name: &str| dir.join(name).display().to_string();
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 2\n}}\n",
+            file(TLS_CERT_FILE),
+            file(TLS_KEY_FILE),
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
         "# Written by `authkeys admin nats-config`: one nkey user per authkeys role, each with the\n\
          # least permissions it needs (SPEC §6). Anyone else may do nothing: no anonymous users.\n\
          # Start the server with this file and its own listen address, JetStream and store:\n\
          #   nats-server -c {CONFIG_FILE} -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats\n\
-         authorization {{\n  users = [\n{}  ]\n}}\n",
+         {tls_block}authorization {{\n  users = [\n{}  ]\n}}\n",
         blocks.concat()
     );
     write_private(&config, text.as_bytes())?;
     Ok(Written { config, users })
+}
+
+/// A CA (`ca.pem`) and a server certificate it signed for `localhost`, 127.0.0.1 and ::1
+/// (`server-cert.pem`, `server-key.pem` 0600). The CA's key is not kept: nothing else is ever
+/// signed with it.
+fn write_tls(out: &Path) -> anyhow::Result<()> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let until = now + time::Duration::days(TLS_VALID_DAYS);
+    let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "authkeys NATS CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (ca.not_before, ca.not_after) = (now, until);
+    let ca_key = KeyPair::generate().context("generate the CA key")?;
+    let ca_cert = ca.self_signed(&ca_key).context("sign the CA")?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let mut server = CertificateParams::new(names).context("server parameters")?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "authkeys NATS server");
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    (server.not_before, server.not_after) = (now, until);
+    let server_key = KeyPair::generate().context("generate the server key")?;
+    let server_cert = server
+        .signed_by(&server_key, &issuer)
+        .context("sign the server certificate")?;
+
+    write_private(&out.join(TLS_CA_FILE), ca_cert.pem().as_bytes())?;
+    write_private(&out.join(TLS_CERT_FILE), server_cert.pem().as_bytes())?;
+    write_private(
+        &out.join(TLS_KEY_FILE),
+        server_key.serialize_pem().as_bytes(),
+    )
 }
 
 /// One `users` entry.
@@ -140,7 +220,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("nats");
         // A registrar named twice is admitted once.
-        let written = write(&out, &[r1.clone(), r1], false).expect("writes");
+        let written = write(&out, &[r1.clone(), r1], false, false).expect("writes");
         assert_eq!(
             written.users.len(),
             6,
@@ -154,9 +234,9 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let before = std::fs::read(out.join("command.nk")).expect("seed");
-        assert!(write(&out, &[], false).is_err());
+        assert!(write(&out, &[], false, false).is_err());
         assert_eq!(std::fs::read(out.join("command.nk")).expect("seed"), before);
-        write(&out, &[], true).expect("forced");
+        write(&out, &[], true, false).expect("forced");
         assert_ne!(std::fs::read(out.join("command.nk")).expect("seed"), before);
     }
 }

@@ -34,7 +34,7 @@ const REFUSED_WAIT_MS: u64 = 1_000;
 const ERROR_WAIT_MS_MAX: u64 = 5_000;
 
 /// `authkeys admin nats-config --out <dir> --registrar ra --registrar rb`.
-fn nats_config(dir: &Path) -> anyhow::Result<()> {
+fn nats_config(dir: &Path, extra: &[&str]) -> anyhow::Result<()> {
     let mut cmd = authkeys();
     cmd.args([
         "admin",
@@ -44,6 +44,7 @@ fn nats_config(dir: &Path) -> anyhow::Result<()> {
         "--registrar",
         "rb",
     ])
+    .args(extra)
     .arg("--out")
     .arg(dir);
     run_ok(&mut cmd, "nats-config")?;
@@ -103,7 +104,7 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let auth = dir.path().join("auth");
-    nats_config(&auth)?;
+    nats_config(&auth, &[])?;
     let nats = NatsServer::start_with_config(&auth.join("nats-server.conf"))?;
     let data = dir.path().join("data");
     let token = bootstrap(&data)?;
@@ -229,5 +230,58 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
         "auditor asked a view"
     );
     refused(&mut errors, &format!("Publish to \"{s}\"")).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_config_tls_requires_tls_and_every_role_trusts_the_written_ca() -> anyhow::Result<()> {
+    // `nats-config --tls` writes a CA and a server certificate and makes the server require
+    // TLS: a client that does not trust the CA cannot connect, even with a valid seed; `serve
+    // --nats-auth` (which trusts `ca.pem` from the folder) and a registrar given
+    // `--nats-tls-ca` work.
+    let dir = tempfile::tempdir()?;
+    let auth = dir.path().join("auth");
+    nats_config(&auth, &["--tls"])?;
+    let nats = NatsServer::start_with_config(&auth.join("nats-server.conf"))?;
+    let seed = std::fs::read_to_string(auth.join("registrar-ra.nk"))?;
+    let untrusting = async_nats::ConnectOptions::new()
+        .nkey(seed.trim().to_owned())
+        .connect(nats.url())
+        .await;
+    ensure!(
+        untrusting.is_err(),
+        "a client that does not trust the CA connected"
+    );
+
+    let data = dir.path().join("data");
+    let token = bootstrap(&data)?;
+    let port = free_port()?;
+    let _procs = Procs(vec![
+        authkeys()
+            .args(["serve", "--nats", &nats.url(), "--http"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--nats-auth")
+            .arg(&auth)
+            .spawn()?,
+    ]);
+    get_ok(port, "/healthz", &token).await?;
+    let key = create_key(
+        port,
+        &token,
+        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
+    )
+    .await?;
+    let secret = key["key"].as_str().context("secret")?.to_owned();
+    let mut register = authkeys();
+    register
+        .args(["register", "--nats", &nats.url(), "--registrar", "ra"])
+        .arg("--nats-nkey")
+        .arg(auth.join("registrar-ra.nk"))
+        .arg("--nats-tls-ca")
+        .arg(auth.join("ca.pem"))
+        .args(["--authkey", &secret, "--hostname", "web-tls"]);
+    run_ok(&mut register, "register over TLS")?;
     Ok(())
 }
