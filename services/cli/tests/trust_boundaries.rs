@@ -99,6 +99,29 @@ async fn refused(errors: &mut mpsc::UnboundedReceiver<String>, what: &str) -> an
     }
 }
 
+/// A bootstrapped `data` dir served by `authkeys serve --nats-auth <auth>` (every role as its
+/// own NATS user), once it is healthy: the process, its HTTP port and the Owner's token.
+async fn serve_as_roles(
+    nats: &NatsServer,
+    data: &Path,
+    auth: &Path,
+) -> anyhow::Result<(Procs, u16, String)> {
+    let token = bootstrap(data)?;
+    let port = free_port()?;
+    let procs = Procs(vec![
+        authkeys()
+            .args(["serve", "--nats", &nats.url(), "--http"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(data)
+            .arg("--nats-auth")
+            .arg(auth)
+            .spawn()?,
+    ]);
+    get_ok(port, "/healthz", &token).await?;
+    Ok((procs, port, token))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subjects()
 -> anyhow::Result<()> {
@@ -107,19 +130,7 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
     nats_config(&auth, &[])?;
     let nats = NatsServer::start_with_config(&auth.join("nats-server.conf"))?;
     let data = dir.path().join("data");
-    let token = bootstrap(&data)?;
-    let port = free_port()?;
-    let _procs = Procs(vec![
-        authkeys()
-            .args(["serve", "--nats", &nats.url(), "--http"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data")
-            .arg(&data)
-            .arg("--nats-auth")
-            .arg(&auth)
-            .spawn()?,
-    ]);
-    get_ok(port, "/healthz", &token).await?;
+    let (_procs, port, token) = serve_as_roles(&nats, &data, &auth).await?;
 
     // Anonymous: refused at connect.
     let anonymous = async_nats::ConnectOptions::new().connect(nats.url()).await;
@@ -254,19 +265,7 @@ async fn nats_config_tls_requires_tls_and_every_role_trusts_the_written_ca() -> 
     );
 
     let data = dir.path().join("data");
-    let token = bootstrap(&data)?;
-    let port = free_port()?;
-    let _procs = Procs(vec![
-        authkeys()
-            .args(["serve", "--nats", &nats.url(), "--http"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data")
-            .arg(&data)
-            .arg("--nats-auth")
-            .arg(&auth)
-            .spawn()?,
-    ]);
-    get_ok(port, "/healthz", &token).await?;
+    let (_procs, port, token) = serve_as_roles(&nats, &data, &auth).await?;
     let key = create_key(
         port,
         &token,
