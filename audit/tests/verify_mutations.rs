@@ -204,6 +204,7 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
                     devices_approval_on: Some(rng.bool()),
                     devices_key_duration_days: None,
                     tailnet_lock_on: None,
+                    kept: Default::default(),
                 }
                 .into(),
             );

@@ -120,6 +120,8 @@ pub enum AdminOp {
         devices_approval_on: Option<bool>,
         /// R14.
         devices_key_duration_days: Option<KeyDurationDays>,
+        /// Settings kept and shown, not acted on.
+        kept: authkeys_events::KeptSettings,
     },
 }
 
@@ -252,6 +254,14 @@ pub enum Rejection {
     /// A timer fired before its deadline (the timers' clock is ahead of the log's): retry then.
     #[error("not due until {0}")]
     NotDue(Timestamp),
+    /// R17: every address of the tailnet is in use or was released less than 90 days ago. Its
+    /// code is `conflict` (409): the tailnet's state does not allow a new node now (deleting
+    /// nodes frees their addresses 90 days later).
+    #[error(
+        "no free address in the tailnet: every one in 100.64.0.0/10 is in use or was released \
+         less than 90 days ago"
+    )]
+    AddressesExhausted,
 }
 
 impl Rejection {
@@ -264,6 +274,7 @@ impl Rejection {
             Self::Conflict(_) => "conflict",
             Self::InvalidKey => "invalid_key",
             Self::NotDue(_) => "not_due",
+            Self::AddressesExhausted => "conflict",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `decide`: the only place a command is refused. Every rule R01–R16 that concerns a command
+//! `decide`: the only place a command is refused. Every rule R01–R17 that concerns a command
 //! lives here; `State::apply` only records.
 
 use authkeys_events::{
@@ -145,6 +145,9 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
             let authorized = !t.settings.devices_approval_on || key.preauthorized;
             let tailnet_lock_error = (t.settings.tailnet_lock_on && key.signed_by.is_none())
                 .then(|| LOCKED_OUT.to_owned());
+            // R17: free addresses, unique in the tailnet because the writer folds every
+            // registration before deciding the next.
+            let addresses = t.addresses.pick(now).ok_or(Rejection::AddressesExhausted)?;
             Ok(Decision {
                 tailnet: tid.clone(),
                 events: vec![
@@ -162,6 +165,7 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                         key_expiry_disabled: tagged,
                         expires: (!tagged).then(|| now.plus_seconds(duration_secs)),
                         tailnet_lock_error,
+                        addresses: Some(addresses),
                     }),
                     key_used(new_node_id),
                 ],
@@ -554,18 +558,21 @@ fn decide_admin(
         AdminOp::ChangeSettings {
             devices_approval_on,
             devices_key_duration_days,
+            kept,
         } => {
             require(may_manage_tailnet(role), "change tailnet settings")?;
             let s = &t.settings;
             let approval = devices_approval_on.filter(|v| *v != s.devices_approval_on);
             let days = devices_key_duration_days.filter(|v| *v != s.devices_key_duration_days);
-            if approval.is_none() && days.is_none() {
+            let kept = s.kept.changes(kept);
+            if approval.is_none() && days.is_none() && kept.is_empty() {
                 return Ok(Vec::new());
             }
             Ok(vec![any(TailnetSettingsChanged {
                 devices_approval_on: approval,
                 devices_key_duration_days: days,
                 tailnet_lock_on: None,
+                kept,
             })])
         }
     }

@@ -3,7 +3,9 @@
 //! - [`state`]: [`State`], what the rules need to know, folded from events by [`State::apply`]
 //!   (it is the log's [`authkeys_events::Aggregate`], so the log's writer keeps it current).
 //! - [`command`]: every [`Command`] and the [`Rejection`]s.
-//! - [`decide()`]: the rules R01–R16; the only place a command is refused.
+//! - [`decide()`]: the rules R01–R17; the only place a command is refused.
+//! - [`addresses`]: R17, the per-tailnet [`addresses::AddressPool`] `decide` picks a new node's
+//!   addresses from.
 //! - [`secret`]: the text form, checksum and keyed hash of auth keys and API tokens (R10).
 //!
 //! The wire contract (requests, replies, the objects clients see) is `authkeys-protocol`.
@@ -11,6 +13,7 @@
 //! Invariant: no IO, no clock, no randomness. `now`, new ids and secret hashes come in with the
 //! command; the same state and command always give the same decision.
 
+pub mod addresses;
 pub mod command;
 pub mod decide;
 pub mod secret;

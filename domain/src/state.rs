@@ -6,12 +6,14 @@
 use std::collections::HashMap;
 
 use authkeys_events::{
-    Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeyDurationDays, KeyExpired,
-    KeyGenerated, KeyId, KeyRevoked, KeySigned, KeyUsed, LoginName, NodeId, NodeKey,
-    NodeRegistered, Role, Tags, TailnetId, TailnetName, TailnetSettings, Timestamp, TokenId,
-    UserId,
+    Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeptSettings, KeyDurationDays,
+    KeyExpired, KeyGenerated, KeyId, KeyRevoked, KeySigned, KeyUsed, LoginName, NodeAddresses,
+    NodeId, NodeKey, NodeRegistered, Role, Tags, TailnetId, TailnetName, TailnetSettings,
+    Timestamp, TokenId, UserId,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::addresses::AddressPool;
 
 /// Everything the rules need, for every tailnet.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +52,8 @@ pub struct Tailnet {
     /// Per machine-name base, how many nodes registered with it: where the search for a free
     /// `-N` suffix starts.
     pub name_next: HashMap<String, u64>,
+    /// R17: the addresses of its nodes, in use and in quarantine.
+    pub addresses: AddressPool,
 }
 
 /// A user and their role.
@@ -153,6 +157,8 @@ pub struct Node {
     pub authorized: bool,
     /// R04.
     pub tailnet_lock_error: Option<String>,
+    /// R17 (`None` only for nodes registered before addresses existed).
+    pub addresses: Option<NodeAddresses>,
     /// Connected to the control plane, per its registrar.
     pub connected: bool,
     /// Last connect or disconnect report.
@@ -234,6 +240,7 @@ impl Node {
             created: now,
             authorized: e.authorized,
             tailnet_lock_error: e.tailnet_lock_error.clone(),
+            addresses: e.addresses,
             connected: false,
             last_seen: None,
             key_expiry_disabled: e.key_expiry_disabled,
@@ -329,20 +336,13 @@ impl State {
                         nodes: HashMap::new(),
                         names: HashMap::new(),
                         name_next: HashMap::new(),
+                        addresses: AddressPool::default(),
                     },
                 );
             }
             Event::TailnetSettingsChanged(e) => {
                 if let Some(t) = self.tailnet_mut(tid) {
-                    if let Some(v) = e.devices_approval_on {
-                        t.settings.devices_approval_on = v;
-                    }
-                    if let Some(v) = e.devices_key_duration_days {
-                        t.settings.devices_key_duration_days = v;
-                    }
-                    if let Some(v) = e.tailnet_lock_on {
-                        t.settings.tailnet_lock_on = v;
-                    }
+                    t.settings.apply(e);
                 }
             }
             Event::UserAdded(e) => {
@@ -409,6 +409,9 @@ impl State {
                     *t.name_next
                         .entry(machine_base(e.hostname.as_str()))
                         .or_default() += 1;
+                    if let Some(a) = e.addresses {
+                        t.addresses.take(a);
+                    }
                     t.nodes.insert(e.node_id.clone(), Node::registered(e, now));
                 }
             }
@@ -417,6 +420,10 @@ impl State {
                     && let Some(n) = t.nodes.remove(&e.node_id)
                 {
                     t.names.remove(&n.name);
+                    // R17: quarantined from the deletion's time.
+                    if let Some(a) = n.addresses {
+                        t.addresses.release(a, now);
+                    }
                     self.node_keys.remove(&n.node_key);
                 }
             }
@@ -468,5 +475,6 @@ pub fn default_settings() -> TailnetSettings {
         devices_approval_on: false,
         devices_key_duration_days: KeyDurationDays::DEFAULT,
         tailnet_lock_on: false,
+        kept: KeptSettings::default(),
     }
 }

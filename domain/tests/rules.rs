@@ -1,4 +1,4 @@
-//! The rules R01–R16 (SPEC §2) as given/when/then scenarios against the real `decide` and
+//! The rules R01–R17 (SPEC §2) as given/when/then scenarios against the real `decide` and
 //! `State::apply`. Each test names its rule; its first comment says what it proves.
 //!
 //! The few "under contention" tests run through the real log and live beside it
@@ -11,7 +11,7 @@ use authkeys_domain::secret::{self, SecretError, SecretKind};
 use authkeys_domain::{AdminOp, Rejection};
 use authkeys_events::{
     DeleteReason, EventType, ExpirySeconds, KeyDurationDays, KeyExpired, KeyGenerated, KeyRevoked,
-    KeySigned, KeyUsed, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
+    KeySigned, KeyUsed, NodeAddresses, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
     NodeReauthenticated, NodeRegistered, NodeSigned, Role, Tags, TagsChanged,
     TailnetSettingsChanged, Timestamp, UserRoleChanged,
 };
@@ -32,6 +32,7 @@ fn lock_on() -> TailnetSettingsChanged {
         devices_approval_on: None,
         devices_key_duration_days: None,
         tailnet_lock_on: Some(true),
+        kept: Default::default(),
     }
 }
 
@@ -39,6 +40,7 @@ fn approval(on: bool) -> AdminOp {
     AdminOp::ChangeSettings {
         devices_approval_on: Some(on),
         devices_key_duration_days: None,
+        kept: Default::default(),
     }
 }
 
@@ -921,6 +923,7 @@ fn r14_untagged_node_expires_devices_key_duration_days_after_registration() {
             AdminOp::ChangeSettings {
                 devices_approval_on: None,
                 devices_key_duration_days: Some(KeyDurationDays::new(7).expect("1..=180")),
+                kept: Default::default(),
             },
         ));
     g.at(200)
@@ -989,6 +992,7 @@ fn r14_reenabling_restores_the_original_expiry_even_after_the_duration_changed()
             AdminOp::ChangeSettings {
                 devices_approval_on: None,
                 devices_key_duration_days: Some(KeyDurationDays::new(7).expect("1..=180")),
+                kept: Default::default(),
             },
         ));
     assert_eq!(live_node(g.state(), "n1").expires, Some(original));
@@ -1186,6 +1190,176 @@ fn r16_a_deleted_nodes_node_key_registers_a_new_node() {
         .command(admin(ALICE, delete("n1")))
         .when(register("kA", 1, "n2"))
         .then_events(|e| assert_eq!(one::<NodeRegistered>(e).node_id, nid("n2")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// R17 node addresses
+// ---------------------------------------------------------------------------------------------
+
+fn v4(s: &str) -> std::net::Ipv4Addr {
+    s.parse().expect("an IPv4 address")
+}
+
+fn v6(s: &str) -> std::net::Ipv6Addr {
+    s.parse().expect("an IPv6 address")
+}
+
+/// The addresses the one `NodeRegistered` among `e` carries.
+#[track_caller]
+fn registered_addresses(e: &[authkeys_events::Event]) -> NodeAddresses {
+    one::<NodeRegistered>(e)
+        .addresses
+        .expect("a new node gets addresses")
+}
+
+#[test]
+fn r17_new_nodes_get_an_ipv4_and_an_ipv6_address_in_the_tailnet_ranges() {
+    // The first nodes get 100.64.0.1, 100.64.0.2, … (100.64.0.0 is reserved), each with the
+    // IPv6 address that embeds it under fd7a:115c:a1e0::/48; the state's node holds them.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .when(register("kA", 1, "n1"))
+        .then_events(|e| {
+            assert_eq!(
+                registered_addresses(e),
+                NodeAddresses {
+                    ipv4: v4("100.64.0.1"),
+                    ipv6: v6("fd7a:115c:a1e0::6440:1"),
+                }
+            );
+        })
+        .and()
+        .when(register("kA", 2, "n2"))
+        .then_events(|e| {
+            assert_eq!(
+                registered_addresses(e),
+                NodeAddresses {
+                    ipv4: v4("100.64.0.2"),
+                    ipv6: v6("fd7a:115c:a1e0::6440:2"),
+                }
+            );
+        })
+        .and();
+    let n1 = live_node(g.state(), "n1").addresses.expect("addresses");
+    assert_eq!(n1.ipv4, v4("100.64.0.1"));
+    assert_eq!(g.state().tailnets[&t1()].addresses.in_use(), 2);
+}
+
+#[test]
+fn r17_reauthentication_keeps_the_nodes_addresses() {
+    // Re-authenticating (same node key, R16), even with another key, changes no address, and
+    // the next new node still gets a fresh one.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .key(BOB, "kB", KeyOpts::reusable().tags(&["tag:ci"]))
+        .registered("kA", 1, "n1");
+    let before = live_node(g.state(), "n1").addresses;
+    let g = g
+        .at(3600)
+        .when(register("kB", 1, "n9"))
+        .then_types(&[E::NodeReauthenticated, E::KeyUsed])
+        .and();
+    assert_eq!(live_node(g.state(), "n1").addresses, before);
+    g.when(register("kA", 2, "n2")).then_events(|e| {
+        assert_eq!(registered_addresses(e).ipv4, v4("100.64.0.2"));
+    });
+}
+
+#[test]
+fn r17_a_deleted_nodes_addresses_are_not_handed_out_for_90_days() {
+    // A pool of three offsets holds two usable addresses. With both taken, a third node is
+    // refused `AddressesExhausted` (code `conflict`, nothing written); after a deletion the
+    // freed pair stays refused until 90 days after the deletion's time, then goes to the next
+    // new node.
+    let g = admins()
+        .address_pool(3)
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .registered("kA", 2, "n2");
+    let n1 = live_node(g.state(), "n1").addresses;
+    let refused = g
+        .clone()
+        .when(register("kA", 3, "n3"))
+        .then_rejected(Rejection::AddressesExhausted)
+        .then_rejected_code("conflict");
+    assert!(node_in(&refused.state(), "n3").is_none());
+
+    // A second key, still valid when the first has expired.
+    let g = g
+        .at(DAY)
+        .command(admin(ALICE, delete("n1")))
+        .at(2 * DAY)
+        .key(ALICE, "kA2", KeyOpts::reusable());
+    // A second before the 90 days end, the addresses are still held back.
+    g.clone()
+        .at(DAY + 90 * DAY - 1)
+        .when(register("kA2", 3, "n3"))
+        .then_rejected(Rejection::AddressesExhausted);
+    // At 90 days after the deletion, they go to the next new node.
+    let g = g
+        .at(DAY + 90 * DAY)
+        .when(register("kA2", 3, "n3"))
+        .then_events(|e| assert_eq!(Some(registered_addresses(e)), n1))
+        .and();
+    assert_eq!(live_node(g.state(), "n3").addresses, n1);
+    // And the pool is full again.
+    g.when(register("kA2", 4, "n4"))
+        .then_rejected(Rejection::AddressesExhausted);
+}
+
+#[test]
+fn r17_a_node_key_registered_again_after_deletion_gets_other_addresses() {
+    // Quarantine is per address, not per node key: the same machine registering again after
+    // its node was deleted is a new node (R16) and does not get its old addresses back.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1");
+    let old = live_node(g.state(), "n1").addresses;
+    g.command(admin(ALICE, delete("n1")))
+        .when(register("kA", 1, "n2"))
+        .then_events(|e| {
+            let new = registered_addresses(e);
+            assert_ne!(Some(new), old);
+            assert_eq!(new.ipv4, v4("100.64.0.2"));
+        });
+}
+
+#[test]
+fn r17_a_node_row_written_before_addresses_existed_still_loads() {
+    // The machines view stores `state::Node` rows as JSON. A row written before R17 has no
+    // `addresses`: it loads as `None` (as its node's events say), so old view files need no
+    // rebuild; a row with addresses round-trips.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1");
+    let node = live_node(g.state(), "n1").clone();
+    let mut json = serde_json::to_value(&node).expect("serializes");
+    let back: authkeys_domain::state::Node =
+        serde_json::from_value(json.clone()).expect("round-trips");
+    assert_eq!(back, node);
+    json.as_object_mut()
+        .expect("an object")
+        .remove("addresses")
+        .expect("a row has addresses");
+    let old: authkeys_domain::state::Node = serde_json::from_value(json).expect("loads");
+    assert_eq!(old.addresses, None);
+}
+
+#[test]
+fn r17_addresses_are_unique_per_tailnet_not_across_tailnets() {
+    // Two tailnets each hand out 100.64.0.1 first: the pools are separate.
+    let g = admins()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .registered("kA", 1, "n1")
+        .command(create_tailnet("T2", "other.example.com", "uOwner2"))
+        .command(admin_in(
+            "T2",
+            "uOwner2",
+            generate("kOther", &KeyOpts::reusable()),
+        ));
+    g.when(register("kOther", 2, "n2")).then_events(|e| {
+        assert_eq!(registered_addresses(e).ipv4, v4("100.64.0.1"));
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

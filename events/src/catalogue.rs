@@ -23,6 +23,175 @@ pub struct TailnetSettings {
     pub devices_key_duration_days: KeyDurationDays,
     /// R04: nodes must be signed by a trusted lock key.
     pub tailnet_lock_on: bool,
+    /// The settings of Tailscale's settings object that authkeys keeps and shows without
+    /// acting on them; absent ones are at their defaults.
+    #[serde(default, skip_serializing_if = "KeptSettings::is_empty")]
+    pub kept: KeptSettings,
+}
+
+impl TailnetSettings {
+    /// Folds in a change: every field it carries replaces the current one.
+    pub fn apply(&mut self, e: &TailnetSettingsChanged) {
+        if let Some(v) = e.devices_approval_on {
+            self.devices_approval_on = v;
+        }
+        if let Some(v) = e.devices_key_duration_days {
+            self.devices_key_duration_days = v;
+        }
+        if let Some(v) = e.tailnet_lock_on {
+            self.tailnet_lock_on = v;
+        }
+        self.kept.apply(&e.kept);
+    }
+}
+
+/// Who may join other tailnets (Tailscale's `usersRoleAllowedToJoinExternalTailnets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalJoinRole {
+    /// Nobody.
+    None,
+    /// Admins only.
+    Admin,
+    /// Members and admins (Tailscale's default).
+    Member,
+}
+
+/// How a tailnet picks among routers of the same route (Tailscale's `routeSelection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteSelection {
+    /// One router at a time (Tailscale's default).
+    ActivePassiveFailover,
+    /// The nearest router (what `regionalRoutingOn: true` means).
+    RegionalRouting,
+    /// The nearest router, failing over within its region.
+    RegionalRoutingFailover,
+    /// Tailscale's `magicroute`.
+    Magicroute,
+}
+
+/// Settings of Tailscale's settings object that authkeys stores and returns but does not act
+/// on (it has no auto-updates, user approval, flow logs, posture, HTTPS certificates, routes
+/// or policy file). Each `None` is "unchanged" in a change and "the default" in a state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeptSettings {
+    /// `devicesAutoUpdatesOn` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_auto_updates_on: Option<bool>,
+    /// `usersApprovalOn` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_approval_on: Option<bool>,
+    /// `usersRoleAllowedToJoinExternalTailnets` (default `member`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_role_allowed_to_join_external_tailnets: Option<ExternalJoinRole>,
+    /// `networkFlowLoggingOn` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_flow_logging_on: Option<bool>,
+    /// `postureIdentityCollectionOn` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posture_identity_collection_on: Option<bool>,
+    /// `httpsEnabled` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_enabled: Option<bool>,
+    /// `routeSelection` (default `active-passive-failover`); `regionalRoutingOn` is derived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_selection: Option<RouteSelection>,
+    /// `aclsExternallyManagedOn` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acls_externally_managed_on: Option<bool>,
+    /// `aclsExternalLink` (default empty): where the policy file is managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acls_external_link: Option<String>,
+}
+
+impl KeptSettings {
+    /// Nothing set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Every field `change` sets replaces this one's.
+    pub fn apply(&mut self, change: &KeptSettings) {
+        fn set<T: Clone>(field: &mut Option<T>, new: &Option<T>) {
+            if new.is_some() {
+                field.clone_from(new);
+            }
+        }
+        set(
+            &mut self.devices_auto_updates_on,
+            &change.devices_auto_updates_on,
+        );
+        set(&mut self.users_approval_on, &change.users_approval_on);
+        set(
+            &mut self.users_role_allowed_to_join_external_tailnets,
+            &change.users_role_allowed_to_join_external_tailnets,
+        );
+        set(
+            &mut self.network_flow_logging_on,
+            &change.network_flow_logging_on,
+        );
+        set(
+            &mut self.posture_identity_collection_on,
+            &change.posture_identity_collection_on,
+        );
+        set(&mut self.https_enabled, &change.https_enabled);
+        set(&mut self.route_selection, &change.route_selection);
+        set(
+            &mut self.acls_externally_managed_on,
+            &change.acls_externally_managed_on,
+        );
+        set(&mut self.acls_external_link, &change.acls_external_link);
+    }
+
+    /// The fields of `change` whose value differs from this state's (defaults included), so a
+    /// change to the current value records nothing.
+    pub fn changes(&self, change: &KeptSettings) -> KeptSettings {
+        fn diff<T: Clone + PartialEq>(cur: &Option<T>, new: &Option<T>, default: T) -> Option<T> {
+            let cur = cur.clone().unwrap_or(default);
+            new.clone().filter(|n| *n != cur)
+        }
+        KeptSettings {
+            devices_auto_updates_on: diff(
+                &self.devices_auto_updates_on,
+                &change.devices_auto_updates_on,
+                false,
+            ),
+            users_approval_on: diff(&self.users_approval_on, &change.users_approval_on, false),
+            users_role_allowed_to_join_external_tailnets: diff(
+                &self.users_role_allowed_to_join_external_tailnets,
+                &change.users_role_allowed_to_join_external_tailnets,
+                ExternalJoinRole::Member,
+            ),
+            network_flow_logging_on: diff(
+                &self.network_flow_logging_on,
+                &change.network_flow_logging_on,
+                false,
+            ),
+            posture_identity_collection_on: diff(
+                &self.posture_identity_collection_on,
+                &change.posture_identity_collection_on,
+                false,
+            ),
+            https_enabled: diff(&self.https_enabled, &change.https_enabled, false),
+            route_selection: diff(
+                &self.route_selection,
+                &change.route_selection,
+                RouteSelection::ActivePassiveFailover,
+            ),
+            acls_externally_managed_on: diff(
+                &self.acls_externally_managed_on,
+                &change.acls_externally_managed_on,
+                false,
+            ),
+            acls_external_link: diff(
+                &self.acls_external_link,
+                &change.acls_external_link,
+                String::new(),
+            ),
+        }
+    }
 }
 
 /// A tailnet was created (by `authkeys admin bootstrap`).
@@ -48,6 +217,9 @@ pub struct TailnetSettingsChanged {
     /// New tailnet-lock setting, if changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tailnet_lock_on: Option<bool>,
+    /// Kept settings that changed.
+    #[serde(default, skip_serializing_if = "KeptSettings::is_empty")]
+    pub kept: KeptSettings,
 }
 
 /// A user joined the tailnet with a role.
@@ -174,6 +346,17 @@ pub enum DeleteReason {
     EphemeralInactive,
 }
 
+/// A node's addresses in its tailnet (R17): one IPv4 in 100.64.0.0/10, one IPv6 in
+/// fd7a:115c:a1e0::/48, decided by the writer and kept for the node's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeAddresses {
+    /// In 100.64.0.0/10.
+    pub ipv4: std::net::Ipv4Addr,
+    /// In fd7a:115c:a1e0::/48.
+    pub ipv6: std::net::Ipv6Addr,
+}
+
 /// A new node joined with an auth key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -205,6 +388,9 @@ pub struct NodeRegistered {
     pub expires: Option<Timestamp>,
     /// R04: set when tailnet lock is on and the node is not signed.
     pub tailnet_lock_error: Option<String>,
+    /// R17: absent only in logs written before addresses existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<NodeAddresses>,
 }
 
 /// An existing node registered again with the same node key (R15, R16).

@@ -1,4 +1,4 @@
-//! The rules whose point is the log serializing decisions (R01, R16), and that a refusal writes
+//! The rules whose point is the log serializing decisions (R01, R16, R17), and that a refusal writes
 //! nothing, through the real `Log<State>` with the domain's `decide`. They live beside the log
 //! so that the domain crate links no storage; the given/when/then support is the domain's.
 
@@ -6,10 +6,14 @@ mod domain_log;
 #[path = "../../domain/tests/support/mod.rs"]
 mod support;
 
+use std::collections::{HashMap, HashSet};
 use std::thread;
 
+use authkeys_domain::addresses::{in_ipv4_range, in_ipv6_range};
 use authkeys_domain::{Command, Rejection, State};
-use authkeys_events::{EventType, KeyUsed, NodeReauthenticated, NodeRegistered, Role};
+use authkeys_events::{
+    EventType, KeyUsed, NodeAddresses, NodeReauthenticated, NodeRegistered, Role,
+};
 use authkeys_log::{AppendError, Committed, Log};
 use domain_log::*;
 use support::*;
@@ -140,5 +144,88 @@ fn rejections_write_nothing_to_the_log() {
         }
         assert_eq!(log.head(), head);
     }
+    log.close();
+}
+
+#[test]
+fn r17_concurrent_registrations_get_unique_addresses() {
+    // Eight registrars register 40 new nodes each at once through the real log (the writer
+    // batches them): all 320 are accepted, with 320 distinct IPv4 and IPv6 addresses in the
+    // tailnet's ranges; re-authenticating all of them at once changes none; and the state the
+    // log folded from its own file holds the same addresses.
+    let (dir, _clock, log) = bootstrapped_log();
+    append(&log, admin(OWNER, generate("kA", &KeyOpts::reusable()))).expect("generate");
+
+    let register_all = |first_node: u64| -> Vec<Committed> {
+        thread::scope(|s| {
+            let handles: Vec<_> = (0..8u64)
+                .map(|r| {
+                    let log = log.clone();
+                    s.spawn(move || {
+                        (0..40u64)
+                            .map(|i| {
+                                let nk = r * 40 + i;
+                                append(&log, register("kA", nk, &format!("n{}", first_node + nk)))
+                                    .expect("accepted")
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("no panic"))
+                .collect()
+        })
+    };
+    let events: Vec<_> = register_all(0)
+        .iter()
+        .flat_map(|c| c.envelopes.iter().map(|e| e.event.clone()))
+        .collect();
+    let registered = all::<NodeRegistered>(&events);
+    assert_eq!(registered.len(), 320);
+    let addresses: Vec<NodeAddresses> = registered
+        .iter()
+        .map(|r| r.addresses.expect("a new node gets addresses"))
+        .collect();
+    let v4: HashSet<_> = addresses.iter().map(|a| a.ipv4).collect();
+    let v6: HashSet<_> = addresses.iter().map(|a| a.ipv6).collect();
+    assert_eq!(v4.len(), 320, "IPv4 addresses are unique");
+    assert_eq!(v6.len(), 320, "IPv6 addresses are unique");
+    assert!(
+        addresses
+            .iter()
+            .all(|a| in_ipv4_range(a.ipv4) && in_ipv6_range(a.ipv6))
+    );
+    let by_node: HashMap<_, _> = registered
+        .iter()
+        .map(|r| (r.node_id.clone(), r.addresses))
+        .collect();
+
+    // Re-authentication of every node at once: no new node, no new address.
+    let again: Vec<_> = register_all(1000)
+        .iter()
+        .flat_map(|c| c.envelopes.iter().map(|e| e.event.clone()))
+        .collect();
+    assert!(all::<NodeRegistered>(&again).is_empty());
+    assert_eq!(all::<NodeReauthenticated>(&again).len(), 320);
+    log.close();
+
+    // Reopened, the log folds its file into the same addresses.
+    let clock = TestClock::new();
+    let log = open_log(dir.path(), &clock);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let folded = runtime
+        .block_on(log.query(|s: &State| {
+            s.tailnets[&t1()]
+                .nodes
+                .iter()
+                .map(|(id, n)| (id.clone(), n.addresses))
+                .collect::<HashMap<_, _>>()
+        }))
+        .expect("query");
+    assert_eq!(folded, by_node);
     log.close();
 }

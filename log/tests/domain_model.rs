@@ -12,6 +12,8 @@
 //! - R05, R06: every `NodeRegistered`/`NodeReauthenticated` node is owned by its key's user and
 //!   carries exactly its key's tags.
 //! - R16: at most one live node per node key.
+//! - R17: every new node has an IPv4 in 100.64.0.0/10 and an IPv6 in fd7a:115c:a1e0::/48, held
+//!   by no other live node and not released by a deleted node less than 90 days before.
 //!
 //! At the end the log is closed, verified with `LogReader::verify`, replayed through the auditor
 //! and folded into a fresh `State`, which must match the model.
@@ -24,10 +26,11 @@ mod support;
 
 use std::collections::HashMap;
 
+use authkeys_domain::addresses::{QUARANTINE_SECS, in_ipv4_range, in_ipv6_range};
 use authkeys_domain::{AdminOp, State};
 use authkeys_events::{
-    CommandId, Envelope, Event, EventType, KeyId, NodeId, NodeKey, Role, Seq, Tags, Timestamp,
-    UserId,
+    CommandId, Envelope, Event, EventType, KeyId, NodeAddresses, NodeId, NodeKey, Role, Seq, Tags,
+    Timestamp, UserId,
 };
 use authkeys_log::{AppendError, LogReader};
 use domain_log::*;
@@ -183,6 +186,12 @@ struct Auditor {
     node_key_of: HashMap<NodeId, NodeKey>,
     /// The node the current command registered or re-authenticated, awaiting its KeyUsed.
     pending: Option<(CommandId, NodeId, KeyId)>,
+    /// R17: each live node's addresses.
+    addresses_of: HashMap<NodeId, NodeAddresses>,
+    /// R17: which live node holds an address (IPv4 and IPv6 alike, as text).
+    holder: HashMap<String, NodeId>,
+    /// R17: when an address was last released by a deletion.
+    released: HashMap<String, Timestamp>,
 }
 
 impl Auditor {
@@ -253,6 +262,24 @@ impl Auditor {
                     .insert(e.node_key.clone(), e.node_id.clone());
                 self.node_key_of
                     .insert(e.node_id.clone(), e.node_key.clone());
+                let a = e.addresses.expect("R17: a new node gets addresses");
+                assert!(in_ipv4_range(a.ipv4), "R17: {} out of range", a.ipv4);
+                assert!(in_ipv6_range(a.ipv6), "R17: {} out of range", a.ipv6);
+                for addr in [a.ipv4.to_string(), a.ipv6.to_string()] {
+                    if let Some(other) = self.holder.get(&addr) {
+                        panic!("R17: {addr} given to {} but held by {other}", e.node_id);
+                    }
+                    if let Some(t) = self.released.get(&addr) {
+                        assert!(
+                            env.time >= t.plus_seconds(QUARANTINE_SECS),
+                            "R17: {addr} released at {t} given to {} at {}",
+                            e.node_id,
+                            env.time
+                        );
+                    }
+                    self.holder.insert(addr, e.node_id.clone());
+                }
+                self.addresses_of.insert(e.node_id.clone(), a);
                 self.awaits_key_used(env, &e.node_id, &e.auth_key_id);
             }
             Event::NodeReauthenticated(e) => {
@@ -272,6 +299,14 @@ impl Auditor {
                     .remove(&e.node_id)
                     .expect("deleted node is live");
                 self.live_by_node_key.remove(&nk);
+                let a = self
+                    .addresses_of
+                    .remove(&e.node_id)
+                    .expect("a live node has addresses");
+                for addr in [a.ipv4.to_string(), a.ipv6.to_string()] {
+                    self.holder.remove(&addr);
+                    self.released.insert(addr, env.time);
+                }
             }
             _ => {}
         }
@@ -555,6 +590,11 @@ fn run(ops: &[Op]) {
     );
     for mn in live {
         let n = &t.nodes[&nid(&mn.id)];
+        assert_eq!(
+            n.addresses.as_ref(),
+            replay.addresses_of.get(&nid(&mn.id)),
+            "R17: the node keeps the addresses it registered with"
+        );
         assert_eq!(n.node_key, node_key(mn.node_key));
         assert_eq!(n.user_id, mn.user);
         assert_eq!(n.tags, mn.tags);

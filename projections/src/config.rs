@@ -27,6 +27,8 @@ pub struct ProjectionConfig {
     pub consumer_prefix: String,
     /// R12: how long revoked, used and expired keys stay on the keys page.
     pub retention_days: u32,
+    /// Devices' MagicDNS names (`--dns-suffix`); the command service must use the same.
+    pub dns: authkeys_protocol::MagicDns,
     /// Longest a query with `minSeq` waits for its view to reach it before `unavailable`.
     pub read_wait_ms_max: u64,
     /// Most messages pulled, applied and committed in one transaction.
@@ -70,6 +72,7 @@ impl ProjectionConfig {
             queue_group: subject::QUERY_QUEUE_GROUP.to_owned(),
             consumer_prefix: "view-".to_owned(),
             retention_days: RETENTION_DAYS_DEFAULT,
+            dns: authkeys_protocol::MagicDns::default(),
             read_wait_ms_max: 2_000,
             batch_events_max: 512,
             log_read_events_max: 1_000,

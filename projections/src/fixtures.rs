@@ -54,6 +54,7 @@ pub fn step(i: u64) -> Vec<Event> {
                 devices_approval_on: false,
                 devices_key_duration_days: KeyDurationDays::DEFAULT,
                 tailnet_lock_on: false,
+                kept: Default::default(),
             },
         })];
         for u in 0..USERS {
@@ -113,6 +114,7 @@ pub fn step(i: u64) -> Vec<Event> {
                     key_expiry_disabled: true,
                     expires: None,
                     tailnet_lock_error: None,
+                    addresses: None,
                 }
                 .into(),
             ]

@@ -9,6 +9,8 @@
 //! | `authkeys.query.keys.get` | `{tailnet, userId, keyId, minSeq?}` | `{ok, key: Key, seq}` |
 //! | `authkeys.query.devices.list` | `{tailnet, minSeq?}` | `{ok, devices: [Device], seq}` |
 //! | `authkeys.query.devices.get` | `{tailnet, nodeId, minSeq?}` | `{ok, device: Device, seq}` |
+//! | `authkeys.query.users.list` | `{tailnet, after?, limit?, minSeq?}` | `{ok, users: [User], next?, seq}` |
+//! | `authkeys.query.users.get` | `{tailnet, userId, minSeq?}` | `{ok, user: User, seq}` |
 //!
 //! Errors are `{ok: false, error: {code, message}}` (`authkeys_protocol`): `bad_request`
 //! naming the field, `not_found` (for keys: unknown and another user's key alike, R09),
@@ -28,6 +30,7 @@ use authkeys_protocol::nats::{Responder, ResponderLimits};
 use authkeys_protocol::query::{
     DEVICES_PAGE_MAX, DeviceAnswer, DevicesAnswer, DevicesGetQuery, DevicesListQuery, KeyAnswer,
     KeysAnswer, KeysGetQuery, KeysListQuery, TailnetAnswer, TailnetQuery, TokenAnswer, TokenQuery,
+    USERS_PAGE_MAX, UserAnswer, UsersAnswer, UsersGetQuery, UsersListQuery,
 };
 use authkeys_protocol::subject::query as subject;
 use authkeys_protocol::{ErrorCode, ErrorReply, True, WireError, decode, reply_bytes};
@@ -59,6 +62,8 @@ enum Q {
     KeysGet,
     DevicesList,
     DevicesGet,
+    UsersList,
+    UsersGet,
 }
 
 impl Q {
@@ -70,6 +75,8 @@ impl Q {
             subject::KEYS_GET => Q::KeysGet,
             subject::DEVICES_LIST => Q::DevicesList,
             subject::DEVICES_GET => Q::DevicesGet,
+            subject::USERS_LIST => Q::UsersList,
+            subject::USERS_GET => Q::UsersGet,
             _ => return None,
         })
     }
@@ -177,6 +184,8 @@ async fn answer(cfg: &ProjectionConfig, v: &Handles, clock: &Clock, q: Q, payloa
         Q::KeysGet => keys_get(cfg, v, clock, payload).await,
         Q::DevicesList => devices_list(cfg, v, payload).await,
         Q::DevicesGet => devices_get(cfg, v, payload).await,
+        Q::UsersList => users_list(cfg, v, payload).await,
+        Q::UsersGet => users_get(cfg, v, payload).await,
     };
     Bytes::from(match result {
         Ok(Ok(bytes)) => bytes,
@@ -310,20 +319,16 @@ async fn devices_list(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> An
     let q: DevicesListQuery = parse(cfg, payload)?;
     let tailnet = id("tailnet", TailnetId::parse(q.tailnet))?;
     let after = q.after.map(|a| id("after", NodeId::parse(a))).transpose()?;
-    let limit = match q.limit {
-        None => DEVICES_PAGE_MAX,
-        Some(n) if (1..=DEVICES_PAGE_MAX as u32).contains(&n) => n as usize,
-        Some(_) => {
-            return Err(ErrorReply::from(WireError {
-                field: "limit".to_owned(),
-                message: format!("must be from 1 to {DEVICES_PAGE_MAX}"),
-            }));
-        }
-    };
+    let limit = page_limit(q.limit, DEVICES_PAGE_MAX)?;
     let seq = ready(cfg, &v.machines, q.min_seq).await?;
-    let (devices, next) = v
-        .machines
-        .read(|view| view.page(tailnet.as_str(), after.as_ref().map(NodeId::as_str), limit));
+    let (devices, next) = v.machines.read(|view| {
+        view.page(
+            tailnet.as_str(),
+            after.as_ref().map(NodeId::as_str),
+            limit,
+            &cfg.dns,
+        )
+    });
     Ok(serde_json::to_vec(&DevicesAnswer {
         ok: True,
         devices,
@@ -339,11 +344,74 @@ async fn devices_get(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Ans
     let seq = ready(cfg, &v.machines, q.min_seq).await?;
     let device = v
         .machines
-        .read(|view| view.get(tailnet.as_str(), node_id.as_str()))
+        .read(|view| view.get(tailnet.as_str(), node_id.as_str(), &cfg.dns))
         .ok_or_else(|| not_found("device"))?;
     Ok(serde_json::to_vec(&DeviceAnswer {
         ok: True,
         device,
+        seq,
+    }))
+}
+
+/// A page's `limit`: 1 to `max`, `max` if absent.
+fn page_limit(limit: Option<u32>, max: usize) -> Result<usize, ErrorReply> {
+    match limit {
+        None => Ok(max),
+        Some(n) if (1..=max).contains(&(n as usize)) => Ok(n as usize),
+        Some(_) => Err(ErrorReply::from(WireError {
+            field: "limit".to_owned(),
+            message: format!("must be from 1 to {max}"),
+        })),
+    }
+}
+
+/// Waits for both views a user answer joins (identity: the users; machines: their devices).
+async fn users_ready(
+    cfg: &ProjectionConfig,
+    v: &Handles,
+    min_seq: Option<u64>,
+) -> Result<u64, ErrorReply> {
+    let identity = ready(cfg, &v.identity, min_seq).await?;
+    let machines = ready(cfg, &v.machines, min_seq).await?;
+    Ok(identity.min(machines))
+}
+
+async fn users_list(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer {
+    let q: UsersListQuery = parse(cfg, payload)?;
+    let tailnet = id("tailnet", TailnetId::parse(q.tailnet))?;
+    let after = q.after.map(|a| id("after", UserId::parse(a))).transpose()?;
+    let limit = page_limit(q.limit, USERS_PAGE_MAX)?;
+    let seq = users_ready(cfg, v, q.min_seq).await?;
+    let devices = v.machines.read(|m| m.user_devices(tailnet.as_str()));
+    let (users, next) = v.identity.read(|view| {
+        view.users_page(
+            tailnet.as_str(),
+            after.as_ref().map(UserId::as_str),
+            limit,
+            &devices,
+        )
+    });
+    Ok(serde_json::to_vec(&UsersAnswer {
+        ok: True,
+        users,
+        next,
+        seq,
+    }))
+}
+
+async fn users_get(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer {
+    let q: UsersGetQuery = parse(cfg, payload)?;
+    let tailnet = id("tailnet", TailnetId::parse(q.tailnet))?;
+    let user_id = id("userId", UserId::parse(q.user_id))?;
+    let seq = users_ready(cfg, v, q.min_seq).await?;
+    let devices = v.machines.read(|m| m.user_devices(tailnet.as_str()));
+    let user = v
+        .identity
+        .read(|view| view.user_object(tailnet.as_str(), user_id.as_str(), &devices))
+        .ok_or_else(|| not_found("user"))?;
+    Ok(serde_json::to_vec(&UserAnswer {
+        ok: True,
+        user,
         seq,
     }))
 }

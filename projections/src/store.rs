@@ -19,7 +19,8 @@ use crate::views::{RowChange, View};
 const ROWS: TableDefinition<&str, &[u8]> = TableDefinition::new("rows");
 /// Format version, name and checkpoint of a view or schedule file.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const FORMAT_VERSION: u32 = 2;
+/// 3: devices carry addresses (R17), users their creation time.
+const FORMAT_VERSION: u32 = 3;
 
 /// The position a view has reached: the last applied event's seq and hash (0 and zero before
 /// the first).

@@ -381,9 +381,10 @@ admin_request!(
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(with = "Option<Description>")]
         description: Option<String>,
-        /// Lifetime, 1 to 7776000 seconds; 7776000 (90 days) if absent (R08).
+        /// Lifetime, 1 to 7776000 seconds; 7776000 (90 days) if absent or 0 (R08; 0 is what
+        /// Tailscale's Go client and Terraform send when no expiry is set).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schemars(with = "Option<ExpirySeconds>")]
+        #[schemars(range(min = 0, max = 7_776_000))]
         expiry_seconds: Option<i64>,
         /// What the key may do.
         capabilities: Capabilities,
@@ -452,12 +453,15 @@ impl GenerateKeyRequest {
             "description",
             Description::parse(self.description.clone().unwrap_or_default()),
         )?;
+        // Absent or 0 is the default (R08: 90 days): Tailscale's Go client and Terraform send
+        // `expirySeconds: 0` when none is set (tailscale-client-go-v2 `keys.go`,
+        // `CreateKeyRequest.ExpirySeconds int64` without omitempty).
         let expiry_seconds = match self.expiry_seconds {
-            None => ExpirySeconds::MAX,
+            None | Some(0) => ExpirySeconds::MAX,
             Some(s) => ranged(
                 "expirySeconds",
                 s,
-                "must be from 1 to 7776000 (90 days)",
+                "must be from 1 to 7776000 (90 days), or 0 for the default",
                 ExpirySeconds::new,
             )?,
         };
@@ -707,8 +711,55 @@ admin_request!(
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(with = "Option<KeyDurationDays>")]
         devices_key_duration_days: Option<i64>,
+        /// Kept and shown, not acted on (as every field below).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        devices_auto_updates_on: Option<bool>,
+        /// Kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        users_approval_on: Option<bool>,
+        /// Kept: `none`, `admin` or `member`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<authkeys_events::ExternalJoinRole>")]
+        users_role_allowed_to_join_external_tailnets: Option<String>,
+        /// Kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network_flow_logging_on: Option<bool>,
+        /// Kept, as `routeSelection` (`true` is `regional-routing`); not with `routeSelection`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        regional_routing_on: Option<bool>,
+        /// Kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        posture_identity_collection_on: Option<bool>,
+        /// Kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        https_enabled: Option<bool>,
+        /// Kept: `active-passive-failover`, `regional-routing`, `regional-routing-failover` or
+        /// `magicroute`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<authkeys_events::RouteSelection>")]
+        route_selection: Option<String>,
+        /// Kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acls_externally_managed_on: Option<bool>,
+        /// Kept: empty, or an `https://` or `http://` link of at most 2 000 characters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acls_external_link: Option<String>,
     }
 );
+
+/// A kept enum setting from its wire spelling (the enum's serde name).
+fn kept_enum<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: Option<&String>,
+    allowed: &str,
+) -> Result<Option<T>, WireError> {
+    value
+        .map(|v| {
+            serde_json::from_value(serde_json::Value::String(v.clone()))
+                .map_err(|_| WireError::new(field, format!("must be one of {allowed}")))
+        })
+        .transpose()
+}
 
 impl ChangeSettingsRequest {
     /// Validates every field.
@@ -724,6 +775,47 @@ impl ChangeSettingsRequest {
                 )
             })
             .transpose()?;
+        let route_selection = match (self.regional_routing_on, &self.route_selection) {
+            (Some(_), Some(_)) => {
+                return Err(WireError::new(
+                    "regionalRoutingOn",
+                    "cannot be set with routeSelection (it is routeSelection regional-routing)",
+                ));
+            }
+            (Some(true), None) => Some(authkeys_events::RouteSelection::RegionalRouting),
+            (Some(false), None) => Some(authkeys_events::RouteSelection::ActivePassiveFailover),
+            (None, r) => kept_enum(
+                "routeSelection",
+                r.as_ref(),
+                "active-passive-failover, regional-routing, regional-routing-failover, magicroute",
+            )?,
+        };
+        if let Some(link) = &self.acls_external_link
+            && !(link.is_empty()
+                || (link.len() <= 2_000
+                    && (link.starts_with("https://") || link.starts_with("http://"))
+                    && !link.chars().any(char::is_control)))
+        {
+            return Err(WireError::new(
+                "aclsExternalLink",
+                "must be empty or an http(s) link of at most 2000 characters",
+            ));
+        }
+        let kept = authkeys_events::KeptSettings {
+            devices_auto_updates_on: self.devices_auto_updates_on,
+            users_approval_on: self.users_approval_on,
+            users_role_allowed_to_join_external_tailnets: kept_enum(
+                "usersRoleAllowedToJoinExternalTailnets",
+                self.users_role_allowed_to_join_external_tailnets.as_ref(),
+                "none, admin, member",
+            )?,
+            network_flow_logging_on: self.network_flow_logging_on,
+            posture_identity_collection_on: self.posture_identity_collection_on,
+            https_enabled: self.https_enabled,
+            route_selection,
+            acls_externally_managed_on: self.acls_externally_managed_on,
+            acls_external_link: self.acls_external_link.clone(),
+        };
         common(
             &self.command_id,
             &self.tailnet,
@@ -731,6 +823,7 @@ impl ChangeSettingsRequest {
             AdminOp::ChangeSettings {
                 devices_approval_on: self.devices_approval_on,
                 devices_key_duration_days: days,
+                kept,
             },
         )
     }
@@ -884,7 +977,14 @@ mod tests {
             br#"{"commandId":"c1","tailnet":"T1","actor":"u1","expirySeconds":0,"capabilities":{"devices":{"create":{"tags":null}}}}"#,
         )
         .expect("decodes");
-        assert_eq!(g.parse().expect_err("bad").field, "expirySeconds");
+        assert_eq!(
+            g.parse().expect("0 is the default").op.expiry_seconds,
+            ExpirySeconds::MAX,
+            "the Go client's expirySeconds: 0"
+        );
+        let mut negative = g.clone();
+        negative.expiry_seconds = Some(-1);
+        assert_eq!(negative.parse().expect_err("bad").field, "expirySeconds");
         let mut ok = g.clone();
         ok.expiry_seconds = None;
         let p = ok.parse().expect("valid");

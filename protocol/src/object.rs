@@ -5,98 +5,257 @@
 
 use authkeys_domain::State;
 use authkeys_domain::state::{Key as StateKey, Node};
-use authkeys_events::{KeyId, NodeId, NodeKey, TailnetId, Timestamp, UserId};
+use authkeys_events::{
+    ExternalJoinRole, KeyId, NodeId, NodeKey, RouteSelection, TailnetId, TailnetSettings,
+    Timestamp, UserId,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::NEVER_EXPIRES;
 use crate::command::{Capabilities, CreateCapabilities, DeviceCapabilities, role_str};
 
-/// A device as the HTTP API and the registrar replies show it (SPEC §5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Device {
-    /// The device's id (the node id).
-    pub id: String,
-    /// The node id, stable for the node's life.
-    pub node_id: String,
-    /// Unique machine name in the tailnet.
-    pub name: String,
-    /// Host name as reported.
-    pub hostname: String,
-    /// OS as reported, may be empty.
-    pub os: String,
-    /// The login name of the owner: the user who generated the key (R06).
-    pub user: String,
-    /// ACL tags (R05).
-    pub tags: Vec<String>,
-    /// R03.
-    pub authorized: bool,
-    /// R02.
-    pub is_ephemeral: bool,
-    /// R14.
-    pub key_expiry_disabled: bool,
-    /// When the node key expires, RFC 3339; `0001-01-01T00:00:00Z` when expiry is disabled.
-    pub expires: String,
-    /// First registration.
-    pub created: Timestamp,
-    /// Last connect or disconnect report; `null` before the first.
-    pub last_seen: Option<Timestamp>,
-    /// Connected to the control plane, per its registrar.
-    pub connected_to_control: bool,
-    /// The node's key.
-    pub node_key: String,
-    /// Why the node is locked out under tailnet lock; empty when it is not (R04).
-    pub tailnet_lock_error: String,
-    /// The key of its last (re-)authentication.
-    pub auth_key_id: String,
+/// The MagicDNS names of devices (SPEC §5, issue 13): a device's `name` is its machine name
+/// under its tailnet's domain, `<machine>.tail<8 hex>.<suffix>`, as Tailscale's
+/// `pangolin.tailfe8c.ts.net`. The tailnet label is derived from the tailnet id (stable, and
+/// DNS-safe where the id's mixed case is not); the suffix is the service's `--dns-suffix`, the
+/// same for every role that builds a device (command service and projections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MagicDns {
+    suffix: String,
 }
 
-impl Device {
-    /// The one builder of a device: from a node as the command state and the machines view both
-    /// keep it ([`authkeys_domain::state::Node`]), with its owner's login name (empty if the user
-    /// is unknown).
-    pub fn build(node_id: &str, n: &Node, user_login: &str) -> Self {
+/// The default `--dns-suffix`: `.internal` is reserved for private use (ICANN, 2024), so it
+/// never collides with a public name.
+pub const DNS_SUFFIX_DEFAULT: &str = "authkeys.internal";
+
+impl Default for MagicDns {
+    fn default() -> Self {
         Self {
-            id: node_id.to_owned(),
-            node_id: node_id.to_owned(),
-            name: n.name.clone(),
-            hostname: n.hostname.to_string(),
-            os: n.os.clone(),
-            user: user_login.to_owned(),
-            tags: n.tags.iter().map(ToString::to_string).collect(),
-            authorized: n.authorized,
-            is_ephemeral: n.ephemeral,
-            key_expiry_disabled: n.key_expiry_disabled,
-            expires: n
-                .expires
-                .map_or_else(|| NEVER_EXPIRES.to_owned(), |e| e.to_string()),
-            created: n.created,
-            last_seen: n.last_seen,
-            connected_to_control: n.connected,
-            node_key: n.node_key.to_string(),
-            tailnet_lock_error: n.tailnet_lock_error.clone().unwrap_or_default(),
-            auth_key_id: n.auth_key_id.to_string(),
+            suffix: DNS_SUFFIX_DEFAULT.to_owned(),
         }
     }
 }
 
+impl MagicDns {
+    /// A suffix of DNS labels (letters, digits, hyphens; 1–63 characters each, not starting or
+    /// ending with a hyphen), at most 200 characters; a leading or trailing dot is ignored.
+    pub fn new(suffix: &str) -> Result<Self, String> {
+        let suffix = suffix.trim_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if suffix.is_empty() || suffix.len() > 200 || !suffix.split('.').all(label_ok) {
+            return Err(format!(
+                "{suffix:?} is not a DNS suffix: dot-separated labels of letters, digits and \
+                 hyphens, at most 200 characters"
+            ));
+        }
+        Ok(Self { suffix })
+    }
+
+    /// The suffix, e.g. `authkeys.internal`.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    /// The tailnet's domain, `tail<8 hex of blake3(tailnet id)>.<suffix>`.
+    pub fn tailnet_domain(&self, tailnet: &str) -> String {
+        let h = blake3::hash(tailnet.as_bytes());
+        format!("tail{}.{}", hex::encode(&h.as_bytes()[..4]), self.suffix)
+    }
+
+    /// A device's full name: its machine name under the tailnet's domain.
+    pub fn device_name(&self, tailnet: &str, machine: &str) -> String {
+        format!("{machine}.{}", self.tailnet_domain(tailnet))
+    }
+}
+
+/// A device as the HTTP API and the registrar replies show it (SPEC §5), with the fields of
+/// Tailscale's device object (`publicapi/device.md` in tailscale/tailscale; the Go client's
+/// `Device` in tailscale-client-go-v2 `devices.go`). Values authkeys cannot know (it is a
+/// control plane for keys, not a coordination server: no client version, machine key, routes or
+/// connectivity reports) are Tailscale's empty values, never invented ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Device {
+    /// Tailscale IPs (R17): the IPv4 then the IPv6; empty only for nodes registered before
+    /// addresses existed.
+    pub addresses: Vec<String>,
+    /// The device's id (the node id).
+    pub id: String,
+    /// The node id, stable for the node's life.
+    pub node_id: String,
+    /// The login name of the owner: the user who generated the key (R06).
+    pub user: String,
+    /// The MagicDNS name, `<machine name>.<tailnet domain>` ([`MagicDns`]).
+    pub name: String,
+    /// Host name as reported.
+    pub hostname: String,
+    /// The Tailscale client's version: not reported to authkeys, so empty.
+    pub client_version: String,
+    /// Whether a client update is available: unknown, so false.
+    pub update_available: bool,
+    /// OS as reported, may be empty.
+    pub os: String,
+    /// First registration.
+    pub created: Timestamp,
+    /// Last connect or disconnect report; omitted while connected and before the first report,
+    /// as Tailscale omits it for connected devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+    /// R14.
+    pub key_expiry_disabled: bool,
+    /// When the node key expires, RFC 3339; `0001-01-01T00:00:00Z` when expiry is disabled.
+    pub expires: String,
+    /// R03.
+    pub authorized: bool,
+    /// Shared in from another tailnet: authkeys has no sharing, so false.
+    pub is_external: bool,
+    /// The machine key: not known to authkeys, so empty.
+    pub machine_key: String,
+    /// The node's key.
+    pub node_key: String,
+    /// Blocks incoming connections: not reported, so false.
+    pub blocks_incoming_connections: bool,
+    /// ACL tags (R05).
+    pub tags: Vec<String>,
+    /// Why the node is locked out under tailnet lock; empty when it is not (R04).
+    pub tailnet_lock_error: String,
+    /// The node's tailnet lock key: not reported, so empty.
+    pub tailnet_lock_key: String,
+    /// R02.
+    pub is_ephemeral: bool,
+    /// Connected to the control plane, per its registrar.
+    pub connected_to_control: bool,
+    /// More than one connection with this node key: not tracked, so false.
+    pub multiple_connections: bool,
+    /// The key of its last (re-)authentication (an authkeys extension).
+    pub auth_key_id: String,
+    /// `?fields=all` only: subnet routes enabled by an admin (none: authkeys has no routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_routes: Option<Vec<String>>,
+    /// `?fields=all` only: subnet routes the device advertises (none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_routes: Option<Vec<String>>,
+    /// `?fields=all` only: the connectivity report (none is known: Tailscale's empty report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_connectivity: Option<ClientConnectivity>,
+}
+
+/// Tailscale's `clientConnectivity`, as empty as the Go client decodes it when nothing is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientConnectivity {
+    /// UDP endpoints.
+    pub endpoints: Vec<String>,
+    /// Preferred DERP region.
+    pub derp: String,
+    /// NAT mapping varies by destination.
+    #[serde(rename = "mappingVariesByDestIP")]
+    pub mapping_varies_by_dest_ip: bool,
+    /// DERP latencies by region name.
+    pub latency: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Features the client supports.
+    pub client_supports: ClientSupports,
+}
+
+/// Tailscale's `clientConnectivity.clientSupports`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientSupports {
+    /// Hair-pinning.
+    pub hair_pinning: bool,
+    /// IPv6.
+    pub ipv6: bool,
+    /// PCP.
+    pub pcp: bool,
+    /// NAT-PMP.
+    pub pmp: bool,
+    /// UDP.
+    pub udp: bool,
+    /// UPnP.
+    pub upnp: bool,
+}
+
+impl Device {
+    /// The one builder of a device: from a node as the command state and the machines view both
+    /// keep it ([`authkeys_domain::state::Node`]), with its tailnet, its owner's login name
+    /// (empty if the user is unknown) and the service's [`MagicDns`].
+    pub fn build(tailnet: &str, node_id: &str, n: &Node, user_login: &str, dns: &MagicDns) -> Self {
+        Self {
+            addresses: n
+                .addresses
+                .map(|a| vec![a.ipv4.to_string(), a.ipv6.to_string()])
+                .unwrap_or_default(),
+            id: node_id.to_owned(),
+            node_id: node_id.to_owned(),
+            user: user_login.to_owned(),
+            name: dns.device_name(tailnet, &n.name),
+            hostname: n.hostname.to_string(),
+            client_version: String::new(),
+            update_available: false,
+            os: n.os.clone(),
+            created: n.created,
+            last_seen: n.last_seen.filter(|_| !n.connected),
+            key_expiry_disabled: n.key_expiry_disabled,
+            expires: n
+                .expires
+                .map_or_else(|| NEVER_EXPIRES.to_owned(), |e| e.to_string()),
+            authorized: n.authorized,
+            is_external: false,
+            machine_key: String::new(),
+            node_key: n.node_key.to_string(),
+            blocks_incoming_connections: false,
+            tags: n.tags.iter().map(ToString::to_string).collect(),
+            tailnet_lock_error: n.tailnet_lock_error.clone().unwrap_or_default(),
+            tailnet_lock_key: String::new(),
+            is_ephemeral: n.ephemeral,
+            connected_to_control: n.connected,
+            multiple_connections: false,
+            auth_key_id: n.auth_key_id.to_string(),
+            enabled_routes: None,
+            advertised_routes: None,
+            client_connectivity: None,
+        }
+    }
+
+    /// The device with the fields of `?fields=all` (what authkeys knows of them: nothing).
+    #[must_use]
+    pub fn with_all_fields(mut self) -> Self {
+        self.enabled_routes = Some(Vec::new());
+        self.advertised_routes = Some(Vec::new());
+        self.client_connectivity = Some(ClientConnectivity::default());
+        self
+    }
+}
+
 /// The device `node_id` of `tailnet`, if it exists.
-pub fn device_view(state: &State, tailnet: &TailnetId, node_id: &NodeId) -> Option<Device> {
+pub fn device_view(
+    state: &State,
+    tailnet: &TailnetId,
+    node_id: &NodeId,
+    dns: &MagicDns,
+) -> Option<Device> {
     let t = state.tailnet(tailnet)?;
     let n = t.nodes.get(node_id)?;
     let login = t.users.get(&n.user_id).map(|u| u.login_name.as_str());
     Some(Device::build(
+        tailnet.as_str(),
         node_id.as_str(),
         n,
         login.unwrap_or_default(),
+        dns,
     ))
 }
 
 /// The device of the node that holds `node_key`, with its tailnet.
-pub fn device_by_node_key(state: &State, node_key: &NodeKey) -> Option<Device> {
+pub fn device_by_node_key(state: &State, node_key: &NodeKey, dns: &MagicDns) -> Option<Device> {
     let (tid, nid) = state.node_keys.get(node_key)?;
-    device_view(state, tid, nid)
+    device_view(state, tid, nid, dns)
 }
 
 /// An auth key as the HTTP API shows it (SPEC §5).
@@ -188,6 +347,86 @@ pub fn key_view(state: &State, tailnet: &TailnetId, key_id: &KeyId, now: Timesta
     Some(Key::build(key_id.as_str(), k, now))
 }
 
+/// A user as Tailscale's API shows it (`GET /tailnet/{tailnet}/users`, `GET /users/{id}`;
+/// the PyPI client's `TailscaleUser`, the Go client's `users.go`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct User {
+    /// The user's id.
+    pub id: String,
+    /// Display name: authkeys knows only the login name, so that.
+    pub display_name: String,
+    /// Login name.
+    pub login_name: String,
+    /// Profile picture: none.
+    pub profile_pic_url: String,
+    /// The tailnet's id.
+    pub tailnet_id: String,
+    /// When the user was added.
+    pub created: Timestamp,
+    /// `member` (authkeys has no users shared in from other tailnets).
+    #[serde(rename = "type")]
+    pub user_type: String,
+    /// Role, as the API spells it.
+    pub role: String,
+    /// `active`.
+    pub status: String,
+    /// Devices the user owns (untagged; tagged devices belong to their tags).
+    pub device_count: u64,
+    /// The latest `lastSeen` of those devices; omitted when none has been seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+    /// One of those devices is connected.
+    pub currently_connected: bool,
+}
+
+/// What the machines view knows of a user's devices, for [`User`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserDevices {
+    /// How many.
+    pub count: u64,
+    /// The latest seen.
+    pub last_seen: Option<Timestamp>,
+    /// Any connected.
+    pub connected: bool,
+}
+
+impl UserDevices {
+    /// Counts one more device.
+    pub fn add(&mut self, n: &Node) {
+        self.count += 1;
+        self.last_seen = self.last_seen.max(n.last_seen);
+        self.connected |= n.connected;
+    }
+}
+
+impl User {
+    /// The one builder of a user.
+    pub fn build(
+        tailnet: &str,
+        user_id: &str,
+        login_name: &str,
+        role: authkeys_events::Role,
+        created: Timestamp,
+        devices: UserDevices,
+    ) -> Self {
+        Self {
+            id: user_id.to_owned(),
+            display_name: login_name.to_owned(),
+            login_name: login_name.to_owned(),
+            profile_pic_url: String::new(),
+            tailnet_id: tailnet.to_owned(),
+            created,
+            user_type: "member".to_owned(),
+            role: role_str(role).to_owned(),
+            status: "active".to_owned(),
+            device_count: devices.count,
+            last_seen: devices.last_seen,
+            currently_connected: devices.connected,
+        }
+    }
+}
+
 /// A user as `add-user` answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -210,21 +449,65 @@ pub fn user_view(state: &State, tailnet: &TailnetId, user_id: &UserId) -> Option
     })
 }
 
-/// A tailnet's settings as the HTTP API shows them.
+/// A tailnet's settings as the HTTP API shows them: every field of Tailscale's settings object
+/// (tailscale-client-go-v2 `tailnet_settings.go`), those authkeys does not act on as kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsView {
+    /// Kept.
+    pub acls_externally_managed_on: bool,
+    /// Kept.
+    pub acls_external_link: String,
     /// R03.
     pub devices_approval_on: bool,
+    /// Kept.
+    pub devices_auto_updates_on: bool,
     /// R14.
     pub devices_key_duration_days: u16,
+    /// Kept.
+    pub users_approval_on: bool,
+    /// Kept.
+    pub users_role_allowed_to_join_external_tailnets: ExternalJoinRole,
+    /// Kept.
+    pub network_flow_logging_on: bool,
+    /// Whether `routeSelection` is `regional-routing` (Tailscale's deprecated field).
+    pub regional_routing_on: bool,
+    /// Kept.
+    pub posture_identity_collection_on: bool,
+    /// Kept.
+    pub https_enabled: bool,
+    /// Kept.
+    pub route_selection: RouteSelection,
+}
+
+impl SettingsView {
+    /// The one builder of the settings: from a tailnet's settings as the command state and the
+    /// identity view both keep them.
+    pub fn build(s: &TailnetSettings) -> Self {
+        let k = &s.kept;
+        let route_selection = k
+            .route_selection
+            .unwrap_or(RouteSelection::ActivePassiveFailover);
+        Self {
+            acls_externally_managed_on: k.acls_externally_managed_on.unwrap_or_default(),
+            acls_external_link: k.acls_external_link.clone().unwrap_or_default(),
+            devices_approval_on: s.devices_approval_on,
+            devices_auto_updates_on: k.devices_auto_updates_on.unwrap_or_default(),
+            devices_key_duration_days: s.devices_key_duration_days.get(),
+            users_approval_on: k.users_approval_on.unwrap_or_default(),
+            users_role_allowed_to_join_external_tailnets: k
+                .users_role_allowed_to_join_external_tailnets
+                .unwrap_or(ExternalJoinRole::Member),
+            network_flow_logging_on: k.network_flow_logging_on.unwrap_or_default(),
+            regional_routing_on: route_selection == RouteSelection::RegionalRouting,
+            posture_identity_collection_on: k.posture_identity_collection_on.unwrap_or_default(),
+            https_enabled: k.https_enabled.unwrap_or_default(),
+            route_selection,
+        }
+    }
 }
 
 /// The settings of `tailnet`, if it exists.
 pub fn settings_view(state: &State, tailnet: &TailnetId) -> Option<SettingsView> {
-    let s = &state.tailnet(tailnet)?.settings;
-    Some(SettingsView {
-        devices_approval_on: s.devices_approval_on,
-        devices_key_duration_days: s.devices_key_duration_days.get(),
-    })
+    Some(SettingsView::build(&state.tailnet(tailnet)?.settings))
 }

@@ -7,7 +7,7 @@ use authkeys_events::{Hash, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::True;
-use crate::object::{Device, Key, SettingsView};
+use crate::object::{Device, Key, SettingsView, User};
 
 /// `authkeys.query.identity.token`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +94,66 @@ pub struct DevicesGetQuery {
     /// Wait until the view has applied this seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_seq: Option<u64>,
+}
+
+/// Most users in one `authkeys.query.users.list` reply.
+pub const USERS_PAGE_MAX: usize = 1000;
+
+/// `authkeys.query.users.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsersListQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// Continue after this user id (the previous page's `next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Most users in this page: 1 to [`USERS_PAGE_MAX`], that if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Wait until the views have applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `authkeys.query.users.get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsersGetQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// The user id.
+    pub user_id: String,
+    /// Wait until the views have applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `{ok: true, users, next?, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// A page of the tailnet's users, in user-id order.
+    pub users: Vec<User>,
+    /// Ask again with `after` = this for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// The views' applied seq.
+    pub seq: u64,
+}
+
+/// `{ok: true, user, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The user.
+    pub user: User,
+    /// The views' applied seq.
+    pub seq: u64,
 }
 
 /// `{ok: true, token, seq}`.
@@ -243,4 +303,6 @@ queries! {
     KeysGetQuery => KEYS_GET, KeyAnswer;
     DevicesListQuery => DEVICES_LIST, DevicesAnswer;
     DevicesGetQuery => DEVICES_GET, DeviceAnswer;
+    UsersListQuery => USERS_LIST, UsersAnswer;
+    UsersGetQuery => USERS_GET, UserAnswer;
 }

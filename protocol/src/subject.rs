@@ -119,6 +119,10 @@ queries! {
     DEVICES_LIST = "devices.list";
     /// `DevicesGetQuery` → `DeviceAnswer`.
     DEVICES_GET = "devices.get";
+    /// `UsersListQuery` → `UsersAnswer`.
+    USERS_LIST = "users.list";
+    /// `UsersGetQuery` → `UserAnswer`.
+    USERS_GET = "users.get";
 }
 
 /// Every command subject starts with this.
@@ -176,6 +180,8 @@ mod tests {
             super::query_full::KEYS_GET,
             super::query_full::DEVICES_LIST,
             super::query_full::DEVICES_GET,
+            super::query_full::USERS_LIST,
+            super::query_full::USERS_GET,
         ]) {
             assert_eq!(format!("{}.{rel}", super::QUERY_PREFIX), full);
         }

@@ -158,6 +158,28 @@ const MUTATIONS: &[Mutation] = &[
         rust_says: "64 lowercase hex digits",
     },
     Mutation {
+        what: "an IPv4 address that is not one (R17)",
+        ty: EventType::NodeRegistered,
+        apply: |v| v["data"]["addresses"]["ipv4"] = json!("100.64.0.300"),
+        // Under `anyOf` (the field is optional), the schema reports the whole object.
+        at: "/data/addresses",
+        envelope_refuses: false,
+        rust_says: "invalid IPv4 address syntax",
+    },
+    Mutation {
+        what: "addresses without their IPv6 (R17)",
+        ty: EventType::NodeRegistered,
+        apply: |v| {
+            v["data"]["addresses"]
+                .as_object_mut()
+                .expect("addresses is an object")
+                .remove("ipv6");
+        },
+        at: "/data/addresses",
+        envelope_refuses: false,
+        rust_says: "missing field `ipv6`",
+    },
+    Mutation {
         what: "a node key one digit short",
         ty: EventType::KeyUsed,
         apply: |v| {
@@ -320,6 +342,32 @@ fn g05_mutated_examples_are_refused_by_the_schema_and_the_rust_type() {
             m.what
         );
     }
+}
+
+#[test]
+fn g07_a_node_registered_before_addresses_existed_still_reads() {
+    // R17 added `addresses` to NodeRegistered; logs written before have none. The example
+    // without it passes its schema and decodes with `addresses: None`, and re-serializes
+    // without the field (so its stored bytes, and hash, are unchanged).
+    let ex = common::examples()
+        .into_iter()
+        .find(|ex| ex.ty == EventType::NodeRegistered)
+        .expect("an example");
+    assert!(
+        ex.json["data"]["addresses"].is_object(),
+        "the example carries addresses"
+    );
+    let mut old = ex.json.clone();
+    data(&mut old).remove("addresses");
+    let errors = common::errors(&common::event_validator(ex.ty), &old);
+    assert!(errors.is_empty(), "{errors:?}");
+    let bytes = serde_json::to_vec(&old).expect("serializes");
+    let env = Envelope::from_json(&bytes).expect("decodes");
+    match &env.event {
+        authkeys_events::Event::NodeRegistered(e) => assert_eq!(e.addresses, None),
+        other => panic!("{other:?}"),
+    }
+    assert!(!String::from_utf8_lossy(&env.to_json()).contains("addresses"));
 }
 
 #[test]

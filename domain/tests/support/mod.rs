@@ -364,6 +364,18 @@ impl Given {
         self.command(register(key_id, nk, node))
     }
 
+    /// R17: from now on [`TAILNET`] hands out addresses from the first `size` offsets of
+    /// 100.64.0.0/10 only (offset 0 is reserved), forgetting every address it knew: call it
+    /// right after [`Given::tailnet`], to show exhaustion and reuse after quarantine.
+    pub fn address_pool(mut self, size: u32) -> Self {
+        self.state
+            .tailnets
+            .get_mut(&t1())
+            .expect("the tailnet exists")
+            .addresses = authkeys_domain::addresses::AddressPool::with_size(size);
+        self
+    }
+
     /// From now on it is `secs` after [`T0_MS`]. Time never goes backwards.
     pub fn at(mut self, secs: i64) -> Self {
         let t = at(secs);

@@ -282,6 +282,7 @@ fn change_settings(bytes: &[u8]) -> Reached {
         let AdminOp::ChangeSettings {
             devices_approval_on,
             devices_key_duration_days,
+            kept,
         } = &p.op
         else {
             panic!("change-settings parsed to {:?}", p.op)
@@ -291,6 +292,8 @@ fn change_settings(bytes: &[u8]) -> Reached {
             devices_key_duration_days.map(|d| i64::from(d.get())),
             dto.devices_key_duration_days
         );
+        assert_eq!(kept.https_enabled, dto.https_enabled);
+        assert_eq!(kept.acls_external_link, dto.acls_external_link);
     })
 }
 

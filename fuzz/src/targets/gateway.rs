@@ -3,7 +3,8 @@
 //! (`auth::token_text`, then `auth::presented` and `auth::verify`).
 //!
 //! The body types (`CreateKeyBody`, `AuthorizedBody`, `TagsBody`, `KeyExpiryBody`, `Empty`,
-//! `SettingsBody`, `AddUserBody`) are `pub` but live in private modules of the gateway, so they
+//! `AddUserBody`) are `pub` but live in private modules of the gateway (but `SettingsBody`, from
+//! `authkeys_gateway::tailnet`), so they
 //! are restated here with the same serde attributes; each decoded body is then turned into its
 //! admin command as the handler does, and parsed.
 //!
@@ -17,9 +18,10 @@ use std::fmt::Debug;
 use authkeys_events::{Hash, Timestamp};
 use authkeys_gateway::auth::{self, TokenRecord};
 use authkeys_gateway::body::{decode_json, query_bool, query_param};
+use authkeys_gateway::tailnet::SettingsBody;
 use authkeys_protocol::{
-    AddUserRequest, AuthorizeNodeRequest, Capabilities, ChangeSettingsRequest, ExpireNodeRequest,
-    GenerateKeyRequest, SetKeyExpiryRequest, SetTagsRequest,
+    AddUserRequest, AuthorizeNodeRequest, Capabilities, ExpireNodeRequest, GenerateKeyRequest,
+    SetKeyExpiryRequest, SetTagsRequest,
 };
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
@@ -68,16 +70,6 @@ struct KeyExpiryBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
-
-/// `PATCH /tailnet/{tailnet}/settings` (tailnet.rs).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SettingsBody {
-    #[serde(default)]
-    devices_approval_on: Option<bool>,
-    #[serde(default)]
-    devices_key_duration_days: Option<i64>,
-}
 
 /// `POST /tailnet/{tailnet}/users` (tailnet.rs).
 #[derive(Debug, Deserialize)]
@@ -200,12 +192,7 @@ fn bodies(bytes: &[u8]) -> Reached {
         ),
         5 => body_command(
             decode_json::<SettingsBody>(json, body),
-            |b| {
-                command!(ChangeSettingsRequest {
-                    devices_approval_on: b.devices_approval_on,
-                    devices_key_duration_days: b.devices_key_duration_days,
-                })
-            },
+            |b| b.request(COMMAND_ID.to_owned(), TAILNET.to_owned(), ACTOR.to_owned()),
             |r| parsed(r.parse()),
         ),
         _ => body_command(

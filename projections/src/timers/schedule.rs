@@ -524,6 +524,7 @@ mod tests {
             key_expiry_disabled: expires.is_none(),
             expires: expires.map(at),
             tailnet_lock_error: None,
+            addresses: None,
         }
     }
 

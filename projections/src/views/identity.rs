@@ -11,7 +11,9 @@ use authkeys_events::{
     UserId,
 };
 use authkeys_protocol::query::{TailnetInfo, TokenInfo};
-use authkeys_protocol::{SettingsView, role_str};
+use std::collections::HashMap;
+
+use authkeys_protocol::{SettingsView, User, UserDevices, role_str};
 use serde::{Deserialize, Serialize};
 
 use super::{RowChange, RowError, Table, View, key2, unknown_row};
@@ -34,6 +36,8 @@ pub struct UserRow {
     pub login_name: LoginName,
     /// Current role.
     pub role: Role,
+    /// When the user was added.
+    pub created: Timestamp,
 }
 
 /// An API token.
@@ -97,17 +101,61 @@ impl IdentityView {
         Some(TailnetInfo {
             id: tailnet.to_owned(),
             name: t.name.to_string(),
-            settings: SettingsView {
-                devices_approval_on: t.settings.devices_approval_on,
-                devices_key_duration_days: t.settings.devices_key_duration_days.get(),
-            },
+            settings: SettingsView::build(&t.settings),
         })
+    }
+
+    /// Up to `limit` users of `tailnet` after user id `after`, in user-id order, as the API shows
+    /// them (with what `devices` says of their devices), and the user id to continue after.
+    pub fn users_page(
+        &self,
+        tailnet: &str,
+        after: Option<&str>,
+        limit: usize,
+        devices: &HashMap<String, UserDevices>,
+    ) -> (Vec<User>, Option<String>) {
+        let prefix = format!("{tailnet}/");
+        let mut rows = self.users.with_prefix_after(&prefix, after);
+        let users: Vec<User> = rows
+            .by_ref()
+            .take(limit)
+            .map(|(k, u)| to_user(tailnet, &k[prefix.len()..], u, devices))
+            .collect();
+        let next = rows.next().and_then(|_| users.last().map(|u| u.id.clone()));
+        (users, next)
+    }
+
+    /// The user `user_id` of `tailnet` as the API shows it.
+    pub fn user_object(
+        &self,
+        tailnet: &str,
+        user_id: &str,
+        devices: &HashMap<String, UserDevices>,
+    ) -> Option<User> {
+        let u = self.users.get(&key2(tailnet, user_id))?;
+        Some(to_user(tailnet, user_id, u, devices))
     }
 
     /// The user `user_id` of `tailnet`: login name and current role.
     pub fn user(&self, tailnet: &str, user_id: &str) -> Option<&UserRow> {
         self.users.get(&key2(tailnet, user_id))
     }
+}
+
+fn to_user(
+    tailnet: &str,
+    user_id: &str,
+    u: &UserRow,
+    devices: &HashMap<String, UserDevices>,
+) -> User {
+    User::build(
+        tailnet,
+        user_id,
+        u.login_name.as_str(),
+        u.role,
+        u.created,
+        devices.get(user_id).copied().unwrap_or_default(),
+    )
 }
 
 impl View for IdentityView {
@@ -127,16 +175,7 @@ impl View for IdentityView {
             }
             Event::TailnetSettingsChanged(e) => {
                 if let Some(row) = self.tailnets.get_mut(t) {
-                    let s = &mut row.settings;
-                    if let Some(v) = e.devices_approval_on {
-                        s.devices_approval_on = v;
-                    }
-                    if let Some(v) = e.devices_key_duration_days {
-                        s.devices_key_duration_days = v;
-                    }
-                    if let Some(v) = e.tailnet_lock_on {
-                        s.tailnet_lock_on = v;
-                    }
+                    row.settings.apply(e);
                 }
             }
             Event::UserAdded(e) => {
@@ -145,6 +184,7 @@ impl View for IdentityView {
                     UserRow {
                         login_name: e.login_name.clone(),
                         role: e.role,
+                        created: env.time,
                     },
                 );
             }
@@ -206,8 +246,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use authkeys_events::{
-        ApiTokenIssued, ApiTokenRevoked, KeyDurationDays, TailnetCreated, TailnetSettingsChanged,
-        TokenId, UserAdded, UserRoleChanged,
+        ApiTokenIssued, ApiTokenRevoked, KeptSettings, KeyDurationDays, RouteSelection,
+        TailnetCreated, TailnetSettingsChanged, TokenId, UserAdded, UserRoleChanged,
     };
 
     use super::*;
@@ -227,6 +267,7 @@ mod tests {
                     devices_approval_on: false,
                     devices_key_duration_days: KeyDurationDays::DEFAULT,
                     tailnet_lock_on: false,
+                    kept: Default::default(),
                 },
             },
         ));
@@ -283,6 +324,11 @@ mod tests {
                 devices_approval_on: Some(true),
                 devices_key_duration_days: Some(KeyDurationDays::new(30).expect("valid")),
                 tailnet_lock_on: None,
+                kept: KeptSettings {
+                    https_enabled: Some(true),
+                    route_selection: Some(RouteSelection::RegionalRouting),
+                    ..Default::default()
+                },
             },
         ));
         let v = round_trip(&mut v, &mut stored);
@@ -290,12 +336,13 @@ mod tests {
         assert_eq!((t.role.as_str(), t.revoked), ("it-admin", true));
         let tn = v.tailnet("T1").expect("created");
         assert_eq!(tn.name, "example.com");
-        assert_eq!(
-            tn.settings,
-            SettingsView {
-                devices_approval_on: true,
-                devices_key_duration_days: 30
-            }
+        let s = &tn.settings;
+        assert!(s.devices_approval_on && s.https_enabled && s.regional_routing_on);
+        assert_eq!(s.devices_key_duration_days, 30);
+        assert_eq!(s.route_selection, RouteSelection::RegionalRouting);
+        assert!(
+            !s.users_approval_on && s.acls_external_link.is_empty(),
+            "defaults"
         );
         assert_eq!(v.token("tZ"), None);
         assert_eq!(v.tailnet("T2"), None);

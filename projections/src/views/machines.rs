@@ -7,7 +7,9 @@
 
 use authkeys_domain::state::node_of;
 use authkeys_events::{Envelope, Event, LoginName};
-use authkeys_protocol::Device;
+use std::collections::HashMap;
+
+use authkeys_protocol::{Device, MagicDns, UserDevices};
 use serde::{Deserialize, Serialize};
 
 use super::{RowChange, RowError, Table, View, key2, unknown_row};
@@ -42,11 +44,11 @@ impl Default for MachinesView {
 
 impl MachinesView {
     /// The tailnet's devices, by node id.
-    pub fn list(&self, tailnet: &str) -> Vec<Device> {
+    pub fn list(&self, tailnet: &str, dns: &MagicDns) -> Vec<Device> {
         let prefix = format!("{tailnet}/");
         self.devices
             .with_prefix(&prefix)
-            .map(|(k, row)| self.to_wire(tailnet, &k[prefix.len()..], row))
+            .map(|(k, row)| self.to_wire(tailnet, &k[prefix.len()..], row, dns))
             .collect()
     }
 
@@ -57,13 +59,14 @@ impl MachinesView {
         tailnet: &str,
         after: Option<&str>,
         limit: usize,
+        dns: &MagicDns,
     ) -> (Vec<Device>, Option<String>) {
         let prefix = format!("{tailnet}/");
         let mut rows = self.devices.with_prefix_after(&prefix, after);
         let devices: Vec<Device> = rows
             .by_ref()
             .take(limit)
-            .map(|(k, row)| self.to_wire(tailnet, &k[prefix.len()..], row))
+            .map(|(k, row)| self.to_wire(tailnet, &k[prefix.len()..], row, dns))
             .collect();
         let next = rows
             .next()
@@ -72,9 +75,22 @@ impl MachinesView {
     }
 
     /// The device `node_id` of `tailnet`.
-    pub fn get(&self, tailnet: &str, node_id: &str) -> Option<Device> {
+    pub fn get(&self, tailnet: &str, node_id: &str, dns: &MagicDns) -> Option<Device> {
         let row = self.devices.get(&key2(tailnet, node_id))?;
-        Some(self.to_wire(tailnet, node_id, row))
+        Some(self.to_wire(tailnet, node_id, row, dns))
+    }
+
+    /// What each user's devices say of them (untagged devices only: tagged ones belong to their
+    /// tags), by user id.
+    pub fn user_devices(&self, tailnet: &str) -> HashMap<String, UserDevices> {
+        let prefix = format!("{tailnet}/");
+        let mut out: HashMap<String, UserDevices> = HashMap::new();
+        for (_, n) in self.devices.with_prefix(&prefix) {
+            if n.tags.is_empty() {
+                out.entry(n.user_id.to_string()).or_default().add(n);
+            }
+        }
+        out
     }
 
     /// How many devices (all tailnets).
@@ -87,10 +103,10 @@ impl MachinesView {
         self.devices.is_empty()
     }
 
-    fn to_wire(&self, tailnet: &str, node_id: &str, n: &DeviceRow) -> Device {
+    fn to_wire(&self, tailnet: &str, node_id: &str, n: &DeviceRow, dns: &MagicDns) -> Device {
         let user = self.users.get(&key2(tailnet, n.user_id.as_str()));
         let login = user.map(|u| u.login_name.as_str()).unwrap_or_default();
-        Device::build(node_id, n, login)
+        Device::build(tailnet, node_id, n, login, dns)
     }
 
     fn node_mut(&mut self, tailnet: &str, node_id: &str) -> Option<&mut DeviceRow> {
@@ -184,6 +200,7 @@ mod tests {
             key_expiry_disabled: false,
             expires: Some(at(180 * 86_400)),
             tailnet_lock_error: Some("locked out".into()),
+            addresses: None,
         }
     }
 
@@ -193,7 +210,7 @@ mod tests {
         let mut v = MachinesView::default();
         let mut stored = BTreeMap::new();
         v.apply(&g.env(0, registered("n1", "ab")));
-        let d = v.get("T1", "n1").expect("registered");
+        let d = v.get("T1", "n1", &MagicDns::default()).expect("registered");
         assert_eq!(d.user, "", "user not known yet");
         assert_eq!(
             (d.authorized, d.is_ephemeral, d.connected_to_control),
@@ -234,11 +251,12 @@ mod tests {
             },
         ));
         let mut v = round_trip(&mut v, &mut stored);
-        let d = v.get("T1", "n1").expect("live");
+        let d = v.get("T1", "n1", &MagicDns::default()).expect("live");
         assert_eq!(d.user, "alice@example.com");
         assert_eq!(
             (d.authorized, d.connected_to_control, d.last_seen),
-            (true, true, Some(at(3)))
+            (true, true, None),
+            "lastSeen is omitted while connected, as Tailscale does"
         );
         assert_eq!(d.tailnet_lock_error, "");
         assert_eq!(d.tags, ["tag:web"]);
@@ -252,7 +270,12 @@ mod tests {
                 expires: None,
             },
         ));
-        assert_eq!(v.get("T1", "n1").expect("live").expires, NEVER_EXPIRES);
+        assert_eq!(
+            v.get("T1", "n1", &MagicDns::default())
+                .expect("live")
+                .expires,
+            NEVER_EXPIRES
+        );
         v.apply(&g.env(
             7,
             NodeReauthenticated {
@@ -273,7 +296,7 @@ mod tests {
             },
         ));
         v.apply(&g.env(9, NodeDisconnected { node_id: nid("n1") }));
-        let d = v.get("T1", "n1").expect("live");
+        let d = v.get("T1", "n1", &MagicDns::default()).expect("live");
         assert_eq!(
             (d.hostname.as_str(), d.auth_key_id.as_str()),
             ("web-2", "kB")
@@ -312,14 +335,14 @@ mod tests {
         ));
         let v = round_trip(&mut v, &mut stored);
         assert_eq!(
-            v.list("T1")
+            v.list("T1", &MagicDns::default())
                 .iter()
                 .map(|d| d.id.as_str())
                 .collect::<Vec<_>>(),
             ["n2"]
         );
-        assert_eq!(v.list("T2").len(), 1);
-        assert_eq!(v.get("T1", "n3"), None);
+        assert_eq!(v.list("T2", &MagicDns::default()).len(), 1);
+        assert_eq!(v.get("T1", "n3", &MagicDns::default()), None);
         assert!(
             stored.keys().all(|k| k != "device/T1/n1"),
             "deletion reached the rows"
@@ -338,7 +361,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let (page, next) = v.page("T1", after.as_deref(), 2);
+            let (page, next) = v.page("T1", after.as_deref(), 2, &MagicDns::default());
             assert!(page.len() <= 2);
             seen.extend(page.into_iter().map(|d| d.node_id));
             match next {
@@ -348,7 +371,7 @@ mod tests {
         }
         assert_eq!(seen, ["n1", "n2", "n3", "n4", "n5"]);
         assert_eq!(
-            v.page("T1", None, 5).1,
+            v.page("T1", None, 5, &MagicDns::default()).1,
             None,
             "an exact fit has no next page"
         );

@@ -273,6 +273,10 @@ struct CommandArgs {
     /// Run without the relay to JetStream.
     #[arg(long, env = "AUTHKEYS_NO_RELAY")]
     no_relay: bool,
+    /// The suffix of devices' MagicDNS names (`<machine>.tail<hex>.<suffix>`); the command
+    /// service and the projections must be given the same.
+    #[arg(long, env = "AUTHKEYS_DNS_SUFFIX", default_value = authkeys_protocol::DNS_SUFFIX_DEFAULT, value_parser = parse_dns_suffix)]
+    dns_suffix: authkeys_protocol::MagicDns,
     /// R02: how long an ephemeral node must have been disconnected before a timer may remove
     /// it (the timers' own setting should match; `30m`, `2s`, `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
@@ -301,6 +305,10 @@ struct ServeArgs {
     http: std::net::SocketAddr,
     #[command(flatten)]
     nats: NatsArgs,
+    /// The suffix of devices' MagicDNS names (`<machine>.tail<hex>.<suffix>`); the command
+    /// service and the projections must be given the same.
+    #[arg(long, env = "AUTHKEYS_DNS_SUFFIX", default_value = authkeys_protocol::DNS_SUFFIX_DEFAULT, value_parser = parse_dns_suffix)]
+    dns_suffix: authkeys_protocol::MagicDns,
     /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
     /// `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
@@ -318,6 +326,10 @@ struct TimersArgs {
     /// `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
     ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+fn parse_dns_suffix(s: &str) -> Result<authkeys_protocol::MagicDns, String> {
+    authkeys_protocol::MagicDns::new(s)
 }
 
 fn parse_registrar(s: &str) -> Result<RegistrarName, String> {
@@ -346,6 +358,10 @@ struct ProjectArgs {
     data: PathBuf,
     #[command(flatten)]
     nats: NatsArgs,
+    /// The suffix of devices' MagicDNS names (`<machine>.tail<hex>.<suffix>`); the command
+    /// service and the projections must be given the same.
+    #[arg(long, env = "AUTHKEYS_DNS_SUFFIX", default_value = authkeys_protocol::DNS_SUFFIX_DEFAULT, value_parser = parse_dns_suffix)]
+    dns_suffix: authkeys_protocol::MagicDns,
 }
 
 #[derive(Debug, Args)]
@@ -703,6 +719,7 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
         settings.relay = None;
     }
     settings.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
+    settings.command.dns = args.dns_suffix;
     let app = CommandRole::build(settings).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -720,6 +737,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     settings.timers.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
     settings.command.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
+    settings.command.command.dns = args.dns_suffix.clone();
+    settings.projections.dns = args.dns_suffix;
     crate::serve::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -742,7 +761,8 @@ async fn run_timers(args: TimersArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_project(args: ProjectArgs) -> anyhow::Result<ExitCode> {
-    let config = authkeys_projections::config::ProjectionConfig::new(args.data);
+    let mut config = authkeys_projections::config::ProjectionConfig::new(args.data);
+    config.dns = args.dns_suffix;
     let identity = args.nats.identity(Role::Project)?;
     run_nats_role(
         &args.nats.url,

@@ -38,11 +38,12 @@ fn user(id: &str, login: &str) -> Value {
 }
 
 fn service(id: &str) -> Value {
-    json!({ "id": id, "type": "SERVICE" })
+    json!({ "id": id, "type": "AUTOMATED_WORKER" })
 }
 
-fn node_actor() -> Value {
-    json!({ "id": "anonymous", "type": "NODE" })
+/// A registrar acting for node `id` (the stack's registrations are anonymous).
+fn node_actor(id: &str) -> Value {
+    json!({ "id": id, "type": "NODE" })
 }
 
 fn event_at(reader: &LogReader, seq: u64) -> anyhow::Result<Envelope> {
@@ -58,7 +59,8 @@ fn event_at(reader: &LogReader, seq: u64) -> anyhow::Result<Envelope> {
 async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
 -> anyhow::Result<()> {
     // Proves that GET /tailnet/-/logging/configuration answers Tailscale's wrapper and record
-    // shape with the actions the issue lists, every field as the scenario dictates, each record
+    // shape (verbs in `action`, `target.type`/`target.property`, Tailscale's origins and actor
+    // types), every field as the scenario dictates, each record
     // carrying the seq, hash and command id of its event in the log; that only Owners, Admins
     // and Auditors may read it; that bad windows are 400 {"message"}; and that a window selects
     // by event time.
@@ -192,7 +194,7 @@ async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
                action: &str,
                old: Option<Value>,
                new: Option<Value>| {
-        let mut r = json!({ "type": "CONFIG", "origin": origin, "actor": actor, "target": target, "action": action });
+        let mut r = json!({ "type": "CONFIG", "deferredAt": "0001-01-01T00:00:00Z", "origin": origin, "actor": actor, "target": target, "action": action });
         if let Some(v) = old {
             r["old"] = v;
         }
@@ -208,13 +210,13 @@ async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
         Value::from(logs.clone())
     );
     // Bootstrap: the tailnet, its Owner and the Owner's token.
-    expected.push(rec(&service("bootstrap"), "CONTROL", json!({"id": tailnet, "name": "example.com", "type": "TAILNET"}), "TAILNET.CREATE", None,
+    expected.push(rec(&service("bootstrap"), "CONTROL", json!({"id": tailnet, "name": "example.com", "type": "TAILNET"}), "CREATE", None,
         Some(json!({"devicesApprovalOn": false, "devicesKeyDurationDays": 180, "tailnetLockOn": false}))));
     expected.push(rec(
         &service("bootstrap"),
         "CONTROL",
         json!({"id": owner_id, "name": "owner@example.com", "type": "USER"}),
-        "USER.CREATE",
+        "CREATE",
         None,
         Some(json!({"role": "owner"})),
     ));
@@ -223,7 +225,7 @@ async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
         &service("bootstrap"),
         "CONTROL",
         t["target"].clone(),
-        "API_KEY.CREATE",
+        "CREATE",
         None,
         Some(t["new"].clone()),
     ));
@@ -245,34 +247,66 @@ async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
         };
         expected.push(rec(
             &o,
-            "API",
+            "CONFIG_API",
             json!({"id": id, "name": login, "type": "USER"}),
-            "USER.CREATE",
+            "CREATE",
             None,
             Some(json!({"role": role})),
         ));
         let t = api_token(&logs[i + 1], &id, login)?;
         expected.push(rec(
             &o,
-            "API",
+            "CONFIG_API",
             t["target"].clone(),
-            "API_KEY.CREATE",
+            "CREATE",
             None,
             Some(t["new"].clone()),
         ));
     }
-    expected.push(rec(&ad, "API", json!({"id": k1_id, "name": "ci pool", "type": "API_KEY"}), "API_KEY.CREATE", None,
-        Some(json!({"keyType": "auth", "userId": admin_id, "reusable": true, "ephemeral": false, "preauthorized": false,
-            "tags": ["tag:ci"], "expirySeconds": 3600, "expires": k1["expires"]}))));
-    expected.push(rec(&ad, "API", json!({"id": k2_id, "name": "laptop", "type": "API_KEY"}), "API_KEY.CREATE", None,
-        Some(json!({"keyType": "auth", "userId": admin_id, "reusable": false, "ephemeral": false, "preauthorized": false,
-            "tags": [], "expirySeconds": 7_776_000, "expires": k2["expires"]}))));
-    expected.push(rec(&node_actor(), "NODE", json!({"id": a, "name": "web-1", "type": "NODE"}), "NODE.CREATE", None,
-        Some(json!({"hostname": "web-1", "authKeyId": k1_id, "userId": admin_id, "tags": ["tag:ci"], "ephemeral": false,
-            "authorized": true, "keyExpiryDisabled": true, "expires": null}))));
-    expected.push(rec(&node_actor(), "NODE", json!({"id": b, "name": "laptop", "type": "NODE"}), "NODE.CREATE", None,
-        Some(json!({"hostname": "laptop", "authKeyId": k2_id, "userId": admin_id, "tags": [], "ephemeral": false,
-            "authorized": true, "keyExpiryDisabled": false, "expires": b_expires}))));
+    let auth_key = |description: &str, create: Value, expiry: u32, expires: &Value| {
+        json!({"keyType": "auth", "description": description, "userId": admin_id,
+            "expirySeconds": expiry, "expires": expires,
+            "capabilities": {"devices": {"create": create}}})
+    };
+    expected.push(rec(&ad, "CONFIG_API", json!({"id": k1_id, "name": "ci pool", "type": "API_KEY"}), "CREATE", None,
+        Some(auth_key("ci pool", json!({"reusable": true, "ephemeral": false, "preauthorized": false, "tags": ["tag:ci"]}),
+            3600, &k1["expires"]))));
+    expected.push(rec(
+        &ad,
+        "CONFIG_API",
+        json!({"id": k2_id, "name": "laptop", "type": "API_KEY"}),
+        "CREATE",
+        None,
+        Some(auth_key(
+            "laptop",
+            json!({"reusable": false, "ephemeral": false, "preauthorized": false, "tags": []}),
+            7_776_000,
+            &k2["expires"],
+        )),
+    ));
+    // A registration: the node is the actor, through the (anonymous) registrar; its addresses
+    // are drawn by the service: taken from the record, checked for form.
+    let registered = |record: &Value, mut new: Value| -> anyhow::Result<Value> {
+        if let Some(a) = record["new"].get("addresses") {
+            ensure!(
+                a.as_array()
+                    .is_some_and(|a| a.len() == 2 && a.iter().all(Value::is_string)),
+                "{record}"
+            );
+            new["addresses"] = a.clone();
+        }
+        Ok(new)
+    };
+    let from_registrar = |mut r: Value| {
+        r["actionDetails"] = json!("registrar anonymous");
+        r
+    };
+    expected.push(from_registrar(rec(&node_actor(&a), "NODE", json!({"id": a, "name": "web-1", "type": "NODE"}), "CREATE", None,
+        Some(registered(&logs[13], json!({"hostname": "web-1", "os": "linux", "userId": admin_id, "tags": ["tag:ci"],
+            "authKeyId": k1_id, "isEphemeral": false, "authorized": true, "keyExpiryDisabled": true, "expires": null}))?))));
+    expected.push(from_registrar(rec(&node_actor(&b), "NODE", json!({"id": b, "name": "laptop", "type": "NODE"}), "CREATE", None,
+        Some(registered(&logs[14], json!({"hostname": "laptop", "os": "linux", "userId": admin_id, "tags": [],
+            "authKeyId": k2_id, "isEphemeral": false, "authorized": true, "keyExpiryDisabled": false, "expires": b_expires}))?))));
     // What the Admin did over HTTP, in order.
     let node = |id: &str, name: &str, property: Option<&str>| {
         let mut target = json!({"id": id, "name": name, "type": "NODE"});
@@ -287,52 +321,31 @@ async fn configuration_audit_log_records_of_a_scripted_scenario_field_by_field()
     for (target, action, old, new) in [
         (
             web(Some("ACL_TAGS")),
-            "NODE.UPDATE.ACL_TAGS",
+            "UPDATE",
             Some(json!(["tag:ci"])),
             Some(json!(["tag:web"])),
         ),
-        (
-            laptop(Some("KEY_EXPIRY")),
-            "NODE.DISABLE.KEY_EXPIRY",
-            None,
-            Some(json!({"keyExpiryDisabled": true, "expires": null})),
-        ),
-        (
-            laptop(Some("KEY_EXPIRY")),
-            "NODE.ENABLE.KEY_EXPIRY",
-            None,
-            Some(json!({"keyExpiryDisabled": false, "expires": b_expires})),
-        ),
-        (
-            laptop(None),
-            "NODE.UNAPPROVE",
-            Some(json!(true)),
-            Some(json!(false)),
-        ),
-        (
-            laptop(None),
-            "NODE.APPROVE",
-            Some(json!(false)),
-            Some(json!(true)),
-        ),
+        (laptop(Some("KEY_EXPIRY")), "DISABLE", None, None),
+        (laptop(Some("KEY_EXPIRY")), "ENABLE", None, None),
+        (laptop(None), "REVOKE", None, None),
+        (laptop(None), "APPROVE", None, None),
         (
             laptop(Some("KEY_EXPIRY_TIME")),
-            "NODE.EXPIRED.KEY_EXPIRY_TIME",
+            "EXPIRED",
             None,
-            Some(json!({"expiredAt": expired_at})),
+            Some(expired_at),
         ),
-        (revoked, "API_KEY.REVOKE", None, None),
-        (
-            web(None),
-            "NODE.DELETE",
-            None,
-            Some(json!({"reason": "admin"})),
-        ),
+        (revoked, "REVOKE", None, None),
+        (web(None), "DELETE", None, None),
     ] {
-        expected.push(rec(&ad, "API", target, action, old, new));
+        let mut r = rec(&ad, "CONFIG_API", target, action, old, new);
+        if action == "DELETE" {
+            r["actionDetails"] = json!("reason: admin");
+        }
+        expected.push(r);
     }
-    expected.push(rec(&o, "API", json!({"id": tailnet, "name": "example.com", "type": "TAILNET", "property": "DEVICES_APPROVAL"}),
-        "TAILNET.UPDATE.DEVICES_APPROVAL", Some(json!(false)), Some(json!(true))));
+    expected.push(rec(&o, "CONFIG_API", json!({"id": tailnet, "name": "example.com", "type": "TAILNET", "property": "MACHINE_APPROVAL_NEEDED"}),
+        "ENABLE", None, None));
     ensure!(expected.len() == logs.len(), "{} expected", expected.len());
 
     let reader = LogReader::open(&s.log_path())?;

@@ -167,6 +167,8 @@ pub struct CommandConfig {
     /// inactivity timer that fires sooner, whatever deadline the timer names; keep it equal to
     /// the timers' `--ephemeral-inactivity-timeout`.
     pub ephemeral_inactivity_ms: u64,
+    /// Devices' MagicDNS names (`--dns-suffix`); the projections must use the same.
+    pub dns: authkeys_protocol::MagicDns,
 }
 
 /// 24 hours: the default [`CommandConfig::secret_replay_window_ms_max`].
@@ -184,6 +186,7 @@ impl Default for CommandConfig {
             token_lifetime_days: 90,
             secret_replay_window_ms_max: SECRET_REPLAY_WINDOW_MS_DEFAULT,
             ephemeral_inactivity_ms: EPHEMERAL_INACTIVITY_MS_DEFAULT,
+            dns: authkeys_protocol::MagicDns::default(),
         }
     }
 }
@@ -575,9 +578,10 @@ pub(crate) async fn device_reply(
     node_id: authkeys_events::NodeId,
 ) -> Answer {
     let missing = format!("device {node_id} not found");
+    let dns = ctx.config.dns.clone();
     let device = view(
         ctx,
-        move |s| wire::device_view(s, &tailnet, &node_id),
+        move |s| wire::device_view(s, &tailnet, &node_id, &dns),
         &missing,
     )
     .await?;

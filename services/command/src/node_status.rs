@@ -37,9 +37,10 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     )
     .await
     .map_err(super::refusal)?;
+    let dns = ctx.config.dns.clone();
     let device = super::view(
         ctx,
-        move |s| wire::device_by_node_key(s, &node_key),
+        move |s| wire::device_by_node_key(s, &node_key, &dns),
         "no node has this node key",
     )
     .await?;

@@ -9,7 +9,7 @@
 use authkeys_domain::{Command, Rejection};
 use authkeys_events::{Actor, ActorType, Event, NodeId, TailnetId};
 use authkeys_log::{AppendError, Committed};
-use authkeys_protocol::{self as wire, ErrorCode, ErrorReply, RegisterRequest};
+use authkeys_protocol::{ErrorCode, ErrorReply, RegisterRequest};
 
 use super::{Answer, Ctx, REGISTRAR_SCOPE, Request};
 use crate::directory::Verdict;
@@ -100,15 +100,5 @@ fn node_of(committed: &Committed) -> Option<(TailnetId, NodeId)> {
 async fn answer(ctx: &Ctx, committed: &Committed) -> Answer {
     let (tailnet, node_id) = node_of(committed)
         .ok_or_else(|| super::internal("read a registration's node", "no node event"))?;
-    let missing = format!("device {node_id} not found");
-    let device = super::view(
-        ctx,
-        move |s| wire::device_view(s, &tailnet, &node_id),
-        &missing,
-    )
-    .await?;
-    super::ok(&wire::DeviceReply {
-        ok: wire::True,
-        device,
-    })
+    super::device_reply(ctx, tailnet, node_id).await
 }

@@ -213,7 +213,7 @@ async fn malformed_payloads_are_bad_requests_that_name_the_field() -> anyhow::Re
         ),
         (
             subject::GENERATE_KEY,
-            adm(json!({"expirySeconds": 0, "capabilities": caps})),
+            adm(json!({"expirySeconds": -1, "capabilities": caps})),
             "expirySeconds",
         ),
         (
@@ -457,7 +457,16 @@ async fn admin_ops_answer_views_and_roles_are_checked() -> anyhow::Result<()> {
     let Reply::Ok(r) = r else {
         anyhow::bail!("connected refused")
     };
-    ensure!(r.device.connected_to_control && r.device.last_seen.is_some());
+    ensure!(
+        r.device.connected_to_control && r.device.last_seen.is_none(),
+        "connected: lastSeen omitted, as Tailscale does"
+    );
+    let disc = json!({"requestId": "disc-1", "nodeKey": node_key(1)});
+    let r: Reply<DeviceReply> = h.call(subject::NODE_DISCONNECTED, &disc).await?;
+    let Reply::Ok(r) = r else {
+        anyhow::bail!("disconnected refused")
+    };
+    ensure!(!r.device.connected_to_control && r.device.last_seen.is_some());
 
     let body = h.admin("del", json!({"nodeId": node}));
     let v: Reply<DeletedReply> = h.call(subject::DELETE_NODE, &body).await?;

@@ -59,13 +59,19 @@ pub fn decode_json<T: DeserializeOwned>(json: bool, bytes: &[u8]) -> Result<T, A
     authkeys_protocol::decode(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Whether the content type is `application/json` (parameters such as `charset` allowed).
+/// Whether the body is to be read as JSON: the content type is `application/json` (parameters
+/// such as `charset` allowed), or there is none — the `tailscale` CLI's key minting
+/// (`client/tailscale/keys.go` in tailscale/tailscale) POSTs its JSON without one, and
+/// Tailscale reads it (SPEC §5 "Compatibility"). Any other declared type is refused.
 pub fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    match headers.get(header::CONTENT_TYPE) {
+        None => true,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")),
+    }
 }
 
 /// The value of `name` in a query string (no percent-decoding: every parameter of this API is a
@@ -106,7 +112,7 @@ mod tests {
     #[test]
     fn content_type_must_be_json() {
         let mut h = HeaderMap::new();
-        assert!(!is_json(&h));
+        assert!(is_json(&h), "no Content-Type is read as JSON");
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),

@@ -55,13 +55,81 @@ pub struct KeyExpiryBody {
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-/// `?fields=default|all`: every field of this API's device is in both.
-fn check_fields(q: Option<&str>) -> Result<(), ApiError> {
+/// `?fields=default|all`: whether to add the fields of `all` (routes, connectivity).
+fn all_fields(q: Option<&str>) -> Result<bool, ApiError> {
     match query_param(q, "fields") {
-        None | Some("default" | "all" | "") => Ok(()),
+        None | Some("default" | "") => Ok(false),
+        Some("all") => Ok(true),
         Some(other) => Err(ApiError::bad_request(format!(
             "fields: must be default or all, not {other:?}"
         ))),
+    }
+}
+
+/// The device fields a list may be filtered by (`?tags=tag:a&isEphemeral=true`): every
+/// top-level field that is a string, a boolean or a list of strings, as Tailscale filters its
+/// device list by its fields (the Terraform provider's `tailscale_devices` `filter` blocks).
+const FILTERABLE: &[&str] = &[
+    "addresses",
+    "id",
+    "nodeId",
+    "user",
+    "name",
+    "hostname",
+    "clientVersion",
+    "updateAvailable",
+    "os",
+    "keyExpiryDisabled",
+    "authorized",
+    "isExternal",
+    "machineKey",
+    "nodeKey",
+    "blocksIncomingConnections",
+    "tags",
+    "tailnetLockError",
+    "tailnetLockKey",
+    "isEphemeral",
+    "connectedToControl",
+    "multipleConnections",
+    "authKeyId",
+];
+
+/// `?<field>=<value>…` of a device list: a device matches when, for every field named, one of
+/// its values equals the field (a list field: contains it). An unknown field is a 400.
+#[derive(Debug, Default)]
+struct Filters(Vec<(String, Vec<String>)>);
+
+impl Filters {
+    fn parse(q: Option<&str>) -> Result<Self, ApiError> {
+        let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+            if name == "fields" {
+                continue;
+            }
+            if !FILTERABLE.contains(&name.as_ref()) {
+                return Err(ApiError::bad_request(format!(
+                    "{name}: not a device field to filter by (one of {})",
+                    FILTERABLE.join(", ")
+                )));
+            }
+            match filters.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, values)) => values.push(value.into_owned()),
+                None => filters.push((name.into_owned(), vec![value.into_owned()])),
+            }
+        }
+        Ok(Self(filters))
+    }
+
+    fn matches(&self, device: &serde_json::Value) -> bool {
+        self.0.iter().all(|(name, values)| {
+            let field = &device[name.as_str()];
+            values.iter().any(|want| match field {
+                serde_json::Value::Array(items) => items.iter().any(|i| i.as_str() == Some(want)),
+                serde_json::Value::Bool(b) => want.parse::<bool>().is_ok_and(|w| w == *b),
+                serde_json::Value::String(s) => s == want,
+                _ => false,
+            })
+        })
     }
 }
 
@@ -76,7 +144,8 @@ pub(super) async fn list(
     Path(tailnet): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    check_fields(q.as_deref())?;
+    let all = all_fields(q.as_deref())?;
+    let filters = Filters::parse(q.as_deref())?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     // The view answers in pages (NATS replies stay under 1 MiB); the API answers one list.
     let mut devices = Vec::new();
@@ -91,7 +160,21 @@ pub(super) async fn list(
                 min_seq: Some(authed.head),
             })
             .await?;
-        devices.extend(page.devices);
+        for device in page.devices {
+            let device = if all {
+                device.with_all_fields()
+            } else {
+                device
+            };
+            if filters.0.is_empty()
+                || filters.matches(
+                    &serde_json::to_value(&device)
+                        .map_err(|e| ApiError::internal("filter devices", e))?,
+                )
+            {
+                devices.push(device);
+            }
+        }
         match page.next {
             Some(next) => after = Some(next),
             None => break,
@@ -109,7 +192,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    check_fields(q.as_deref())?;
+    let all = all_fields(q.as_deref())?;
     let node_id = node_id(&id)?;
     let one = shared
         .nats
@@ -119,7 +202,11 @@ pub(super) async fn get(
             min_seq: Some(authed.head),
         })
         .await?;
-    Ok(json(&one.device))
+    Ok(json(&if all {
+        one.device.with_all_fields()
+    } else {
+        one.device
+    }))
 }
 
 pub(super) async fn delete(
@@ -138,14 +225,15 @@ pub(super) async fn delete(
     Ok(StatusCode::OK.into_response())
 }
 
-/// Sends a device op and answers the device after it.
+/// Sends a device op and answers as Tailscale does: 200 with an empty JSON object
+/// (`publicapi/device.md`: "The response body is currently an empty JSON object").
 async fn device_op(
     shared: &AppState,
     subject: &'static str,
     request: &impl Serialize,
 ) -> Result<Response, ApiError> {
-    let reply: DeviceReply = shared.nats.request(subject, request).await?;
-    Ok(json(&reply.device))
+    let _: DeviceReply = shared.nats.request(subject, request).await?;
+    Ok(json(&serde_json::Map::new()))
 }
 
 pub(super) async fn authorize(
@@ -212,13 +300,38 @@ pub(super) async fn expire(
         actor: authed.caller.user_id.clone(),
         node_id: node_id(&id)?.to_string(),
     };
-    device_op(&shared, subject::EXPIRE_NODE, &request).await
+    // Tailscale answers an expiry with an empty body, as a delete.
+    let _: DeviceReply = shared.nats.request(subject::EXPIRE_NODE, &request).await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::body::decode_json;
+    use serde_json::json;
+
+    #[test]
+    fn filters_match_fields_lists_and_booleans() {
+        let d = json!({"hostname": "web", "tags": ["tag:a", "tag:b"], "isEphemeral": true});
+        let f = |q: &str| Filters::parse(Some(q)).expect("valid");
+        assert!(f("fields=all").matches(&d));
+        assert!(f("hostname=web").matches(&d));
+        assert!(!f("hostname=db").matches(&d));
+        assert!(
+            f("hostname=db&hostname=web").matches(&d),
+            "values of one field: any"
+        );
+        assert!(
+            f("tags=tag%3Ab&isEphemeral=true").matches(&d),
+            "fields: all"
+        );
+        assert!(!f("tags=tag:b&isEphemeral=false").matches(&d));
+        assert!(!f("isEphemeral=yes").matches(&d));
+        let e = Filters::parse(Some("colour=red")).expect_err("unknown field");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.starts_with("colour"), "{}", e.message);
+    }
 
     #[test]
     fn tags_null_is_no_tags_and_fields_are_checked() {
@@ -229,10 +342,10 @@ mod tests {
         let e =
             decode_json::<KeyExpiryBody>(true, br#"{"keyExpiryDisabled":1}"#).expect_err("type");
         assert!(e.message.starts_with("keyExpiryDisabled"), "{}", e.message);
-        assert!(check_fields(Some("fields=all")).is_ok());
-        assert!(check_fields(None).is_ok());
+        assert!(all_fields(Some("fields=all")).expect("all"));
+        assert!(!all_fields(None).expect("default"));
         assert_eq!(
-            check_fields(Some("fields=some")).expect_err("bad").status,
+            all_fields(Some("fields=some")).expect_err("bad").status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(

@@ -48,7 +48,8 @@ pub mod nats;
 mod devices;
 mod keys;
 mod logging;
-mod tailnet;
+pub mod tailnet;
+mod users;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -370,7 +371,11 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
             "/tailnet/{tailnet}/settings",
             get(tailnet::get_settings).patch(tailnet::patch_settings),
         )
-        .route("/tailnet/{tailnet}/users", post(tailnet::add_user))
+        .route(
+            "/tailnet/{tailnet}/users",
+            post(tailnet::add_user).get(users::list),
+        )
+        .route("/users/{id}", get(users::get))
         .route(
             "/tailnet/{tailnet}/logging/configuration",
             get(logging::configuration),

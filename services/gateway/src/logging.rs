@@ -1,19 +1,24 @@
-//! `GET /tailnet/{tailnet}/logging/configuration?start=&end=`: the configuration audit log in
-//! Tailscale's shape, `{"version": "1.1", "tailnet": <name>, "logs": [record, …]}`, records as
-//! [`authkeys_audit::records`] derives them from the log, each with its event's `seq` and `hash`.
-//! Owners, Admins and Auditors only (403 otherwise); `start` and `end` are required RFC 3339
-//! instants, `start` ≤ `end`, both inclusive (400 otherwise).
+//! `GET /tailnet/{tailnet}/logging/configuration?start=&end=[&actor=…][&target=…][&event=…]`:
+//! the configuration audit log in Tailscale's shape, `{"version": "1.1", "tailnet": <name>,
+//! "logs": [record, …]}`, records as [`authkeys_audit::records`] derives them from the log, each
+//! with its event's `seq` and `hash`. Owners, Admins and Auditors only (403 otherwise); `start`
+//! and `end` are required RFC 3339 instants, `start` ≤ `end`, both inclusive (400 otherwise; a
+//! repeated one counts once, the first, as Go's `url.Values.Get` reads it). `actor`, `target`
+//! and `event` are Tailscale's filters, each repeatable, applied here to the window's records
+//! ([`authkeys_audit::records::Filter`] says how they match; no value is refused). Other
+//! parameters are ignored.
 //!
 //! Derived from the log itself, over `authkeys.log.read` (checked page by page), not from a view:
 //! every record is then exactly an event an auditor can verify. The cost is kept to the window:
 //! the gateway keeps, across requests, the names records need (user logins, machine names, key
-//! descriptions: immutable per id, so names folded up to the head are right for any window) and
+//! descriptions: immutable per id, or kept by seq, so names folded up to the head are right for
+//! any window) and
 //! a sparse index of event times (one entry per page of the log); event times never go
 //! backwards, so a request reads from the last indexed page that starts before `start` until the
 //! first event after `end`. The first request after a start folds the whole log once (about as
 //! fast as a projection rebuild); later ones read only what was appended since, plus the window.
-//! Memory: the names (one per user, node, key, token) and at most `head / page` index entries
-//! per tailnet.
+//! Memory: the names (one per user, node, key, token, and one per change of the key duration,
+//! whose record shows the value before) and at most `head / page` index entries per tailnet.
 //!
 //! # Per tailnet, bounded (issue 11, finding 9)
 //!
@@ -25,13 +30,13 @@
 //! once (a tailnet waits for its own turn before it takes one of those slots, so one tailnet's
 //! auditors hold at most one). A tailnet's names and index hold only its own events.
 
-use authkeys_audit::records::{Record, Recorder};
+use authkeys_audit::records::{Filter, Record, Recorder};
 use authkeys_events::Timestamp;
 use authkeys_protocol::log::LogClient;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -42,7 +47,8 @@ use super::{AppState, Authed, json, resolved_tailnet};
 
 /// Events per `authkeys.log.read` page (the service's maximum).
 const PAGE_EVENTS_MAX: u64 = 1_000;
-/// Records one answer may hold; a wider window is refused with 400 (narrow it).
+/// Records one answer may hold (after the filters); a wider window is refused with 400 (narrow
+/// it).
 pub const RECORDS_MAX: usize = 50_000;
 /// Longest wait for one page of the log.
 const PAGE_WAIT_MS_MAX: u64 = 10_000;
@@ -119,11 +125,33 @@ struct Folded {
     index: Vec<(u64, Timestamp)>,
 }
 
-/// `?start=&end=`.
-#[derive(Debug, Deserialize)]
-pub struct Window {
+/// `?start=&end=` and the filters.
+#[derive(Debug, Default)]
+struct Window {
     start: Option<String>,
     end: Option<String>,
+    filter: Filter,
+}
+
+impl Window {
+    /// From the query's pairs, percent-decoded, in order.
+    fn parse(pairs: Vec<(String, String)>) -> Self {
+        let mut w = Self::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "start" => {
+                    w.start.get_or_insert(value);
+                }
+                "end" => {
+                    w.end.get_or_insert(value);
+                }
+                _ => {
+                    w.filter.add(&name, &value);
+                }
+            }
+        }
+        w
+    }
 }
 
 fn instant(name: &str, value: Option<&str>) -> Result<Timestamp, ApiError> {
@@ -141,8 +169,10 @@ pub(crate) async fn configuration(
     State(shared): State<AppState>,
     authed: Authed,
     Path(path): Path<String>,
-    Query(window): Query<Window>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let window = Window::parse(pairs);
     let info = resolved_tailnet(&shared, &authed, &path).await?;
     if !matches!(authed.caller.role.as_str(), "owner" | "admin" | "auditor") {
         return Err(ApiError::new(
@@ -164,7 +194,14 @@ pub(crate) async fn configuration(
     let tailnet = authed.caller.tailnet.as_str();
     let mut turn = shared.audit.acquire(tailnet).await?;
     catch_up(&log, &mut turn.folded, tailnet).await?;
-    let logs = window_records(&log, &mut turn.folded, tailnet, start, end).await?;
+    let logs = window_records(
+        &log,
+        &mut turn.folded,
+        tailnet,
+        (start, end),
+        &window.filter,
+    )
+    .await?;
     drop(turn);
     Ok(json(&serde_json::json!({
         "version": "1.1",
@@ -202,19 +239,19 @@ async fn catch_up(log: &LogClient, f: &mut Folded, tailnet: &str) -> Result<(), 
             f.index.push((first.seq.get(), first.time));
         }
         for env in ours {
-            f.names.records(env);
+            f.names.fold(env);
         }
         f.next += page.events.len() as u64;
     }
 }
 
-/// The records of `tailnet` with `start ≤ eventTime ≤ end`, in log order.
+/// The records of `tailnet` with `start ≤ eventTime ≤ end` that pass `filter`, in log order.
 async fn window_records(
     log: &LogClient,
     f: &mut Folded,
     tailnet: &str,
-    start: Timestamp,
-    end: Timestamp,
+    (start, end): (Timestamp, Timestamp),
+    filter: &Filter,
 ) -> Result<Vec<Record>, ApiError> {
     // Every event before the last indexed event earlier than `start` is earlier than `start`.
     let from = match f.index.partition_point(|(_, t)| *t < start) {
@@ -234,7 +271,9 @@ async fn window_records(
                 return Ok(out);
             }
             if env.time >= start && env.tailnet.as_str() == tailnet {
-                push(&mut out, f.names.records(env))?;
+                let mut records = f.names.records(env);
+                records.retain(|r| filter.matches(r));
+                push(&mut out, records)?;
             }
         }
     }
@@ -258,6 +297,32 @@ mod tests {
 
     /// Bound on a wait that must end at once; generous for a loaded machine.
     const PROMPT_MS_MAX: u64 = 5_000;
+
+    #[test]
+    fn the_query_gives_the_window_and_repeatable_filters() {
+        let pairs = |q: &[(&str, &str)]| {
+            q.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let w = Window::parse(pairs(&[
+            ("start", "2026-01-01T00:00:00Z"),
+            ("event", "NODE.CREATE"),
+            ("start", "2027-01-01T00:00:00Z"),
+            ("actor", "u1"),
+            ("actor", "~bob"),
+            ("unknown", "x"),
+        ]));
+        // A repeated start counts once, the first (Go's `url.Values.Get`).
+        assert_eq!(w.start.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(w.end, None);
+        let mut want = Filter::default();
+        for (k, v) in [("event", "NODE.CREATE"), ("actor", "u1"), ("actor", "~bob")] {
+            assert!(want.add(k, v));
+        }
+        assert_eq!(w.filter, want);
+        assert!(Window::parse(pairs(&[("unknown", "x")])).filter.is_empty());
+    }
 
     #[tokio::test]
     async fn finding_09_a_slow_audit_read_of_one_tailnet_does_not_block_another() {

@@ -25,7 +25,9 @@ pub(crate) async fn info(shared: &Shared, authed: &Authed) -> Result<TailnetInfo
     Ok(body.tailnet)
 }
 
-/// `PATCH /tailnet/{tailnet}/settings`: absent fields stay as they are.
+/// `PATCH /tailnet/{tailnet}/settings`: every field of Tailscale's settings object; absent and
+/// `null` fields stay as they are (the Go client always sends `aclsExternallyManagedOn` and
+/// `aclsExternalLink`, `null` when unset: tailscale-client-go-v2 `tailnet_settings.go`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsBody {
@@ -35,6 +37,65 @@ pub struct SettingsBody {
     /// R14: 1 to 180.
     #[serde(default)]
     pub devices_key_duration_days: Option<i64>,
+    /// Kept (as every field below).
+    #[serde(default)]
+    pub devices_auto_updates_on: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub users_approval_on: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub users_role_allowed_to_join_external_tailnets: Option<String>,
+    /// Kept.
+    #[serde(default)]
+    pub network_flow_logging_on: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub regional_routing_on: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub posture_identity_collection_on: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub https_enabled: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub route_selection: Option<String>,
+    /// Kept.
+    #[serde(default)]
+    pub acls_externally_managed_on: Option<bool>,
+    /// Kept.
+    #[serde(default)]
+    pub acls_external_link: Option<String>,
+}
+
+impl SettingsBody {
+    /// The settings command of this body, for `actor` of `tailnet`.
+    pub fn request(
+        self,
+        command_id: String,
+        tailnet: String,
+        actor: String,
+    ) -> ChangeSettingsRequest {
+        ChangeSettingsRequest {
+            command_id,
+            tailnet,
+            actor,
+            devices_approval_on: self.devices_approval_on,
+            devices_key_duration_days: self.devices_key_duration_days,
+            devices_auto_updates_on: self.devices_auto_updates_on,
+            users_approval_on: self.users_approval_on,
+            users_role_allowed_to_join_external_tailnets: self
+                .users_role_allowed_to_join_external_tailnets,
+            network_flow_logging_on: self.network_flow_logging_on,
+            regional_routing_on: self.regional_routing_on,
+            posture_identity_collection_on: self.posture_identity_collection_on,
+            https_enabled: self.https_enabled,
+            route_selection: self.route_selection,
+            acls_externally_managed_on: self.acls_externally_managed_on,
+            acls_external_link: self.acls_external_link,
+        }
+    }
 }
 
 /// `POST /tailnet/{tailnet}/users`.
@@ -76,13 +137,11 @@ pub(super) async fn patch_settings(
     JsonBody(body): JsonBody<SettingsBody>,
 ) -> Result<Response, ApiError> {
     resolve_tailnet(&shared, &authed, &tailnet).await?;
-    let request = ChangeSettingsRequest {
-        command_id: command_id(&headers)?,
-        tailnet: authed.caller.tailnet.clone(),
-        actor: authed.caller.user_id.clone(),
-        devices_approval_on: body.devices_approval_on,
-        devices_key_duration_days: body.devices_key_duration_days,
-    };
+    let request = body.request(
+        command_id(&headers)?,
+        authed.caller.tailnet.clone(),
+        authed.caller.user_id.clone(),
+    );
     let reply: SettingsReply = shared
         .nats
         .request(subject::CHANGE_SETTINGS, &request)

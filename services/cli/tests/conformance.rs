@@ -1,0 +1,636 @@
+//! Conformance with the clients people already use (issue 13, SPEC §5 "Compatibility"): the
+//! exact requests each client sends, replayed through the real binary (`authkeys serve` on a
+//! real nats-server), and our answers checked against the shapes those clients decode.
+//!
+//! Sources of the request and answer shapes (read from the clients' code):
+//! - Tailscale's Go client `tailscale-client-go-v2`: `keys.go` (`CreateKeyRequest`, `Key`),
+//!   `devices.go` (`Device`, `SetAuthorized`, `SetTags`, `SetKey`, `Delete`),
+//!   `tailnet_settings.go` (`TailnetSettings`, `UpdateTailnetSettingsRequest`), `users.go`.
+//! - Its Terraform provider `terraform-provider-tailscale`: `tailscale/data_source_device.go`
+//!   (the first device whose `name` — the full MagicDNS name — or `hostname` equals the
+//!   argument), `tailscale/data_source_devices.go` (`name_prefix`, `filter` blocks).
+//! - The `tailscale` CLI's key minting, `client/tailscale/keys.go` in tailscale/tailscale
+//!   (`CreateKeyWithExpiry`: no `Content-Type`, HTTP Basic, `expirySeconds` omitted when 0, and
+//!   only 200 is success).
+//! - The PyPI `tailscale` client 1.0.0 (`tests/pypi_client.py`, run unchanged).
+
+mod api_support;
+mod proc_support;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{Context, ensure};
+use api_support::{Answer, is_rfc3339, send};
+use authkeys_tests::NatsServer;
+use base64::Engine as _;
+use bytes::Bytes;
+use proc_support::{Procs, authkeys, bootstrapped, free_port, get_ok, http, register};
+use serde_json::{Value, json};
+
+/// `authkeys serve` on a fresh bootstrapped data dir.
+struct Served {
+    nats: NatsServer,
+    _dir: tempfile::TempDir,
+    _procs: Procs,
+    port: u16,
+    token: String,
+}
+
+async fn serve() -> anyhow::Result<Served> {
+    let (nats, dir, data, token) = bootstrapped("data")?;
+    let port = free_port()?;
+    let procs = Procs(vec![
+        authkeys()
+            .args(["serve", "--nats", &nats.url()])
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(&data)
+            .spawn()?,
+    ]);
+    get_ok(port, "/api/v2/tailnet/-/keys", &token).await?;
+    Ok(Served {
+        nats,
+        _dir: dir,
+        _procs: procs,
+        port,
+        token,
+    })
+}
+
+impl Served {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Answer> {
+        http(self.port, method, path, &self.token, body).await
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let a = self.call(method, path, body).await?;
+        ensure!(a.status == 200, "{method} {path}: {} {}", a.status, a.body);
+        Ok(a.body)
+    }
+
+    /// A key with `create` capabilities, registered as `hostname` with node key `n`: the device.
+    async fn node(&self, create: Value, hostname: &str, n: u8) -> anyhow::Result<Value> {
+        let key = self
+            .ok(
+                "POST",
+                "/api/v2/tailnet/-/keys",
+                Some(json!({"capabilities": {"devices": {"create": create}}})),
+            )
+            .await?;
+        let secret = key["key"].as_str().context("key")?;
+        let node_key = format!("nodekey:{}", format!("{n:02x}").repeat(32));
+        register(&self.nats.url(), secret, hostname, Some(&node_key))
+    }
+}
+
+/// What a client decodes a field as.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Str,
+    Bool,
+    Num,
+    Strs,
+    Obj,
+    /// Go's `time.Time` (RFC 3339).
+    Time,
+    /// Go's `time.Time` or the client's `Time`, may be absent: zero.
+    OptTime,
+}
+
+/// A time Go's `time.Time` decodes: RFC 3339, including its zero time (a device whose expiry is
+/// disabled, as Tailscale shows it).
+fn go_time(v: &Value) -> bool {
+    is_rfc3339(v) || v == authkeys_protocol::NEVER_EXPIRES
+}
+
+/// Every field of `shape` is in `v` with a value its client decodes as its kind.
+fn decodes_as(v: &Value, shape: &[(&str, Kind)], what: &str) -> anyhow::Result<()> {
+    for (field, kind) in shape {
+        let f = &v[*field];
+        let ok = match kind {
+            Kind::Str => f.is_string(),
+            Kind::Bool => f.is_boolean(),
+            Kind::Num => f.is_number(),
+            Kind::Strs => f.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            Kind::Obj => f.is_object(),
+            Kind::Time => go_time(f),
+            Kind::OptTime => f.is_null() || go_time(f),
+        };
+        ensure!(ok, "{what}.{field}: not a {kind:?} in {v}");
+    }
+    Ok(())
+}
+
+/// The Go client's `Key` (`keys.go`).
+const GO_KEY: &[(&str, Kind)] = &[
+    ("id", Kind::Str),
+    ("keyType", Kind::Str),
+    ("description", Kind::Str),
+    ("expirySeconds", Kind::Num),
+    ("created", Kind::Time),
+    ("expires", Kind::Time),
+    ("revoked", Kind::OptTime),
+    ("invalid", Kind::Bool),
+    ("capabilities", Kind::Obj),
+    ("userId", Kind::Str),
+];
+
+/// The Go client's `Device` (`devices.go`); the Terraform provider reads the same fields.
+const GO_DEVICE: &[(&str, Kind)] = &[
+    ("addresses", Kind::Strs),
+    ("name", Kind::Str),
+    ("id", Kind::Str),
+    ("nodeId", Kind::Str),
+    ("authorized", Kind::Bool),
+    ("user", Kind::Str),
+    ("tags", Kind::Strs),
+    ("keyExpiryDisabled", Kind::Bool),
+    ("blocksIncomingConnections", Kind::Bool),
+    ("clientVersion", Kind::Str),
+    ("created", Kind::Time),
+    ("expires", Kind::Time),
+    ("hostname", Kind::Str),
+    ("isEphemeral", Kind::Bool),
+    ("isExternal", Kind::Bool),
+    ("lastSeen", Kind::OptTime),
+    ("machineKey", Kind::Str),
+    ("nodeKey", Kind::Str),
+    ("os", Kind::Str),
+    ("tailnetLockError", Kind::Str),
+    ("tailnetLockKey", Kind::Str),
+    ("updateAvailable", Kind::Bool),
+];
+
+/// The fields `?fields=all` adds (`devices.go`: "only included in listings when querying `all`").
+const GO_DEVICE_ALL: &[(&str, Kind)] = &[
+    ("advertisedRoutes", Kind::Strs),
+    ("enabledRoutes", Kind::Strs),
+    ("clientConnectivity", Kind::Obj),
+];
+
+/// The Go client's `TailnetSettings` (`tailnet_settings.go`).
+const GO_SETTINGS: &[(&str, Kind)] = &[
+    ("aclsExternallyManagedOn", Kind::Bool),
+    ("aclsExternalLink", Kind::Str),
+    ("devicesApprovalOn", Kind::Bool),
+    ("devicesAutoUpdatesOn", Kind::Bool),
+    ("devicesKeyDurationDays", Kind::Num),
+    ("usersApprovalOn", Kind::Bool),
+    ("usersRoleAllowedToJoinExternalTailnets", Kind::Str),
+    ("networkFlowLoggingOn", Kind::Bool),
+    ("regionalRoutingOn", Kind::Bool),
+    ("postureIdentityCollectionOn", Kind::Bool),
+    ("httpsEnabled", Kind::Bool),
+    ("routeSelection", Kind::Str),
+];
+
+/// Tailscale's user object (the API's user shape; the PyPI client's `TailscaleUser`).
+const USER: &[(&str, Kind)] = &[
+    ("id", Kind::Str),
+    ("displayName", Kind::Str),
+    ("loginName", Kind::Str),
+    ("profilePicUrl", Kind::Str),
+    ("tailnetId", Kind::Str),
+    ("created", Kind::Time),
+    ("type", Kind::Str),
+    ("role", Kind::Str),
+    ("status", Kind::Str),
+    ("deviceCount", Kind::Num),
+    ("currentlyConnected", Kind::Bool),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_creation_as_the_cli_go_client_and_terraform_send_it() -> anyhow::Result<()> {
+    let s = serve().await?;
+    let keys = "/api/v2/tailnet/-/keys";
+
+    // The `tailscale` CLI (client/tailscale/keys.go): HTTP Basic with the token as user name, no
+    // Content-Type, `expirySeconds` left out (omitempty at 0); only 200 is success.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:", s.token));
+    let cli_body = r#"{"capabilities":{"devices":{"create":{"reusable":true,"ephemeral":true,"preauthorized":true,"tags":["tag:ci"]}}}}"#;
+    let a = send(
+        s.port,
+        "POST",
+        keys,
+        &[("authorization".to_owned(), format!("Basic {basic}"))],
+        Bytes::from_static(cli_body.as_bytes()),
+    )
+    .await?;
+    ensure!(
+        a.status == 200,
+        "the CLI's key minting: {} {:?}",
+        a.status,
+        a.raw
+    );
+    let cli_key: Value = serde_json::from_slice(&a.raw)?;
+    decodes_as(&cli_key, GO_KEY, "cli key")?;
+    ensure!(
+        cli_key["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("tskey-auth-"))
+    );
+    ensure!(
+        cli_key["capabilities"]["devices"]["create"]
+            == json!({"reusable": true, "ephemeral": true, "preauthorized": true, "tags": ["tag:ci"]}),
+        "{cli_key}"
+    );
+
+    // The Go client's CreateAuthKey (keys.go: `ExpirySeconds int64` without omitempty, so 0;
+    // `Tags []string` nil, so null; `Description` ""): 90 days, the default (Terraform's docs).
+    let go_body = r#"{"capabilities":{"devices":{"create":{"reusable":false,"ephemeral":false,"tags":null,"preauthorized":false}}},"expirySeconds":0,"description":""}"#;
+    let a = send(
+        s.port,
+        "POST",
+        keys,
+        &[
+            ("authorization".to_owned(), format!("Bearer {}", s.token)),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ],
+        Bytes::from_static(go_body.as_bytes()),
+    )
+    .await?;
+    ensure!(a.status == 200, "Go CreateAuthKey: {} {}", a.status, a.body);
+    decodes_as(&a.body, GO_KEY, "go key")?;
+    ensure!(
+        a.body["expirySeconds"] == 7_776_000,
+        "R08 default: {}",
+        a.body
+    );
+    let go_id = a.body["id"].as_str().context("id")?.to_owned();
+
+    // A negative expiry is still refused, naming the field; the log does not change.
+    let bad = json!({"capabilities": {"devices": {"create": {}}}, "expirySeconds": -5});
+    let a = s.call("POST", keys, Some(bad)).await?;
+    ensure!(
+        a.status == 400
+            && a.body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("expirySeconds")),
+        "{a:?}"
+    );
+
+    // Keys().List(ctx, true), Get, Delete.
+    let list = s.ok("GET", &format!("{keys}?all=true"), None).await?;
+    let listed = list["keys"].as_array().context("keys")?;
+    ensure!(listed.len() == 2, "{list}");
+    for k in listed {
+        decodes_as(k, GO_KEY, "listed key")?;
+        ensure!(k.get("key").is_none(), "no secret after creation: {k}");
+    }
+    decodes_as(
+        &s.ok("GET", &format!("{keys}/{go_id}"), None).await?,
+        GO_KEY,
+        "got key",
+    )?;
+    let a = s.call("DELETE", &format!("{keys}/{go_id}"), None).await?;
+    ensure!(a.status == 200, "{a:?}");
+    let revoked = s.ok("GET", &format!("{keys}/{go_id}"), None).await?;
+    decodes_as(&revoked, GO_KEY, "revoked key")?;
+    ensure!(
+        revoked["invalid"] == true && is_rfc3339(&revoked["revoked"]),
+        "{revoked}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_as_the_go_client_and_terraform_send_them() -> anyhow::Result<()> {
+    let s = serve().await?;
+    let path = "/api/v2/tailnet/-/settings";
+    let fresh = s.ok("GET", path, None).await?;
+    decodes_as(&fresh, GO_SETTINGS, "settings")?;
+    ensure!(
+        fresh["routeSelection"] == "active-passive-failover"
+            && fresh["usersRoleAllowedToJoinExternalTailnets"] == "member"
+            && fresh["devicesKeyDurationDays"] == 180,
+        "defaults: {fresh}"
+    );
+
+    // Update (tailnet_settings.go): the two ACL fields have no omitempty, so they are always
+    // sent, null when unset; null leaves a field as it is.
+    let update = json!({"aclsExternallyManagedOn": null, "aclsExternalLink": null, "devicesApprovalOn": true});
+    let answer = s.ok("PATCH", path, Some(update)).await?;
+    decodes_as(&answer, GO_SETTINGS, "settings after PATCH")?;
+    ensure!(
+        answer["devicesApprovalOn"] == true && answer["aclsExternalLink"] == "",
+        "{answer}"
+    );
+
+    // `tailscale_tailnet_settings` applying every field: kept, stored and returned.
+    let all = json!({
+        "aclsExternallyManagedOn": true,
+        "aclsExternalLink": "https://github.com/example/acls",
+        "devicesApprovalOn": false,
+        "devicesAutoUpdatesOn": true,
+        "devicesKeyDurationDays": 30,
+        "usersApprovalOn": true,
+        "usersRoleAllowedToJoinExternalTailnets": "none",
+        "networkFlowLoggingOn": true,
+        "regionalRoutingOn": true,
+        "postureIdentityCollectionOn": true,
+        "httpsEnabled": true,
+    });
+    s.ok("PATCH", path, Some(all.clone())).await?;
+    let got = s.ok("GET", path, None).await?;
+    for (field, value) in all.as_object().context("object")? {
+        ensure!(got[field] == *value, "{field}: {} vs {value}", got[field]);
+    }
+    ensure!(
+        got["routeSelection"] == "regional-routing",
+        "derived: {got}"
+    );
+
+    // Still refused, each naming its field: an unknown field, a wrong value, both routing fields.
+    for (body, field) in [
+        (
+            json!({"devicesApprovalOn": true, "colour": "red"}),
+            "colour",
+        ),
+        (json!({"routeSelection": "fastest"}), "routeSelection"),
+        (
+            json!({"usersRoleAllowedToJoinExternalTailnets": "everyone"}),
+            "usersRoleAllowedToJoinExternalTailnets",
+        ),
+        (
+            json!({"aclsExternalLink": "ftp://example.com"}),
+            "aclsExternalLink",
+        ),
+        (
+            json!({"regionalRoutingOn": true, "routeSelection": "magicroute"}),
+            "regionalRoutingOn",
+        ),
+    ] {
+        let a = s.call("PATCH", path, Some(body.clone())).await?;
+        ensure!(
+            a.status == 400
+                && a.body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(field)),
+            "{body}: {a:?}"
+        );
+    }
+    ensure!(
+        s.ok("GET", path, None).await? == got,
+        "refusals changed nothing"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_as_the_go_client_and_terraform_read_them() -> anyhow::Result<()> {
+    let s = serve().await?;
+    let plain = s.node(json!({"reusable": true}), "web", 1).await?;
+    let tagged = s
+        .node(json!({"ephemeral": true, "tags": ["tag:server"]}), "db", 2)
+        .await?;
+    decodes_as(&plain, GO_DEVICE, "the registrar's device")?;
+    let plain_id = plain["nodeId"].as_str().context("nodeId")?.to_owned();
+
+    // List (devices.go `List`), and with all fields (`ListWithAllFields`).
+    let list = s.ok("GET", "/api/v2/tailnet/-/devices", None).await?;
+    let devices = list["devices"].as_array().context("devices")?;
+    ensure!(devices.len() == 2, "{list}");
+    let mut addresses = Vec::new();
+    for d in devices {
+        decodes_as(d, GO_DEVICE, "device")?;
+        ensure!(
+            d.get("lastSeen").is_none(),
+            "never connected: lastSeen omitted: {d}"
+        );
+        ensure!(d.get("enabledRoutes").is_none(), "default fields only: {d}");
+        let name = d["name"].as_str().context("name")?;
+        let host = d["hostname"].as_str().context("hostname")?;
+        ensure!(
+            name.starts_with(&format!("{host}.tail")) && name.ends_with(".authkeys.internal"),
+            "MagicDNS name: {name}"
+        );
+        // R17: one IPv4 in 100.64.0.0/10, then one IPv6 in fd7a:115c:a1e0::/48.
+        let [v4, v6] = d["addresses"].as_array().context("addresses")?.as_slice() else {
+            anyhow::bail!("two addresses: {d}")
+        };
+        let v4: Ipv4Addr = v4.as_str().context("v4")?.parse()?;
+        let v6: Ipv6Addr = v6.as_str().context("v6")?.parse()?;
+        ensure!(
+            v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]),
+            "{v4}"
+        );
+        ensure!(v6.segments()[..3] == [0xfd7a, 0x115c, 0xa1e0], "{v6}");
+        addresses.push((v4, v6));
+    }
+    ensure!(
+        addresses[0] != addresses[1],
+        "unique addresses: {addresses:?}"
+    );
+    let all = s
+        .ok("GET", "/api/v2/tailnet/-/devices?fields=all", None)
+        .await?;
+    for d in all["devices"].as_array().context("devices")? {
+        decodes_as(d, GO_DEVICE_ALL, "device (fields=all)")?;
+    }
+    let one = s
+        .ok(
+            "GET",
+            &format!("/api/v2/device/{plain_id}?fields=all"),
+            None,
+        )
+        .await?;
+    decodes_as(&one, GO_DEVICE, "device")?;
+    decodes_as(&one, GO_DEVICE_ALL, "device (fields=all)")?;
+
+    // Terraform's `data "tailscale_device"`: the first device of the list whose full name, or
+    // whose hostname, is the argument.
+    let full_name = plain["name"].as_str().context("name")?;
+    let by_name: Vec<&Value> = devices.iter().filter(|d| d["name"] == full_name).collect();
+    let by_host: Vec<&Value> = devices.iter().filter(|d| d["hostname"] == "web").collect();
+    ensure!(by_name.len() == 1 && by_host.len() == 1 && by_name[0]["nodeId"] == plain_id);
+    // `data "tailscale_devices"` `filter` blocks: top-level fields as query parameters.
+    for (query, want) in [
+        ("isEphemeral=true", vec!["db"]),
+        ("tags=tag%3Aserver", vec!["db"]),
+        ("tags=tag:server&tags=tag:other", vec!["db"]),
+        ("hostname=web&hostname=db", vec!["db", "web"]),
+        ("isEphemeral=true&hostname=web", vec![]),
+        (&format!("name={full_name}"), vec!["web"]),
+    ] {
+        let got = s
+            .ok("GET", &format!("/api/v2/tailnet/-/devices?{query}"), None)
+            .await?;
+        let mut hosts: Vec<&str> = got["devices"]
+            .as_array()
+            .context("devices")?
+            .iter()
+            .filter_map(|d| d["hostname"].as_str())
+            .collect();
+        hosts.sort_unstable();
+        ensure!(hosts == want, "?{query}: {hosts:?}");
+    }
+    let a = s
+        .call("GET", "/api/v2/tailnet/-/devices?colour=red", None)
+        .await?;
+    ensure!(a.status == 400, "unknown filter: {a:?}");
+
+    // Sub-resources (devices.go, publicapi/device.md): an empty JSON object, not the device;
+    // expire and delete: an empty 200.
+    let device = format!("/api/v2/device/{plain_id}");
+    for (action, body) in [
+        ("authorized", json!({"authorized": true})),
+        ("tags", json!({"tags": ["tag:web"]})),
+        ("key", json!({"keyExpiryDisabled": true})),
+    ] {
+        let answer = s
+            .ok("POST", &format!("{device}/{action}"), Some(body))
+            .await?;
+        ensure!(answer == json!({}), "{action}: {answer}");
+    }
+    let d = s.ok("GET", &device, None).await?;
+    ensure!(
+        d["tags"] == json!(["tag:web"]) && d["keyExpiryDisabled"] == true,
+        "{d}"
+    );
+    for (method, path) in [
+        ("POST", format!("{device}/expire")),
+        ("DELETE", device.clone()),
+    ] {
+        let a = s.call(method, &path, None).await?;
+        ensure!(
+            a.status == 200 && a.raw.is_empty(),
+            "{method} {path}: {a:?}"
+        );
+    }
+    let tagged_id = tagged["nodeId"].as_str().context("nodeId")?;
+    let d = s
+        .ok("GET", &format!("/api/v2/device/{tagged_id}"), None)
+        .await?;
+    ensure!(
+        d["tags"] == json!(["tag:server"]) && d["keyExpiryDisabled"] == true,
+        "{d}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_as_the_go_client_lists_them() -> anyhow::Result<()> {
+    let s = serve().await?;
+    let added = s
+        .ok(
+            "POST",
+            "/api/v2/tailnet/-/users",
+            Some(json!({"loginName": "ann@example.com", "role": "member"})),
+        )
+        .await?;
+    let ann_token = added["apiKey"].as_str().context("apiKey")?.to_owned();
+    let ann_id = added["id"].as_str().context("id")?.to_owned();
+    s.node(json!({}), "owned", 3).await?;
+
+    // Users().List: `GET /tailnet/{t}/users` → {"users": [User]} (405 before issue 13).
+    let list = s.ok("GET", "/api/v2/tailnet/-/users", None).await?;
+    let users = list["users"].as_array().context("users")?;
+    ensure!(users.len() == 2, "{list}");
+    for u in users {
+        decodes_as(u, USER, "user")?;
+        ensure!(u["type"] == "member" && u["status"] == "active", "{u}");
+    }
+    let owner = users
+        .iter()
+        .find(|u| u["role"] == "owner")
+        .context("the owner")?;
+    ensure!(
+        owner["deviceCount"] == 1 && owner["currentlyConnected"] == false,
+        "{owner}"
+    );
+    for (query, n) in [
+        ("role=member", 1),
+        ("role=owner", 1),
+        ("role=admin", 0),
+        ("type=shared", 0),
+    ] {
+        let got = s
+            .ok("GET", &format!("/api/v2/tailnet/-/users?{query}"), None)
+            .await?;
+        ensure!(
+            got["users"].as_array().map(Vec::len) == Some(n),
+            "?{query}: {got}"
+        );
+    }
+    let a = s
+        .call("GET", "/api/v2/tailnet/-/users?role=king", None)
+        .await?;
+    ensure!(a.status == 400, "{a:?}");
+    let one = s
+        .ok("GET", &format!("/api/v2/users/{ann_id}"), None)
+        .await?;
+    decodes_as(&one, USER, "user")?;
+    ensure!(one["loginName"] == "ann@example.com", "{one}");
+
+    // R21: a Member sees only themselves; another user is not found.
+    let mine = http(s.port, "GET", "/api/v2/tailnet/-/users", &ann_token, None).await?;
+    ensure!(
+        mine.status == 200 && mine.body["users"].as_array().map(Vec::len) == Some(1),
+        "{mine:?}"
+    );
+    let owner_id = owner["id"].as_str().context("id")?;
+    let other = http(
+        s.port,
+        "GET",
+        &format!("/api/v2/users/{owner_id}"),
+        &ann_token,
+        None,
+    )
+    .await?;
+    ensure!(other.status == 404, "{other:?}");
+    Ok(())
+}
+
+/// The PyPI client's install (`make tools`: `.tools/pypi`).
+fn pypi_dir() -> PathBuf {
+    std::env::var_os("AUTHKEYS_PYPI").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/pypi"),
+        PathBuf::from,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypi_client_works_unchanged() -> anyhow::Result<()> {
+    let pypi = pypi_dir();
+    ensure!(
+        pypi.join("tailscale").is_dir(),
+        "the PyPI tailscale client is not installed in {}: run `make tools`",
+        pypi.display()
+    );
+    let s = serve().await?;
+    let plain = s.node(json!({"reusable": true}), "plain", 4).await?;
+    let tagged = s
+        .node(json!({"tags": ["tag:pypi-node"]}), "tagged", 5)
+        .await?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pypi_client.py");
+    let port = s.port.to_string();
+    let token = s.token.clone();
+    let ids = [plain["nodeId"].clone(), tagged["nodeId"].clone()];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .args([port, token])
+            .args(
+                ids.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned()),
+            )
+            .env("PYTHONPATH", pypi)
+            .stdin(Stdio::null())
+            .output()
+    })
+    .await??;
+    ensure!(
+        out.status.success(),
+        "the PyPI client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).context("the script's report")?;
+    ensure!(
+        report["requests"].as_array().is_some_and(|r| r.len() > 20),
+        "{report}"
+    );
+    Ok(())
+}
