@@ -5,8 +5,8 @@
 //! - a key: the events of its stream (`KeyGenerated`, `KeyUsed`, `KeyRevoked`, `KeyExpired`,
 //!   `KeySigned`) and every `NodeRegistered` / `NodeReauthenticated` made with it;
 //! - a node: the events of its stream and the `KeyUsed` that registered it;
-//! - a user (by login name, in every tailnet that has one): its `UserAdded` and
-//!   `UserRoleChanged`, the API tokens issued to it and their revocation, the keys generated
+//! - a user (by login name, in every tailnet that has one): its `UserAdded`,
+//!   `UserRoleChanged`, `UserSuspended`, `UserRestored` and `UserRemoved`, the API tokens issued to it and their revocation, the keys generated
 //!   for it, and every event it caused as actor.
 //!
 //! Only the matching events are kept, never the whole log.
@@ -187,6 +187,9 @@ impl Tracker {
                 let about_user = match &env.event {
                     Event::UserAdded(e) => is_user(&self.user_ids, e.user_id.as_str()),
                     Event::UserRoleChanged(e) => is_user(&self.user_ids, e.user_id.as_str()),
+                    Event::UserRemoved(e) => is_user(&self.user_ids, e.user_id.as_str()),
+                    Event::UserSuspended(e) => is_user(&self.user_ids, e.user_id.as_str()),
+                    Event::UserRestored(e) => is_user(&self.user_ids, e.user_id.as_str()),
                     Event::KeyGenerated(e) => is_user(&self.user_ids, e.user_id.as_str()),
                     Event::ApiTokenIssued(e) if is_user(&self.user_ids, e.user_id.as_str()) => {
                         self.tokens
@@ -239,6 +242,9 @@ pub fn describe(env: &Envelope) -> String {
             "user {} role {:?} -> {:?}",
             e.user_id, e.previous_role, e.role
         ),
+        Event::UserRemoved(e) => format!("user {} removed", e.user_id),
+        Event::UserSuspended(e) => format!("user {} suspended", e.user_id),
+        Event::UserRestored(e) => format!("user {} restored", e.user_id),
         Event::ApiTokenIssued(e) => format!("API token {} issued to {}", e.token_id, e.user_id),
         Event::ApiTokenRevoked(e) => format!("API token {} revoked", e.token_id),
         Event::KeyGenerated(e) => format!(

@@ -8,18 +8,23 @@
 //! - R08, R12: no registration (`NodeRegistered`, `NodeReauthenticated`, `KeyUsed`) with a key
 //!   that is unknown, revoked, or expired (a `KeyExpired` recorded, or the event's time at or
 //!   after the key's `expires`).
-//! - R07 and the roles of `decide`: a user actor exists in the tailnet and held, when it acted,
-//!   the role the event needs: key events a key-managing role; node administration the same
-//!   roles; users, roles and tailnet settings Owner or Admin (making or unmaking an Owner: Owner
-//!   only); revoking another user's API token Owner or Admin. A registrar may only register,
+//! - R07 and the roles of `decide`: a user actor exists in the tailnet (was added and not
+//!   removed), is not suspended (R21), and held, when it acted,
+//!   the role the event needs, by the one table of `Role::may_manage_*` that `decide` enforces
+//!   (R21): key events a key-managing role; node administration Owner, Admin or IT admin; users
+//!   and roles the same (making or unmaking an Owner: Owner only), removing, suspending and
+//!   restoring users (never oneself, never an Owner, R18), and revoking another user's
+//!   API token; tailnet settings Owner or Admin. A registrar may only register,
 //!   re-authenticate, authorize at re-authentication and report connections.
 //!
 //! `system` actors (bootstrap, timers) are not role-checked; their events are still held to the
 //! key rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use authkeys_events::{ActorType, Envelope, Event, Role, TailnetId, Timestamp};
+use authkeys_events::{
+    ActorType, Envelope, Event, Role, TailnetId, Timestamp, UserRemoved, UserSuspended,
+};
 
 /// What the rules need of one key.
 #[derive(Debug, Clone)]
@@ -39,6 +44,7 @@ struct KeyState {
 #[derive(Debug, Default)]
 struct TailnetState {
     roles: HashMap<String, Role>,
+    suspended: HashSet<String>,
     token_owners: HashMap<String, String>,
     keys: HashMap<String, KeyState>,
 }
@@ -47,10 +53,6 @@ struct TailnetState {
 #[derive(Debug, Default)]
 pub struct Invariants {
     tailnets: HashMap<TailnetId, TailnetState>,
-}
-
-fn manages_tailnet(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
 }
 
 impl Invariants {
@@ -69,6 +71,16 @@ impl Invariants {
             }
             Event::UserRoleChanged(e) => {
                 t.roles.insert(e.user_id.to_string(), e.role);
+            }
+            Event::UserSuspended(e) => {
+                t.suspended.insert(e.user_id.to_string());
+            }
+            Event::UserRestored(e) => {
+                t.suspended.remove(e.user_id.as_str());
+            }
+            Event::UserRemoved(e) => {
+                t.roles.remove(e.user_id.as_str());
+                t.suspended.remove(e.user_id.as_str());
             }
             Event::ApiTokenIssued(e) => {
                 t.token_owners
@@ -172,6 +184,9 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
         .roles
         .get(actor.as_str())
         .ok_or_else(|| format!("by {actor}, who is not a user of this tailnet"))?;
+    if t.suspended.contains(actor.as_str()) {
+        return Err(format!("by {actor}, who is suspended (R21)"));
+    }
     let denied = |what: &str| {
         Err(format!(
             "by {actor}, whose role {role:?} may not {what} (R07)"
@@ -186,14 +201,33 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
         | Event::NodeExpired(_)
         | Event::TagsChanged(_)
         | Event::NodeDeleted(_)
-            if !role.may_manage_keys() =>
+            if !role.may_manage_devices() =>
         {
             denied("manage devices")
         }
-        Event::UserAdded(_) | Event::UserRoleChanged(_) | Event::TailnetSettingsChanged(_)
-            if !manages_tailnet(role) =>
+        Event::UserAdded(_)
+        | Event::UserRoleChanged(_)
+        | Event::UserRemoved(_)
+        | Event::UserSuspended(_)
+        | Event::UserRestored(_)
+            if !role.may_manage_users() =>
         {
-            denied("manage users or tailnet settings")
+            denied("manage users")
+        }
+        Event::UserRemoved(UserRemoved { user_id })
+        | Event::UserSuspended(UserSuspended { user_id })
+            if user_id.as_str() == actor.as_str() =>
+        {
+            denied("remove or suspend themselves")
+        }
+        Event::UserRemoved(UserRemoved { user_id })
+        | Event::UserSuspended(UserSuspended { user_id })
+            if t.roles.get(user_id.as_str()) == Some(&Role::Owner) =>
+        {
+            denied("remove or suspend an Owner")
+        }
+        Event::TailnetSettingsChanged(_) if !role.may_manage_settings() => {
+            denied("change tailnet settings")
         }
         Event::UserAdded(e) if e.role == Role::Owner && role != Role::Owner => {
             denied("add an Owner")
@@ -203,8 +237,21 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
         {
             denied("make or unmake an Owner")
         }
+        Event::UserRoleChanged(e)
+            if role == Role::ItAdmin
+                && (e.role == Role::Admin || e.previous_role == Role::Admin) =>
+        {
+            denied("make or unmake an Admin")
+        }
+        Event::UserRemoved(authkeys_events::UserRemoved { user_id })
+        | Event::UserSuspended(authkeys_events::UserSuspended { user_id })
+        | Event::UserRestored(authkeys_events::UserRestored { user_id })
+            if role == Role::ItAdmin && t.roles.get(user_id.as_str()) == Some(&Role::Admin) =>
+        {
+            denied("act on an Admin")
+        }
         Event::ApiTokenRevoked(e)
-            if !manages_tailnet(role)
+            if !role.may_manage_users()
                 && t.token_owners
                     .get(e.token_id.as_str())
                     .is_some_and(|owner| owner != actor) =>
@@ -245,4 +292,98 @@ fn usable_key<'t>(
         return Err(format!("with key {key_id}, expired at {}", key.expires));
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// An envelope of `ty` by user `actor` (or the bootstrap, if `None`) from its JSON.
+    fn env(seq: u64, actor: Option<&str>, ty: &str, data: Value) -> Envelope {
+        let actor = match actor {
+            Some(id) => json!({"type": "user", "id": id}),
+            None => json!({"type": "system", "id": "bootstrap"}),
+        };
+        let text = json!({
+            "seq": seq, "id": format!("e{seq:032x}"), "type": ty, "version": 1,
+            "tailnet": "T1", "stream": "tailnet/T1", "streamVersion": 1,
+            "time": "2026-11-27T10:00:00.000Z", "actor": actor, "commandId": "c1",
+            "data": data, "prevHash": "00".repeat(32), "hash": format!("{seq:064x}"),
+        });
+        Envelope::from_json(&serde_json::to_vec(&text).expect("json")).expect("an envelope")
+    }
+
+    fn added(seq: u64, user: &str, role: &str) -> Envelope {
+        let login = format!("{user}@example.com");
+        env(
+            seq,
+            None,
+            "UserAdded",
+            json!({"userId": user, "loginName": login, "role": role}),
+        )
+    }
+
+    fn user_op(seq: u64, actor: &str, ty: &str, user: &str) -> Envelope {
+        env(seq, Some(actor), ty, json!({"userId": user}))
+    }
+
+    #[test]
+    fn r18_r21_removing_suspending_and_restoring_users() {
+        // Only user managers remove, suspend or restore; never themselves, never an Owner; a
+        // suspended or removed user acts no more.
+        let mut inv = Invariants::default();
+        let created = env(
+            1,
+            None,
+            "TailnetCreated",
+            json!({"name": "example.com", "settings": {"devicesApprovalOn": false,
+                "devicesKeyDurationDays": 180, "tailnetLockOn": false}}),
+        );
+        inv.apply(&created);
+        for e in [
+            added(2, "uOwner", "owner"),
+            added(3, "uAdmin", "admin"),
+            added(4, "uMember", "member"),
+            added(5, "uBob", "it-admin"),
+        ] {
+            inv.apply(&e);
+        }
+        let refused = |inv: &Invariants, e: &Envelope, why: &str| {
+            let err = inv.check(e).expect_err(why);
+            assert!(err.contains(why), "{err}");
+        };
+        refused(
+            &inv,
+            &user_op(6, "uMember", "UserSuspended", "uBob"),
+            "manage users",
+        );
+        refused(
+            &inv,
+            &user_op(6, "uAdmin", "UserRemoved", "uAdmin"),
+            "themselves",
+        );
+        refused(
+            &inv,
+            &user_op(6, "uAdmin", "UserSuspended", "uOwner"),
+            "an Owner",
+        );
+        let suspend = user_op(6, "uAdmin", "UserSuspended", "uBob");
+        inv.check(&suspend).expect("an Admin suspends an IT admin");
+        inv.apply(&suspend);
+        let by_bob = user_op(7, "uBob", "UserSuspended", "uMember");
+        refused(&inv, &by_bob, "suspended");
+        let restore = user_op(7, "uAdmin", "UserRestored", "uBob");
+        inv.check(&restore).expect("restored");
+        inv.apply(&restore);
+        inv.check(&by_bob).expect("acts again once restored");
+        let remove = user_op(8, "uOwner", "UserRemoved", "uBob");
+        inv.check(&remove).expect("the Owner removes");
+        inv.apply(&remove);
+        refused(
+            &inv,
+            &user_op(9, "uBob", "UserSuspended", "uMember"),
+            "not a user",
+        );
+    }
 }

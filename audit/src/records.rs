@@ -48,6 +48,9 @@
 //! | — `devicesAutoUpdatesOn`, `usersRoleAllowedToJoinExternalTailnets`, `routeSelection`, `aclsExternallyManagedOn`, `aclsExternalLink` | `TAILNET.UPDATE` ⁴ | → `{<field>: value}` |
 //! | `UserAdded` | `USER.CREATE` | → `{role}` |
 //! | `UserRoleChanged` | `USER.UPDATE.USER_ROLE` | role → role (`"admin"`, `"it-admin"`, …) |
+//! | `UserRemoved` | `USER.DELETE` | none (the tokens and keys it revoked have their own `API_KEY.REVOKE` records, in the same `eventGroupID`) |
+//! | `UserSuspended` | `USER.SUSPEND` | none |
+//! | `UserRestored` | `USER.RESTORE` | none |
 //! | `ApiTokenIssued` | `API_KEY.CREATE` | → `{keyType: "api", userId, expires}` |
 //! | `ApiTokenRevoked` | `API_KEY.REVOKE` | none |
 //! | `KeyGenerated` | `API_KEY.CREATE` | → the API's key object: `{keyType: "auth", description, userId, expirySeconds, expires, capabilities.devices.create{reusable, ephemeral, preauthorized, tags}}` |
@@ -173,6 +176,9 @@ pub fn event_names(t: EventType) -> Option<&'static [&'static str]> {
         ],
         EventType::UserAdded => &["USER.CREATE"],
         EventType::UserRoleChanged => &["USER.UPDATE.USER_ROLE"],
+        EventType::UserRemoved => &["USER.DELETE"],
+        EventType::UserSuspended => &["USER.SUSPEND"],
+        EventType::UserRestored => &["USER.RESTORE"],
         EventType::ApiTokenIssued | EventType::KeyGenerated => &["API_KEY.CREATE"],
         EventType::ApiTokenRevoked | EventType::KeyRevoked => &["API_KEY.REVOKE"],
         EventType::KeyExpired => &["API_KEY.EXPIRED"],
@@ -467,6 +473,12 @@ impl Names {
         self.users.get(user_id).cloned().unwrap_or_default()
     }
 
+    /// A user as a target: their id and login name (kept after a removal: ids are never
+    /// reused).
+    fn user(&self, user_id: &str) -> RecordTarget {
+        target(user_id, &self.login(user_id), "USER", None)
+    }
+
     /// The key duration in force just before `seq`.
     fn key_duration_before(&self, seq: u64) -> Option<u16> {
         self.key_durations.range(..seq).next_back().map(|(_, d)| *d)
@@ -646,6 +658,9 @@ fn changes(names: &Names, env: &Envelope) -> Vec<Change> {
                 .values(Some(json!(e.previous_role)), Some(json!(e.role))),
             ]
         }
+        Event::UserRemoved(e) => vec![Change::new(names.user(e.user_id.as_str()), "DELETE")],
+        Event::UserSuspended(e) => vec![Change::new(names.user(e.user_id.as_str()), "SUSPEND")],
+        Event::UserRestored(e) => vec![Change::new(names.user(e.user_id.as_str()), "RESTORE")],
         Event::ApiTokenIssued(e) => vec![
             Change::new(names.key(e.token_id.as_str(), None), "CREATE").values(
                 None,

@@ -823,6 +823,60 @@ fn scenario() -> Vec<(Envelope, Vec<Value>)> {
                 None,
             )],
         ),
+        (
+            env(
+                next(),
+                "cSuspend",
+                owner(),
+                "UserSuspended",
+                json!({"userId": "u2"}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "u2", "name": "admin@example.com", "type": "USER"}),
+                "SUSPEND",
+                None,
+                None,
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cRestore",
+                owner(),
+                "UserRestored",
+                json!({"userId": "u2"}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "u2", "name": "admin@example.com", "type": "USER"}),
+                "RESTORE",
+                None,
+                None,
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cRemove",
+                owner(),
+                "UserRemoved",
+                json!({"userId": "u2"}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "u2", "name": "admin@example.com", "type": "USER"}),
+                "DELETE",
+                None,
+                None,
+                None,
+            )],
+        ),
     ]
 }
 
@@ -881,6 +935,9 @@ fn every_event_type_is_mapped_to_tailscale_event_names() {
     // The event names the issue names are Tailscale's, and no dotted name is an action.
     for name in [
         "USER.UPDATE.USER_ROLE",
+        "USER.DELETE",
+        "USER.SUSPEND",
+        "USER.RESTORE",
         "TAILNET.ENABLE.MACHINE_APPROVAL_NEEDED",
         "TAILNET.DISABLE.MACHINE_APPROVAL_NEEDED",
         "TAILNET.UPDATE.MAX_KEY_DURATION",

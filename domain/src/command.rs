@@ -41,7 +41,8 @@ pub struct KeyRequest {
 /// Commands of a signed-in user of a tailnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminOp {
-    /// Add a user with a role and issue their first API token (Owner, Admin).
+    /// Add a user with a role and issue their first API token (Owner, Admin, IT admin; never
+    /// an Owner: a tailnet has one, and ownership is transferred with `ChangeRole`).
     AddUser {
         /// New user's id.
         user_id: UserId,
@@ -52,19 +53,39 @@ pub enum AdminOp {
         /// Their token.
         token: NewToken,
     },
-    /// Change a user's role (Owner, Admin; only an Owner makes or unmakes an Owner).
+    /// Change a user's role (Owner, Admin, IT admin). Only the Owner changes the Owner's role or
+    /// makes an Owner, and making another user the Owner transfers ownership: the Owner becomes
+    /// an Admin in the same decision (R18: one Owner per tailnet).
     ChangeRole {
         /// Whom.
         user_id: UserId,
         /// New role.
         role: Role,
     },
+    /// Remove a user: their live API tokens and usable auth keys are revoked in the same
+    /// decision; their nodes stay (R11, R18, R21). Never oneself, never the Owner.
+    RemoveUser {
+        /// Whom.
+        user_id: UserId,
+    },
+    /// Suspend a user: their tokens stop authenticating and their commands are refused until
+    /// they are restored (R21). Never oneself, never the Owner; suspending a suspended user
+    /// changes nothing.
+    SuspendUser {
+        /// Whom.
+        user_id: UserId,
+    },
+    /// Restore a suspended user; restoring a user who is not suspended changes nothing.
+    RestoreUser {
+        /// Whom.
+        user_id: UserId,
+    },
     /// Issue another API token to oneself.
     IssueToken {
         /// The token.
         token: NewToken,
     },
-    /// Revoke one of one's own tokens (or any, for Owner and Admin).
+    /// Revoke one of one's own tokens (or any, for Owner, Admin and IT admin).
     RevokeToken {
         /// Which.
         token_id: TokenId,
@@ -139,6 +160,14 @@ pub enum Command {
         /// The Owner's login.
         owner_login: LoginName,
         /// The Owner's token.
+        token: NewToken,
+    },
+    /// `authkeys admin recover` (R18): a new API token for the tailnet's Owner, on the service's
+    /// host, so an Owner whose tokens have all expired is never locked out.
+    RecoverOwner {
+        /// The tailnet, by name.
+        name: TailnetName,
+        /// The Owner's new token.
         token: NewToken,
     },
     /// A user acting in their tailnet.

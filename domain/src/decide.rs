@@ -5,8 +5,8 @@ use authkeys_events::{
     ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyExpired, KeyGenerated, KeyId,
     KeyRevoked, KeyUsed, NodeAuthorized, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired,
     NodeId, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, Role, TagsChanged,
-    TailnetCreated, TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId,
-    UserRoleChanged,
+    TailnetCreated, TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRemoved,
+    UserRestored, UserRoleChanged, UserSuspended,
 };
 use authkeys_events::{Decision, Expected, Proposed};
 use subtle::ConstantTimeEq;
@@ -68,13 +68,37 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                 ],
             })
         }
+        Command::RecoverOwner { name, token } => {
+            let tailnet = state
+                .tailnet_names
+                .get(name)
+                .ok_or_else(|| Rejection::NotFound(format!("no tailnet is named {name}")))?;
+            let t = state
+                .tailnet(tailnet)
+                .ok_or_else(|| Rejection::NotFound(format!("no tailnet is named {name}")))?;
+            let (owner_id, _) = t
+                .users
+                .iter()
+                .find(|(_, u)| u.role == Role::Owner)
+                .ok_or_else(|| Rejection::Conflict(format!("tailnet {name} has no Owner")))?;
+            if state.token_index.contains_key(&token.token_id) {
+                return Err(Rejection::Conflict("token id is taken".into()));
+            }
+            Ok(Decision {
+                tailnet: tailnet.clone(),
+                events: vec![issue_token(owner_id, token)],
+            })
+        }
         Command::Admin { tailnet, actor, op } => {
             let t = state
                 .tailnet(tailnet)
                 .ok_or_else(|| Rejection::NotFound(format!("tailnet {tailnet} not found")))?;
+            // A suspended user is refused exactly like one who does not exist (removed users
+            // have left `users`): their identity is not good for anything until restored.
             let user = t
                 .users
                 .get(actor)
+                .filter(|u| !u.suspended)
                 .ok_or_else(|| Rejection::Forbidden("unknown user".into()))?;
             let events = decide_admin(state, t, actor, user, op, now)?;
             Ok(Decision {
@@ -344,12 +368,46 @@ fn require(ok: bool, what: &str) -> Result<(), Rejection> {
     }
 }
 
-fn may_manage_devices(role: Role) -> bool {
-    role.may_manage_keys()
+/// Why a tailnet never gets a second Owner (R18).
+const ONE_OWNER: &str =
+    "a tailnet has one Owner; transfer ownership with POST /users/{id}/role {\"role\": \"owner\"}";
+
+/// How ownership moves (R18).
+const TRANSFER: &str = "POST /users/{id}/role {\"role\": \"owner\"} for the new Owner";
+
+/// A user of the tailnet a user manager acts on (suspended or not); removed users are gone.
+/// The user an actor of `role` manages. Nobody manages more than they hold: an IT admin does
+/// not act on an Admin (or they could make themselves one, and so gain the settings).
+fn managed_user<'t>(t: &'t Tailnet, role: Role, user_id: &UserId) -> Result<&'t User, Rejection> {
+    let target = t
+        .users
+        .get(user_id)
+        .ok_or_else(|| Rejection::NotFound(format!("user {user_id} not found")))?;
+    if role == Role::ItAdmin && target.role == Role::Admin {
+        return Err(Rejection::Forbidden(
+            "an IT admin may not change an Admin".into(),
+        ));
+    }
+    Ok(target)
 }
 
-fn may_manage_tailnet(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Admin)
+/// R18, R21: nobody removes or suspends themselves, and nobody the Owner (who never loses
+/// access: ownership is transferred first).
+fn may_remove_or_suspend(
+    actor: &UserId,
+    user_id: &UserId,
+    target: &User,
+    what: &str,
+) -> Result<(), Rejection> {
+    if user_id == actor {
+        return Err(Rejection::Conflict(format!("you cannot {what} yourself")));
+    }
+    if target.role == Role::Owner {
+        return Err(Rejection::Conflict(format!(
+            "the Owner cannot be removed or suspended: transfer ownership first ({TRANSFER})"
+        )));
+    }
+    Ok(())
 }
 
 fn node<'t>(t: &'t Tailnet, node_id: &NodeId) -> Result<&'t Node, Rejection> {
@@ -374,11 +432,15 @@ fn decide_admin(
             role: new_role,
             token,
         } => {
-            require(may_manage_tailnet(role), "add users")?;
-            if *new_role == Role::Owner && role != Role::Owner {
-                return Err(Rejection::Forbidden(
-                    "only an Owner may add an Owner".into(),
-                ));
+            require(role.may_manage_users(), "add users")?;
+            if *new_role == Role::Owner {
+                // R18: one Owner per tailnet.
+                if role != Role::Owner {
+                    return Err(Rejection::Forbidden(
+                        "only the Owner may make an Owner".into(),
+                    ));
+                }
+                return Err(Rejection::Conflict(ONE_OWNER.into()));
             }
             if t.logins.contains_key(login_name) {
                 return Err(Rejection::Conflict(format!(
@@ -401,31 +463,118 @@ fn decide_admin(
             user_id,
             role: new_role,
         } => {
-            require(may_manage_tailnet(role), "change roles")?;
-            let target = t
-                .users
-                .get(user_id)
-                .ok_or_else(|| Rejection::NotFound(format!("user {user_id} not found")))?;
+            require(role.may_manage_users(), "change roles")?;
+            let target = managed_user(t, role, user_id)?;
             if (target.role == Role::Owner || *new_role == Role::Owner) && role != Role::Owner {
                 return Err(Rejection::Forbidden(
-                    "only an Owner may make or unmake an Owner".into(),
+                    "only the Owner may make an Owner or change the Owner's role".into(),
                 ));
             }
-            if target.role == Role::Owner
-                && *new_role != Role::Owner
-                && t.users.values().filter(|u| u.role == Role::Owner).count() == 1
-            {
-                return Err(Rejection::Conflict(
-                    "a tailnet keeps at least one Owner".into(),
+            // Nobody grants more than they hold (see `managed_user`).
+            if role == Role::ItAdmin && *new_role == Role::Admin {
+                return Err(Rejection::Forbidden(
+                    "an IT admin may not make an Admin".into(),
                 ));
             }
             if target.role == *new_role {
                 return Ok(Vec::new());
             }
-            Ok(vec![any(UserRoleChanged {
+            let change = any(UserRoleChanged {
                 user_id: user_id.clone(),
                 previous_role: target.role,
                 role: *new_role,
+            });
+            if *new_role == Role::Owner {
+                // R18: a transfer. The new Owner first, then the acting Owner becomes an Admin,
+                // in one decision: the tailnet never has no Owner, and has one after it.
+                if target.suspended {
+                    return Err(Rejection::Conflict(format!(
+                        "user {user_id} is suspended: restore them before making them the Owner"
+                    )));
+                }
+                return Ok(vec![
+                    change,
+                    any(UserRoleChanged {
+                        user_id: actor.clone(),
+                        previous_role: Role::Owner,
+                        role: Role::Admin,
+                    }),
+                ]);
+            }
+            // The Owner lowers their own role only by transferring ownership. (A log from
+            // before the one-Owner rule may hold two Owners: then one may step down.)
+            if target.role == Role::Owner
+                && t.users.values().filter(|u| u.role == Role::Owner).count() == 1
+            {
+                return Err(Rejection::Conflict(format!(
+                    "the Owner keeps their role until they transfer ownership: {TRANSFER}"
+                )));
+            }
+            Ok(vec![change])
+        }
+        AdminOp::RemoveUser { user_id } => {
+            require(role.may_manage_users(), "remove users")?;
+            let target = managed_user(t, role, user_id)?;
+            may_remove_or_suspend(actor, user_id, target, "remove")?;
+            // R18: their very next request is refused: every token that could still
+            // authenticate is revoked, and every key that could still register a node. Their
+            // nodes stay (R11). In id order, so the same state always decides the same events.
+            let mut tokens: Vec<_> = t
+                .tokens
+                .iter()
+                .filter(|(_, tok)| tok.user_id == *user_id && !tok.revoked && now < tok.expires)
+                .map(|(id, _)| id)
+                .collect();
+            tokens.sort();
+            let mut keys: Vec<_> = t
+                .keys
+                .iter()
+                .filter(|(_, k)| k.user_id == *user_id && k.usable(now))
+                .map(|(id, _)| id)
+                .collect();
+            keys.sort();
+            let mut events: Vec<Proposed> = tokens
+                .into_iter()
+                .map(|token_id| {
+                    any(ApiTokenRevoked {
+                        token_id: token_id.clone(),
+                    })
+                })
+                .collect();
+            events.extend(keys.into_iter().map(|key_id| {
+                any(KeyRevoked {
+                    key_id: key_id.clone(),
+                })
+            }));
+            events.push(any(UserRemoved {
+                user_id: user_id.clone(),
+            }));
+            Ok(events)
+        }
+        AdminOp::SuspendUser { user_id } => {
+            require(role.may_manage_users(), "suspend users")?;
+            let target = managed_user(t, role, user_id)?;
+            may_remove_or_suspend(actor, user_id, target, "suspend")?;
+            if target.suspended {
+                return Ok(Vec::new());
+            }
+            Ok(vec![any(UserSuspended {
+                user_id: user_id.clone(),
+            })])
+        }
+        AdminOp::RestoreUser { user_id } => {
+            require(role.may_manage_users(), "restore users")?;
+            let target = managed_user(t, role, user_id)?;
+            if target.role == Role::Owner && role != Role::Owner {
+                return Err(Rejection::Forbidden(
+                    "only the Owner may change the Owner".into(),
+                ));
+            }
+            if !target.suspended {
+                return Ok(Vec::new());
+            }
+            Ok(vec![any(UserRestored {
+                user_id: user_id.clone(),
             })])
         }
         AdminOp::IssueToken { token } => {
@@ -435,10 +584,22 @@ fn decide_admin(
             Ok(vec![issue_token(actor, token)])
         }
         AdminOp::RevokeToken { token_id } => {
-            t.tokens
+            let tok = t
+                .tokens
                 .get(token_id)
-                .filter(|tok| !tok.revoked && (tok.user_id == *actor || may_manage_tailnet(role)))
+                .filter(|tok| !tok.revoked && (tok.user_id == *actor || role.may_manage_users()))
                 .ok_or_else(|| Rejection::NotFound(format!("token {token_id} not found")))?;
+            // The Owner's tokens are the Owner's only, as the rest of the Owner is.
+            if tok.user_id != *actor
+                && role != Role::Owner
+                && t.users
+                    .get(&tok.user_id)
+                    .is_some_and(|u| u.role == Role::Owner)
+            {
+                return Err(Rejection::Forbidden(
+                    "only the Owner may revoke the Owner's API tokens".into(),
+                ));
+            }
             Ok(vec![any(ApiTokenRevoked {
                 token_id: token_id.clone(),
             })])
@@ -488,7 +649,7 @@ fn decide_admin(
             })])
         }
         AdminOp::SetTags { node_id, tags } => {
-            require(may_manage_devices(role), "manage devices")?;
+            require(role.may_manage_devices(), "manage devices")?;
             let n = node(t, node_id)?;
             if n.tags == *tags {
                 return Ok(Vec::new());
@@ -501,7 +662,7 @@ fn decide_admin(
             })])
         }
         AdminOp::SetKeyExpiry { node_id, disabled } => {
-            require(may_manage_devices(role), "manage devices")?;
+            require(role.may_manage_devices(), "manage devices")?;
             let n = node(t, node_id)?;
             if n.key_expiry_disabled == *disabled {
                 return Ok(Vec::new());
@@ -523,7 +684,7 @@ fn decide_admin(
             })])
         }
         AdminOp::ExpireNode { node_id } => {
-            require(may_manage_devices(role), "manage devices")?;
+            require(role.may_manage_devices(), "manage devices")?;
             let n = node(t, node_id)?;
             if n.expired {
                 return Ok(Vec::new());
@@ -537,7 +698,7 @@ fn decide_admin(
             node_id,
             authorized,
         } => {
-            require(may_manage_devices(role), "manage devices")?;
+            require(role.may_manage_devices(), "manage devices")?;
             let n = node(t, node_id)?;
             if n.authorized == *authorized {
                 return Ok(Vec::new());
@@ -548,7 +709,7 @@ fn decide_admin(
             })])
         }
         AdminOp::DeleteNode { node_id } => {
-            require(may_manage_devices(role), "manage devices")?;
+            require(role.may_manage_devices(), "manage devices")?;
             node(t, node_id)?;
             Ok(vec![any(NodeDeleted {
                 node_id: node_id.clone(),
@@ -560,7 +721,7 @@ fn decide_admin(
             devices_key_duration_days,
             kept,
         } => {
-            require(may_manage_tailnet(role), "change tailnet settings")?;
+            require(role.may_manage_settings(), "change tailnet settings")?;
             let s = &t.settings;
             let approval = devices_approval_on.filter(|v| *v != s.devices_approval_on);
             let days = devices_key_duration_days.filter(|v| *v != s.devices_key_duration_days);

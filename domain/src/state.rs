@@ -9,7 +9,7 @@ use authkeys_events::{
     Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeptSettings, KeyDurationDays,
     KeyExpired, KeyGenerated, KeyId, KeyRevoked, KeySigned, KeyUsed, LoginName, NodeAddresses,
     NodeId, NodeKey, NodeRegistered, Role, Tags, TailnetId, TailnetName, TailnetSettings,
-    Timestamp, TokenId, UserId,
+    Timestamp, TokenId, UserId, UserRestored, UserSuspended,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,8 @@ pub struct Tailnet {
     pub users: HashMap<UserId, User>,
     /// User ids by login name.
     pub logins: HashMap<LoginName, UserId>,
+    /// The login names of removed users, whose nodes stay (R11) and still show who they were.
+    pub removed_logins: HashMap<UserId, LoginName>,
     /// API tokens.
     pub tokens: HashMap<TokenId, Token>,
     /// Auth keys, including revoked, used and expired ones.
@@ -63,6 +65,8 @@ pub struct User {
     pub login_name: LoginName,
     /// Role (R07).
     pub role: Role,
+    /// Suspended (R21): their commands are refused until they are restored.
+    pub suspended: bool,
 }
 
 /// An API token.
@@ -331,6 +335,7 @@ impl State {
                         settings: e.settings.clone(),
                         users: HashMap::new(),
                         logins: HashMap::new(),
+                        removed_logins: HashMap::new(),
                         tokens: HashMap::new(),
                         keys: HashMap::new(),
                         nodes: HashMap::new(),
@@ -353,6 +358,7 @@ impl State {
                         User {
                             login_name: e.login_name.clone(),
                             role: e.role,
+                            suspended: false,
                         },
                     );
                 }
@@ -363,6 +369,23 @@ impl State {
                     .and_then(|t| t.users.get_mut(&e.user_id))
                 {
                     u.role = e.role;
+                }
+            }
+            Event::UserSuspended(UserSuspended { user_id })
+            | Event::UserRestored(UserRestored { user_id }) => {
+                let suspended = matches!(env.event, Event::UserSuspended(_));
+                if let Some(u) = self.tailnet_mut(tid).and_then(|t| t.users.get_mut(user_id)) {
+                    u.suspended = suspended;
+                }
+            }
+            Event::UserRemoved(e) => {
+                if let Some(t) = self.tailnet_mut(tid)
+                    && let Some(u) = t.users.remove(&e.user_id)
+                {
+                    if t.logins.get(&u.login_name) == Some(&e.user_id) {
+                        t.logins.remove(&u.login_name);
+                    }
+                    t.removed_logins.insert(e.user_id.clone(), u.login_name);
                 }
             }
             Event::ApiTokenIssued(e) => {

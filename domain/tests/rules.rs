@@ -10,6 +10,9 @@ use authkeys_domain::decide::LOCKED_OUT;
 use authkeys_domain::secret::{self, SecretError, SecretKind};
 use authkeys_domain::{AdminOp, Rejection};
 use authkeys_events::{
+    ApiTokenRevoked, Hash, LoginName, TokenId, UserAdded, UserRemoved, UserRestored, UserSuspended,
+};
+use authkeys_events::{
     DeleteReason, EventType, ExpirySeconds, KeyDurationDays, KeyExpired, KeyGenerated, KeyRevoked,
     KeySigned, KeyUsed, NodeAddresses, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
     NodeReauthenticated, NodeRegistered, NodeSigned, Role, Tags, TagsChanged,
@@ -479,11 +482,12 @@ fn r07_owner_admin_it_admin_and_network_admin_may_generate_and_revoke() {
     // Each key-managing role generates a key (KeyGenerated owned by them) and revokes it
     // (KeyRevoked).
     for role in [Role::Owner, Role::Admin, Role::ItAdmin, Role::NetworkAdmin] {
-        let user = "uKeeper";
-        given()
-            .tailnet()
-            .user(user, role)
-            .when(admin(user, generate("kK", &KeyOpts::one_off())))
+        // A tailnet has one Owner (R18): the Owner role is the bootstrapped Owner.
+        let (user, g) = match role {
+            Role::Owner => (OWNER, given().tailnet()),
+            _ => ("uKeeper", given().tailnet().user("uKeeper", role)),
+        };
+        g.when(admin(user, generate("kK", &KeyOpts::one_off())))
             .then_events(|e| assert_eq!(one::<KeyGenerated>(e).user_id, uid(user)))
             .and()
             .when(admin(user, revoke("kK")))
@@ -546,18 +550,26 @@ fn r07_an_unknown_actor_is_forbidden() {
 
 #[test]
 fn r07_change_role_keeps_at_least_one_owner() {
-    // The last Owner cannot be demoted (Conflict); with a second Owner, one can.
+    // The only Owner cannot be demoted except by a transfer (Conflict). A log from before the
+    // one-Owner rule may hold two Owners: then one may step down, towards one.
     let g = admins();
     g.clone()
         .when(admin(OWNER, change_role(OWNER, Role::Admin)))
         .then_rejected_code("conflict");
-    g.command(admin(OWNER, add_user("uOwner2", Role::Owner)))
-        .when(admin("uOwner2", change_role(OWNER, Role::Admin)))
-        .then_events(|e| {
-            let c = one::<UserRoleChanged>(e);
-            assert_eq!(c.previous_role, Role::Owner);
-            assert_eq!(c.role, Role::Admin);
-        });
+    g.event(
+        TAILNET,
+        UserAdded {
+            user_id: uid("uOwner2"),
+            login_name: LoginName::parse("owner2@example.com").expect("valid"),
+            role: Role::Owner,
+        },
+    )
+    .when(admin("uOwner2", change_role(OWNER, Role::Admin)))
+    .then_events(|e| {
+        let c = one::<UserRoleChanged>(e);
+        assert_eq!(c.previous_role, Role::Owner);
+        assert_eq!(c.role, Role::Admin);
+    });
 }
 
 #[test]
@@ -572,6 +584,414 @@ fn r07_only_an_owner_makes_or_unmakes_an_owner() {
         .then_rejected_code("forbidden");
     g.when(admin(ALICE, add_user("uNew", Role::Owner)))
         .then_rejected_code("forbidden");
+}
+
+// ---------------------------------------------------------------------------------------------
+// R18, R21 people and credentials: one Owner, removing, suspending, restoring
+// ---------------------------------------------------------------------------------------------
+
+fn remove_user(user: &str) -> AdminOp {
+    AdminOp::RemoveUser { user_id: uid(user) }
+}
+
+fn suspend_user(user: &str) -> AdminOp {
+    AdminOp::SuspendUser { user_id: uid(user) }
+}
+
+fn restore_user(user: &str) -> AdminOp {
+    AdminOp::RestoreUser { user_id: uid(user) }
+}
+
+/// Another API token for `user`, numbered `n`.
+fn another_token(user: &str, n: u8) -> AdminOp {
+    AdminOp::IssueToken {
+        token: authkeys_domain::NewToken {
+            token_id: TokenId::parse(format!("t{}{n}", &user[1..])).expect("valid token id"),
+            secret_hash: Hash([n; 32]),
+            expires: at(30 * DAY),
+        },
+    }
+}
+
+/// The tailnet's Owners in `s`.
+fn owners(s: &authkeys_domain::State) -> Vec<String> {
+    let t = s.tailnets.get(&t1()).expect("the tailnet");
+    let mut o: Vec<String> = t
+        .users
+        .iter()
+        .filter(|(_, u)| u.role == Role::Owner)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    o.sort();
+    o
+}
+
+#[test]
+fn r18_add_user_never_adds_a_second_owner() {
+    // A tailnet has one Owner: the Owner adding an Owner is a Conflict that says how to
+    // transfer ownership; anyone else is Forbidden. Nothing is written either way.
+    let g = admins();
+    let r = g
+        .clone()
+        .when(admin(OWNER, add_user("uNew", Role::Owner)))
+        .then_rejected_code("conflict")
+        .rejection();
+    assert!(
+        r.to_string()
+            .contains("transfer ownership with POST /users/{id}/role"),
+        "{r}"
+    );
+    g.clone()
+        .when(admin(ALICE, add_user("uNew", Role::Owner)))
+        .then_rejected_code("forbidden");
+    assert_eq!(owners(g.state()), [OWNER]);
+}
+
+#[test]
+fn r18_making_another_user_owner_transfers_ownership_in_one_decision() {
+    // The Owner making Alice the Owner writes two UserRoleChanged in one decision, Alice first
+    // (admin → owner), then the Owner (owner → admin): exactly one Owner after it. The former
+    // Owner, now an Admin, may no longer change the new Owner's role.
+    let g = admins()
+        .when(admin(OWNER, change_role(ALICE, Role::Owner)))
+        .then_events(|e| {
+            assert_eq!(
+                e,
+                [
+                    UserRoleChanged {
+                        user_id: uid(ALICE),
+                        previous_role: Role::Admin,
+                        role: Role::Owner,
+                    }
+                    .into(),
+                    UserRoleChanged {
+                        user_id: uid(OWNER),
+                        previous_role: Role::Owner,
+                        role: Role::Admin,
+                    }
+                    .into(),
+                ]
+            );
+        })
+        .and();
+    assert_eq!(owners(g.state()), [ALICE]);
+    g.clone()
+        .when(admin(OWNER, change_role(ALICE, Role::Member)))
+        .then_rejected_code("forbidden");
+    // Making the Owner the Owner again changes nothing.
+    g.when(admin(ALICE, change_role(ALICE, Role::Owner)))
+        .then_no_events();
+}
+
+#[test]
+fn r18_the_owner_lowers_their_own_role_only_by_transferring() {
+    // The Owner demoting themselves is a Conflict naming the transfer; a suspended user cannot
+    // be made the Owner (restore them first).
+    let g = admins();
+    let r = g
+        .clone()
+        .when(admin(OWNER, change_role(OWNER, Role::Member)))
+        .then_rejected_code("conflict")
+        .rejection();
+    assert!(r.to_string().contains("transfer ownership"), "{r}");
+    g.command(admin(OWNER, suspend_user(ALICE)))
+        .when(admin(OWNER, change_role(ALICE, Role::Owner)))
+        .then_rejected_code("conflict");
+}
+
+#[test]
+fn r21_only_owner_admin_and_it_admin_manage_users() {
+    // Network admins, Members, Auditors and Billing admins may neither change roles, remove,
+    // suspend nor restore (Forbidden, before the target is looked up); an IT admin may do
+    // each.
+    for role in [
+        Role::NetworkAdmin,
+        Role::Member,
+        Role::Auditor,
+        Role::BillingAdmin,
+    ] {
+        let g = admins().user("uNobody", role);
+        for op in [
+            change_role(BOB, Role::Member),
+            remove_user(BOB),
+            suspend_user(BOB),
+            restore_user(BOB),
+            remove_user("uUnknown"),
+        ] {
+            g.clone()
+                .when(admin("uNobody", op))
+                .then_rejected_code("forbidden");
+        }
+    }
+    let g = admins()
+        .user("uIt", Role::ItAdmin)
+        .user("uMem", Role::Member);
+    g.clone()
+        .when(admin("uIt", change_role("uMem", Role::Auditor)))
+        .then_types(&[E::UserRoleChanged]);
+    g.clone()
+        .when(admin("uIt", suspend_user("uMem")))
+        .then_types(&[E::UserSuspended])
+        .and()
+        .when(admin("uIt", restore_user("uMem")))
+        .then_types(&[E::UserRestored]);
+    g.clone()
+        .when(admin("uIt", remove_user("uMem")))
+        .then_types(&[E::ApiTokenRevoked, E::UserRemoved]);
+    // Nobody manages more than they hold: an IT admin neither makes an Admin (themselves
+    // included) nor acts on one.
+    for op in [
+        change_role("uMem", Role::Admin),
+        change_role("uIt", Role::Admin),
+        change_role(BOB, Role::Member),
+        suspend_user(BOB),
+        restore_user(BOB),
+        remove_user(BOB),
+    ] {
+        g.clone()
+            .when(admin("uIt", op))
+            .then_rejected_code("forbidden");
+    }
+}
+
+#[test]
+fn r21_only_the_owner_touches_the_owner_and_nobody_removes_or_suspends_them() {
+    // An Admin may not make an Owner, change the Owner's role or restore the Owner
+    // (Forbidden); removing or suspending the Owner is a Conflict for everyone, which says to
+    // transfer ownership first.
+    let g = admins();
+    for op in [
+        change_role(BOB, Role::Owner),
+        change_role(OWNER, Role::Member),
+        restore_user(OWNER),
+    ] {
+        g.clone()
+            .when(admin(ALICE, op))
+            .then_rejected_code("forbidden");
+    }
+    for op in [remove_user(OWNER), suspend_user(OWNER)] {
+        let r = g
+            .clone()
+            .when(admin(ALICE, op))
+            .then_rejected_code("conflict")
+            .rejection();
+        assert!(r.to_string().contains("transfer ownership first"), "{r}");
+    }
+}
+
+#[test]
+fn r18_nobody_removes_or_suspends_themselves() {
+    // Removing or suspending oneself is a Conflict, for an Admin and for the Owner.
+    let g = admins();
+    for who in [ALICE, OWNER] {
+        for op in [remove_user(who), suspend_user(who)] {
+            let r = g
+                .clone()
+                .when(admin(who, op))
+                .then_rejected_code("conflict")
+                .rejection();
+            assert!(r.to_string().contains("yourself"), "{r}");
+        }
+    }
+}
+
+#[test]
+fn r18_removing_a_user_revokes_their_tokens_and_usable_keys_and_keeps_their_nodes() {
+    // In one decision: ApiTokenRevoked for each token of theirs still live (by id; not the one
+    // already revoked), KeyRevoked for each key of theirs that could still register (not the
+    // spent one-off, not the revoked one; no one else's), then UserRemoved. Their node stays,
+    // authorized, and still shows their login; they and their login leave the users, so every
+    // later command of theirs is refused like an unknown user's, and the login may be added
+    // again as a new user.
+    let g = admins()
+        .command(admin(ALICE, another_token(ALICE, 2)))
+        .command(admin(ALICE, another_token(ALICE, 3)))
+        .command(admin(
+            ALICE,
+            AdminOp::RevokeToken {
+                token_id: TokenId::parse("tAlice2").expect("valid"),
+            },
+        ))
+        .key(ALICE, "kReusable", KeyOpts::reusable())
+        .key(ALICE, "kSpent", KeyOpts::one_off())
+        .key(ALICE, "kRevoked", KeyOpts::one_off())
+        .key(ALICE, "kFresh", KeyOpts::one_off())
+        .key(BOB, "kBob", KeyOpts::one_off())
+        .command(admin(ALICE, revoke("kRevoked")))
+        .registered("kReusable", 1, "n1")
+        .registered("kSpent", 2, "n2");
+    let g = g
+        .when(admin(BOB, remove_user(ALICE)))
+        .then_events(|e| {
+            assert_eq!(
+                e,
+                [
+                    ApiTokenRevoked {
+                        token_id: TokenId::parse("tAlice").expect("valid"),
+                    }
+                    .into(),
+                    ApiTokenRevoked {
+                        token_id: TokenId::parse("tAlice3").expect("valid"),
+                    }
+                    .into(),
+                    KeyRevoked {
+                        key_id: kid("kFresh"),
+                    }
+                    .into(),
+                    KeyRevoked {
+                        key_id: kid("kReusable"),
+                    }
+                    .into(),
+                    UserRemoved {
+                        user_id: uid(ALICE),
+                    }
+                    .into(),
+                ]
+            );
+        })
+        .and();
+    let t = g.state().tailnets.get(&t1()).expect("the tailnet");
+    assert!(!t.users.contains_key(&uid(ALICE)));
+    assert!(
+        !t.logins
+            .contains_key(&LoginName::parse("Alice@example.com").expect("valid"))
+    );
+    assert!(
+        t.tokens
+            .values()
+            .all(|tok| tok.user_id != uid(ALICE) || tok.revoked)
+    );
+    assert!(key_in(g.state(), "kBob").revoked.is_none(), "not Bob's key");
+    for n in ["n1", "n2"] {
+        assert!(live_node(g.state(), n).authorized, "R11: {n} stays");
+    }
+    let login = node_login(g.state(), "n1");
+    assert_eq!(login, "Alice@example.com");
+    // Removed: refused exactly like an unknown user; gone for every user op.
+    let unknown = g
+        .clone()
+        .when(admin("uStranger", generate("kX", &KeyOpts::one_off())))
+        .rejection();
+    assert_eq!(
+        g.clone()
+            .when(admin(ALICE, generate("kX", &KeyOpts::one_off())))
+            .rejection(),
+        unknown
+    );
+    for op in [
+        remove_user(ALICE),
+        suspend_user(ALICE),
+        restore_user(ALICE),
+        change_role(ALICE, Role::Member),
+    ] {
+        g.clone()
+            .when(admin(BOB, op))
+            .then_rejected_code("not_found");
+    }
+    // The login comes back as a new user, with a new id.
+    g.when(admin(
+        OWNER,
+        AdminOp::AddUser {
+            user_id: uid("uAgain"),
+            login_name: LoginName::parse("Alice@example.com").expect("valid"),
+            role: Role::Member,
+            token: new_token("uAgain"),
+        },
+    ))
+    .then_types(&[E::UserAdded, E::ApiTokenIssued]);
+}
+
+/// The login name a removed user's node still shows, as the command side's device view reads
+/// it.
+fn node_login(s: &authkeys_domain::State, node: &str) -> String {
+    let t = s.tailnets.get(&t1()).expect("the tailnet");
+    let n = live_node(s, node);
+    t.users
+        .get(&n.user_id)
+        .map(|u| &u.login_name)
+        .or_else(|| t.removed_logins.get(&n.user_id))
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn r18_removing_a_user_with_no_live_token_or_key_still_works() {
+    // With every token already revoked and no key, removal is UserRemoved alone; a suspended
+    // user can be removed too.
+    admins()
+        .command(admin(
+            ALICE,
+            AdminOp::RevokeToken {
+                token_id: TokenId::parse("tAlice").expect("valid"),
+            },
+        ))
+        .command(admin(OWNER, suspend_user(ALICE)))
+        .when(admin(BOB, remove_user(ALICE)))
+        .then_events(|e| {
+            assert_eq!(
+                e,
+                [UserRemoved {
+                    user_id: uid(ALICE)
+                }
+                .into()]
+            );
+        });
+}
+
+#[test]
+fn r21_a_suspended_user_is_refused_like_an_unknown_one_until_restored() {
+    // Suspending writes UserSuspended; the user stays, marked suspended, and every command of
+    // theirs is refused exactly as an unknown user's (even with their tokens untouched).
+    // Suspending again changes nothing; restoring writes UserRestored and they act again;
+    // restoring again changes nothing.
+    let g = admins()
+        .when(admin(OWNER, suspend_user(ALICE)))
+        .then_events(|e| {
+            assert_eq!(
+                e,
+                [UserSuspended {
+                    user_id: uid(ALICE)
+                }
+                .into()]
+            );
+        })
+        .and();
+    let t = g.state().tailnets.get(&t1()).expect("the tailnet");
+    assert!(t.users.get(&uid(ALICE)).is_some_and(|u| u.suspended));
+    assert!(
+        t.tokens.values().all(|tok| !tok.revoked),
+        "tokens untouched"
+    );
+    let unknown = g
+        .clone()
+        .when(admin("uStranger", generate("kX", &KeyOpts::one_off())))
+        .rejection();
+    for op in [
+        generate("kX", &KeyOpts::one_off()),
+        suspend_user(BOB),
+        another_token(ALICE, 2),
+    ] {
+        assert_eq!(g.clone().when(admin(ALICE, op)).rejection(), unknown);
+    }
+    let g = g
+        .when(admin(BOB, suspend_user(ALICE)))
+        .then_no_events()
+        .and()
+        .when(admin(BOB, restore_user(ALICE)))
+        .then_events(|e| {
+            assert_eq!(
+                e,
+                [UserRestored {
+                    user_id: uid(ALICE)
+                }
+                .into()]
+            );
+        })
+        .and();
+    g.clone()
+        .when(admin(ALICE, generate("kX", &KeyOpts::one_off())))
+        .then_types(&[E::KeyGenerated]);
+    g.when(admin(BOB, restore_user(ALICE))).then_no_events();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -246,6 +246,34 @@ pub struct UserRoleChanged {
     pub role: Role,
 }
 
+/// A user was removed from the tailnet (R18, R21). In the same decision, before this event,
+/// every live API token of theirs was revoked (`ApiTokenRevoked`) and every auth key of theirs
+/// that could still register a node (`KeyRevoked`); their nodes stay (R11). Their login name
+/// may be added again later, as a new user with a new id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRemoved {
+    /// Who.
+    pub user_id: UserId,
+}
+
+/// A user was suspended (R21): they stay in the tailnet, but their API tokens authenticate
+/// nothing and every command they send is refused until they are restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserSuspended {
+    /// Who.
+    pub user_id: UserId,
+}
+
+/// A suspended user was restored: their tokens that are neither revoked nor expired work again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRestored {
+    /// Who.
+    pub user_id: UserId,
+}
+
 /// An API token (`tskey-api-…`) was issued to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -615,6 +643,9 @@ catalogue! {
     TailnetSettingsChanged => 1, Tailnet, none;
     UserAdded => 1, User, user_id;
     UserRoleChanged => 1, User, user_id;
+    UserRemoved => 1, User, user_id;
+    UserSuspended => 1, User, user_id;
+    UserRestored => 1, User, user_id;
     ApiTokenIssued => 1, Token, token_id;
     ApiTokenRevoked => 1, Token, token_id;
     KeyGenerated => 1, Key, key_id;

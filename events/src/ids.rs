@@ -600,13 +600,29 @@ pub enum Role {
     BillingAdmin,
 }
 
+/// What each role may change (R07, R21): the one table `decide` enforces and auditors check.
 impl Role {
-    /// R07: only these roles may generate or revoke auth keys.
+    /// R07, R21: Owner, Admin, IT admin and Network admin generate and revoke auth keys.
     pub fn may_manage_keys(self) -> bool {
         matches!(
             self,
             Self::Owner | Self::Admin | Self::ItAdmin | Self::NetworkAdmin
         )
+    }
+
+    /// R21: Owner, Admin and IT admin manage devices (a Network admin reads them only).
+    pub fn may_manage_devices(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin | Self::ItAdmin)
+    }
+
+    /// R21: Owner, Admin and IT admin manage users, their roles and their tokens.
+    pub fn may_manage_users(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin | Self::ItAdmin)
+    }
+
+    /// Tailnet settings: Owner and Admin.
+    pub fn may_manage_settings(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
     }
 }
 

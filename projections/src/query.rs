@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `authkeys.query.identity.token` | `{tokenId, minSeq?}` | `{ok, token: TokenInfo, seq}` |
 //! | `authkeys.query.identity.tailnet` | `{tailnet, minSeq?}` | `{ok, tailnet: TailnetInfo, seq}` |
+//! | `authkeys.query.identity.tokens` | `{tailnet, userId, minSeq?}` | `{ok, tokens: [TokenInfo], seq}` |
 //! | `authkeys.query.keys.list` | `{tailnet, userId, all?, minSeq?}` | `{ok, keys: [Key], seq}` |
 //! | `authkeys.query.keys.get` | `{tailnet, userId, keyId, minSeq?}` | `{ok, key: Key, seq}` |
 //! | `authkeys.query.devices.list` | `{tailnet, minSeq?}` | `{ok, devices: [Device], seq}` |
@@ -30,7 +31,8 @@ use authkeys_protocol::nats::{Responder, ResponderLimits};
 use authkeys_protocol::query::{
     DEVICES_PAGE_MAX, DeviceAnswer, DevicesAnswer, DevicesGetQuery, DevicesListQuery, KeyAnswer,
     KeysAnswer, KeysGetQuery, KeysListQuery, TailnetAnswer, TailnetQuery, TokenAnswer, TokenQuery,
-    USERS_PAGE_MAX, UserAnswer, UsersAnswer, UsersGetQuery, UsersListQuery,
+    TokensAnswer, TokensListQuery, USERS_PAGE_MAX, UserAnswer, UsersAnswer, UsersGetQuery,
+    UsersListQuery,
 };
 use authkeys_protocol::subject::query as subject;
 use authkeys_protocol::{ErrorCode, ErrorReply, True, WireError, decode, reply_bytes};
@@ -58,6 +60,7 @@ pub struct Handles {
 enum Q {
     Token,
     Tailnet,
+    Tokens,
     KeysList,
     KeysGet,
     DevicesList,
@@ -71,6 +74,7 @@ impl Q {
         Some(match relative {
             subject::IDENTITY_TOKEN => Q::Token,
             subject::IDENTITY_TAILNET => Q::Tailnet,
+            subject::IDENTITY_TOKENS => Q::Tokens,
             subject::KEYS_LIST => Q::KeysList,
             subject::KEYS_GET => Q::KeysGet,
             subject::DEVICES_LIST => Q::DevicesList,
@@ -180,6 +184,7 @@ async fn answer(cfg: &ProjectionConfig, v: &Handles, clock: &Clock, q: Q, payloa
     let result = match q {
         Q::Token => token(cfg, v, payload).await,
         Q::Tailnet => tailnet(cfg, v, payload).await,
+        Q::Tokens => tokens(cfg, v, clock, payload).await,
         Q::KeysList => keys_list(cfg, v, clock, payload).await,
         Q::KeysGet => keys_get(cfg, v, clock, payload).await,
         Q::DevicesList => devices_list(cfg, v, payload).await,
@@ -412,6 +417,29 @@ async fn users_get(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answe
     Ok(serde_json::to_vec(&UserAnswer {
         ok: True,
         user,
+        seq,
+    }))
+}
+
+/// A user's tokens; those that stopped working more than the retention period ago are left out,
+/// as revoked and expired keys leave the keys page (R12).
+async fn tokens(cfg: &ProjectionConfig, v: &Handles, clock: &Clock, payload: &[u8]) -> Answer {
+    let q: TokensListQuery = parse(cfg, payload)?;
+    let tailnet = id("tailnet", TailnetId::parse(q.tailnet))?;
+    let user_id = id("userId", UserId::parse(q.user_id))?;
+    let seq = ready(cfg, &v.identity, q.min_seq).await?;
+    let retention_ms = i64::from(cfg.retention_days) * 86_400_000;
+    let cutoff = clock.now().unix_ms().saturating_sub(retention_ms);
+    let mut tokens = v
+        .identity
+        .read(|view| view.tokens_of(tailnet.as_str(), user_id.as_str()));
+    tokens.retain(|t| {
+        let stopped = t.revoked_at.map_or(t.expires, |r| r.min(t.expires));
+        stopped.unix_ms() >= cutoff
+    });
+    Ok(serde_json::to_vec(&TokensAnswer {
+        ok: True,
+        tokens,
         seq,
     }))
 }

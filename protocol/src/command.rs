@@ -561,13 +561,7 @@ impl AddUserRequest {
     /// Validates every field.
     pub fn parse(&self) -> Result<Parsed<AddUser>, WireError> {
         let login_name = id("loginName", LoginName::parse(self.login_name.as_str()))?;
-        let role = parse_role(&self.role).ok_or_else(|| {
-            WireError::new(
-                "role",
-                "must be one of owner, admin, it-admin, network-admin, member, auditor, \
-                 billing-admin",
-            )
-        })?;
+        let role = role_field(&self.role)?;
         common(
             &self.command_id,
             &self.tailnet,
@@ -588,6 +582,113 @@ impl IssueTokenRequest {
         common(&self.command_id, &self.tailnet, &self.actor, ())
     }
 }
+
+admin_request!(
+    /// `authkeys.cmd.admin.revoke-token`: revoke an API token — the actor's own, or any of the
+    /// tailnet's by a user manager (R18).
+    RevokeTokenRequest {
+        /// Which token.
+        #[schemars(with = "TokenId")]
+        token_id: String,
+    }
+);
+
+impl RevokeTokenRequest {
+    /// Validates every field.
+    pub fn parse(&self) -> Result<Parsed<AdminOp>, WireError> {
+        let token_id = id("tokenId", TokenId::parse(self.token_id.as_str()))?;
+        common(
+            &self.command_id,
+            &self.tailnet,
+            &self.actor,
+            AdminOp::RevokeToken { token_id },
+        )
+    }
+}
+
+/// `{ok: true, tokenId}`: the token is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokedTokenReply {
+    /// Always `true`.
+    pub ok: True,
+    /// The revoked token.
+    #[schemars(with = "TokenId")]
+    pub token_id: String,
+}
+
+admin_request!(
+    /// `authkeys.cmd.admin.change-role`: change a user's role (Owner, Admin and IT admin; only
+    /// the Owner makes an Owner, which transfers ownership, R18, R21).
+    ChangeRoleRequest {
+        /// Whose role.
+        #[schemars(with = "UserId")]
+        user_id: String,
+        /// The new role, as the API spells it.
+        #[schemars(with = "Role")]
+        role: String,
+    }
+);
+
+fn role_field(role: &str) -> Result<Role, WireError> {
+    parse_role(role).ok_or_else(|| {
+        WireError::new(
+            "role",
+            "must be one of owner, admin, it-admin, network-admin, member, auditor, \
+             billing-admin",
+        )
+    })
+}
+
+impl ChangeRoleRequest {
+    /// Validates every field.
+    pub fn parse(&self) -> Result<Parsed<AdminOp>, WireError> {
+        let user_id = id("userId", UserId::parse(self.user_id.as_str()))?;
+        let role = role_field(&self.role)?;
+        common(
+            &self.command_id,
+            &self.tailnet,
+            &self.actor,
+            AdminOp::ChangeRole { user_id, role },
+        )
+    }
+}
+
+/// Declares the admin requests that name only a user.
+macro_rules! user_request {
+    ($(#[doc = $doc:literal])* $name:ident => $op:ident) => {
+        admin_request!(
+            $(#[doc = $doc])*
+            $name {
+                /// Which user.
+                #[schemars(with = "UserId")]
+                user_id: String,
+            }
+        );
+
+        impl $name {
+            /// Validates every field.
+            pub fn parse(&self) -> Result<Parsed<AdminOp>, WireError> {
+                let user_id = id("userId", UserId::parse(self.user_id.as_str()))?;
+                common(&self.command_id, &self.tailnet, &self.actor, AdminOp::$op { user_id })
+            }
+        }
+    };
+}
+
+user_request!(
+    /// `authkeys.cmd.admin.remove-user`: remove a user, revoking their live API tokens and
+    /// usable auth keys; their devices stay (R11, R18, R21).
+    RemoveUserRequest => RemoveUser
+);
+user_request!(
+    /// `authkeys.cmd.admin.suspend-user`: suspend a user until restored (R21).
+    SuspendUserRequest => SuspendUser
+);
+user_request!(
+    /// `authkeys.cmd.admin.restore-user`: restore a suspended user (R21).
+    RestoreUserRequest => RestoreUser
+);
 
 admin_request!(
     /// `authkeys.cmd.admin.set-tags`: set a device's tags (R05, R15).
@@ -849,7 +950,8 @@ pub struct KeyReply {
     pub key: Key,
 }
 
-/// `{ok: true, user, apiKey}`: add-user, with the new user's first API token.
+/// `{ok: true, user, apiKey}`: add-user, with the new user's first API token; change-role, with
+/// the user after the change and no `apiKey`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserReply {
@@ -883,6 +985,17 @@ pub struct TokenReply {
 }
 
 debug_redacting!(TokenReply { token_id } secrets { api_key });
+
+/// `{ok: true, userId}`: remove-user, suspend-user and restore-user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserIdReply {
+    /// Always `true`.
+    pub ok: True,
+    /// The user acted on.
+    #[schemars(with = "UserId")]
+    pub user_id: String,
+}
 
 /// `{ok: true, nodeId}`: delete-node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

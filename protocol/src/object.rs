@@ -6,8 +6,8 @@
 use authkeys_domain::State;
 use authkeys_domain::state::{Key as StateKey, Node};
 use authkeys_events::{
-    ExternalJoinRole, KeyId, NodeId, NodeKey, RouteSelection, TailnetId, TailnetSettings,
-    Timestamp, UserId,
+    ExternalJoinRole, KeyId, LoginName, NodeId, NodeKey, RouteSelection, TailnetId,
+    TailnetSettings, Timestamp, UserId,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -242,7 +242,13 @@ pub fn device_view(
 ) -> Option<Device> {
     let t = state.tailnet(tailnet)?;
     let n = t.nodes.get(node_id)?;
-    let login = t.users.get(&n.user_id).map(|u| u.login_name.as_str());
+    // A removed user's nodes stay (R11) and still show whose they were.
+    let login = t
+        .users
+        .get(&n.user_id)
+        .map(|u| &u.login_name)
+        .or_else(|| t.removed_logins.get(&n.user_id))
+        .map(LoginName::as_str);
     Some(Device::build(
         tailnet.as_str(),
         node_id.as_str(),
@@ -341,6 +347,59 @@ impl Key {
     }
 }
 
+/// An API access token as the keys API shows it (`keyType: "api"`, R18): listed, read and
+/// revoked like a key, by its own user. Never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenKey {
+    /// The token id.
+    pub id: String,
+    /// Always `api`.
+    pub key_type: String,
+    /// Free text (authkeys' tokens have none).
+    pub description: String,
+    /// Issued.
+    pub created: Timestamp,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Its lifetime, from its issue to its expiry.
+    pub expiry_seconds: u64,
+    /// When it stopped working: revoked or expired; absent while usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Timestamp>,
+    /// True once it cannot be used.
+    pub invalid: bool,
+    /// Whose it is.
+    pub user_id: String,
+}
+
+impl TokenKey {
+    /// The one builder of a token as a key, as of `now`.
+    pub fn build(t: &crate::query::TokenInfo, now: Timestamp) -> Self {
+        let expired = (now >= t.expires).then_some(t.expires);
+        let revoked = match (t.revoked_at, expired) {
+            (Some(r), Some(e)) => Some(r.min(e)),
+            (r, e) => r.or(e).or(t.revoked.then_some(t.created)),
+        };
+        Self {
+            id: t.token_id.clone(),
+            key_type: "api".to_owned(),
+            description: String::new(),
+            created: t.created,
+            expires: t.expires,
+            // To the nearest second: a token's expiry is set when it is minted, a few ms before
+            // the event that records it.
+            expiry_seconds: u64::try_from(
+                (t.expires.unix_ms().saturating_sub(t.created.unix_ms()) + 500) / 1000,
+            )
+            .unwrap_or_default(),
+            revoked,
+            invalid: revoked.is_some(),
+            user_id: t.user_id.clone(),
+        }
+    }
+}
+
 /// The key `key_id` of `tailnet` as of `now` (which decides `invalid`), without its secret.
 pub fn key_view(state: &State, tailnet: &TailnetId, key_id: &KeyId, now: Timestamp) -> Option<Key> {
     let k = state.tailnet(tailnet)?.keys.get(key_id)?;
@@ -369,7 +428,7 @@ pub struct User {
     pub user_type: String,
     /// Role, as the API spells it.
     pub role: String,
-    /// `active`.
+    /// `active`, or `suspended` (R21).
     pub status: String,
     /// Devices the user owns (untagged; tagged devices belong to their tags).
     pub device_count: u64,
@@ -407,6 +466,7 @@ impl User {
         user_id: &str,
         login_name: &str,
         role: authkeys_events::Role,
+        suspended: bool,
         created: Timestamp,
         devices: UserDevices,
     ) -> Self {
@@ -419,7 +479,7 @@ impl User {
             created,
             user_type: "member".to_owned(),
             role: role_str(role).to_owned(),
-            status: "active".to_owned(),
+            status: if suspended { "suspended" } else { "active" }.to_owned(),
             device_count: devices.count,
             last_seen: devices.last_seen,
             currently_connected: devices.connected,

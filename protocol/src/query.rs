@@ -241,9 +241,10 @@ pub struct TokenInfo {
     pub tailnet: String,
     /// Whom it acts as.
     pub user_id: String,
-    /// That user's login name (empty if the user is unknown).
+    /// That user's login name (empty if the user is unknown, e.g. removed).
     pub login_name: String,
-    /// That user's current role, as the API spells it (empty if the user is unknown).
+    /// That user's current role, as the API spells it (empty if the user is unknown, e.g.
+    /// removed: the gateway refuses such a token).
     pub role: String,
     /// Keyed blake3 of the secret, hex: the gateway compares the presented secret's hash.
     pub secret_hash: Hash,
@@ -251,6 +252,39 @@ pub struct TokenInfo {
     pub expires: Timestamp,
     /// Revoked.
     pub revoked: bool,
+    /// When it was issued.
+    pub created: Timestamp,
+    /// When it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+    /// Its user is suspended (R21): the token authenticates nothing until they are restored.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// `authkeys.query.identity.tokens`: a user's API tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokensListQuery {
+    /// The tailnet id.
+    pub tailnet: String,
+    /// Whose tokens.
+    pub user_id: String,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// `{ok: true, tokens, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The user's tokens, by token id.
+    pub tokens: Vec<TokenInfo>,
+    /// The view's applied seq.
+    pub seq: u64,
 }
 
 /// A tailnet as `authkeys.query.identity.tailnet` answers it.
@@ -299,6 +333,7 @@ macro_rules! queries {
 queries! {
     TokenQuery => IDENTITY_TOKEN, TokenAnswer;
     TailnetQuery => IDENTITY_TAILNET, TailnetAnswer;
+    TokensListQuery => IDENTITY_TOKENS, TokensAnswer;
     KeysListQuery => KEYS_LIST, KeysAnswer;
     KeysGetQuery => KEYS_GET, KeyAnswer;
     DevicesListQuery => DEVICES_LIST, DevicesAnswer;

@@ -31,6 +31,16 @@ pub const REVOKE_KEY: &str = "authkeys.cmd.admin.revoke-key";
 pub const ADD_USER: &str = "authkeys.cmd.admin.add-user";
 /// `IssueTokenRequest` → `TokenReply`.
 pub const ISSUE_TOKEN: &str = "authkeys.cmd.admin.issue-token";
+/// `RevokeTokenRequest` → `RevokedTokenReply`.
+pub const REVOKE_TOKEN: &str = "authkeys.cmd.admin.revoke-token";
+/// `ChangeRoleRequest` → `UserReply` (without `apiKey`).
+pub const CHANGE_ROLE: &str = "authkeys.cmd.admin.change-role";
+/// `RemoveUserRequest` → `UserIdReply`.
+pub const REMOVE_USER: &str = "authkeys.cmd.admin.remove-user";
+/// `SuspendUserRequest` → `UserIdReply`.
+pub const SUSPEND_USER: &str = "authkeys.cmd.admin.suspend-user";
+/// `RestoreUserRequest` → `UserIdReply`.
+pub const RESTORE_USER: &str = "authkeys.cmd.admin.restore-user";
 /// `SetTagsRequest` → `DeviceReply`.
 pub const SET_TAGS: &str = "authkeys.cmd.admin.set-tags";
 /// `SetKeyExpiryRequest` → `DeviceReply`.
@@ -55,6 +65,11 @@ pub const COMMANDS: &[&str] = &[
     REVOKE_KEY,
     ADD_USER,
     ISSUE_TOKEN,
+    REVOKE_TOKEN,
+    CHANGE_ROLE,
+    REMOVE_USER,
+    SUSPEND_USER,
+    RESTORE_USER,
     SET_TAGS,
     SET_KEY_EXPIRY,
     EXPIRE_NODE,
@@ -111,6 +126,8 @@ queries! {
     IDENTITY_TOKEN = "identity.token";
     /// `TailnetQuery` → `TailnetAnswer`.
     IDENTITY_TAILNET = "identity.tailnet";
+    /// `TokensListQuery` → `TokensAnswer`.
+    IDENTITY_TOKENS = "identity.tokens";
     /// `KeysListQuery` → `KeysAnswer`.
     KEYS_LIST = "keys.list";
     /// `KeysGetQuery` → `KeyAnswer`.
@@ -176,6 +193,7 @@ mod tests {
         for (rel, full) in super::query::ALL.iter().zip([
             super::query_full::IDENTITY_TOKEN,
             super::query_full::IDENTITY_TAILNET,
+            super::query_full::IDENTITY_TOKENS,
             super::query_full::KEYS_LIST,
             super::query_full::KEYS_GET,
             super::query_full::DEVICES_LIST,

@@ -24,10 +24,12 @@ pub mod text;
 
 use authkeys_events::EventType;
 use authkeys_protocol::{
-    AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest, DeletedReply,
-    DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
-    NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
-    SetTagsRequest, SettingsReply, TimerReply, TimerRequest, TokenReply, UserReply,
+    AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest, ChangeSettingsRequest,
+    DeleteNodeRequest, DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest,
+    IssueTokenRequest, KeyReply, NodeStatusRequest, RegisterRequest, RemoveUserRequest, Reply,
+    RestoreUserRequest, RevokeKeyRequest, RevokeTokenRequest, RevokedTokenReply,
+    SetKeyExpiryRequest, SetTagsRequest, SettingsReply, SuspendUserRequest, TimerReply,
+    TimerRequest, TokenReply, UserIdReply, UserReply,
 };
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -70,6 +72,11 @@ pub fn documents() -> Vec<Document> {
     docs.push(command_document::<RevokeKeyRequest>());
     docs.push(command_document::<AddUserRequest>());
     docs.push(command_document::<IssueTokenRequest>());
+    docs.push(command_document::<RevokeTokenRequest>());
+    docs.push(command_document::<ChangeRoleRequest>());
+    docs.push(command_document::<RemoveUserRequest>());
+    docs.push(command_document::<SuspendUserRequest>());
+    docs.push(command_document::<RestoreUserRequest>());
     docs.push(command_document::<SetTagsRequest>());
     docs.push(command_document::<SetKeyExpiryRequest>());
     docs.push(command_document::<ExpireNodeRequest>());
@@ -81,6 +88,8 @@ pub fn documents() -> Vec<Document> {
     docs.push(reply_document::<Reply<KeyReply>>());
     docs.push(reply_document::<Reply<UserReply>>());
     docs.push(reply_document::<Reply<TokenReply>>());
+    docs.push(reply_document::<Reply<RevokedTokenReply>>());
+    docs.push(reply_document::<Reply<UserIdReply>>());
     docs.push(reply_document::<Reply<DeletedReply>>());
     docs.push(reply_document::<Reply<SettingsReply>>());
     docs.push(reply_document::<Reply<TimerReply>>());
@@ -165,7 +174,7 @@ mod tests {
             .iter()
             .filter(|d| d.path.starts_with("commands/"))
             .count();
-        assert_eq!(commands, 20, "13 requests and 7 replies");
+        assert_eq!(commands, 27, "18 requests and 9 replies");
         assert_eq!(docs.len(), EventType::ALL.len() + 1 + commands);
     }
 }

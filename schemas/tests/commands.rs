@@ -9,10 +9,12 @@ use std::collections::BTreeSet;
 
 use authkeys_domain::secret::{self, SecretKind};
 use authkeys_protocol::{
-    self, AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
-    DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, KeyReply,
-    NodeStatusRequest, RegisterRequest, Reply, RevokeKeyRequest, SetKeyExpiryRequest,
-    SetTagsRequest, SettingsReply, TimerReply, TimerRequest, TokenReply, UserReply,
+    self, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest, ChangeSettingsRequest,
+    DeleteNodeRequest, DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest,
+    IssueTokenRequest, KeyReply, NodeStatusRequest, RegisterRequest, RemoveUserRequest, Reply,
+    RestoreUserRequest, RevokeKeyRequest, RevokeTokenRequest, RevokedTokenReply,
+    SetKeyExpiryRequest, SetTagsRequest, SettingsReply, SuspendUserRequest, TimerReply,
+    TimerRequest, TokenReply, UserIdReply, UserReply,
 };
 use authkeys_schemas::COMMAND_EXAMPLES_DIR;
 use serde::Serialize;
@@ -55,6 +57,8 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
         NodeStatusRequest, GenerateKeyRequest, RevokeKeyRequest, AddUserRequest,
         IssueTokenRequest, SetTagsRequest, SetKeyExpiryRequest, ExpireNodeRequest,
         AuthorizeNodeRequest, DeleteNodeRequest, ChangeSettingsRequest, TimerRequest,
+        ChangeRoleRequest, RemoveUserRequest, SuspendUserRequest, RestoreUserRequest,
+        RevokeTokenRequest,
     ] }
     match title {
         "RegisterRequest" => through(bytes, |r: &RegisterRequest| {
@@ -81,6 +85,7 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
             },
             Reply::Err(_) => Ok(()),
         }),
+        "RevokedTokenReplyOrError" => through(bytes, none::<Reply<RevokedTokenReply>>),
         "TokenReplyOrError" => through(bytes, |r: &Reply<TokenReply>| match r {
             Reply::Ok(t) => match &t.api_key {
                 Some(text) => ok(secret::parse(SecretKind::Api, text)),
@@ -89,6 +94,7 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
             Reply::Err(_) => Ok(()),
         }),
         "DeletedReplyOrError" => through(bytes, none::<Reply<DeletedReply>>),
+        "UserIdReplyOrError" => through(bytes, none::<Reply<UserIdReply>>),
         "SettingsReplyOrError" => through(bytes, none::<Reply<SettingsReply>>),
         other => Err(format!("no Rust type for {other}")),
     }

@@ -14,10 +14,10 @@ use authkeys_domain::secret::{self, SecretKind};
 use authkeys_events::ExpirySeconds;
 use authkeys_protocol::access::RegistrarName;
 use authkeys_protocol::{
-    AddUser, AddUserRequest, AuthorizeNodeRequest, ChangeSettingsRequest, DeleteNodeRequest,
-    ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, NodeStatusRequest, Parsed,
-    PresentedKey, RegisterRequest, RevokeKeyRequest, SetKeyExpiryRequest, SetTagsRequest, TAGS_MAX,
-    TimerRequest, WireError,
+    AddUser, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest, ChangeSettingsRequest,
+    DeleteNodeRequest, ExpireNodeRequest, GenerateKeyRequest, IssueTokenRequest, NodeStatusRequest,
+    Parsed, PresentedKey, RegisterRequest, RemoveUserRequest, RestoreUserRequest, RevokeKeyRequest,
+    SetKeyExpiryRequest, SetTagsRequest, SuspendUserRequest, TAGS_MAX, TimerRequest, WireError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -195,6 +195,10 @@ admin_requests!(
     AuthorizeNodeRequest => AdminOp,
     DeleteNodeRequest => AdminOp,
     ChangeSettingsRequest => AdminOp,
+    ChangeRoleRequest => AdminOp,
+    RemoveUserRequest => AdminOp,
+    SuspendUserRequest => AdminOp,
+    RestoreUserRequest => AdminOp,
 );
 
 /// An admin request that decodes and parses: the common fields of the parsed request spell the
@@ -295,6 +299,41 @@ fn change_settings(bytes: &[u8]) -> Reached {
         assert_eq!(kept.https_enabled, dto.https_enabled);
         assert_eq!(kept.acls_external_link, dto.acls_external_link);
     })
+}
+
+fn change_role(bytes: &[u8]) -> Reached {
+    admin_request(bytes, |dto: &ChangeRoleRequest, p| {
+        let AdminOp::ChangeRole { user_id, role } = &p.op else {
+            panic!("change-role parsed to {:?}", p.op)
+        };
+        assert_eq!(user_id.as_str(), dto.user_id);
+        assert_eq!(authkeys_protocol::role_str(*role), dto.role);
+    })
+}
+
+/// An admin request that names only a user: its op names the request's user.
+fn user_request<T: AdminRequest<Op = AdminOp>>(bytes: &[u8], user_id: fn(&T) -> &str) -> Reached {
+    admin_request(bytes, |dto: &T, p| {
+        let named = match &p.op {
+            AdminOp::RemoveUser { user_id }
+            | AdminOp::SuspendUser { user_id }
+            | AdminOp::RestoreUser { user_id } => user_id.as_str(),
+            other => panic!("a user request parsed to {other:?}"),
+        };
+        assert_eq!(named, user_id(dto));
+    })
+}
+
+fn remove_user(bytes: &[u8]) -> Reached {
+    user_request(bytes, |dto: &RemoveUserRequest| dto.user_id.as_str())
+}
+
+fn suspend_user(bytes: &[u8]) -> Reached {
+    user_request(bytes, |dto: &SuspendUserRequest| dto.user_id.as_str())
+}
+
+fn restore_user(bytes: &[u8]) -> Reached {
+    user_request(bytes, |dto: &RestoreUserRequest| dto.user_id.as_str())
 }
 
 /// The `Authkeys-Registrar` header of a registrar's request (`registrar_name` of the command
@@ -463,6 +502,30 @@ pub fn targets() -> Vec<Target> {
             what: "DeleteNodeRequest (authkeys.cmd.admin.delete-node)",
             generate: |g| admin(g, &[("nodeId", field::node_id)]),
             check: delete_node,
+        },
+        Target {
+            name: "cmd.change_role",
+            what: "ChangeRoleRequest (authkeys.cmd.admin.change-role)",
+            generate: |g| admin(g, &[("userId", field::user_id), ("role", field::role)]),
+            check: change_role,
+        },
+        Target {
+            name: "cmd.remove_user",
+            what: "RemoveUserRequest (authkeys.cmd.admin.remove-user)",
+            generate: |g| admin(g, &[("userId", field::user_id)]),
+            check: remove_user,
+        },
+        Target {
+            name: "cmd.suspend_user",
+            what: "SuspendUserRequest (authkeys.cmd.admin.suspend-user)",
+            generate: |g| admin(g, &[("userId", field::user_id)]),
+            check: suspend_user,
+        },
+        Target {
+            name: "cmd.restore_user",
+            what: "RestoreUserRequest (authkeys.cmd.admin.restore-user)",
+            generate: |g| admin(g, &[("userId", field::user_id)]),
+            check: restore_user,
         },
         Target {
             name: "cmd.change_settings",

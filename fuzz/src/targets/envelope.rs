@@ -57,6 +57,9 @@ const EVENTS: &[(&str, &[(&str, Field)])] = &[
             ("expires", field::timestamp),
         ],
     ),
+    ("UserRemoved", &[("userId", field::user_id)]),
+    ("UserSuspended", &[("userId", field::user_id)]),
+    ("UserRestored", &[("userId", field::user_id)]),
     ("ApiTokenRevoked", &[("tokenId", field::token_id)]),
     (
         "KeyGenerated",

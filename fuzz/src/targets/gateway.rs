@@ -303,6 +303,9 @@ fn record(p: &authkeys_domain::secret::Presented, hashing_key: &[u8; 32]) -> Tok
         secret_hash: p.hash(hashing_key),
         expires: Timestamp::from_unix_ms(2_000_000_000_000).expect("in range"),
         revoked: false,
+        created: Timestamp::from_unix_ms(1_000_000_000_000).expect("in range"),
+        revoked_at: None,
+        suspended: false,
     }
 }
 

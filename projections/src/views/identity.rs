@@ -3,8 +3,9 @@
 //!
 //! Rows: `tailnet/<tailnet>` → [`TailnetRow`], `user/<tailnet>/<userId>` → [`UserRow`],
 //! `token/<tokenId>` → [`TokenRow`] (token ids are global: a token names no tailnet). A token's
-//! login name and role are joined from its user at query time, so a role change (R07) applies to
-//! every token of the user at once.
+//! login name, role and suspension are joined from its user at query time, so a role change
+//! (R07) or a suspension (R21) applies to every token of the user at once; a removed user's row
+//! is gone (R18), and their tokens were revoked by the same decision.
 
 use authkeys_events::{
     Envelope, Event, Hash, LoginName, Role, TailnetId, TailnetName, TailnetSettings, Timestamp,
@@ -38,6 +39,9 @@ pub struct UserRow {
     pub role: Role,
     /// When the user was added.
     pub created: Timestamp,
+    /// Suspended (R21). Absent while active, so rows of active users read and write as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 /// An API token.
@@ -54,6 +58,11 @@ pub struct TokenRow {
     pub expires: Timestamp,
     /// Revoked.
     pub revoked: bool,
+    /// When it was issued.
+    pub created: Timestamp,
+    /// When it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// The identity view. See the module docs.
@@ -78,10 +87,23 @@ impl IdentityView {
     /// The token `token_id`, with its user's login name and current role.
     pub fn token(&self, token_id: &str) -> Option<TokenInfo> {
         let t = self.tokens.get(token_id)?;
+        Some(self.token_info(token_id, t))
+    }
+
+    /// Every API token of `user_id` in `tailnet` (revoked and expired ones too), by token id.
+    pub fn tokens_of(&self, tailnet: &str, user_id: &str) -> Vec<TokenInfo> {
+        self.tokens
+            .with_prefix("")
+            .filter(|(_, t)| t.tailnet.as_str() == tailnet && t.user_id.as_str() == user_id)
+            .map(|(id, t)| self.token_info(id, t))
+            .collect()
+    }
+
+    fn token_info(&self, token_id: &str, t: &TokenRow) -> TokenInfo {
         let user = self
             .users
             .get(&key2(t.tailnet.as_str(), t.user_id.as_str()));
-        Some(TokenInfo {
+        TokenInfo {
             token_id: token_id.to_owned(),
             tailnet: t.tailnet.to_string(),
             user_id: t.user_id.to_string(),
@@ -92,7 +114,10 @@ impl IdentityView {
             secret_hash: t.secret_hash,
             expires: t.expires,
             revoked: t.revoked,
-        })
+            created: t.created,
+            revoked_at: t.revoked_at,
+            suspended: user.is_some_and(|u| u.suspended),
+        }
     }
 
     /// The tailnet `tailnet`.
@@ -153,6 +178,7 @@ fn to_user(
         user_id,
         u.login_name.as_str(),
         u.role,
+        u.suspended,
         u.created,
         devices.get(user_id).copied().unwrap_or_default(),
     )
@@ -185,6 +211,7 @@ impl View for IdentityView {
                         login_name: e.login_name.clone(),
                         role: e.role,
                         created: env.time,
+                        suspended: false,
                     },
                 );
             }
@@ -192,6 +219,21 @@ impl View for IdentityView {
                 if let Some(u) = self.users.get_mut(&key2(t, e.user_id.as_str())) {
                     u.role = e.role;
                 }
+            }
+            Event::UserSuspended(e) => {
+                if let Some(u) = self.users.get_mut(&key2(t, e.user_id.as_str())) {
+                    u.suspended = true;
+                }
+            }
+            Event::UserRestored(e) => {
+                if let Some(u) = self.users.get_mut(&key2(t, e.user_id.as_str())) {
+                    u.suspended = false;
+                }
+            }
+            // R18: a removed user leaves the users; their tokens were revoked by the events
+            // before this one, and a token of an unknown user authenticates nothing.
+            Event::UserRemoved(e) => {
+                self.users.remove(&key2(t, e.user_id.as_str()));
             }
             Event::ApiTokenIssued(e) => {
                 self.tokens.insert(
@@ -202,6 +244,8 @@ impl View for IdentityView {
                         secret_hash: e.secret_hash,
                         expires: e.expires,
                         revoked: false,
+                        created: env.time,
+                        revoked_at: None,
                     },
                 );
             }
@@ -210,6 +254,7 @@ impl View for IdentityView {
                     && tok.tailnet == env.tailnet
                 {
                     tok.revoked = true;
+                    tok.revoked_at.get_or_insert(env.time);
                 }
             }
             _ => {}
@@ -247,7 +292,8 @@ mod tests {
 
     use authkeys_events::{
         ApiTokenIssued, ApiTokenRevoked, KeptSettings, KeyDurationDays, RouteSelection,
-        TailnetCreated, TailnetSettingsChanged, TokenId, UserAdded, UserRoleChanged,
+        TailnetCreated, TailnetSettingsChanged, TokenId, UserAdded, UserRemoved, UserRestored,
+        UserRoleChanged, UserSuspended,
     };
 
     use super::*;
@@ -351,5 +397,73 @@ mod tests {
             json.contains(r#""secretHash":"0909"#) && json.contains(r#""loginName""#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn suspended_users_tokens_say_so_and_removed_users_leave() {
+        // R21: a suspension shows on the user (`status: suspended`) and on each of their tokens
+        // until restored; R18: a removed user leaves the users, so their token names no user.
+        // An active user's row is written as before suspension existed (no `suspended` field).
+        let mut g = Given::new("T1");
+        let mut v = IdentityView::default();
+        let mut stored = BTreeMap::new();
+        let bob = UserId::parse("uBob").expect("valid");
+        v.apply(&g.env(
+            0,
+            UserAdded {
+                user_id: bob.clone(),
+                login_name: LoginName::parse("bob@example.com").expect("valid"),
+                role: Role::Admin,
+            },
+        ));
+        v.apply(&g.env(
+            1,
+            ApiTokenIssued {
+                token_id: TokenId::parse("tB").expect("valid"),
+                user_id: bob.clone(),
+                secret_hash: Hash([1; 32]),
+                expires: at(86_400),
+            },
+        ));
+        let mut v = round_trip(&mut v, &mut stored);
+        let row = stored.get("user/T1/uBob").expect("stored");
+        assert!(!String::from_utf8_lossy(row).contains("suspended"));
+        let no_devices = HashMap::new();
+        let status = |v: &IdentityView| {
+            v.user_object("T1", "uBob", &no_devices)
+                .map(|u| u.status)
+                .unwrap_or_default()
+        };
+        assert_eq!(status(&v), "active");
+        v.apply(&g.env(
+            2,
+            UserSuspended {
+                user_id: bob.clone(),
+            },
+        ));
+        let mut v = round_trip(&mut v, &mut stored);
+        assert!(v.token("tB").expect("known").suspended);
+        assert_eq!(status(&v), "suspended");
+        v.apply(&g.env(
+            3,
+            UserRestored {
+                user_id: bob.clone(),
+            },
+        ));
+        let mut v = round_trip(&mut v, &mut stored);
+        assert!(!v.token("tB").expect("known").suspended);
+        assert_eq!(status(&v), "active");
+        v.apply(&g.env(
+            4,
+            ApiTokenRevoked {
+                token_id: TokenId::parse("tB").expect("valid"),
+            },
+        ));
+        v.apply(&g.env(5, UserRemoved { user_id: bob }));
+        let v = round_trip(&mut v, &mut stored);
+        assert!(v.user("T1", "uBob").is_none() && !stored.contains_key("user/T1/uBob"));
+        let t = v.token("tB").expect("tokens stay, revoked");
+        assert!(t.revoked && t.role.is_empty() && t.login_name.is_empty());
+        assert_eq!(v.users_page("T1", None, 10, &no_devices).0, []);
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - `authkeys admin bootstrap --data DIR --tailnet NAME --owner LOGIN`: creates a tailnet and its
 //!   Owner offline; prints only the Owner's API token on stdout (what was made goes to stderr).
+//! - `authkeys admin recover --data DIR --tailnet NAME`: offline, a new API token for the
+//!   tailnet's Owner, recorded in the log (R18); prints only the token.
 //! - `authkeys admin create-key --data DIR (--token-file FILE | --token TOKEN) [--reusable] [--ephemeral]
 //!   [--preauthorized] [--tag TAG]… [--expiry-seconds N] [--description D]`: on the service's
 //!   host, generate an auth key as the token's user (over NATS); prints only the key on stdout.
@@ -182,6 +184,9 @@ struct AuditPublicKeyArgs {
 enum AdminCmd {
     /// Create a tailnet and its Owner, offline; print the Owner's API token.
     Bootstrap(BootstrapArgs),
+    /// Issue the tailnet's Owner a new API token, offline (the service stopped), on the
+    /// service's host; print it. The way back in when every token has expired (R18).
+    Recover(RecoverArgs),
     /// Generate an auth key as the token's user, on the service's host; print the key.
     CreateKey(CreateKeyArgs),
     /// Write a nats-server authorization config with one nkey user per role (and registrar),
@@ -247,6 +252,16 @@ struct CreateKeyArgs {
     /// How long to wait for the answer.
     #[arg(long, env = "AUTHKEYS_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct RecoverArgs {
+    /// The data dir of the command service (its log; the service must be stopped).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    /// The tailnet's name, e.g. example.com.
+    #[arg(long, env = "AUTHKEYS_TAILNET")]
+    tailnet: String,
 }
 
 #[derive(Debug, Args)]
@@ -488,6 +503,9 @@ fn main() -> ExitCode {
                 command: AdminCmd::Bootstrap(args),
             } => run_bootstrap(args).await,
             Cmd::Admin {
+                command: AdminCmd::Recover(args),
+            } => run_recover(args).await,
+            Cmd::Admin {
                 command: AdminCmd::CreateKey(args),
             } => run_create_key(args).await,
             Cmd::Admin {
@@ -538,6 +556,30 @@ async fn run_bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
                 "created tailnet {tailnet} (id {}) with Owner {owner} (id {}); their API token \
                  follows on stdout and is shown only now",
                 made.tailnet_id, made.owner_id
+            );
+            println!("{}", made.token.text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    let tailnet = args.tailnet.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        authkeys_command::bootstrap::recover(&args.data, &args.tailnet)
+    })
+    .await
+    .context("recover")?;
+    match made {
+        Ok(made) => {
+            eprintln!(
+                "issued the Owner of tailnet {tailnet} (id {}) a new API token, recorded in the \
+                 log; it follows on stdout and is shown only now",
+                made.tailnet_id
             );
             println!("{}", made.token.text);
             Ok(ExitCode::SUCCESS)

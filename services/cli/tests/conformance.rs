@@ -123,7 +123,20 @@ fn decodes_as(v: &Value, shape: &[(&str, Kind)], what: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// The Go client's `Key` (`keys.go`).
+/// The Go client's `Key` (`keys.go`) of any key type.
+const GO_KEY_COMMON: &[(&str, Kind)] = &[
+    ("id", Kind::Str),
+    ("keyType", Kind::Str),
+    ("description", Kind::Str),
+    ("expirySeconds", Kind::Num),
+    ("created", Kind::Time),
+    ("expires", Kind::Time),
+    ("revoked", Kind::OptTime),
+    ("invalid", Kind::Bool),
+    ("userId", Kind::Str),
+];
+
+/// The Go client's `Key` of an auth key: the common fields and `capabilities`.
 const GO_KEY: &[(&str, Kind)] = &[
     ("id", Kind::Str),
     ("keyType", Kind::Str),
@@ -272,11 +285,16 @@ async fn key_creation_as_the_cli_go_client_and_terraform_send_it() -> anyhow::Re
     );
 
     // Keys().List(ctx, true), Get, Delete.
+    // The Owner's own API token is listed too (`keyType: "api"`, R18).
     let list = s.ok("GET", &format!("{keys}?all=true"), None).await?;
     let listed = list["keys"].as_array().context("keys")?;
-    ensure!(listed.len() == 2, "{list}");
+    let types: Vec<&str> = listed
+        .iter()
+        .filter_map(|k| k["keyType"].as_str())
+        .collect();
+    ensure!(types == ["auth", "auth", "api"], "{list}");
     for k in listed {
-        decodes_as(k, GO_KEY, "listed key")?;
+        decodes_as(k, GO_KEY_COMMON, "listed key")?;
         ensure!(k.get("key").is_none(), "no secret after creation: {k}");
     }
     decodes_as(
@@ -583,6 +601,50 @@ async fn users_as_the_go_client_lists_them() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_api_tokens_are_listed_read_and_revoked_as_keys() -> anyhow::Result<()> {
+    let s = serve().await?;
+    let added = s
+        .ok(
+            "POST",
+            "/api/v2/tailnet/-/users",
+            Some(json!({"loginName": "ann@example.com", "role": "admin"})),
+        )
+        .await?;
+    let ann = added["apiKey"].as_str().context("apiKey")?.to_owned();
+    let as_ann = async |method: &str, path: &str| http(s.port, method, path, &ann, None).await;
+
+    // Ann lists her own token only (not the Owner's), with the Go client's key fields.
+    let list = as_ann("GET", "/api/v2/tailnet/-/keys?all=true").await?;
+    let keys = list.body["keys"].as_array().context("keys")?;
+    ensure!(
+        keys.len() == 1 && keys[0]["keyType"] == "api",
+        "{:?}",
+        list.body
+    );
+    decodes_as(&keys[0], GO_KEY_COMMON, "api token")?;
+    ensure!(keys[0]["expirySeconds"] == 7_776_000 && keys[0]["invalid"] == false);
+    let id = keys[0]["id"].as_str().context("id")?.to_owned();
+    let path = format!("/api/v2/tailnet/-/keys/{id}");
+    let one = as_ann("GET", &path).await?;
+    ensure!(one.status == 200 && one.body["id"] == id, "{one:?}");
+
+    // The Owner cannot see or revoke it through the keys API (R09: each user their own).
+    for method in ["GET", "DELETE"] {
+        let a = s.call(method, &path, None).await?;
+        ensure!(a.status == 404, "{method} by the Owner: {a:?}");
+    }
+
+    // Ann revokes it: the very next request with it is 401; the Owner's token still works.
+    let revoked = as_ann("DELETE", &path).await?;
+    ensure!(revoked.status == 200, "{revoked:?}");
+    let after = as_ann("GET", "/api/v2/tailnet/-/keys").await?;
+    ensure!(after.status == 401, "a revoked token: {after:?}");
+    let listed = s.ok("GET", "/api/v2/tailnet/-/keys", None).await?;
+    ensure!(listed["keys"].as_array().is_some_and(|k| k.len() == 1));
+    Ok(())
+}
+
 /// The PyPI client's install (`make tools`: `.tools/pypi`).
 fn pypi_dir() -> PathBuf {
     std::env::var_os("AUTHKEYS_PYPI").map_or_else(
@@ -604,10 +666,21 @@ async fn pypi_client_works_unchanged() -> anyhow::Result<()> {
     let tagged = s
         .node(json!({"tags": ["tag:pypi-node"]}), "tagged", 5)
         .await?;
+    let member = s
+        .ok(
+            "POST",
+            "/api/v2/tailnet/-/users",
+            Some(json!({"loginName": "m@example.com", "role": "member"})),
+        )
+        .await?;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pypi_client.py");
     let port = s.port.to_string();
     let token = s.token.clone();
-    let ids = [plain["nodeId"].clone(), tagged["nodeId"].clone()];
+    let ids = [
+        plain["nodeId"].clone(),
+        tagged["nodeId"].clone(),
+        member["id"].clone(),
+    ];
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
             .arg(script)

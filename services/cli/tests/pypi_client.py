@@ -1,7 +1,7 @@
 """The PyPI `tailscale` client (1.0.0) against a running `authkeys serve`, as its users call it.
 
 Run by `conformance.rs` (`pypi_client_works_unchanged`) with the gateway's port, the Owner's
-token and the two device ids the test registered (one untagged, one tagged). The client is
+token, the two device ids the test registered (one untagged, one tagged) and a Member's user id. The client is
 unchanged: only its base URL is pointed at the loopback gateway, by the HTTP session it is given
 (the library takes a session; its base URL `https://api.tailscale.com/api/v2/` is fixed). Every
 check that fails exits non-zero with a message naming it.
@@ -44,7 +44,7 @@ def check(ok: bool, what: str) -> None:
         raise AssertionError(what)
 
 
-async def main(port: int, token: str, plain_id: str, tagged_id: str) -> None:
+async def main(port: int, token: str, plain_id: str, tagged_id: str, member_id: str) -> None:
     session = Loopback(port)
     ts = Tailscale(tailnet="-", api_key=token, session=session)
     try:
@@ -135,8 +135,9 @@ async def main(port: int, token: str, plain_id: str, tagged_id: str) -> None:
 
         # Users: the list (with its filters) and one user.
         users = await ts.users()
-        check([u.login_name for u in users] == ["o@example.com"], f"users(): {users!r}")
-        owner = users[0]
+        logins = sorted(u.login_name for u in users)
+        check(logins == ["m@example.com", "o@example.com"], f"users(): {users!r}")
+        owner = next(u for u in users if u.role == "owner")
         check(owner.role == "owner" and owner.status == "active", f"owner: {owner!r}")
         check(owner.user_type == "member" and owner.display_name, f"owner: {owner!r}")
         check(owner.device_count == 0, f"deviceCount (the tagged device is the tag's): {owner!r}")
@@ -145,11 +146,33 @@ async def main(port: int, token: str, plain_id: str, tagged_id: str) -> None:
         one = await ts.user(owner.user_id)
         check(one.login_name == "o@example.com", f"user(): {one!r}")
 
+        # The user lifecycle (R18, R21): role, suspend, restore, delete.
+        await ts.set_user_role(member_id, role="admin")
+        check((await ts.user(member_id)).role == "admin", "set_user_role")
+        await ts.suspend_user(member_id)
+        check((await ts.user(member_id)).status == "suspended", "suspend_user")
+        await ts.restore_user(member_id)
+        check((await ts.user(member_id)).status == "active", "restore_user")
+        try:
+            await ts.set_user_role(owner.user_id, role="member")
+            raise AssertionError("the Owner keeps their role until they transfer ownership")
+        except TailscaleError:
+            pass
+        await ts.delete_user(member_id)
+        check(member_id not in [u.user_id for u in await ts.users()], "delete_user")
+        try:
+            await ts.user(member_id)
+            raise AssertionError("a removed user must be 404")
+        except TailscaleNotFoundError:
+            pass
+
         # The configuration audit log, with an event filter.
         start = now - datetime.timedelta(hours=1)
         end = now + datetime.timedelta(hours=1)
         logs = await ts.configuration_audit_logs(start=start, end=end)
         check(len(logs) > 5, f"audit logs: {len(logs)}")
+        deleted = await ts.configuration_audit_logs(start=start, end=end, events=["USER.DELETE"])
+        check(len(deleted) == 1 and deleted[0].target.target_id == member_id, f"{deleted!r}")
         print(json.dumps({"requests": session.requests, "auditRecords": len(logs)}))
     finally:
         await session.close()
@@ -157,7 +180,7 @@ async def main(port: int, token: str, plain_id: str, tagged_id: str) -> None:
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
+        asyncio.run(main(int(sys.argv[1]), *sys.argv[2:6]))
     except AssertionError as e:
         print(f"check failed: {e}", file=sys.stderr)
         sys.exit(1)

@@ -1,6 +1,8 @@
 //! `authkeys admin bootstrap`: creates a tailnet, its Owner and the Owner's first API token,
 //! offline, straight into the log (the command service must not be running on the same data dir:
-//! the log has one writer).
+//! the log has one writer). `authkeys admin recover` issues the Owner a new token the same way
+//! (R18: the way back in when every token has expired), recorded as an `ApiTokenIssued` by the
+//! system actor `recover`.
 //!
 //! A tailnet name can be bootstrapped once: each run uses a fresh command id, so a second run
 //! with the same name reaches `decide`, which refuses it (and no token is printed).
@@ -75,5 +77,61 @@ pub fn bootstrap(data_dir: &Path, name: &str, owner: &str) -> anyhow::Result<Boo
             data_dir.display()
         ),
         Err(e) => Err(anyhow::anyhow!("{e}")).context("append the new tailnet"),
+    }
+}
+
+/// What recover made. `token.text` is the only copy of the new token.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The tailnet's id.
+    pub tailnet_id: TailnetId,
+    /// The Owner's new API token.
+    pub token: Issued,
+}
+
+/// Issues a new API token to the Owner of tailnet `name` in the log under `data_dir` (which
+/// must exist: recover creates nothing else). Blocking; fails while the command service holds
+/// the log.
+pub fn recover(data_dir: &Path, name: &str) -> anyhow::Result<Recovered> {
+    let name = TailnetName::parse(name).map_err(|e| anyhow::anyhow!("--tailnet: {}", e.why))?;
+    let config = LogConfig::in_dir(data_dir);
+    if !config.path.is_file() {
+        bail!(
+            "{} holds no log: recover runs on the service's data dir",
+            data_dir.display()
+        );
+    }
+    let (mint, log) = mint::open_log(data_dir, config)?;
+    let (token_id, token) = mint.random_api_token()?;
+    let now = authkeys_events::decision::system_clock().now();
+    let command_id =
+        CommandId::parse(format!("recover-{token_id}")).context("make the recover command id")?;
+    let command = Command::RecoverOwner {
+        name: name.clone(),
+        token: NewToken {
+            token_id,
+            secret_hash: token.secret_hash,
+            expires: now.plus_seconds(OWNER_TOKEN_LIFETIME_DAYS * 86_400),
+        },
+    };
+    let result = log.append_blocking(authkeys_log::Append {
+        scope: "system".to_owned(),
+        command_id,
+        actor: Actor::system("recover"),
+        fingerprint: *blake3::hash(name.as_str().as_bytes()).as_bytes(),
+        decide: Box::new(move |state: &State, now| authkeys_domain::decide(state, &command, now)),
+    });
+    log.close();
+    match result {
+        Ok(committed) => Ok(Recovered {
+            tailnet_id: committed
+                .envelopes
+                .first()
+                .map(|env| env.tailnet.clone())
+                .context("recover appended no event")?,
+            token,
+        }),
+        Err(AppendError::Rejected(r)) => bail!("{r}"),
+        Err(e) => Err(anyhow::anyhow!("{e}")).context("append the Owner's new token"),
     }
 }

@@ -28,6 +28,11 @@
 //! | `authkeys.cmd.admin.revoke-key` | `RevokeKeyRequest` | `{ok, key}` | tailnet |
 //! | `authkeys.cmd.admin.add-user` | `AddUserRequest` | `{ok, user, apiKey}` | tailnet |
 //! | `authkeys.cmd.admin.issue-token` | `IssueTokenRequest` | `{ok, tokenId, apiKey, expires}` | tailnet |
+//! | `authkeys.cmd.admin.revoke-token` | `RevokeTokenRequest` | `{ok, tokenId}` | tailnet |
+//! | `authkeys.cmd.admin.change-role` | `ChangeRoleRequest` | `{ok, user}` | tailnet |
+//! | `authkeys.cmd.admin.remove-user` | `RemoveUserRequest` | `{ok, userId}` | tailnet |
+//! | `authkeys.cmd.admin.suspend-user` | `SuspendUserRequest` | `{ok, userId}` | tailnet |
+//! | `authkeys.cmd.admin.restore-user` | `RestoreUserRequest` | `{ok, userId}` | tailnet |
 //! | `authkeys.cmd.admin.set-tags` | `SetTagsRequest` | `{ok, device}` | tailnet |
 //! | `authkeys.cmd.admin.set-key-expiry` | `SetKeyExpiryRequest` | `{ok, device}` | tailnet |
 //! | `authkeys.cmd.admin.expire-node` | `ExpireNodeRequest` | `{ok, device}` | tailnet |
@@ -49,7 +54,7 @@
 //! | `bad_request` | 400 | the payload is not the request (message names the field: `nodeKey: …`) |
 //! | `invalid_key` | 401 | registration with a malformed, unknown, wrong, expired, revoked or used key: one message for all (R10) |
 //! | `rate_limited` | 429 | too many failed registrations from this registrar or for this key id |
-//! | `forbidden` | 403 | the actor's role does not allow it (R07), or the actor is not a user of the tailnet |
+//! | `forbidden` | 403 | the actor's role does not allow it (R07), or the actor is not a user of the tailnet (removed, or suspended: R21) |
 //! | `not_found` | 404 | unknown tailnet, device, or a key that is not the actor's (R09) |
 //! | `conflict` | 409 | the state does not allow it, or the id was used before for a different request |
 //! | `unavailable` | 503 | the log cannot take commands (shutting down, storage failure): retry |
@@ -110,6 +115,7 @@ pub mod status;
 
 mod add_user;
 mod authorize_node;
+mod change_role;
 mod change_settings;
 mod delete_node;
 mod expire_node;
@@ -118,9 +124,11 @@ mod issue_token;
 mod node_status;
 mod register;
 mod revoke_key;
+mod revoke_token;
 mod set_key_expiry;
 mod set_tags;
 mod timer;
+mod user_op;
 
 pub use timer::{TIMER_ACTOR, TIMER_SCOPE};
 
@@ -342,6 +350,17 @@ impl CommandService {
                 subject::REVOKE_KEY => revoke_key::handle(ctx, &req).await,
                 subject::ADD_USER => add_user::handle(ctx, &req).await,
                 subject::ISSUE_TOKEN => issue_token::handle(ctx, &req).await,
+                subject::REVOKE_TOKEN => revoke_token::handle(ctx, &req).await,
+                subject::CHANGE_ROLE => change_role::handle(ctx, &req).await,
+                subject::REMOVE_USER => {
+                    user_op::handle(ctx, &req, wire::RemoveUserRequest::parse).await
+                }
+                subject::SUSPEND_USER => {
+                    user_op::handle(ctx, &req, wire::SuspendUserRequest::parse).await
+                }
+                subject::RESTORE_USER => {
+                    user_op::handle(ctx, &req, wire::RestoreUserRequest::parse).await
+                }
                 subject::SET_TAGS => set_tags::handle(ctx, &req).await,
                 subject::SET_KEY_EXPIRY => set_key_expiry::handle(ctx, &req).await,
                 subject::EXPIRE_NODE => expire_node::handle(ctx, &req).await,

@@ -6,7 +6,8 @@
 //! 2. the token's form and checksum (`secret::parse`), without any lookup;
 //! 3. the identity view's record of the token id (`authkeys.query.identity.token`);
 //! 4. [`verify`]: the keyed hash of the presented secret equals the record's, compared in
-//!    constant time, and the token is neither revoked nor expired.
+//!    constant time, and the token is neither revoked nor expired, and its user is neither
+//!    suspended (R21) nor unknown (a removed user's tokens are revoked as well, R18).
 //!
 //! Only the hash is ever compared or logged; the token text lives in the request and here.
 
@@ -83,7 +84,15 @@ pub fn verify(
     let stored = record.secret_hash;
     let hash = presented.hash(hashing_key);
     let same: bool = hash.0.ct_eq(&stored.0).into();
-    if !same || record.token_id != presented.id || record.revoked || now >= record.expires {
+    // A suspended user's token is refused exactly like a revoked one; a token whose user is
+    // unknown (removed: the identity view answers no role) too.
+    if !same
+        || record.token_id != presented.id
+        || record.revoked
+        || now >= record.expires
+        || record.suspended
+        || record.role.is_empty()
+    {
         return Err(ApiError::unauthorized());
     }
     Ok(Caller {
@@ -178,6 +187,9 @@ mod tests {
             secret_hash: issued.secret_hash,
             expires: Timestamp::from_unix_ms(2_000_000_000_000).expect("valid"),
             revoked: false,
+            created: Timestamp::from_unix_ms(1_000_000_000_000).expect("in range"),
+            revoked_at: None,
+            suspended: false,
         }
     }
 
@@ -209,6 +221,20 @@ mod tests {
             ..rec.clone()
         };
         assert!(verify(&p, &key, &revoked, now).is_err());
+        let suspended = TokenRecord {
+            suspended: true,
+            ..rec.clone()
+        };
+        assert!(verify(&p, &key, &suspended, now).is_err(), "R21: suspended");
+        let removed = TokenRecord {
+            role: String::new(),
+            login_name: String::new(),
+            ..rec.clone()
+        };
+        assert!(
+            verify(&p, &key, &removed, now).is_err(),
+            "R18: no such user"
+        );
         assert!(verify(&p, &key, &rec, rec.expires).is_err(), "expired");
         let bad_hash = TokenRecord {
             secret_hash: authkeys_events::Hash([0; 32]),

@@ -133,6 +133,30 @@ impl Filters {
     }
 }
 
+/// Which devices a role reads (R21): every role but Member and Billing admin reads every device
+/// of the tailnet; a Member only the untagged devices they own; a Billing admin none (403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sight {
+    All,
+    Own,
+}
+
+fn sight(authed: &Authed) -> Result<Sight, ApiError> {
+    match authed.caller.role.as_str() {
+        "member" => Ok(Sight::Own),
+        "billing-admin" => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "billing admins do not see devices",
+        )),
+        _ => Ok(Sight::All),
+    }
+}
+
+/// Whether `device` is one the caller may read.
+fn visible(sight: Sight, authed: &Authed, device: &Device) -> bool {
+    sight == Sight::All || (device.tags.is_empty() && device.user == authed.caller.login_name)
+}
+
 /// A device id of a path; a malformed one is unknown (404).
 fn node_id(text: &str) -> Result<NodeId, ApiError> {
     NodeId::parse(text).map_err(|_| ApiError::not_found(format!("device {text} not found")))
@@ -146,6 +170,7 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let all = all_fields(q.as_deref())?;
     let filters = Filters::parse(q.as_deref())?;
+    let sight = sight(&authed)?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     // The view answers in pages (NATS replies stay under 1 MiB); the API answers one list.
     let mut devices = Vec::new();
@@ -161,6 +186,9 @@ pub(super) async fn list(
             })
             .await?;
         for device in page.devices {
+            if !visible(sight, &authed, &device) {
+                continue;
+            }
             let device = if all {
                 device.with_all_fields()
             } else {
@@ -193,6 +221,7 @@ pub(super) async fn get(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let all = all_fields(q.as_deref())?;
+    let sight = sight(&authed)?;
     let node_id = node_id(&id)?;
     let one = shared
         .nats
@@ -202,6 +231,9 @@ pub(super) async fn get(
             min_seq: Some(authed.head),
         })
         .await?;
+    if !visible(sight, &authed, &one.device) {
+        return Err(ApiError::not_found(format!("device {id} not found")));
+    }
     Ok(json(&if all {
         one.device.with_all_fields()
     } else {

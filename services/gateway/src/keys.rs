@@ -1,9 +1,12 @@
 //! `/tailnet/{tailnet}/keys[/{keyId}]`: generate, list, get and revoke the caller's auth keys
-//! (R07–R09, R12).
+//! (R07–R09, R12), and list, get and revoke the caller's own API tokens (`keyType: "api"`, R18).
 
-use authkeys_events::KeyId;
+use authkeys_events::{KeyId, TokenId};
 use authkeys_protocol::subject;
-use authkeys_protocol::{self, Capabilities, GenerateKeyRequest, Key, KeyReply, RevokeKeyRequest};
+use authkeys_protocol::{
+    self, Capabilities, GenerateKeyRequest, Key, KeyReply, RevokeKeyRequest, RevokeTokenRequest,
+    RevokedTokenReply, TokenKey,
+};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{JsonBody, query_bool};
 use super::error::ApiError;
-use authkeys_protocol::query::{KeysGetQuery, KeysListQuery};
+use authkeys_protocol::query::{KeysGetQuery, KeysListQuery, TokensListQuery};
 
 use super::{AppState, Authed, command_id, json, resolve_tailnet};
 
@@ -47,9 +50,52 @@ impl CreateKeyBody {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// An auth key or an API token, as the keys API lists them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum AnyKey {
+    Auth(Key),
+    Api(TokenKey),
+}
+
+#[derive(Debug, Serialize)]
 struct Keys {
-    keys: Vec<Key>,
+    keys: Vec<AnyKey>,
+}
+
+/// What a key id of a path names: an auth key (`k…`) or an API token (`t…`); anything else is
+/// unknown (404), like any key that is not the caller's.
+#[derive(Debug)]
+enum KeyRef {
+    Auth(KeyId),
+    Api(TokenId),
+}
+
+fn key_ref(text: &str) -> Result<KeyRef, ApiError> {
+    if let Ok(id) = KeyId::parse(text) {
+        return Ok(KeyRef::Auth(id));
+    }
+    TokenId::parse(text)
+        .map(KeyRef::Api)
+        .map_err(|_| ApiError::not_found(format!("key {text} not found")))
+}
+
+/// The caller's API tokens (R18): their own only, whatever their role.
+async fn own_tokens(shared: &AppState, authed: &Authed) -> Result<Vec<TokenKey>, ApiError> {
+    let answer = shared
+        .nats
+        .query(&TokensListQuery {
+            tailnet: authed.caller.tailnet.clone(),
+            user_id: authed.caller.user_id.clone(),
+            min_seq: Some(authed.head),
+        })
+        .await?;
+    let now = shared.clock.now();
+    Ok(answer
+        .tokens
+        .iter()
+        .map(|t| TokenKey::build(t, now))
+        .collect())
 }
 
 pub(super) async fn create(
@@ -86,12 +132,14 @@ pub(super) async fn list(
             min_seq: Some(authed.head),
         })
         .await?;
-    Ok(json(&Keys { keys: answer.keys }))
-}
-
-/// A key id of a path; a malformed one is unknown (404), like any key that is not the caller's.
-fn key_id(text: &str) -> Result<KeyId, ApiError> {
-    KeyId::parse(text).map_err(|_| ApiError::not_found(format!("key {text} not found")))
+    let mut keys: Vec<AnyKey> = answer.keys.into_iter().map(AnyKey::Auth).collect();
+    keys.extend(
+        own_tokens(&shared, &authed)
+            .await?
+            .into_iter()
+            .map(AnyKey::Api),
+    );
+    Ok(json(&Keys { keys }))
 }
 
 pub(super) async fn get(
@@ -99,8 +147,19 @@ pub(super) async fn get(
     authed: Authed,
     Path((tailnet, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let key_id = key_id(&key)?;
+    let key_ref = key_ref(&key)?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
+    let key_id = match key_ref {
+        KeyRef::Auth(id) => id,
+        KeyRef::Api(token_id) => {
+            let token = own_tokens(&shared, &authed)
+                .await?
+                .into_iter()
+                .find(|t| t.id == token_id.as_str())
+                .ok_or_else(|| ApiError::not_found(format!("key {key} not found")))?;
+            return Ok(json(&token));
+        }
+    };
     let one = shared
         .nats
         .query(&KeysGetQuery {
@@ -119,8 +178,30 @@ pub(super) async fn delete(
     Path((tailnet, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key_id = key_id(&key)?;
+    let key_ref = key_ref(&key)?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
+    let key_id = match key_ref {
+        KeyRef::Auth(id) => id,
+        KeyRef::Api(token_id) => {
+            // The keys API revokes the caller's own tokens only (a user manager may revoke any
+            // of the tailnet's over NATS; over HTTP, another user's token is not found).
+            if !own_tokens(&shared, &authed)
+                .await?
+                .iter()
+                .any(|t| t.id == token_id.as_str() && !t.invalid)
+            {
+                return Err(ApiError::not_found(format!("key {key} not found")));
+            }
+            let request = RevokeTokenRequest {
+                command_id: command_id(&headers)?,
+                tailnet: authed.caller.tailnet.clone(),
+                actor: authed.caller.user_id.clone(),
+                token_id: token_id.to_string(),
+            };
+            let _: RevokedTokenReply = shared.nats.request(subject::REVOKE_TOKEN, &request).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+    };
     let request = RevokeKeyRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),
@@ -170,10 +251,12 @@ mod tests {
     }
 
     #[test]
-    fn malformed_key_id_is_not_found() {
+    fn key_ids_name_auth_keys_or_tokens_and_malformed_ones_are_not_found() {
         assert_eq!(
-            key_id("../etc").expect_err("bad").status,
+            key_ref("../etc").expect_err("bad").status,
             StatusCode::NOT_FOUND
         );
+        assert!(matches!(key_ref("kAbc"), Ok(KeyRef::Auth(_))));
+        assert!(matches!(key_ref("tAbc"), Ok(KeyRef::Api(_))));
     }
 }

@@ -44,6 +44,7 @@ pub mod body;
 pub mod error;
 pub mod metrics;
 pub mod nats;
+pub mod oidc;
 
 mod devices;
 mod keys;
@@ -376,6 +377,10 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
             post(tailnet::add_user).get(users::list),
         )
         .route("/users/{id}", get(users::get))
+        .route("/users/{id}/role", post(users::set_role))
+        .route("/users/{id}/delete", post(users::delete))
+        .route("/users/{id}/suspend", post(users::suspend))
+        .route("/users/{id}/restore", post(users::restore))
         .route(
             "/tailnet/{tailnet}/logging/configuration",
             get(logging::configuration),

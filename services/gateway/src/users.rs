@@ -1,19 +1,30 @@
 //! `GET /tailnet/{tailnet}/users[?type=&role=]` and `GET /users/{id}`: the tailnet's users in
-//! Tailscale's user shape (the Go client's `Users().List`, the PyPI client's `users()`).
+//! Tailscale's user shape (the Go client's `Users().List`, the PyPI client's `users()`); and
+//! `POST /users/{id}/role {"role"}`, `/delete`, `/suspend`, `/restore` (R18, R21; the PyPI
+//! client's `set_user_role`, `delete_user`, `suspend_user`, `restore_user`), each answered as
+//! Tailscale does: 200 with an empty body.
 //!
 //! Who sees whom (R21): a Member sees only themselves (another user is 404, as a user that does
-//! not exist); every other role sees every user of the tailnet.
+//! not exist); every other role sees every user of the tailnet. Who changes whom is the
+//! domain's to decide (`decide`: Owner, Admin and IT admin; the Owner alone touches the Owner;
+//! nobody removes or suspends themselves or the Owner): a refusal is 403 or 409 with
+//! `{"message"}`, an unknown user 404, and nothing is written.
 
 use authkeys_events::UserId;
-use authkeys_protocol::parse_role;
 use authkeys_protocol::query::{UsersGetQuery, UsersListQuery};
+use authkeys_protocol::{
+    ChangeRoleRequest, RemoveUserRequest, RestoreUserRequest, SuspendUserRequest, UserIdReply,
+    UserReply, parse_role, subject,
+};
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
-use serde::Serialize;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 
-use super::body::query_param;
+use super::body::{JsonBody, OptionalJsonBody, query_param};
+use super::devices::Empty;
 use super::error::ApiError;
-use super::{AppState, Authed, json, resolve_tailnet};
+use super::{AppState, Authed, command_id, json, resolve_tailnet};
 
 #[derive(Serialize)]
 struct Users {
@@ -42,11 +53,16 @@ fn role_filter(q: Option<&str>) -> Result<Option<String>, ApiError> {
     match query_param(q, "role") {
         None | Some("") => Ok(None),
         Some(r) if parse_role(r).is_some() => Ok(Some(r.to_owned())),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "role: must be owner, admin, it-admin, network-admin, member, auditor or \
-             billing-admin, not {other:?}"
-        ))),
+        Some(other) => Err(bad_role(other)),
     }
+}
+
+/// 400 naming `role`.
+fn bad_role(other: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "role: must be owner, admin, it-admin, network-admin, member, auditor or billing-admin, \
+         not {other:?}"
+    ))
 }
 
 pub(super) async fn list(
@@ -101,6 +117,105 @@ pub(super) async fn get(
         })
         .await?;
     Ok(json(&one.user))
+}
+
+/// `POST /users/{id}/role`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleBody {
+    /// The new role, as the API spells it.
+    pub role: String,
+}
+
+/// The user id of a path: one that cannot be a user id is 404, like an unknown one.
+fn user_id(id: &str) -> Result<UserId, ApiError> {
+    UserId::parse(id).map_err(|_| ApiError::not_found(format!("user {id} not found")))
+}
+
+/// `POST /users/{id}/role {"role"}`: a role as the API spells it (else 400 naming `role`);
+/// `owner` transfers ownership (the Owner only, R18).
+pub(super) async fn set_role(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> Result<Response, ApiError> {
+    let user_id = user_id(&id)?;
+    if parse_role(&body.role).is_none() {
+        return Err(bad_role(&body.role));
+    }
+    let request = ChangeRoleRequest {
+        command_id: command_id(&headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        user_id: user_id.to_string(),
+        role: body.role,
+    };
+    let _: UserReply = shared.nats.request(subject::CHANGE_ROLE, &request).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Sends a request that names only a user and answers as Tailscale does: 200, empty body.
+async fn user_op<R: Serialize>(
+    shared: &AppState,
+    subject: &'static str,
+    request: R,
+) -> Result<Response, ApiError> {
+    let _: UserIdReply = shared.nats.request(subject, &request).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /users/{id}/delete`: removes the user; their API tokens answer 401 from their next
+/// request, their usable auth keys are revoked, their devices stay (R11, R18).
+pub(super) async fn delete(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
+) -> Result<Response, ApiError> {
+    let request = RemoveUserRequest {
+        command_id: command_id(&headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        user_id: user_id(&id)?.to_string(),
+    };
+    user_op(&shared, subject::REMOVE_USER, request).await
+}
+
+/// `POST /users/{id}/suspend`: the user's tokens answer 401 until they are restored (R21).
+pub(super) async fn suspend(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
+) -> Result<Response, ApiError> {
+    let request = SuspendUserRequest {
+        command_id: command_id(&headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        user_id: user_id(&id)?.to_string(),
+    };
+    user_op(&shared, subject::SUSPEND_USER, request).await
+}
+
+/// `POST /users/{id}/restore`: a suspended user's tokens work again (R21).
+pub(super) async fn restore(
+    State(shared): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
+) -> Result<Response, ApiError> {
+    let request = RestoreUserRequest {
+        command_id: command_id(&headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        user_id: user_id(&id)?.to_string(),
+    };
+    user_op(&shared, subject::RESTORE_USER, request).await
 }
 
 #[cfg(test)]
