@@ -654,40 +654,40 @@ impl ChangeRoleRequest {
     }
 }
 
-/// Declares the admin requests that name only a user.
-macro_rules! user_request {
-    ($(#[doc = $doc:literal])* $name:ident => $op:ident) => {
+/// Declares an admin request that names only one thing (`userId` or `nodeId`) and its parse.
+macro_rules! id_request {
+    ($(#[doc = $doc:literal])* $name:ident => $op:ident { $field:ident: $ty:ident = $ty_name:literal, $json:literal, $which:literal }) => {
         admin_request!(
             $(#[doc = $doc])*
             $name {
-                /// Which user.
-                #[schemars(with = "UserId")]
-                user_id: String,
+                #[doc = $which]
+                #[schemars(with = $ty_name)]
+                $field: String,
             }
         );
 
         impl $name {
             /// Validates every field.
             pub fn parse(&self) -> Result<Parsed<AdminOp>, WireError> {
-                let user_id = id("userId", UserId::parse(self.user_id.as_str()))?;
-                common(&self.command_id, &self.tailnet, &self.actor, AdminOp::$op { user_id })
+                let $field = id($json, $ty::parse(self.$field.as_str()))?;
+                common(&self.command_id, &self.tailnet, &self.actor, AdminOp::$op { $field })
             }
         }
     };
 }
 
-user_request!(
+id_request!(
     /// `authkeys.cmd.admin.remove-user`: remove a user, revoking their live API tokens and
     /// usable auth keys; their devices stay (R11, R18, R21).
-    RemoveUserRequest => RemoveUser
+    RemoveUserRequest => RemoveUser { user_id: UserId = "UserId", "userId", "Which user." }
 );
-user_request!(
+id_request!(
     /// `authkeys.cmd.admin.suspend-user`: suspend a user until restored (R21).
-    SuspendUserRequest => SuspendUser
+    SuspendUserRequest => SuspendUser { user_id: UserId = "UserId", "userId", "Which user." }
 );
-user_request!(
+id_request!(
     /// `authkeys.cmd.admin.restore-user`: restore a suspended user (R21).
-    RestoreUserRequest => RestoreUser
+    RestoreUserRequest => RestoreUser { user_id: UserId = "UserId", "userId", "Which user." }
 );
 
 admin_request!(
@@ -743,35 +743,13 @@ impl SetKeyExpiryRequest {
     }
 }
 
-/// Declares the admin requests that name only a device.
-macro_rules! node_request {
-    ($(#[doc = $doc:literal])* $name:ident => $op:ident) => {
-        admin_request!(
-            $(#[doc = $doc])*
-            $name {
-                /// Which device.
-                #[schemars(with = "NodeId")]
-                node_id: String,
-            }
-        );
-
-        impl $name {
-            /// Validates every field.
-            pub fn parse(&self) -> Result<Parsed<AdminOp>, WireError> {
-                let node_id = id("nodeId", NodeId::parse(self.node_id.as_str()))?;
-                common(&self.command_id, &self.tailnet, &self.actor, AdminOp::$op { node_id })
-            }
-        }
-    };
-}
-
-node_request!(
+id_request!(
     /// `authkeys.cmd.admin.expire-node`: expire a device's key now (R14).
-    ExpireNodeRequest => ExpireNode
+    ExpireNodeRequest => ExpireNode { node_id: NodeId = "NodeId", "nodeId", "Which device." }
 );
-node_request!(
+id_request!(
     /// `authkeys.cmd.admin.delete-node`: delete a device, which de-authorizes it (R11).
-    DeleteNodeRequest => DeleteNode
+    DeleteNodeRequest => DeleteNode { node_id: NodeId = "NodeId", "nodeId", "Which device." }
 );
 
 admin_request!(

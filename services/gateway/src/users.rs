@@ -156,67 +156,43 @@ pub(super) async fn set_role(
     Ok(StatusCode::OK.into_response())
 }
 
-/// Sends a request that names only a user and answers as Tailscale does: 200, empty body.
-async fn user_op<R: Serialize>(
-    shared: &AppState,
-    subject: &'static str,
-    request: R,
-) -> Result<Response, ApiError> {
-    let _: UserIdReply = shared.nats.request(subject, &request).await?;
-    Ok(StatusCode::OK.into_response())
+/// A handler of a request that names only a user (`POST /users/{id}/<op>`, no body or `{}`),
+/// answered as Tailscale does: 200, empty body.
+macro_rules! user_op {
+    ($(#[$doc:meta])* $name:ident => $request:ident, $subject:path) => {
+        $(#[$doc])*
+        pub(super) async fn $name(
+            State(shared): State<AppState>,
+            authed: Authed,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
+        ) -> Result<Response, ApiError> {
+            let request = $request {
+                command_id: command_id(&headers)?,
+                tailnet: authed.caller.tailnet.clone(),
+                actor: authed.caller.user_id.clone(),
+                user_id: user_id(&id)?.to_string(),
+            };
+            let _: UserIdReply = shared.nats.request($subject, &request).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+    };
 }
 
-/// `POST /users/{id}/delete`: removes the user; their API tokens answer 401 from their next
-/// request, their usable auth keys are revoked, their devices stay (R11, R18).
-pub(super) async fn delete(
-    State(shared): State<AppState>,
-    authed: Authed,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
-) -> Result<Response, ApiError> {
-    let request = RemoveUserRequest {
-        command_id: command_id(&headers)?,
-        tailnet: authed.caller.tailnet.clone(),
-        actor: authed.caller.user_id.clone(),
-        user_id: user_id(&id)?.to_string(),
-    };
-    user_op(&shared, subject::REMOVE_USER, request).await
-}
-
-/// `POST /users/{id}/suspend`: the user's tokens answer 401 until they are restored (R21).
-pub(super) async fn suspend(
-    State(shared): State<AppState>,
-    authed: Authed,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
-) -> Result<Response, ApiError> {
-    let request = SuspendUserRequest {
-        command_id: command_id(&headers)?,
-        tailnet: authed.caller.tailnet.clone(),
-        actor: authed.caller.user_id.clone(),
-        user_id: user_id(&id)?.to_string(),
-    };
-    user_op(&shared, subject::SUSPEND_USER, request).await
-}
-
-/// `POST /users/{id}/restore`: a suspended user's tokens work again (R21).
-pub(super) async fn restore(
-    State(shared): State<AppState>,
-    authed: Authed,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
-) -> Result<Response, ApiError> {
-    let request = RestoreUserRequest {
-        command_id: command_id(&headers)?,
-        tailnet: authed.caller.tailnet.clone(),
-        actor: authed.caller.user_id.clone(),
-        user_id: user_id(&id)?.to_string(),
-    };
-    user_op(&shared, subject::RESTORE_USER, request).await
-}
+user_op!(
+    /// `POST /users/{id}/delete`: removes the user; their API tokens answer 401 from their next
+    /// request, their usable auth keys are revoked, their devices stay (R11, R18).
+    delete => RemoveUserRequest, subject::REMOVE_USER
+);
+user_op!(
+    /// `POST /users/{id}/suspend`: the user's tokens answer 401 until they are restored (R21).
+    suspend => SuspendUserRequest, subject::SUSPEND_USER
+);
+user_op!(
+    /// `POST /users/{id}/restore`: a suspended user's tokens work again (R21).
+    restore => RestoreUserRequest, subject::RESTORE_USER
+);
 
 #[cfg(test)]
 mod tests {
