@@ -375,9 +375,9 @@ const ONE_OWNER: &str =
 /// How ownership moves (R18).
 const TRANSFER: &str = "POST /users/{id}/role {\"role\": \"owner\"} for the new Owner";
 
-/// A user of the tailnet a user manager acts on (suspended or not); removed users are gone.
-/// The user an actor of `role` manages. Nobody manages more than they hold: an IT admin does
-/// not act on an Admin (or they could make themselves one, and so gain the settings).
+/// The user of the tailnet an actor of `role` acts on (suspended or not; removed users are
+/// gone). Nobody manages more than they hold: an IT admin does not act on an Admin (or they
+/// could make themselves one, and so gain the settings).
 fn managed_user<'t>(t: &'t Tailnet, role: Role, user_id: &UserId) -> Result<&'t User, Rejection> {
     let target = t
         .users
