@@ -17,13 +17,19 @@
 //!   API token; tailnet settings Owner or Admin. A registrar may only register,
 //!   re-authenticate, authorize at re-authentication and report connections.
 //!
+//! - R17: a new node's addresses are in the tailnet's ranges, held by no live node of the
+//!   tailnet, and not released by a deleted node less than 90 days before.
+//!
 //! `system` actors (bootstrap, timers) are not role-checked; their events are still held to the
 //! key rules.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
+use authkeys_domain::addresses;
 use authkeys_events::{
-    ActorType, Envelope, Event, Role, TailnetId, Timestamp, UserRemoved, UserSuspended,
+    ActorType, Envelope, Event, NodeAddresses, Role, TailnetId, Timestamp, UserRemoved,
+    UserSuspended,
 };
 
 /// What the rules need of one key.
@@ -47,6 +53,11 @@ struct TailnetState {
     suspended: HashSet<String>,
     token_owners: HashMap<String, String>,
     keys: HashMap<String, KeyState>,
+    /// R17: each live node's addresses, and each address's holder.
+    node_addresses: HashMap<String, NodeAddresses>,
+    address_holders: HashMap<IpAddr, String>,
+    /// R17: when a deleted node's addresses were released.
+    released: HashMap<IpAddr, Timestamp>,
 }
 
 /// The state the checks read. See the module docs.
@@ -117,6 +128,23 @@ impl Invariants {
                     k.expired = true;
                 }
             }
+            Event::NodeRegistered(e) => {
+                if let Some(a) = e.addresses {
+                    for ip in ips(&a) {
+                        t.address_holders.insert(ip, e.node_id.to_string());
+                        t.released.remove(&ip);
+                    }
+                    t.node_addresses.insert(e.node_id.to_string(), a);
+                }
+            }
+            Event::NodeDeleted(e) => {
+                if let Some(a) = t.node_addresses.remove(e.node_id.as_str()) {
+                    for ip in ips(&a) {
+                        t.address_holders.remove(&ip);
+                        t.released.insert(ip, env.time);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -152,6 +180,9 @@ impl Invariants {
                 }
             }
             Event::NodeRegistered(e) => {
+                if let Some(a) = &e.addresses {
+                    check_addresses(t, a, env.time)?;
+                }
                 let key = usable_key(t, e.auth_key_id.as_str(), env.time)?;
                 if !key.reusable
                     && key.uses > 0
@@ -170,6 +201,35 @@ impl Invariants {
         }
         Ok(())
     }
+}
+
+/// A node's two addresses.
+fn ips(a: &NodeAddresses) -> [IpAddr; 2] {
+    [IpAddr::V4(a.ipv4), IpAddr::V6(a.ipv6)]
+}
+
+/// R17: a new node's addresses are in the tailnet's ranges, held by no live node, and not
+/// released by a deleted one less than 90 days ago.
+fn check_addresses(t: &TailnetState, a: &NodeAddresses, time: Timestamp) -> Result<(), String> {
+    if !addresses::in_ipv4_range(a.ipv4) || !addresses::in_ipv6_range(a.ipv6) {
+        return Err(format!(
+            "addresses {} and {} are outside 100.64.0.0/10 and fd7a:115c:a1e0::/48 (R17)",
+            a.ipv4, a.ipv6
+        ));
+    }
+    for ip in ips(a) {
+        if let Some(holder) = t.address_holders.get(&ip) {
+            return Err(format!("address {ip} is already node {holder}'s (R17)"));
+        }
+        if let Some(at) = t.released.get(&ip)
+            && time < at.plus_seconds(addresses::QUARANTINE_SECS)
+        {
+            return Err(format!(
+                "address {ip} was released at {at}, less than 90 days before (R17)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), String> {
@@ -385,5 +445,77 @@ mod tests {
             &user_op(9, "uBob", "UserSuspended", "uMember"),
             "not a user",
         );
+    }
+
+    /// `NodeRegistered` of `node` with addresses `v4`/`v6` (by registrar `r`) at day `day`.
+    fn registered(seq: u64, node: &str, v4: &str, v6: &str, day: i64) -> Envelope {
+        let mut e = env(
+            seq,
+            None,
+            "NodeRegistered",
+            json!({"nodeId": node, "nodeKey": format!("nodekey:{}", format!("{seq:02x}").repeat(32)),
+                "hostname": node, "name": node, "os": "", "userId": "uA", "tags": [],
+                "authKeyId": "kA", "ephemeral": false, "authorized": true,
+                "keyExpiryDisabled": true, "expires": null, "tailnetLockError": null,
+                "addresses": {"ipv4": v4, "ipv6": v6}}),
+        );
+        e.time = e.time.plus_seconds(day * 86_400);
+        e
+    }
+
+    #[test]
+    fn r17_addresses_in_range_unique_and_quarantined_90_days() {
+        let mut inv = Invariants::default();
+        let expires = "2027-11-27T10:00:00.000Z";
+        for e in [
+            env(
+                1,
+                None,
+                "TailnetCreated",
+                json!({"name": "example.com",
+                "settings": {"devicesApprovalOn": false, "devicesKeyDurationDays": 180, "tailnetLockOn": false}}),
+            ),
+            added(2, "uA", "owner"),
+            env(
+                3,
+                Some("uA"),
+                "KeyGenerated",
+                json!({"keyId": "kA", "userId": "uA",
+                "description": "", "reusable": true, "ephemeral": false, "preauthorized": true,
+                "tags": [], "expirySeconds": 7_776_000, "expires": expires, "secretHash": "00".repeat(32)}),
+            ),
+        ] {
+            inv.check(&e).expect("valid");
+            inv.apply(&e);
+        }
+        let first = registered(4, "n1", "100.64.0.1", "fd7a:115c:a1e0::6440:1", 0);
+        inv.check(&first).expect("free addresses");
+        inv.apply(&first);
+        let taken = registered(5, "n2", "100.64.0.1", "fd7a:115c:a1e0::6440:9", 0);
+        assert!(inv.check(&taken).expect_err("held").contains("R17"));
+        let v6_taken = registered(5, "n2", "100.64.0.9", "fd7a:115c:a1e0::6440:1", 0);
+        assert!(
+            inv.check(&v6_taken).is_err(),
+            "the IPv6 address is held too"
+        );
+        let outside = registered(5, "n2", "10.0.0.1", "fd7a:115c:a1e0::a00:1", 0);
+        assert!(inv.check(&outside).expect_err("range").contains("outside"));
+        let deleted = env(
+            6,
+            Some("uA"),
+            "NodeDeleted",
+            json!({"nodeId": "n1", "reason": "admin"}),
+        );
+        inv.check(&deleted).expect("an Owner deletes");
+        inv.apply(&deleted);
+        let soon = registered(7, "n3", "100.64.0.1", "fd7a:115c:a1e0::6440:1", 89);
+        assert!(
+            inv.check(&soon)
+                .expect_err("quarantined")
+                .contains("90 days")
+        );
+        let later = registered(7, "n3", "100.64.0.1", "fd7a:115c:a1e0::6440:1", 91);
+        inv.check(&later)
+            .expect("released more than 90 days before");
     }
 }
