@@ -573,13 +573,36 @@ impl AddUserRequest {
 
 admin_request!(
     /// `authkeys.cmd.admin.issue-token`: issue another API token to the actor.
-    IssueTokenRequest {}
+    IssueTokenRequest {
+        /// Lifetime: 1 to 90 days in seconds (R18); the service's token lifetime (90 days by
+        /// default) if absent or 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 0, max = 7_776_000))]
+        expiry_seconds: Option<i64>,
+    }
 );
 
+/// The shortest lifetime an API token may be given: one day (R18: 1–90 days).
+pub const TOKEN_EXPIRY_SECONDS_MIN: i64 = 86_400;
+/// The longest: 90 days.
+pub const TOKEN_EXPIRY_SECONDS_MAX: i64 = 7_776_000;
+
 impl IssueTokenRequest {
-    /// Validates every field.
-    pub fn parse(&self) -> Result<Parsed<()>, WireError> {
-        common(&self.command_id, &self.tailnet, &self.actor, ())
+    /// Validates every field: the lifetime asked for, if any.
+    pub fn parse(&self) -> Result<Parsed<Option<i64>>, WireError> {
+        let lifetime = match self.expiry_seconds {
+            None | Some(0) => None,
+            Some(s) if (TOKEN_EXPIRY_SECONDS_MIN..=TOKEN_EXPIRY_SECONDS_MAX).contains(&s) => {
+                Some(s)
+            }
+            Some(_) => {
+                return Err(WireError::new(
+                    "expirySeconds",
+                    "must be from 86400 (1 day) to 7776000 (90 days), or 0 for the default",
+                ));
+            }
+        };
+        common(&self.command_id, &self.tailnet, &self.actor, lifetime)
     }
 }
 

@@ -354,6 +354,9 @@ impl Key {
 pub struct TokenKey {
     /// The token id.
     pub id: String,
+    /// The secret, `tskey-api-…`: in the create response only, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Always `api`.
     pub key_type: String,
     /// Free text (authkeys' tokens have none).
@@ -383,6 +386,7 @@ impl TokenKey {
         };
         Self {
             id: t.token_id.clone(),
+            key: None,
             key_type: "api".to_owned(),
             description: String::new(),
             created: t.created,

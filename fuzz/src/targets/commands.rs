@@ -188,7 +188,7 @@ admin_requests!(
     GenerateKeyRequest => KeyRequest,
     RevokeKeyRequest => AdminOp,
     AddUserRequest => AddUser,
-    IssueTokenRequest => (),
+    IssueTokenRequest => Option<i64>,
     SetTagsRequest => AdminOp,
     SetKeyExpiryRequest => AdminOp,
     ExpireNodeRequest => AdminOp,

@@ -2,11 +2,11 @@
 //! query strings (`body::query_param`, `body::query_bool`) and the `Authorization` header
 //! (`auth::token_text`, then `auth::presented` and `auth::verify`).
 //!
-//! The body types (`CreateKeyBody`, `AuthorizedBody`, `TagsBody`, `KeyExpiryBody`, `Empty`,
-//! `AddUserBody`) are `pub` but live in private modules of the gateway (but `SettingsBody`, from
-//! `authkeys_gateway::tailnet`), so they
-//! are restated here with the same serde attributes; each decoded body is then turned into its
-//! admin command as the handler does, and parsed.
+//! `CreateKeyBody` and `SettingsBody` are the gateway's own (`authkeys_gateway::keys`,
+//! `authkeys_gateway::tailnet`); the other body types (`AuthorizedBody`, `TagsBody`,
+//! `KeyExpiryBody`, `Empty`, `AddUserBody`) live in private modules of the gateway, so they are
+//! restated here with the same serde attributes. Each decoded body is turned into its admin
+//! command as the handler does, and parsed.
 //!
 //! Invariants: a decoded body's command re-encodes and decodes to itself; a query parameter is
 //! a piece of the query string; `query_bool` is `true` exactly for `true`, `1` and the empty
@@ -18,10 +18,10 @@ use std::fmt::Debug;
 use authkeys_events::{Hash, Timestamp};
 use authkeys_gateway::auth::{self, TokenRecord};
 use authkeys_gateway::body::{decode_json, query_bool, query_param};
+use authkeys_gateway::keys::CreateKeyBody;
 use authkeys_gateway::tailnet::SettingsBody;
 use authkeys_protocol::{
-    AddUserRequest, AuthorizeNodeRequest, Capabilities, ExpireNodeRequest, GenerateKeyRequest,
-    SetKeyExpiryRequest, SetTagsRequest,
+    AddUserRequest, AuthorizeNodeRequest, ExpireNodeRequest, SetKeyExpiryRequest, SetTagsRequest,
 };
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
@@ -31,19 +31,6 @@ use serde::{Deserialize, Serialize};
 use super::{request_round_trip, split_selector, text};
 use crate::inputs::{Gen, field};
 use crate::{Reached, Target};
-
-/// `POST /tailnet/{tailnet}/keys` (services/gateway/src/keys.rs).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateKeyBody {
-    #[serde(default)]
-    key_type: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    expiry_seconds: Option<i64>,
-    capabilities: Capabilities,
-}
 
 /// `POST /device/{id}/authorized` (devices.rs).
 #[derive(Debug, Deserialize)]
@@ -139,15 +126,10 @@ fn bodies(bytes: &[u8]) -> Reached {
     let node = || NODE.to_owned();
     match (selector / 2) % BODIES {
         0 => body_command(
-            decode_json::<CreateKeyBody>(json, body),
-            |b| {
-                command!(GenerateKeyRequest {
-                    key_type: b.key_type,
-                    description: b.description,
-                    expiry_seconds: b.expiry_seconds,
-                    capabilities: b.capabilities,
-                })
-            },
+            decode_json::<CreateKeyBody>(json, body).and_then(|b| {
+                b.command(COMMAND_ID.to_owned(), TAILNET.to_owned(), ACTOR.to_owned())
+            }),
+            |request| request,
             |r| parsed(r.parse()),
         ),
         1 => body_command(

@@ -623,6 +623,42 @@ async fn r18_api_tokens_are_listed_read_and_revoked_as_keys() -> anyhow::Result<
     let one = as_ann("GET", &path).await?;
     ensure!(one.status == 200 && one.body["id"] == id, "{one:?}");
 
+    // Ann mints herself another token for one day (1–90 days, R18); the secret shows once.
+    let mint = async |body: serde_json::Value| {
+        http(s.port, "POST", "/api/v2/tailnet/-/keys", &ann, Some(body)).await
+    };
+    let day = mint(json!({"keyType": "api", "expirySeconds": 86_400})).await?;
+    ensure!(day.status == 200, "{day:?}");
+    decodes_as(&day.body, GO_KEY_COMMON, "new api token")?;
+    let second = day.body["key"].as_str().context("key")?.to_owned();
+    ensure!(second.starts_with("tskey-api-") && day.body["expirySeconds"] == 86_400);
+    let works = http(s.port, "GET", "/api/v2/tailnet/-/keys", &second, None).await?;
+    ensure!(works.status == 200 && works.body["keys"].as_array().map(Vec::len) == Some(2));
+    for (body, field) in [
+        (
+            json!({"keyType": "api", "expirySeconds": 3600}),
+            "expirySeconds",
+        ),
+        (
+            json!({"keyType": "api", "expirySeconds": 7_776_001}),
+            "expirySeconds",
+        ),
+        (
+            json!({"keyType": "api", "capabilities": {"devices": {"create": {}}}}),
+            "capabilities",
+        ),
+        (json!({"keyType": "api", "description": "x"}), "description"),
+    ] {
+        let a = mint(body.clone()).await?;
+        ensure!(
+            a.status == 400
+                && a.body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(field)),
+            "{body}: {a:?}"
+        );
+    }
+
     // The Owner cannot see or revoke it through the keys API (R09: each user their own).
     for method in ["GET", "DELETE"] {
         let a = s.call(method, &path, None).await?;

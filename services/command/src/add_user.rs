@@ -14,7 +14,7 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let user_id = ctx
         .mint
         .derived_user_id(&parsed.tailnet, &parsed.command_id);
-    let (token, issued) = super::new_token(ctx, &parsed);
+    let (token, issued) = super::new_token(ctx, &parsed, None);
     let token_id = token.token_id.clone();
     let tailnet = parsed.tailnet.clone();
     let parsed = parsed.map_op(|op| AdminOp::AddUser {

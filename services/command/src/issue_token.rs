@@ -12,7 +12,7 @@ use super::{Answer, Ctx, Request};
 pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let dto: IssueTokenRequest = super::decode(req)?;
     let parsed = dto.parse()?;
-    let (token, issued) = super::new_token(ctx, &parsed);
+    let (token, issued) = super::new_token(ctx, &parsed, parsed.op);
     let token_id = token.token_id.clone();
     let tailnet = parsed.tailnet.clone();
     let parsed = parsed.map_op(|_| AdminOp::IssueToken { token });

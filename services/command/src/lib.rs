@@ -520,12 +520,17 @@ pub(crate) fn refusal(e: AppendError<Rejection>) -> ErrorReply {
 }
 
 /// The API token `add-user` or `issue-token` issues for `parsed`: derived from `(tailnet,
-/// commandId)`, so a retry gets the same one, valid for `token_lifetime_days`.
-pub(crate) fn new_token<T>(ctx: &Ctx, parsed: &Parsed<T>) -> (NewToken, secret::Issued) {
+/// commandId)`, so a retry gets the same one, valid for `lifetime_secs` if given, else
+/// `token_lifetime_days`.
+pub(crate) fn new_token<T>(
+    ctx: &Ctx,
+    parsed: &Parsed<T>,
+    lifetime_secs: Option<i64>,
+) -> (NewToken, secret::Issued) {
     let (token_id, issued) = ctx
         .mint
         .derived_api_token(&parsed.tailnet, &parsed.command_id);
-    let lifetime_secs = i64::from(ctx.config.token_lifetime_days) * 86_400;
+    let lifetime_secs = lifetime_secs.unwrap_or(i64::from(ctx.config.token_lifetime_days) * 86_400);
     let token = NewToken {
         token_id,
         secret_hash: issued.secret_hash,

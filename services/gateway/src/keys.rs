@@ -4,8 +4,8 @@
 use authkeys_events::{KeyId, TokenId};
 use authkeys_protocol::subject;
 use authkeys_protocol::{
-    self, Capabilities, GenerateKeyRequest, Key, KeyReply, RevokeKeyRequest, RevokeTokenRequest,
-    RevokedTokenReply, TokenKey,
+    self, Capabilities, GenerateKeyRequest, IssueTokenRequest, Key, KeyReply, RevokeKeyRequest,
+    RevokeTokenRequest, RevokedTokenReply, TokenKey, TokenReply,
 };
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,31 +22,41 @@ use super::{AppState, Authed, command_id, json, resolve_tailnet};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateKeyBody {
-    /// `auth` if given.
+    /// `auth` if absent; `api` for an API token of the caller's own (R18).
     #[serde(default)]
     pub key_type: Option<String>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
-    /// 1 to 7,776,000; 7,776,000 if absent (R08).
+    /// Auth keys: 1 to 7,776,000, 7,776,000 if absent or 0 (R08). API tokens: 86,400 to
+    /// 7,776,000 (1–90 days), 90 days if absent or 0 (R18).
     #[serde(default)]
     pub expiry_seconds: Option<i64>,
-    /// What the key does.
-    pub capabilities: Capabilities,
+    /// What an auth key does (required for one; not for an API token).
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
 }
 
 impl CreateKeyBody {
-    /// The admin command of this body.
-    pub fn command(self, command_id: String, tailnet: String, actor: String) -> GenerateKeyRequest {
-        GenerateKeyRequest {
+    /// The admin command of this body, for an auth key (`keyType` absent or `auth`).
+    pub fn command(
+        self,
+        command_id: String,
+        tailnet: String,
+        actor: String,
+    ) -> Result<GenerateKeyRequest, ApiError> {
+        let capabilities = self
+            .capabilities
+            .ok_or_else(|| ApiError::bad_request("capabilities: is required"))?;
+        Ok(GenerateKeyRequest {
             command_id,
             tailnet,
             actor,
             key_type: self.key_type,
             description: self.description,
             expiry_seconds: self.expiry_seconds,
-            capabilities: self.capabilities,
-        }
+            capabilities,
+        })
     }
 }
 
@@ -106,13 +116,61 @@ pub(super) async fn create(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> Result<Response, ApiError> {
     resolve_tailnet(&shared, &authed, &tailnet).await?;
+    if body.key_type.as_deref() == Some("api") {
+        return create_token(&shared, &authed, &headers, body).await;
+    }
     let request = body.command(
         command_id(&headers)?,
         authed.caller.tailnet.clone(),
         authed.caller.user_id.clone(),
-    );
+    )?;
     let reply: KeyReply = shared.nats.request(subject::GENERATE_KEY, &request).await?;
     Ok(json(&reply.key))
+}
+
+/// `POST /tailnet/{tailnet}/keys {"keyType": "api", "expirySeconds"?}`: an API token for the
+/// caller, 1–90 days (R18); the secret is in this answer only.
+async fn create_token(
+    shared: &AppState,
+    authed: &Authed,
+    headers: &HeaderMap,
+    body: CreateKeyBody,
+) -> Result<Response, ApiError> {
+    if body.capabilities.is_some() {
+        return Err(ApiError::bad_request(
+            "capabilities: an API token has none (they are for auth keys)",
+        ));
+    }
+    if body.description.as_deref().is_some_and(|d| !d.is_empty()) {
+        return Err(ApiError::bad_request(
+            "description: API tokens have none in authkeys",
+        ));
+    }
+    let request = IssueTokenRequest {
+        command_id: command_id(headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        expiry_seconds: body.expiry_seconds,
+    };
+    let reply: TokenReply = shared.nats.request(subject::ISSUE_TOKEN, &request).await?;
+    // Read back at the head the token's answer comes from (read-your-writes).
+    let head = shared.nats.head().await?;
+    let answer = shared
+        .nats
+        .query(&TokensListQuery {
+            tailnet: authed.caller.tailnet.clone(),
+            user_id: authed.caller.user_id.clone(),
+            min_seq: Some(head),
+        })
+        .await?;
+    let info = answer
+        .tokens
+        .iter()
+        .find(|t| t.token_id == reply.token_id)
+        .ok_or_else(|| ApiError::internal("read a new API token", "not in the identity view"))?;
+    let mut token = TokenKey::build(info, shared.clock.now());
+    token.key = reply.api_key;
+    Ok(json(&token))
 }
 
 pub(super) async fn list(
@@ -224,7 +282,9 @@ mod tests {
             br#"{"capabilities":{"devices":{"create":{"reusable":true,"ephemeral":false,"preauthorized":true,"tags":null}}},"expirySeconds":86400,"description":"ci runner"}"#,
         )
         .expect("valid");
-        let cmd = b.command("c1".into(), "Tabc".into(), "u1".into());
+        let cmd = b
+            .command("c1".into(), "Tabc".into(), "u1".into())
+            .expect("an auth key");
         let parsed = cmd.parse().expect("parses");
         assert!(parsed.op.tags.is_empty() && parsed.op.reusable && parsed.op.preauthorized);
         assert_eq!(parsed.op.expiry_seconds.get(), 86_400);
@@ -236,7 +296,10 @@ mod tests {
 
     #[test]
     fn create_body_refusals_name_the_field() {
-        let e = decode_json::<CreateKeyBody>(true, br#"{"expirySeconds":5}"#).expect_err("bad");
+        let b = decode_json::<CreateKeyBody>(true, br#"{"expirySeconds":5}"#).expect("decodes");
+        let e = b
+            .command("c1".into(), "Tabc".into(), "u1".into())
+            .expect_err("an auth key needs capabilities");
         assert_eq!(e.message, "capabilities: is required");
         let e = decode_json::<CreateKeyBody>(
             true,

@@ -47,7 +47,7 @@ pub mod nats;
 pub mod oidc;
 
 mod devices;
-mod keys;
+pub mod keys;
 mod logging;
 pub mod tailnet;
 mod users;
