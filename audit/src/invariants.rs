@@ -256,6 +256,9 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
         Event::KeyGenerated(_) | Event::KeyRevoked(_) if !role.may_manage_keys() => {
             denied("manage auth keys")
         }
+        Event::OAuthClientCreated(_) | Event::OAuthClientDeleted(_) if !role.may_manage_keys() => {
+            denied("manage OAuth clients")
+        }
         Event::NodeAuthorized(_)
         | Event::NodeKeyExpirySet(_)
         | Event::NodeExpired(_)

@@ -53,6 +53,9 @@
 //! | `UserRestored` | `USER.RESTORE` | none |
 //! | `ApiTokenIssued` | `API_KEY.CREATE` | → `{keyType: "api", userId, expires}` |
 //! | `ApiTokenRevoked` | `API_KEY.REVOKE` | none |
+//! | `OAuthClientCreated` | `API_KEY.CREATE` | → `{keyType: "client", description, scopes, tags}` |
+//! | `OAuthClientDeleted` | `API_KEY.REVOKE` | none |
+//! | `AccessTokenIssued` | no record (the client's use of its secret, as `KeyUsed`) | |
 //! | `KeyGenerated` | `API_KEY.CREATE` | → the API's key object: `{keyType: "auth", description, userId, expirySeconds, expires, capabilities.devices.create{reusable, ephemeral, preauthorized, tags}}` |
 //! | `KeyRevoked` | `API_KEY.REVOKE` | none |
 //! | `KeyExpired` | `API_KEY.EXPIRED` | → `{expires}` |
@@ -179,8 +182,14 @@ pub fn event_names(t: EventType) -> Option<&'static [&'static str]> {
         EventType::UserRemoved => &["USER.DELETE"],
         EventType::UserSuspended => &["USER.SUSPEND"],
         EventType::UserRestored => &["USER.RESTORE"],
-        EventType::ApiTokenIssued | EventType::KeyGenerated => &["API_KEY.CREATE"],
-        EventType::ApiTokenRevoked | EventType::KeyRevoked => &["API_KEY.REVOKE"],
+        EventType::ApiTokenIssued | EventType::KeyGenerated | EventType::OAuthClientCreated => {
+            &["API_KEY.CREATE"]
+        }
+        EventType::ApiTokenRevoked | EventType::KeyRevoked | EventType::OAuthClientDeleted => {
+            &["API_KEY.REVOKE"]
+        }
+        // An access token is the client's to use, not a configuration change (as a key's use).
+        EventType::AccessTokenIssued => &[],
         EventType::KeyExpired => &["API_KEY.EXPIRED"],
         EventType::KeySigned => &["API_KEY.UPDATE.TKA"],
         EventType::NodeRegistered => &["NODE.CREATE"],
@@ -456,6 +465,10 @@ impl Names {
                 self.keys
                     .insert(e.key_id.to_string(), e.description.to_string());
             }
+            Event::OAuthClientCreated(e) => {
+                self.keys
+                    .insert(e.client_id.to_string(), e.description.to_string());
+            }
             Event::NodeRegistered(e) => {
                 self.nodes.insert(
                     e.node_id.to_string(),
@@ -689,6 +702,20 @@ fn changes(names: &Names, env: &Envelope) -> Vec<Change> {
             ),
         ],
         Event::KeyRevoked(e) => vec![Change::new(names.key(e.key_id.as_str(), None), "REVOKE")],
+        Event::OAuthClientCreated(e) => vec![
+            Change::new(names.key(e.client_id.as_str(), None), "CREATE").values(
+                None,
+                Some(json!({
+                    "keyType": "client",
+                    "description": e.description,
+                    "scopes": e.scopes,
+                    "tags": tag_list(&e.tags),
+                })),
+            ),
+        ],
+        Event::OAuthClientDeleted(e) => {
+            vec![Change::new(names.key(e.client_id.as_str(), None), "REVOKE")]
+        }
         Event::KeyExpired(e) => vec![
             Change::new(names.key(e.key_id.as_str(), None), "EXPIRED")
                 .values(None, Some(json!({ "expires": e.expired_at }))),

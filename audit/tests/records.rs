@@ -877,6 +877,62 @@ fn scenario() -> Vec<(Envelope, Vec<Value>)> {
                 None,
             )],
         ),
+        (
+            env(
+                next(),
+                "cClient",
+                owner(),
+                "OAuthClientCreated",
+                json!({
+                    "clientId": "kClient9", "principal": "uClient9", "secretHash": HASH,
+                    "scopes": ["auth_keys", "devices:core:read"], "tags": ["tag:ci"],
+                    "description": "ci",
+                }),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "kClient9", "name": "ci", "type": "API_KEY"}),
+                "CREATE",
+                None,
+                Some(json!({
+                    "keyType": "client", "description": "ci",
+                    "scopes": ["auth_keys", "devices:core:read"], "tags": ["tag:ci"],
+                })),
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cToken",
+                json!({"type": "system", "id": "oauth"}),
+                "AccessTokenIssued",
+                json!({
+                    "tokenId": "tAccess9", "clientId": "kClient9", "secretHash": HASH,
+                    "expires": time(59), "scopes": ["auth_keys"],
+                }),
+            ),
+            vec![],
+        ),
+        (
+            env(
+                next(),
+                "cDeleteClient",
+                owner(),
+                "OAuthClientDeleted",
+                json!({"clientId": "kClient9"}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "kClient9", "name": "ci", "type": "API_KEY"}),
+                "REVOKE",
+                None,
+                None,
+                None,
+            )],
+        ),
     ]
 }
 
@@ -1076,6 +1132,7 @@ fn filters_narrow_by_actor_target_and_event() {
             (3, "API_KEY.CREATE".to_owned()),
             (6, "API_KEY.CREATE".to_owned()),
             (26, "API_KEY.CREATE".to_owned()),
+            (30, "API_KEY.CREATE".to_owned()),
         ]
     );
     assert_eq!(

@@ -135,6 +135,26 @@ pub enum AdminOp {
         /// Which node.
         node_id: NodeId,
     },
+    /// R19: an OAuth client with its scopes and tags.
+    CreateClient {
+        /// Its id (a key id).
+        client_id: KeyId,
+        /// The user id its keys and nodes are recorded under (drawn by the service).
+        principal: UserId,
+        /// Keyed hash of its secret.
+        secret_hash: Hash,
+        /// What its access tokens may do.
+        scopes: Vec<authkeys_events::Scope>,
+        /// The tags its keys carry.
+        tags: Tags,
+        /// Free text.
+        description: Description,
+    },
+    /// R19: delete an OAuth client, which revokes its access tokens.
+    DeleteClient {
+        /// Which client.
+        client_id: KeyId,
+    },
     /// Change tailnet settings (Owner, Admin).
     ChangeSettings {
         /// R03.
@@ -169,6 +189,18 @@ pub enum Command {
         name: TailnetName,
         /// The Owner's new token.
         token: NewToken,
+    },
+    /// R19: an OAuth client (authenticated by the gateway with its secret) gets an access token,
+    /// valid one hour, with its scopes or fewer.
+    IssueAccessToken {
+        /// Its tailnet.
+        tailnet: TailnetId,
+        /// Which client.
+        client_id: KeyId,
+        /// The token.
+        token: NewToken,
+        /// Narrower scopes asked for; the client's if `None`.
+        scopes: Option<Vec<authkeys_events::Scope>>,
     },
     /// A user acting in their tailnet.
     Admin {

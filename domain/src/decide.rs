@@ -2,11 +2,12 @@
 //! lives here; `State::apply` only records.
 
 use authkeys_events::{
-    ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyExpired, KeyGenerated, KeyId,
-    KeyRevoked, KeyUsed, NodeAuthorized, NodeConnected, NodeDeleted, NodeDisconnected, NodeExpired,
-    NodeId, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered, Role, TagsChanged,
-    TailnetCreated, TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRemoved,
-    UserRestored, UserRoleChanged, UserSuspended,
+    AccessTokenIssued, ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyExpired,
+    KeyGenerated, KeyId, KeyRevoked, KeyUsed, NodeAuthorized, NodeConnected, NodeDeleted,
+    NodeDisconnected, NodeExpired, NodeId, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered,
+    OAuthClientCreated, OAuthClientDeleted, Role, Scope, TagsChanged, TailnetCreated, TailnetId,
+    TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRemoved, UserRestored,
+    UserRoleChanged, UserSuspended,
 };
 use authkeys_events::{Decision, Expected, Proposed};
 use subtle::ConstantTimeEq;
@@ -89,10 +90,54 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                 events: vec![issue_token(owner_id, token)],
             })
         }
+        Command::IssueAccessToken {
+            tailnet,
+            client_id,
+            token,
+            scopes,
+        } => {
+            // The gateway verified the client's secret; a client deleted since is unknown.
+            let client = state
+                .tailnet(tailnet)
+                .and_then(|t| t.clients.get(client_id))
+                .filter(|c| !c.deleted)
+                .ok_or_else(|| Rejection::Forbidden("unknown client".into()))?;
+            let scopes = match scopes {
+                None => client.scopes.clone(),
+                Some(asked) => {
+                    if let Some(s) = asked.iter().find(|s| !client.grants(**s)) {
+                        return Err(Rejection::Forbidden(format!(
+                            "scope {s} is not one of the client's"
+                        )));
+                    }
+                    asked.clone()
+                }
+            };
+            if state.token_index.contains_key(&token.token_id) {
+                return Err(Rejection::Conflict("token id is taken".into()));
+            }
+            Ok(Decision {
+                tailnet: tailnet.clone(),
+                events: vec![new_stream(AccessTokenIssued {
+                    token_id: token.token_id.clone(),
+                    client_id: client_id.clone(),
+                    secret_hash: token.secret_hash,
+                    expires: token.expires,
+                    scopes,
+                })],
+            })
+        }
         Command::Admin { tailnet, actor, op } => {
             let t = state
                 .tailnet(tailnet)
                 .ok_or_else(|| Rejection::NotFound(format!("tailnet {tailnet} not found")))?;
+            if let Some(client_id) = t.principals.get(actor) {
+                let events = decide_client(state, t, actor, client_id, op, now)?;
+                return Ok(Decision {
+                    tailnet: tailnet.clone(),
+                    events,
+                });
+            }
             // A suspended user is refused exactly like one who does not exist (removed users
             // have left `users`): their identity is not good for anything until restored.
             let user = t
@@ -100,7 +145,7 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                 .get(actor)
                 .filter(|u| !u.suspended)
                 .ok_or_else(|| Rejection::Forbidden("unknown user".into()))?;
-            let events = decide_admin(state, t, actor, user, op, now)?;
+            let events = decide_admin(state, t, actor, user.role, op, now)?;
             Ok(Decision {
                 tailnet: tailnet.clone(),
                 events,
@@ -416,15 +461,65 @@ fn node<'t>(t: &'t Tailnet, node_id: &NodeId) -> Result<&'t Node, Rejection> {
         .ok_or_else(|| Rejection::NotFound(format!("device {node_id} not found")))
 }
 
+/// An OAuth client acting through an access token (R19). It may generate auth keys that carry
+/// tags, each one of its own (`auth_keys`), revoke its own keys, and manage devices
+/// (`devices:core`); nothing else. Its keys and their nodes belong to its principal, not a
+/// user. The gateway also checks the token's (possibly narrower) scopes per route.
+fn decide_client(
+    state: &State,
+    t: &Tailnet,
+    principal: &UserId,
+    client_id: &KeyId,
+    op: &AdminOp,
+    now: Timestamp,
+) -> Result<Vec<Proposed>, Rejection> {
+    let client = t
+        .clients
+        .get(client_id)
+        .filter(|c| !c.deleted)
+        .ok_or_else(|| Rejection::Forbidden("unknown user".into()))?;
+    let needed = match op {
+        AdminOp::GenerateKey { request, .. } => {
+            let allowed = |tag| client.tags.iter().any(|c| c == tag);
+            if request.tags.is_empty() || !request.tags.iter().all(allowed) {
+                let tags: Vec<String> = client.tags.iter().map(ToString::to_string).collect();
+                return Err(Rejection::Forbidden(format!(
+                    "a key generated by an OAuth client must carry tags, each one of the \
+                     client's ({})",
+                    tags.join(", ")
+                )));
+            }
+            Scope::AuthKeys
+        }
+        AdminOp::RevokeKey { .. } => Scope::AuthKeys,
+        AdminOp::SetTags { .. }
+        | AdminOp::SetKeyExpiry { .. }
+        | AdminOp::ExpireNode { .. }
+        | AdminOp::AuthorizeNode { .. }
+        | AdminOp::DeleteNode { .. } => Scope::DevicesCore,
+        _ => {
+            return Err(Rejection::Forbidden(
+                "an OAuth client may not do this".into(),
+            ));
+        }
+    };
+    if !client.grants(needed) {
+        return Err(Rejection::Forbidden(format!(
+            "the client's scopes do not include {needed}"
+        )));
+    }
+    // Within what the scope allows, the client acts as a key and device manager would.
+    decide_admin(state, t, principal, Role::ItAdmin, op, now)
+}
+
 fn decide_admin(
     state: &State,
     t: &Tailnet,
     actor: &UserId,
-    user: &User,
+    role: Role,
     op: &AdminOp,
     now: Timestamp,
 ) -> Result<Vec<Proposed>, Rejection> {
-    let role = user.role;
     match op {
         AdminOp::AddUser {
             user_id,
@@ -714,6 +809,54 @@ fn decide_admin(
             Ok(vec![any(NodeDeleted {
                 node_id: node_id.clone(),
                 reason: DeleteReason::Admin,
+            })])
+        }
+        AdminOp::CreateClient {
+            client_id,
+            principal,
+            secret_hash,
+            scopes,
+            tags,
+            description,
+        } => {
+            require(role.may_manage_keys(), "create OAuth clients")?;
+            if scopes.is_empty() {
+                return Err(Rejection::BadRequest(
+                    "scopes: at least one is needed".into(),
+                ));
+            }
+            if Scope::any_grants(scopes, Scope::AuthKeys) && tags.is_empty() {
+                return Err(Rejection::BadRequest(
+                    "tags: a client with the auth_keys scope needs tags, which its keys carry"
+                        .into(),
+                ));
+            }
+            if state.key_index.contains_key(client_id) {
+                return Err(Rejection::Conflict(format!("key id {client_id} is taken")));
+            }
+            if t.users.contains_key(principal) || t.principals.contains_key(principal) {
+                return Err(Rejection::Conflict(format!("user id {principal} is taken")));
+            }
+            let mut scopes = scopes.clone();
+            scopes.sort();
+            scopes.dedup();
+            Ok(vec![new_stream(OAuthClientCreated {
+                client_id: client_id.clone(),
+                principal: principal.clone(),
+                secret_hash: *secret_hash,
+                scopes,
+                tags: tags.clone(),
+                description: description.clone(),
+            })])
+        }
+        AdminOp::DeleteClient { client_id } => {
+            require(role.may_manage_keys(), "delete OAuth clients")?;
+            t.clients
+                .get(client_id)
+                .filter(|c| !c.deleted)
+                .ok_or_else(|| Rejection::NotFound(format!("key {client_id} not found")))?;
+            Ok(vec![any(OAuthClientDeleted {
+                client_id: client_id.clone(),
             })])
         }
         AdminOp::ChangeSettings {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use authkeys_events::{
     Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeptSettings, KeyDurationDays,
     KeyExpired, KeyGenerated, KeyId, KeyRevoked, KeySigned, KeyUsed, LoginName, NodeAddresses,
-    NodeId, NodeKey, NodeRegistered, Role, Tags, TailnetId, TailnetName, TailnetSettings,
+    NodeId, NodeKey, NodeRegistered, Role, Scope, Tags, TailnetId, TailnetName, TailnetSettings,
     Timestamp, TokenId, UserId, UserRestored, UserSuspended,
 };
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,32 @@ pub struct Tailnet {
     pub name_next: HashMap<String, u64>,
     /// R17: the addresses of its nodes, in use and in quarantine.
     pub addresses: AddressPool,
+    /// OAuth clients (R19), deleted ones included, by client id.
+    pub clients: HashMap<KeyId, Client>,
+    /// Client ids by principal: who a command's actor is when it is a client.
+    pub principals: HashMap<UserId, KeyId>,
+}
+
+/// An OAuth client (R19).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The user id its keys and nodes are recorded under.
+    pub principal: UserId,
+    /// Keyed hash of its secret.
+    pub secret_hash: Hash,
+    /// What its access tokens may do.
+    pub scopes: Vec<Scope>,
+    /// The tags its keys must carry.
+    pub tags: Tags,
+    /// Deleted: its access tokens work no more, and it mints none.
+    pub deleted: bool,
+}
+
+impl Client {
+    /// Whether one of its scopes allows `needed`.
+    pub fn grants(&self, needed: Scope) -> bool {
+        Scope::any_grants(&self.scopes, needed)
+    }
 }
 
 /// A user and their role.
@@ -336,6 +362,8 @@ impl State {
                         users: HashMap::new(),
                         logins: HashMap::new(),
                         removed_logins: HashMap::new(),
+                        clients: HashMap::new(),
+                        principals: HashMap::new(),
                         tokens: HashMap::new(),
                         keys: HashMap::new(),
                         nodes: HashMap::new(),
@@ -395,6 +423,52 @@ impl State {
                         e.token_id.clone(),
                         Token {
                             user_id: e.user_id.clone(),
+                            secret_hash: e.secret_hash,
+                            expires: e.expires,
+                            revoked: false,
+                        },
+                    );
+                }
+            }
+            Event::OAuthClientCreated(e) => {
+                self.key_index.insert(e.client_id.clone(), tid.clone());
+                if let Some(t) = self.tailnet_mut(tid) {
+                    t.principals
+                        .insert(e.principal.clone(), e.client_id.clone());
+                    t.clients.insert(
+                        e.client_id.clone(),
+                        Client {
+                            principal: e.principal.clone(),
+                            secret_hash: e.secret_hash,
+                            scopes: e.scopes.clone(),
+                            tags: e.tags.clone(),
+                            deleted: false,
+                        },
+                    );
+                }
+            }
+            Event::OAuthClientDeleted(e) => {
+                if let Some(t) = self.tailnet_mut(tid)
+                    && let Some(c) = t.clients.get_mut(&e.client_id)
+                {
+                    c.deleted = true;
+                    let principal = c.principal.clone();
+                    // Its access tokens stop at once (R19).
+                    for tok in t.tokens.values_mut().filter(|tok| tok.user_id == principal) {
+                        tok.revoked = true;
+                    }
+                }
+            }
+            Event::AccessTokenIssued(e) => {
+                self.token_index.insert(e.token_id.clone(), tid.clone());
+                if let Some(t) = self.tailnet_mut(tid)
+                    && let Some(c) = t.clients.get(&e.client_id)
+                {
+                    let principal = c.principal.clone();
+                    t.tokens.insert(
+                        e.token_id.clone(),
+                        Token {
+                            user_id: principal,
                             secret_hash: e.secret_hash,
                             expires: e.expires,
                             revoked: false,

@@ -15,7 +15,7 @@ use authkeys_events::{
 use authkeys_events::{
     DeleteReason, EventType, ExpirySeconds, KeyDurationDays, KeyExpired, KeyGenerated, KeyRevoked,
     KeySigned, KeyUsed, NodeAddresses, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
-    NodeReauthenticated, NodeRegistered, NodeSigned, Role, Tags, TagsChanged,
+    NodeReauthenticated, NodeRegistered, NodeSigned, Role, Scope, Tags, TagsChanged,
     TailnetSettingsChanged, Timestamp, UserRoleChanged,
 };
 use support::*;
@@ -2014,4 +2014,177 @@ fn finding_04_ephemeral_removal_cannot_be_forced() {
     g.at(60 + 31 * 60)
         .when(fire(at(60 + 40 * 60)))
         .then_rejected(Rejection::NotDue(at(60 + 40 * 60)));
+}
+
+/// An OAuth client `client` (principal `u` + its id) with `scopes` and `tags`.
+fn create_client(client: &str, scopes: &[Scope], t: &[&str]) -> AdminOp {
+    AdminOp::CreateClient {
+        client_id: kid(client),
+        principal: uid(&format!("u{client}")),
+        secret_hash: Hash([7; 32]),
+        scopes: scopes.to_vec(),
+        tags: tags(t),
+        description: authkeys_events::Description::parse("ci").expect("valid"),
+    }
+}
+
+/// The gateway asks an access token for `client` (narrowed to `scopes`, if given).
+fn access_token(client: &str, n: u8, scopes: Option<Vec<Scope>>) -> authkeys_domain::Command {
+    authkeys_domain::Command::IssueAccessToken {
+        tailnet: tid(TAILNET),
+        client_id: kid(client),
+        token: authkeys_domain::NewToken {
+            token_id: TokenId::parse(format!("tAccess{n}")).expect("valid token id"),
+            secret_hash: Hash([n; 32]),
+            expires: at(3600),
+        },
+        scopes,
+    }
+}
+
+#[test]
+fn r19_key_managers_create_clients_with_scopes_and_tags_others_may_not() {
+    // Key managers create and delete clients; others get Forbidden. A client with auth_keys
+    // needs tags; a client needs a scope.
+    let g = admins().user("uMem", Role::Member);
+    g.clone()
+        .when(admin(
+            "uMem",
+            create_client("kC", &[Scope::AuthKeys], &["tag:ci"]),
+        ))
+        .then_rejected_code("forbidden");
+    g.clone()
+        .when(admin(ALICE, create_client("kC", &[Scope::AuthKeys], &[])))
+        .then_rejected_code("bad_request");
+    g.clone()
+        .when(admin(ALICE, create_client("kC", &[], &["tag:ci"])))
+        .then_rejected_code("bad_request");
+    g.clone()
+        .when(admin(
+            ALICE,
+            create_client("kC", &[Scope::AuthKeys], &["tag:ci"]),
+        ))
+        .then_types(&[E::OAuthClientCreated])
+        .and()
+        .when(admin(
+            ALICE,
+            AdminOp::DeleteClient {
+                client_id: kid("kC"),
+            },
+        ))
+        .then_types(&[E::OAuthClientDeleted])
+        .and()
+        .when(admin(
+            ALICE,
+            AdminOp::DeleteClient {
+                client_id: kid("kC"),
+            },
+        ))
+        .then_rejected_code("not_found");
+}
+
+#[test]
+fn r19_access_tokens_carry_the_clients_scopes_or_fewer_and_die_with_the_client() {
+    let g = admins()
+        .when(admin(
+            ALICE,
+            create_client(
+                "kC",
+                &[Scope::AuthKeys, Scope::DevicesCoreRead],
+                &["tag:ci"],
+            ),
+        ))
+        .then_types(&[E::OAuthClientCreated])
+        .and();
+    g.clone()
+        .when(access_token("kC", 1, None))
+        .then_types(&[E::AccessTokenIssued]);
+    g.clone()
+        .when(access_token("kC", 2, Some(vec![Scope::AuthKeysRead])))
+        .then_types(&[E::AccessTokenIssued]);
+    g.clone()
+        .when(access_token("kC", 3, Some(vec![Scope::DevicesCore])))
+        .then_rejected_code("forbidden");
+    g.clone()
+        .when(access_token("kNone", 4, None))
+        .then_rejected_code("forbidden");
+    let after = g
+        .when(access_token("kC", 5, None))
+        .then_types(&[E::AccessTokenIssued])
+        .and()
+        .when(admin(
+            ALICE,
+            AdminOp::DeleteClient {
+                client_id: kid("kC"),
+            },
+        ))
+        .then_types(&[E::OAuthClientDeleted])
+        .and();
+    let t = after
+        .state()
+        .tailnet(&tid(TAILNET))
+        .expect("tailnet")
+        .clone();
+    let token = t
+        .tokens
+        .get(&TokenId::parse("tAccess5").expect("id"))
+        .expect("token");
+    assert!(
+        token.revoked,
+        "deleting the client revokes its access tokens (R19)"
+    );
+    after
+        .when(access_token("kC", 6, None))
+        .then_rejected_code("forbidden");
+}
+
+#[test]
+fn r19_a_clients_keys_carry_its_tags_and_belong_to_it() {
+    // With auth_keys, a client generates keys whose tags are each one of its own; the key is
+    // its principal's, not a user's. Untagged keys, foreign tags, users and settings are
+    // refused; devices need devices:core.
+    let g = admins()
+        .when(admin(
+            ALICE,
+            create_client("kC", &[Scope::AuthKeys], &["tag:ci", "tag:web"]),
+        ))
+        .then_types(&[E::OAuthClientCreated])
+        .and();
+    let principal = "ukC";
+    g.clone()
+        .when(admin(
+            principal,
+            generate("kK", &KeyOpts::one_off().tags(&["tag:ci"])),
+        ))
+        .then_events(|e| assert_eq!(one::<KeyGenerated>(e).user_id, uid(principal)))
+        .and()
+        .when(admin(principal, revoke("kK")))
+        .then_types(&[E::KeyRevoked]);
+    for opts in [
+        KeyOpts::one_off(),
+        KeyOpts::one_off().tags(&["tag:ci", "tag:db"]),
+    ] {
+        g.clone()
+            .when(admin(principal, generate("kK", &opts)))
+            .then_rejected_code("forbidden");
+    }
+    for op in [approval(true), delete("nX"), remove_user(BOB)] {
+        g.clone()
+            .when(admin(principal, op))
+            .then_rejected_code("forbidden");
+    }
+    let g = g
+        .when(admin(
+            ALICE,
+            AdminOp::DeleteClient {
+                client_id: kid("kC"),
+            },
+        ))
+        .then_types(&[E::OAuthClientDeleted])
+        .and();
+    g.when(admin(
+        principal,
+        generate("kK", &KeyOpts::one_off().tags(&["tag:ci"])),
+    ))
+    .then_rejected_code("forbidden");
 }

@@ -11,6 +11,7 @@ use crate::ids::{
     Description, ExpirySeconds, Hostname, KeyDurationDays, KeyId, LoginName, NodeId, NodeKey, Role,
     StreamId, StreamKind, Tags, TailnetName, TokenId, UserId,
 };
+use crate::scope::Scope;
 use crate::time::Timestamp;
 
 /// A tailnet's settings as of creation; later changes come as [`TailnetSettingsChanged`].
@@ -286,6 +287,50 @@ pub struct ApiTokenIssued {
     pub secret_hash: Hash,
     /// When the token stops working.
     pub expires: Timestamp,
+}
+
+/// An OAuth client (R19) was created: its access tokens act with its scopes, and the auth keys
+/// it generates carry its tags. What it does is recorded under its `principal`, a user id of
+/// its own that no user holds (its keys' and nodes' owner), so a client outlives its creator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuthClientCreated {
+    /// The client id (`tskey-client-<id>-…`), a key id.
+    pub client_id: KeyId,
+    /// Whom its keys and nodes belong to: the client itself.
+    pub principal: UserId,
+    /// Keyed blake3 of the client secret.
+    pub secret_hash: Hash,
+    /// What its access tokens may do.
+    pub scopes: Vec<Scope>,
+    /// The tags the keys it generates must carry (each one of these).
+    pub tags: Tags,
+    /// Free text.
+    pub description: Description,
+}
+
+/// An OAuth client was deleted: its access tokens stop working at once (R19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuthClientDeleted {
+    /// Which client.
+    pub client_id: KeyId,
+}
+
+/// An OAuth client exchanged its secret for an access token, valid one hour (R19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessTokenIssued {
+    /// Public id of the token.
+    pub token_id: TokenId,
+    /// The client it acts for.
+    pub client_id: KeyId,
+    /// Keyed blake3 of the token's secret.
+    pub secret_hash: Hash,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Its scopes: the client's, or fewer when narrowed.
+    pub scopes: Vec<Scope>,
 }
 
 /// An API token was revoked.
@@ -648,6 +693,9 @@ catalogue! {
     UserRestored => 1, User, user_id;
     ApiTokenIssued => 1, Token, token_id;
     ApiTokenRevoked => 1, Token, token_id;
+    OAuthClientCreated => 1, Key, client_id;
+    OAuthClientDeleted => 1, Key, client_id;
+    AccessTokenIssued => 1, Token, token_id;
     KeyGenerated => 1, Key, key_id;
     KeyUsed => 1, Key, key_id;
     KeyRevoked => 1, Key, key_id;

@@ -18,6 +18,7 @@ pub mod chain;
 pub mod decision;
 pub mod envelope;
 pub mod ids;
+pub mod scope;
 pub mod time;
 
 pub use catalogue::*;
@@ -25,4 +26,5 @@ pub use chain::{Checkpoint, CheckpointError, Hash, LogId, chain_hash};
 pub use decision::{Aggregate, Clock, Decision, Expected, Proposed};
 pub use envelope::{Actor, ActorType, DecodeError, Envelope};
 pub use ids::*;
+pub use scope::Scope;
 pub use time::Timestamp;
