@@ -20,8 +20,10 @@ pub const CHECK_LEN: usize = 6;
 pub enum SecretKind {
     /// Registers nodes.
     Auth,
-    /// Calls the HTTP API as a user.
+    /// Calls the HTTP API as a user (API tokens), or as an OAuth client (access tokens).
     Api,
+    /// An OAuth client's secret, exchanged for access tokens (R19).
+    Client,
 }
 
 impl SecretKind {
@@ -29,6 +31,7 @@ impl SecretKind {
         match self {
             Self::Auth => "tskey-auth-",
             Self::Api => "tskey-api-",
+            Self::Client => "tskey-client-",
         }
     }
 }
@@ -137,7 +140,7 @@ pub fn parse(kind: SecretKind, text: &str) -> Result<Presented, SecretError> {
         return Err(SecretError::Malformed(kind));
     }
     let valid_id = match kind {
-        SecretKind::Auth => KeyId::parse(id).is_ok(),
+        SecretKind::Auth | SecretKind::Client => KeyId::parse(id).is_ok(),
         SecretKind::Api => TokenId::parse(id).is_ok(),
     };
     if !valid_id {

@@ -640,7 +640,7 @@ impl Gen {
     /// A well-formed secret of `kind` for a valid id, with a correct checksum.
     pub fn secret(&mut self, kind: SecretKind) -> String {
         let id = match kind {
-            SecretKind::Auth => self.prefixed_id('k'),
+            SecretKind::Auth | SecretKind::Client => self.prefixed_id('k'),
             SecretKind::Api => self.prefixed_id('t'),
         };
         let mut random = [0u8; 32];
@@ -659,7 +659,7 @@ impl Gen {
             8 => {
                 let other = match kind {
                     SecretKind::Auth => SecretKind::Api,
-                    SecretKind::Api => SecretKind::Auth,
+                    SecretKind::Api | SecretKind::Client => SecretKind::Auth,
                 };
                 self.secret(other)
             }
@@ -667,6 +667,7 @@ impl Gen {
                 let prefix = match kind {
                     SecretKind::Auth => "tskey-auth-",
                     SecretKind::Api => "tskey-api-",
+                    SecretKind::Client => "tskey-client-",
                 };
                 format!("{prefix}{}", self.text(80))
             }

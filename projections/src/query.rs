@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `authkeys.query.identity.token` | `{tokenId, minSeq?}` | `{ok, token: TokenInfo, seq}` |
 //! | `authkeys.query.identity.tailnet` | `{tailnet, minSeq?}` | `{ok, tailnet: TailnetInfo, seq}` |
+//! | `authkeys.query.identity.clients` | `{tailnet?, clientId?, createdBy?, minSeq?}` | `{ok, clients: [ClientInfo], seq}` |
 //! | `authkeys.query.identity.tokens` | `{tailnet, userId, minSeq?}` | `{ok, tokens: [TokenInfo], seq}` |
 //! | `authkeys.query.keys.list` | `{tailnet, userId, all?, minSeq?}` | `{ok, keys: [Key], seq}` |
 //! | `authkeys.query.keys.get` | `{tailnet, userId, keyId, minSeq?}` | `{ok, key: Key, seq}` |
@@ -29,10 +30,10 @@ use async_nats::Client;
 use authkeys_events::{Clock, KeyId, NodeId, TailnetId, TokenId, UserId};
 use authkeys_protocol::nats::{Responder, ResponderLimits};
 use authkeys_protocol::query::{
-    DEVICES_PAGE_MAX, DeviceAnswer, DevicesAnswer, DevicesGetQuery, DevicesListQuery, KeyAnswer,
-    KeysAnswer, KeysGetQuery, KeysListQuery, TailnetAnswer, TailnetQuery, TokenAnswer, TokenQuery,
-    TokensAnswer, TokensListQuery, USERS_PAGE_MAX, UserAnswer, UsersAnswer, UsersGetQuery,
-    UsersListQuery,
+    ClientsAnswer, ClientsQuery, DEVICES_PAGE_MAX, DeviceAnswer, DevicesAnswer, DevicesGetQuery,
+    DevicesListQuery, KeyAnswer, KeysAnswer, KeysGetQuery, KeysListQuery, TailnetAnswer,
+    TailnetQuery, TokenAnswer, TokenQuery, TokensAnswer, TokensListQuery, USERS_PAGE_MAX,
+    UserAnswer, UsersAnswer, UsersGetQuery, UsersListQuery,
 };
 use authkeys_protocol::subject::query as subject;
 use authkeys_protocol::{ErrorCode, ErrorReply, True, WireError, decode, reply_bytes};
@@ -61,6 +62,7 @@ enum Q {
     Token,
     Tailnet,
     Tokens,
+    Clients,
     KeysList,
     KeysGet,
     DevicesList,
@@ -75,6 +77,7 @@ impl Q {
             subject::IDENTITY_TOKEN => Q::Token,
             subject::IDENTITY_TAILNET => Q::Tailnet,
             subject::IDENTITY_TOKENS => Q::Tokens,
+            subject::IDENTITY_CLIENTS => Q::Clients,
             subject::KEYS_LIST => Q::KeysList,
             subject::KEYS_GET => Q::KeysGet,
             subject::DEVICES_LIST => Q::DevicesList,
@@ -185,6 +188,7 @@ async fn answer(cfg: &ProjectionConfig, v: &Handles, clock: &Clock, q: Q, payloa
         Q::Token => token(cfg, v, payload).await,
         Q::Tailnet => tailnet(cfg, v, payload).await,
         Q::Tokens => tokens(cfg, v, clock, payload).await,
+        Q::Clients => clients(cfg, v, payload).await,
         Q::KeysList => keys_list(cfg, v, clock, payload).await,
         Q::KeysGet => keys_get(cfg, v, clock, payload).await,
         Q::DevicesList => devices_list(cfg, v, payload).await,
@@ -440,6 +444,35 @@ async fn tokens(cfg: &ProjectionConfig, v: &Handles, clock: &Clock, payload: &[u
     Ok(serde_json::to_vec(&TokensAnswer {
         ok: True,
         tokens,
+        seq,
+    }))
+}
+
+async fn clients(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer {
+    let q: ClientsQuery = parse(cfg, payload)?;
+    let tailnet = q
+        .tailnet
+        .map(|t| id("tailnet", TailnetId::parse(t)))
+        .transpose()?;
+    let client_id = q
+        .client_id
+        .map(|c| id("clientId", KeyId::parse(c)))
+        .transpose()?;
+    let created_by = q
+        .created_by
+        .map(|u| id("createdBy", UserId::parse(u)))
+        .transpose()?;
+    let seq = ready(cfg, &v.identity, q.min_seq).await?;
+    let clients = v.identity.read(|view| {
+        view.clients(
+            tailnet.as_ref().map(TailnetId::as_str),
+            client_id.as_ref().map(KeyId::as_str),
+            created_by.as_ref().map(UserId::as_str),
+        )
+    });
+    Ok(serde_json::to_vec(&ClientsAnswer {
+        ok: True,
+        clients,
         seq,
     }))
 }

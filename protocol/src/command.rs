@@ -714,6 +714,175 @@ id_request!(
 );
 
 admin_request!(
+    /// `authkeys.cmd.admin.create-client`: an OAuth client with scopes and tags (R19), from
+    /// `POST /tailnet/{tailnet}/keys {keyType: "client", …}` (key managers only).
+    CreateClientRequest {
+        /// What its access tokens may do (Tailscale's scope names).
+        #[schemars(with = "Vec<authkeys_events::Scope>")]
+        scopes: Vec<String>,
+        /// The tags its keys must carry (each one of these).
+        #[serde(default)]
+        #[schemars(with = "Vec<TagName>")]
+        tags: Vec<String>,
+        /// Free text: at most 50 letters, digits, spaces and hyphens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<Description>")]
+        description: Option<String>,
+    }
+);
+
+/// What `create-client` asks, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// Its scopes.
+    pub scopes: Vec<authkeys_events::Scope>,
+    /// Its tags.
+    pub tags: Tags,
+    /// Its description.
+    pub description: Description,
+}
+
+/// Scope names, each one of Tailscale's.
+pub fn parse_scopes(
+    name: &str,
+    scopes: &[String],
+) -> Result<Vec<authkeys_events::Scope>, WireError> {
+    scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            authkeys_events::Scope::parse(s).ok_or_else(|| {
+                WireError::new(
+                    format!("{name}[{i}]"),
+                    "must be one of all, auth_keys, auth_keys:read, devices:core, \
+                     devices:core:read, logs:configuration:read, users:read, webhooks, \
+                     webhooks:read, oauth_keys",
+                )
+            })
+        })
+        .collect()
+}
+
+impl CreateClientRequest {
+    /// Validates every field.
+    pub fn parse(&self) -> Result<Parsed<ClientRequest>, WireError> {
+        let scopes = parse_scopes("scopes", &self.scopes)?;
+        let tags = parse_tags("tags", &self.tags)?;
+        let description = id(
+            "description",
+            Description::parse(self.description.clone().unwrap_or_default()),
+        )?;
+        common(
+            &self.command_id,
+            &self.tailnet,
+            &self.actor,
+            ClientRequest {
+                scopes,
+                tags,
+                description,
+            },
+        )
+    }
+}
+
+id_request!(
+    /// `authkeys.cmd.admin.delete-client`: delete an OAuth client; its access tokens stop at
+    /// once (R19).
+    DeleteClientRequest => DeleteClient { client_id: KeyId = "KeyId", "clientId", "Which client." }
+);
+
+/// `authkeys.cmd.admin.issue-access-token`: an access token for an OAuth client whose secret
+/// the gateway verified (`POST /api/v2/oauth/token`, R19). No user acts: the client does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssueAccessTokenRequest {
+    /// Idempotency key, unique within the tailnet.
+    #[schemars(with = "CommandId")]
+    pub command_id: String,
+    /// The tailnet's id.
+    #[schemars(with = "TailnetId")]
+    pub tailnet: String,
+    /// The client.
+    #[schemars(with = "KeyId")]
+    pub client_id: String,
+    /// Narrower scopes than the client's, if asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<authkeys_events::Scope>>")]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// What `issue-access-token` asks, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedAccessToken {
+    /// Idempotency key.
+    pub command_id: CommandId,
+    /// The tailnet.
+    pub tailnet: TailnetId,
+    /// The client.
+    pub client_id: KeyId,
+    /// Narrower scopes, if asked.
+    pub scopes: Option<Vec<authkeys_events::Scope>>,
+}
+
+impl IssueAccessTokenRequest {
+    /// Validates every field.
+    pub fn parse(&self) -> Result<ParsedAccessToken, WireError> {
+        Ok(ParsedAccessToken {
+            command_id: id("commandId", CommandId::parse(self.command_id.as_str()))?,
+            tailnet: id("tailnet", TailnetId::parse(self.tailnet.as_str()))?,
+            client_id: id("clientId", KeyId::parse(self.client_id.as_str()))?,
+            scopes: self
+                .scopes
+                .as_deref()
+                .map(|s| parse_scopes("scopes", s))
+                .transpose()?,
+        })
+    }
+}
+
+/// `{ok: true, client}`: create-client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientReply {
+    /// Always `true`.
+    pub ok: True,
+    /// The client, with its secret when the answer may show it.
+    pub client: crate::object::ClientKey,
+}
+
+/// `{ok: true, clientId}`: delete-client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientIdReply {
+    /// Always `true`.
+    pub ok: True,
+    /// The client.
+    #[schemars(with = "KeyId")]
+    pub client_id: String,
+}
+
+/// `{ok: true, tokenId, accessToken, expires, scopes}`: issue-access-token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessTokenReply {
+    /// Always `true`.
+    pub ok: True,
+    /// The token's public id.
+    #[schemars(with = "TokenId")]
+    pub token_id: String,
+    /// The token, `tskey-api-…`: shown here only (absent on a late retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// When it stops working (one hour).
+    pub expires: Timestamp,
+    /// Its scopes.
+    #[schemars(with = "Vec<authkeys_events::Scope>")]
+    pub scopes: Vec<String>,
+}
+
+debug_redacting!(AccessTokenReply { token_id } secrets { access_token });
+
+admin_request!(
     /// `authkeys.cmd.admin.set-tags`: set a device's tags (R05, R15).
     SetTagsRequest {
         /// Which device.

@@ -404,6 +404,50 @@ impl TokenKey {
     }
 }
 
+/// An OAuth client as the keys API shows it (`keyType: "client"`, R19).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientKey {
+    /// The client id.
+    pub id: String,
+    /// The secret, `tskey-client-…`: in the create response only, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Always `client`.
+    pub key_type: String,
+    /// Free text.
+    pub description: String,
+    /// Created.
+    pub created: Timestamp,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Deleted (its access tokens stopped).
+    pub invalid: bool,
+    /// Empty: a client is no user's.
+    pub user_id: String,
+}
+
+debug_redacting!(ClientKey { id, invalid } secrets { key });
+
+impl ClientKey {
+    /// The one builder of a client as a key, without its secret.
+    pub fn build(c: &crate::query::ClientInfo) -> Self {
+        Self {
+            id: c.client_id.clone(),
+            key: None,
+            key_type: "client".to_owned(),
+            description: c.description.clone(),
+            created: c.created,
+            scopes: c.scopes.clone(),
+            tags: c.tags.clone(),
+            invalid: c.deleted,
+            user_id: String::new(),
+        }
+    }
+}
+
 /// The key `key_id` of `tailnet` as of `now` (which decides `invalid`), without its secret.
 pub fn key_view(state: &State, tailnet: &TailnetId, key_id: &KeyId, now: Timestamp) -> Option<Key> {
     let k = state.tailnet(tailnet)?.keys.get(key_id)?;

@@ -257,9 +257,72 @@ pub struct TokenInfo {
     /// When it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
+    /// An access token's OAuth client (R19): the caller is that client, acting as the
+    /// principal `userId`, within `scopes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// An access token's scopes (Tailscale's names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
     /// Its user is suspended (R21): the token authenticates nothing until they are restored.
     #[serde(default)]
     pub suspended: bool,
+}
+
+/// `authkeys.query.identity.clients`: OAuth clients of a tailnet, by id or by creator (R19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientsQuery {
+    /// The tailnet id; any tailnet if absent (client ids are global: `POST /oauth/token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tailnet: Option<String>,
+    /// Only this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Only the clients this user created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Wait until the view has applied this seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seq: Option<u64>,
+}
+
+/// An OAuth client as `authkeys.query.identity.clients` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientInfo {
+    /// Its id.
+    pub client_id: String,
+    /// Its tailnet.
+    pub tailnet: String,
+    /// The user id it acts as.
+    pub principal: String,
+    /// Keyed blake3 of its secret: the gateway compares the presented secret's hash.
+    pub secret_hash: Hash,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Free text.
+    pub description: String,
+    /// Created.
+    pub created: Timestamp,
+    /// Who created it.
+    pub created_by: String,
+    /// Deleted.
+    pub deleted: bool,
+}
+
+/// `{ok: true, clients, seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsAnswer {
+    /// Always `true`.
+    pub ok: True,
+    /// The clients, by id.
+    pub clients: Vec<ClientInfo>,
+    /// The view's applied seq.
+    pub seq: u64,
 }
 
 /// `authkeys.query.identity.tokens`: a user's API tokens.
@@ -334,6 +397,7 @@ queries! {
     TokenQuery => IDENTITY_TOKEN, TokenAnswer;
     TailnetQuery => IDENTITY_TAILNET, TailnetAnswer;
     TokensListQuery => IDENTITY_TOKENS, TokensAnswer;
+    ClientsQuery => IDENTITY_CLIENTS, ClientsAnswer;
     KeysListQuery => KEYS_LIST, KeysAnswer;
     KeysGetQuery => KEYS_GET, KeyAnswer;
     DevicesListQuery => DEVICES_LIST, DevicesAnswer;

@@ -31,6 +31,12 @@ pub const REVOKE_KEY: &str = "authkeys.cmd.admin.revoke-key";
 pub const ADD_USER: &str = "authkeys.cmd.admin.add-user";
 /// `IssueTokenRequest` → `TokenReply`.
 pub const ISSUE_TOKEN: &str = "authkeys.cmd.admin.issue-token";
+/// `CreateClientRequest` → `ClientReply` (R19).
+pub const CREATE_CLIENT: &str = "authkeys.cmd.admin.create-client";
+/// `DeleteClientRequest` → `ClientIdReply`.
+pub const DELETE_CLIENT: &str = "authkeys.cmd.admin.delete-client";
+/// `IssueAccessTokenRequest` → `AccessTokenReply`.
+pub const ISSUE_ACCESS_TOKEN: &str = "authkeys.cmd.admin.issue-access-token";
 /// `RevokeTokenRequest` → `RevokedTokenReply`.
 pub const REVOKE_TOKEN: &str = "authkeys.cmd.admin.revoke-token";
 /// `ChangeRoleRequest` → `UserReply` (without `apiKey`).
@@ -66,6 +72,9 @@ pub const COMMANDS: &[&str] = &[
     ADD_USER,
     ISSUE_TOKEN,
     REVOKE_TOKEN,
+    CREATE_CLIENT,
+    DELETE_CLIENT,
+    ISSUE_ACCESS_TOKEN,
     CHANGE_ROLE,
     REMOVE_USER,
     SUSPEND_USER,
@@ -128,6 +137,8 @@ queries! {
     IDENTITY_TAILNET = "identity.tailnet";
     /// `TokensListQuery` → `TokensAnswer`.
     IDENTITY_TOKENS = "identity.tokens";
+    /// `ClientsQuery` → `ClientsAnswer`.
+    IDENTITY_CLIENTS = "identity.clients";
     /// `KeysListQuery` → `KeysAnswer`.
     KEYS_LIST = "keys.list";
     /// `KeysGetQuery` → `KeyAnswer`.
@@ -194,6 +205,7 @@ mod tests {
             super::query_full::IDENTITY_TOKEN,
             super::query_full::IDENTITY_TAILNET,
             super::query_full::IDENTITY_TOKENS,
+            super::query_full::IDENTITY_CLIENTS,
             super::query_full::KEYS_LIST,
             super::query_full::KEYS_GET,
             super::query_full::DEVICES_LIST,

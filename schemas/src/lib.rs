@@ -24,12 +24,13 @@ pub mod text;
 
 use authkeys_events::EventType;
 use authkeys_protocol::{
-    AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest, ChangeSettingsRequest,
+    AccessTokenReply, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest,
+    ChangeSettingsRequest, ClientIdReply, ClientReply, CreateClientRequest, DeleteClientRequest,
     DeleteNodeRequest, DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest,
-    IssueTokenRequest, KeyReply, NodeStatusRequest, RegisterRequest, RemoveUserRequest, Reply,
-    RestoreUserRequest, RevokeKeyRequest, RevokeTokenRequest, RevokedTokenReply,
-    SetKeyExpiryRequest, SetTagsRequest, SettingsReply, SuspendUserRequest, TimerReply,
-    TimerRequest, TokenReply, UserIdReply, UserReply,
+    IssueAccessTokenRequest, IssueTokenRequest, KeyReply, NodeStatusRequest, RegisterRequest,
+    RemoveUserRequest, Reply, RestoreUserRequest, RevokeKeyRequest, RevokeTokenRequest,
+    RevokedTokenReply, SetKeyExpiryRequest, SetTagsRequest, SettingsReply, SuspendUserRequest,
+    TimerReply, TimerRequest, TokenReply, UserIdReply, UserReply,
 };
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -73,6 +74,9 @@ pub fn documents() -> Vec<Document> {
     docs.push(command_document::<AddUserRequest>());
     docs.push(command_document::<IssueTokenRequest>());
     docs.push(command_document::<RevokeTokenRequest>());
+    docs.push(command_document::<CreateClientRequest>());
+    docs.push(command_document::<DeleteClientRequest>());
+    docs.push(command_document::<IssueAccessTokenRequest>());
     docs.push(command_document::<ChangeRoleRequest>());
     docs.push(command_document::<RemoveUserRequest>());
     docs.push(command_document::<SuspendUserRequest>());
@@ -89,6 +93,9 @@ pub fn documents() -> Vec<Document> {
     docs.push(reply_document::<Reply<UserReply>>());
     docs.push(reply_document::<Reply<TokenReply>>());
     docs.push(reply_document::<Reply<RevokedTokenReply>>());
+    docs.push(reply_document::<Reply<ClientReply>>());
+    docs.push(reply_document::<Reply<ClientIdReply>>());
+    docs.push(reply_document::<Reply<AccessTokenReply>>());
     docs.push(reply_document::<Reply<UserIdReply>>());
     docs.push(reply_document::<Reply<DeletedReply>>());
     docs.push(reply_document::<Reply<SettingsReply>>());
@@ -174,7 +181,7 @@ mod tests {
             .iter()
             .filter(|d| d.path.starts_with("commands/"))
             .count();
-        assert_eq!(commands, 27, "18 requests and 9 replies");
+        assert_eq!(commands, 33, "21 requests and 12 replies");
         assert_eq!(docs.len(), EventType::ALL.len() + 1 + commands);
     }
 }

@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 
 use authkeys_domain::secret::{self, SecretKind};
 use authkeys_protocol::{
-    self, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest, ChangeSettingsRequest,
+    self, AccessTokenReply, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest,
+    ChangeSettingsRequest, ClientIdReply, ClientReply, CreateClientRequest, DeleteClientRequest,
     DeleteNodeRequest, DeletedReply, DeviceReply, ExpireNodeRequest, GenerateKeyRequest,
-    IssueTokenRequest, KeyReply, NodeStatusRequest, RegisterRequest, RemoveUserRequest, Reply,
-    RestoreUserRequest, RevokeKeyRequest, RevokeTokenRequest, RevokedTokenReply,
-    SetKeyExpiryRequest, SetTagsRequest, SettingsReply, SuspendUserRequest, TimerReply,
-    TimerRequest, TokenReply, UserIdReply, UserReply,
+    IssueAccessTokenRequest, IssueTokenRequest, KeyReply, NodeStatusRequest, RegisterRequest,
+    RemoveUserRequest, Reply, RestoreUserRequest, RevokeKeyRequest, RevokeTokenRequest,
+    RevokedTokenReply, SetKeyExpiryRequest, SetTagsRequest, SettingsReply, SuspendUserRequest,
+    TimerReply, TimerRequest, TokenReply, UserIdReply, UserReply,
 };
 use authkeys_schemas::COMMAND_EXAMPLES_DIR;
 use serde::Serialize;
@@ -58,7 +59,7 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
         IssueTokenRequest, SetTagsRequest, SetKeyExpiryRequest, ExpireNodeRequest,
         AuthorizeNodeRequest, DeleteNodeRequest, ChangeSettingsRequest, TimerRequest,
         ChangeRoleRequest, RemoveUserRequest, SuspendUserRequest, RestoreUserRequest,
-        RevokeTokenRequest,
+        RevokeTokenRequest, CreateClientRequest, DeleteClientRequest,
     ] }
     match title {
         "RegisterRequest" => through(bytes, |r: &RegisterRequest| {
@@ -86,6 +87,12 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
             Reply::Err(_) => Ok(()),
         }),
         "RevokedTokenReplyOrError" => through(bytes, none::<Reply<RevokedTokenReply>>),
+        "ClientReplyOrError" => through(bytes, none::<Reply<ClientReply>>),
+        "ClientIdReplyOrError" => through(bytes, none::<Reply<ClientIdReply>>),
+        "AccessTokenReplyOrError" => through(bytes, none::<Reply<AccessTokenReply>>),
+        "IssueAccessTokenRequest" => through(bytes, |r: &IssueAccessTokenRequest| {
+            r.parse().map(drop).map_err(|e| e.to_string())
+        }),
         "TokenReplyOrError" => through(bytes, |r: &Reply<TokenReply>| match r {
             Reply::Ok(t) => match &t.api_key {
                 Some(text) => ok(secret::parse(SecretKind::Api, text)),

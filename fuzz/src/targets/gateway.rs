@@ -287,6 +287,8 @@ fn record(p: &authkeys_domain::secret::Presented, hashing_key: &[u8; 32]) -> Tok
         revoked: false,
         created: Timestamp::from_unix_ms(1_000_000_000_000).expect("in range"),
         revoked_at: None,
+        client_id: None,
+        scopes: None,
         suspended: false,
     }
 }

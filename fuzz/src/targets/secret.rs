@@ -31,7 +31,7 @@ fn parse(bytes: &[u8]) -> Reached {
         return Reached::Refused;
     };
     match kind {
-        SecretKind::Auth => assert!(KeyId::parse(p.id.as_str()).is_ok()),
+        SecretKind::Auth | SecretKind::Client => assert!(KeyId::parse(p.id.as_str()).is_ok()),
         SecretKind::Api => assert!(TokenId::parse(p.id.as_str()).is_ok()),
     }
     let tail = text
@@ -70,7 +70,7 @@ fn issue(bytes: &[u8]) -> Reached {
     };
     let id = text(id);
     let valid_id = match kind {
-        SecretKind::Auth => KeyId::parse(id.as_ref()).is_ok(),
+        SecretKind::Auth | SecretKind::Client => KeyId::parse(id.as_ref()).is_ok(),
         SecretKind::Api => TokenId::parse(id.as_ref()).is_ok(),
     };
     if !valid_id {
@@ -114,7 +114,7 @@ fn gen_issue(g: &mut Gen) -> Vec<u8> {
     let random = g.bytes_n(32);
     let edit = g.bytes_n(3);
     let id = match kind {
-        SecretKind::Auth => g.prefixed_id('k'),
+        SecretKind::Auth | SecretKind::Client => g.prefixed_id('k'),
         SecretKind::Api => g.prefixed_id('t'),
     };
     [vec![selector], random, edit, id.into_bytes()].concat()

@@ -8,10 +8,10 @@
 //! is gone (R18), and their tokens were revoked by the same decision.
 
 use authkeys_events::{
-    Envelope, Event, Hash, LoginName, Role, TailnetId, TailnetName, TailnetSettings, Timestamp,
-    UserId,
+    Description, Envelope, Event, Hash, KeyId, LoginName, Role, Scope, Tags, TailnetId,
+    TailnetName, TailnetSettings, Timestamp, UserId,
 };
-use authkeys_protocol::query::{TailnetInfo, TokenInfo};
+use authkeys_protocol::query::{ClientInfo, TailnetInfo, TokenInfo};
 use std::collections::HashMap;
 
 use authkeys_protocol::{SettingsView, User, UserDevices, role_str};
@@ -63,6 +63,37 @@ pub struct TokenRow {
     /// When it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
+    /// An access token's OAuth client (R19); absent for a user's API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<KeyId>,
+    /// An access token's scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// An OAuth client (R19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientRow {
+    /// Its tailnet.
+    pub tailnet: TailnetId,
+    /// The user id it acts as.
+    pub principal: UserId,
+    /// Keyed blake3 of its secret.
+    pub secret_hash: Hash,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+    /// Its tags.
+    pub tags: Tags,
+    /// Free text.
+    pub description: Description,
+    /// Created.
+    pub created: Timestamp,
+    /// Who created it.
+    pub created_by: String,
+    /// Deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// The identity view. See the module docs.
@@ -71,6 +102,7 @@ pub struct IdentityView {
     tailnets: Table<TailnetRow>,
     users: Table<UserRow>,
     tokens: Table<TokenRow>,
+    clients: Table<ClientRow>,
 }
 
 impl Default for IdentityView {
@@ -79,6 +111,7 @@ impl Default for IdentityView {
             tailnets: Table::new("tailnet/"),
             users: Table::new("user/"),
             tokens: Table::new("token/"),
+            clients: Table::new("client/"),
         }
     }
 }
@@ -116,8 +149,43 @@ impl IdentityView {
             revoked: t.revoked,
             created: t.created,
             revoked_at: t.revoked_at,
+            client_id: t.client_id.as_ref().map(ToString::to_string),
+            scopes: t
+                .scopes
+                .as_ref()
+                .map(|s| s.iter().map(ToString::to_string).collect()),
             suspended: user.is_some_and(|u| u.suspended),
         }
+    }
+
+    /// The OAuth clients (of `tailnet`, if given) that `created_by` created, or the one client
+    /// `client_id` (R19), deleted ones included.
+    pub fn clients(
+        &self,
+        tailnet: Option<&str>,
+        client_id: Option<&str>,
+        created_by: Option<&str>,
+    ) -> Vec<ClientInfo> {
+        self.clients
+            .with_prefix("")
+            .filter(|(id, c)| {
+                tailnet.is_none_or(|t| c.tailnet.as_str() == t)
+                    && client_id.is_none_or(|want| *id == want)
+                    && created_by.is_none_or(|by| c.created_by == by)
+            })
+            .map(|(id, c)| ClientInfo {
+                client_id: id.to_owned(),
+                tailnet: c.tailnet.to_string(),
+                principal: c.principal.to_string(),
+                secret_hash: c.secret_hash,
+                scopes: c.scopes.iter().map(ToString::to_string).collect(),
+                tags: c.tags.iter().map(ToString::to_string).collect(),
+                description: c.description.to_string(),
+                created: c.created,
+                created_by: c.created_by.clone(),
+                deleted: c.deleted,
+            })
+            .collect()
     }
 
     /// The tailnet `tailnet`.
@@ -246,8 +314,68 @@ impl View for IdentityView {
                         revoked: false,
                         created: env.time,
                         revoked_at: None,
+                        client_id: None,
+                        scopes: None,
                     },
                 );
+            }
+            Event::OAuthClientCreated(e) => {
+                self.clients.insert(
+                    e.client_id.to_string(),
+                    ClientRow {
+                        tailnet: env.tailnet.clone(),
+                        principal: e.principal.clone(),
+                        secret_hash: e.secret_hash,
+                        scopes: e.scopes.clone(),
+                        tags: e.tags.clone(),
+                        description: e.description.clone(),
+                        created: env.time,
+                        created_by: env.actor.id.clone(),
+                        deleted: false,
+                    },
+                );
+            }
+            Event::OAuthClientDeleted(e) => {
+                if let Some(c) = self.clients.get_mut(e.client_id.as_str())
+                    && c.tailnet == env.tailnet
+                {
+                    c.deleted = true;
+                    // Its access tokens stop at once (R19).
+                    let ids: Vec<String> = self
+                        .tokens
+                        .with_prefix("")
+                        .filter(|(_, t)| t.client_id.as_ref() == Some(&e.client_id))
+                        .map(|(id, _)| id.to_owned())
+                        .collect();
+                    for id in ids {
+                        if let Some(tok) = self.tokens.get_mut(&id) {
+                            tok.revoked = true;
+                            tok.revoked_at.get_or_insert(env.time);
+                        }
+                    }
+                }
+            }
+            Event::AccessTokenIssued(e) => {
+                let principal = self
+                    .clients
+                    .get(e.client_id.as_str())
+                    .map(|c| c.principal.clone());
+                if let Some(principal) = principal {
+                    self.tokens.insert(
+                        e.token_id.to_string(),
+                        TokenRow {
+                            tailnet: env.tailnet.clone(),
+                            user_id: principal,
+                            secret_hash: e.secret_hash,
+                            expires: e.expires,
+                            revoked: false,
+                            created: env.time,
+                            revoked_at: None,
+                            client_id: Some(e.client_id.clone()),
+                            scopes: Some(e.scopes.clone()),
+                        },
+                    );
+                }
             }
             Event::ApiTokenRevoked(e) => {
                 if let Some(tok) = self.tokens.get_mut(e.token_id.as_str())
@@ -266,6 +394,7 @@ impl View for IdentityView {
         self.tailnets.drain_changes(&mut out);
         self.users.drain_changes(&mut out);
         self.tokens.drain_changes(&mut out);
+        self.clients.drain_changes(&mut out);
         out
     }
 
@@ -273,6 +402,7 @@ impl View for IdentityView {
         if self.tailnets.load(key, value)?.is_some()
             || self.users.load(key, value)?.is_some()
             || self.tokens.load(key, value)?.is_some()
+            || self.clients.load(key, value)?.is_some()
         {
             return Ok(());
         }
@@ -283,6 +413,7 @@ impl View for IdentityView {
         self.tailnets.for_each(f);
         self.tokens.for_each(f);
         self.users.for_each(f);
+        self.clients.for_each(f);
     }
 }
 

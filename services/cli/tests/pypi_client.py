@@ -173,6 +173,35 @@ async def main(port: int, token: str, plain_id: str, tagged_id: str, member_id: 
         check(len(logs) > 5, f"audit logs: {len(logs)}")
         deleted = await ts.configuration_audit_logs(start=start, end=end, events=["USER.DELETE"])
         check(len(deleted) == 1 and deleted[0].target.target_id == member_id, f"{deleted!r}")
+        # OAuth (R19): the Owner creates a client; the client, as its users configure it
+        # (oauth_client_id, oauth_client_secret), mints a tagged key.
+        client = await ts.create_key(
+            key_type="client", scopes=["auth_keys", "devices:core:read"], tags=["tag:pypi"]
+        )
+        check(client.key.startswith("tskey-client-"), f"create_key(client): {client!r}")
+        check(client.key_type == "client" and client.scopes == ["auth_keys", "devices:core:read"],
+              f"client: {client!r}")
+        oauth = Tailscale(
+            tailnet="-",
+            oauth_client_id=client.key_id,
+            oauth_client_secret=client.key,
+            session=session,
+        )
+        tagged_key = await oauth.create_key(reusable=True, tags=["tag:pypi"])
+        check(tagged_key.key.startswith("tskey-auth-"), f"a key minted by the client: {tagged_key!r}")
+        check(tagged_key.capabilities.devices.create.tags == ["tag:pypi"], "its tags")
+        check(tagged_key.key_id in [k.key_id for k in await oauth.keys()], "the client lists it")
+        try:
+            await oauth.tailnet_settings()
+            raise AssertionError("an OAuth client without a settings scope reads no settings")
+        except TailscaleError:
+            pass
+        await ts.delete_key(client.key_id)
+        try:
+            await oauth.keys()
+            raise AssertionError("a deleted client's token must be refused")
+        except TailscaleError:
+            pass
         print(json.dumps({"requests": session.requests, "auditRecords": len(logs)}))
     finally:
         await session.close()

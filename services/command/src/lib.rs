@@ -29,6 +29,9 @@
 //! | `authkeys.cmd.admin.add-user` | `AddUserRequest` | `{ok, user, apiKey}` | tailnet |
 //! | `authkeys.cmd.admin.issue-token` | `IssueTokenRequest` | `{ok, tokenId, apiKey, expires}` | tailnet |
 //! | `authkeys.cmd.admin.revoke-token` | `RevokeTokenRequest` | `{ok, tokenId}` | tailnet |
+//! | `authkeys.cmd.admin.create-client` | `CreateClientRequest` | `{ok, client}` | tailnet |
+//! | `authkeys.cmd.admin.delete-client` | `DeleteClientRequest` | `{ok, clientId}` | tailnet |
+//! | `authkeys.cmd.admin.issue-access-token` | `IssueAccessTokenRequest` | `{ok, tokenId, accessToken, expires, scopes}` | tailnet |
 //! | `authkeys.cmd.admin.change-role` | `ChangeRoleRequest` | `{ok, user}` | tailnet |
 //! | `authkeys.cmd.admin.remove-user` | `RemoveUserRequest` | `{ok, userId}` | tailnet |
 //! | `authkeys.cmd.admin.suspend-user` | `SuspendUserRequest` | `{ok, userId}` | tailnet |
@@ -122,6 +125,7 @@ mod expire_node;
 mod generate_key;
 mod issue_token;
 mod node_status;
+mod oauth_client;
 mod register;
 mod revoke_key;
 mod revoke_token;
@@ -351,6 +355,9 @@ impl CommandService {
                 subject::ADD_USER => add_user::handle(ctx, &req).await,
                 subject::ISSUE_TOKEN => issue_token::handle(ctx, &req).await,
                 subject::REVOKE_TOKEN => revoke_token::handle(ctx, &req).await,
+                subject::CREATE_CLIENT => oauth_client::create(ctx, &req).await,
+                subject::DELETE_CLIENT => oauth_client::delete(ctx, &req).await,
+                subject::ISSUE_ACCESS_TOKEN => oauth_client::issue_access_token(ctx, &req).await,
                 subject::CHANGE_ROLE => change_role::handle(ctx, &req).await,
                 subject::REMOVE_USER => {
                     user_op::handle(ctx, &req, wire::RemoveUserRequest::parse).await
@@ -559,10 +566,27 @@ pub(crate) async fn append_admin(
     parsed: Parsed<AdminOp>,
 ) -> Result<Committed, ErrorReply> {
     record_ids(&parsed.command_id, Some(&parsed.tailnet));
-    let actor = Actor {
-        actor_type: ActorType::User,
-        id: parsed.actor.to_string(),
-        login_name: None,
+    // An OAuth client acts as its principal (R19); the event records the client itself.
+    let (tailnet, principal) = (parsed.tailnet.clone(), parsed.actor.clone());
+    let client = ctx
+        .log
+        .query(move |s| {
+            s.tailnet(&tailnet)
+                .and_then(|t| t.principals.get(&principal).cloned())
+        })
+        .await
+        .map_err(refusal)?;
+    let actor = match client {
+        Some(client_id) => Actor {
+            actor_type: ActorType::Oauth,
+            id: client_id.to_string(),
+            login_name: None,
+        },
+        None => Actor {
+            actor_type: ActorType::User,
+            id: parsed.actor.to_string(),
+            login_name: None,
+        },
     };
     let command = Command::Admin {
         tailnet: parsed.tailnet.clone(),

@@ -72,6 +72,12 @@ pub enum Purpose {
     ApiToken,
     /// A user id from `add-user`.
     User,
+    /// An OAuth client's id and secret from `create-client` (R19).
+    Client,
+    /// An OAuth client's principal from `create-client`.
+    Principal,
+    /// An access token from `issue-access-token`.
+    AccessToken,
 }
 
 impl Purpose {
@@ -80,6 +86,9 @@ impl Purpose {
             Self::AuthKey => b"auth-key",
             Self::ApiToken => b"api-token",
             Self::User => b"user",
+            Self::Client => b"oauth-client",
+            Self::Principal => b"oauth-principal",
+            Self::AccessToken => b"access-token",
         }
     }
 }
@@ -234,9 +243,48 @@ impl Mint {
         (id, issued)
     }
 
+    /// The client id and secret (`tskey-client-…`) of `create-client` with this `commandId`.
+    pub fn derived_client(&self, tailnet: &TailnetId, command_id: &CommandId) -> (KeyId, Issued) {
+        let (id, issued) = self.derived(
+            Purpose::Client,
+            SecretKind::Client,
+            'k',
+            tailnet,
+            command_id,
+        );
+        let key_id = KeyId::parse(id).expect("k and 16 base62 characters is a valid KeyId");
+        (key_id, issued)
+    }
+
+    /// The access token (`tskey-api-…`) of `issue-access-token` with this `commandId`.
+    pub fn derived_access_token(
+        &self,
+        tailnet: &TailnetId,
+        command_id: &CommandId,
+    ) -> (TokenId, Issued) {
+        let (id, issued) = self.derived(
+            Purpose::AccessToken,
+            SecretKind::Api,
+            't',
+            tailnet,
+            command_id,
+        );
+        let token_id = TokenId::parse(id).expect("t and 16 base62 characters is a valid TokenId");
+        (token_id, issued)
+    }
+
+    /// The principal of `create-client` with this `commandId`.
+    pub fn derived_principal(&self, tailnet: &TailnetId, command_id: &CommandId) -> UserId {
+        self.derived_id(Purpose::Principal, tailnet, command_id)
+    }
+
     /// The user id of `add-user` with this `commandId`.
     pub fn derived_user_id(&self, tailnet: &TailnetId, command_id: &CommandId) -> UserId {
-        let bytes = self.derive(Purpose::User, tailnet, command_id);
+        self.derived_id(Purpose::User, tailnet, command_id)
+    }
+
+    fn derived_id(&self, purpose: Purpose, tailnet: &TailnetId, command_id: &CommandId) -> UserId {
+        let bytes = self.derive(purpose, tailnet, command_id);
         let (id_seed, _) = split_seed(&bytes);
         UserId::parse(format!("u{}", base62_id(&id_seed)))
             .expect("u and 16 base62 characters is a valid UserId")

@@ -35,8 +35,10 @@ pub struct Caller {
     pub user_id: String,
     /// Their login name.
     pub login_name: String,
-    /// Their role.
+    /// Their role; empty for an OAuth client.
     pub role: String,
+    /// An OAuth access token's scopes (R19); `None` for a user's API token, whose role decides.
+    pub scopes: Option<Vec<authkeys_events::Scope>>,
 }
 
 /// The token text of the request's credentials: `Bearer <token>`, or `Basic base64(token:)`
@@ -91,21 +93,32 @@ pub fn verify(
         || record.revoked
         || now >= record.expires
         || record.suspended
-        || record.role.is_empty()
+        || (record.role.is_empty() && record.client_id.is_none())
     {
         return Err(ApiError::unauthorized());
     }
+    // An access token's scopes are the names the command service recorded; one it does not know
+    // grants nothing.
+    let scopes = record.client_id.as_ref().map(|_| {
+        record
+            .scopes
+            .iter()
+            .flatten()
+            .filter_map(|s| authkeys_events::Scope::parse(s))
+            .collect()
+    });
     Ok(Caller {
         token_id: record.token_id.clone(),
         tailnet: record.tailnet.clone(),
         user_id: record.user_id.clone(),
         login_name: record.login_name.clone(),
         role: record.role.clone(),
+        scopes,
     })
 }
 
 /// Standard base64 (with or without padding); `None` if it is not.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     fn value(c: u8) -> Option<u32> {
         Some(u32::from(match c {
             b'A'..=b'Z' => c - b'A',
@@ -189,6 +202,8 @@ mod tests {
             revoked: false,
             created: Timestamp::from_unix_ms(1_000_000_000_000).expect("in range"),
             revoked_at: None,
+            client_id: None,
+            scopes: None,
             suspended: false,
         }
     }

@@ -168,6 +168,7 @@ pub(super) async fn list(
     Path(tailnet): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCoreRead)?;
     let all = all_fields(q.as_deref())?;
     let filters = Filters::parse(q.as_deref())?;
     let sight = sight(&authed)?;
@@ -220,6 +221,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCoreRead)?;
     let all = all_fields(q.as_deref())?;
     let sight = sight(&authed)?;
     let node_id = node_id(&id)?;
@@ -247,6 +249,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCore)?;
     let request = DeleteNodeRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),
@@ -275,6 +278,7 @@ pub(super) async fn authorize(
     headers: HeaderMap,
     JsonBody(body): JsonBody<AuthorizedBody>,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCore)?;
     let request = AuthorizeNodeRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),
@@ -292,6 +296,7 @@ pub(super) async fn set_tags(
     headers: HeaderMap,
     JsonBody(body): JsonBody<TagsBody>,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCore)?;
     let request = SetTagsRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),
@@ -309,6 +314,7 @@ pub(super) async fn set_key_expiry(
     headers: HeaderMap,
     JsonBody(body): JsonBody<KeyExpiryBody>,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCore)?;
     let request = SetKeyExpiryRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),
@@ -326,6 +332,7 @@ pub(super) async fn expire(
     headers: HeaderMap,
     OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::DevicesCore)?;
     let request = ExpireNodeRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),

@@ -4,7 +4,8 @@
 use authkeys_events::{KeyId, TokenId};
 use authkeys_protocol::subject;
 use authkeys_protocol::{
-    self, Capabilities, GenerateKeyRequest, IssueTokenRequest, Key, KeyReply, RevokeKeyRequest,
+    self, Capabilities, ClientIdReply, ClientKey, ClientReply, CreateClientRequest,
+    DeleteClientRequest, GenerateKeyRequest, IssueTokenRequest, Key, KeyReply, RevokeKeyRequest,
     RevokeTokenRequest, RevokedTokenReply, TokenKey, TokenReply,
 };
 use axum::extract::{Path, RawQuery, State};
@@ -14,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{JsonBody, query_bool};
 use super::error::ApiError;
-use authkeys_protocol::query::{KeysGetQuery, KeysListQuery, TokensListQuery};
+use authkeys_protocol::query::{
+    ClientInfo, ClientsQuery, KeysGetQuery, KeysListQuery, TokensListQuery,
+};
 
 use super::{AppState, Authed, command_id, json, resolve_tailnet};
 
@@ -32,9 +35,15 @@ pub struct CreateKeyBody {
     /// 7,776,000 (1–90 days), 90 days if absent or 0 (R18).
     #[serde(default)]
     pub expiry_seconds: Option<i64>,
-    /// What an auth key does (required for one; not for an API token).
+    /// What an auth key does (required for one; not for an API token or a client).
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// An OAuth client's scopes (R19).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// An OAuth client's tags (R19).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
 }
 
 impl CreateKeyBody {
@@ -45,6 +54,11 @@ impl CreateKeyBody {
         tailnet: String,
         actor: String,
     ) -> Result<GenerateKeyRequest, ApiError> {
+        if self.scopes.is_some() || self.tags.is_some() {
+            return Err(ApiError::bad_request(
+                "scopes: an auth key has none (its tags are capabilities.devices.create.tags)",
+            ));
+        }
         let capabilities = self
             .capabilities
             .ok_or_else(|| ApiError::bad_request("capabilities: is required"))?;
@@ -60,12 +74,13 @@ impl CreateKeyBody {
     }
 }
 
-/// An auth key or an API token, as the keys API lists them.
+/// An auth key, an API token or an OAuth client, as the keys API lists them.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum AnyKey {
     Auth(Key),
     Api(TokenKey),
+    Client(ClientKey),
 }
 
 #[derive(Debug, Serialize)]
@@ -88,6 +103,30 @@ fn key_ref(text: &str) -> Result<KeyRef, ApiError> {
     TokenId::parse(text)
         .map(KeyRef::Api)
         .map_err(|_| ApiError::not_found(format!("key {text} not found")))
+}
+
+/// A key as its caller sees it: an OAuth client's keys belong to their tags, not a user, so
+/// their `userId` is empty (R19), as Tailscale shows them.
+fn as_caller_sees(authed: &Authed, mut key: Key) -> Key {
+    if authed.caller.scopes.is_some() {
+        key.user_id = String::new();
+    }
+    key
+}
+
+/// The OAuth client `key_id`, if it is one the caller (a user) created and it is not deleted.
+async fn own_client(
+    shared: &AppState,
+    authed: &Authed,
+    key_id: &KeyId,
+) -> Result<Option<ClientInfo>, ApiError> {
+    if authed.caller.scopes.is_some() {
+        return Ok(None);
+    }
+    Ok(clients(shared, authed, Some(key_id.as_str()))
+        .await?
+        .into_iter()
+        .find(|c| c.created_by == authed.caller.user_id && !c.deleted))
 }
 
 /// The caller's API tokens (R18): their own only, whatever their role.
@@ -116,8 +155,26 @@ pub(super) async fn create(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> Result<Response, ApiError> {
     resolve_tailnet(&shared, &authed, &tailnet).await?;
-    if body.key_type.as_deref() == Some("api") {
-        return create_token(&shared, &authed, &headers, body).await;
+    match body.key_type.as_deref() {
+        None | Some("auth") => authed.scope(authkeys_events::Scope::AuthKeys)?,
+        Some("api") => {
+            authed.user_only()?;
+            return create_token(&shared, &authed, &headers, body).await;
+        }
+        Some("client") => {
+            authed.scope(authkeys_events::Scope::OauthKeys)?;
+            return create_client(&shared, &authed, &headers, body).await;
+        }
+        Some("federated") => {
+            return Err(ApiError::bad_request(
+                "keyType: federated identities (R20) are not built yet",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "keyType: must be auth, api or client, not {other:?}"
+            )));
+        }
     }
     let request = body.command(
         command_id(&headers)?,
@@ -125,7 +182,55 @@ pub(super) async fn create(
         authed.caller.user_id.clone(),
     )?;
     let reply: KeyReply = shared.nats.request(subject::GENERATE_KEY, &request).await?;
-    Ok(json(&reply.key))
+    Ok(json(&as_caller_sees(&authed, reply.key)))
+}
+
+/// `POST /tailnet/{tailnet}/keys {"keyType": "client", "scopes", "tags", "description"?}`: an
+/// OAuth client (R19); its secret `tskey-client-…` is in this answer only.
+async fn create_client(
+    shared: &AppState,
+    authed: &Authed,
+    headers: &HeaderMap,
+    body: CreateKeyBody,
+) -> Result<Response, ApiError> {
+    if body.capabilities.is_some() || body.expiry_seconds.is_some() {
+        return Err(ApiError::bad_request(
+            "capabilities: an OAuth client has scopes and tags instead (and no expiry)",
+        ));
+    }
+    let request = CreateClientRequest {
+        command_id: command_id(headers)?,
+        tailnet: authed.caller.tailnet.clone(),
+        actor: authed.caller.user_id.clone(),
+        scopes: body
+            .scopes
+            .ok_or_else(|| ApiError::bad_request("scopes: is required"))?,
+        tags: body.tags.unwrap_or_default(),
+        description: body.description,
+    };
+    let reply: ClientReply = shared
+        .nats
+        .request(subject::CREATE_CLIENT, &request)
+        .await?;
+    Ok(json(&reply.client))
+}
+
+/// The OAuth clients of the caller's tailnet: those the caller created, or the one `client_id`.
+async fn clients(
+    shared: &AppState,
+    authed: &Authed,
+    client_id: Option<&str>,
+) -> Result<Vec<ClientInfo>, ApiError> {
+    let answer = shared
+        .nats
+        .query(&ClientsQuery {
+            tailnet: Some(authed.caller.tailnet.clone()),
+            client_id: client_id.map(ToOwned::to_owned),
+            created_by: client_id.is_none().then(|| authed.caller.user_id.clone()),
+            min_seq: Some(authed.head),
+        })
+        .await?;
+    Ok(answer.clients)
 }
 
 /// `POST /tailnet/{tailnet}/keys {"keyType": "api", "expirySeconds"?}`: an API token for the
@@ -179,6 +284,7 @@ pub(super) async fn list(
     Path(tailnet): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::AuthKeysRead)?;
     let all = query_bool(q.as_deref(), "all")?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     let answer = shared
@@ -190,13 +296,26 @@ pub(super) async fn list(
             min_seq: Some(authed.head),
         })
         .await?;
-    let mut keys: Vec<AnyKey> = answer.keys.into_iter().map(AnyKey::Auth).collect();
-    keys.extend(
-        own_tokens(&shared, &authed)
-            .await?
-            .into_iter()
-            .map(AnyKey::Api),
-    );
+    let mut keys: Vec<AnyKey> = answer
+        .keys
+        .into_iter()
+        .map(|k| AnyKey::Auth(as_caller_sees(&authed, k)))
+        .collect();
+    // A user also sees their own API tokens and OAuth clients; a client, its keys only.
+    if authed.caller.scopes.is_none() {
+        keys.extend(
+            own_tokens(&shared, &authed)
+                .await?
+                .into_iter()
+                .map(AnyKey::Api),
+        );
+        let own = clients(&shared, &authed, None).await?;
+        keys.extend(
+            own.iter()
+                .filter(|c| !c.deleted)
+                .map(|c| AnyKey::Client(ClientKey::build(c))),
+        );
+    }
     Ok(json(&Keys { keys }))
 }
 
@@ -205,6 +324,7 @@ pub(super) async fn get(
     authed: Authed,
     Path((tailnet, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::AuthKeysRead)?;
     let key_ref = key_ref(&key)?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     let key_id = match key_ref {
@@ -218,6 +338,9 @@ pub(super) async fn get(
             return Ok(json(&token));
         }
     };
+    if let Some(client) = own_client(&shared, &authed, &key_id).await? {
+        return Ok(json(&ClientKey::build(&client)));
+    }
     let one = shared
         .nats
         .query(&KeysGetQuery {
@@ -227,7 +350,7 @@ pub(super) async fn get(
             min_seq: Some(authed.head),
         })
         .await?;
-    Ok(json(&one.key))
+    Ok(json(&as_caller_sees(&authed, one.key)))
 }
 
 pub(super) async fn delete(
@@ -236,6 +359,7 @@ pub(super) async fn delete(
     Path((tailnet, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::AuthKeys)?;
     let key_ref = key_ref(&key)?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     let key_id = match key_ref {
@@ -260,6 +384,19 @@ pub(super) async fn delete(
             return Ok(StatusCode::OK.into_response());
         }
     };
+    if own_client(&shared, &authed, &key_id).await?.is_some() {
+        let request = DeleteClientRequest {
+            command_id: command_id(&headers)?,
+            tailnet: authed.caller.tailnet.clone(),
+            actor: authed.caller.user_id.clone(),
+            client_id: key_id.to_string(),
+        };
+        let _: ClientIdReply = shared
+            .nats
+            .request(subject::DELETE_CLIENT, &request)
+            .await?;
+        return Ok(StatusCode::OK.into_response());
+    }
     let request = RevokeKeyRequest {
         command_id: command_id(&headers)?,
         tailnet: authed.caller.tailnet.clone(),

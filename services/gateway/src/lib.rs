@@ -49,6 +49,7 @@ pub mod oidc;
 mod devices;
 pub mod keys;
 mod logging;
+mod oauth;
 pub mod tailnet;
 mod users;
 
@@ -377,6 +378,7 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
             post(tailnet::add_user).get(users::list),
         )
         .route("/users/{id}", get(users::get))
+        .route("/oauth/token", post(oauth::token))
         .route("/users/{id}/role", post(users::set_role))
         .route("/users/{id}/delete", post(users::delete))
         .route("/users/{id}/suspend", post(users::suspend))
@@ -623,6 +625,31 @@ async fn metrics_text(State(shared): State<AppState>) -> Response {
 pub(crate) struct Authed {
     pub(crate) caller: Caller,
     pub(crate) head: u64,
+}
+
+impl Authed {
+    /// An OAuth access token must hold a scope that allows `needed` (R19; 403 otherwise). A
+    /// user's API token passes: their role decides, in the handler or in `decide`.
+    pub(crate) fn scope(&self, needed: authkeys_events::Scope) -> Result<(), ApiError> {
+        match &self.caller.scopes {
+            Some(held) if !authkeys_events::Scope::any_grants(held, needed) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this access token's scopes do not include {needed}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Routes no OAuth scope covers (users, settings, API tokens): an OAuth client gets 403.
+    pub(crate) fn user_only(&self) -> Result<(), ApiError> {
+        if self.caller.scopes.is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "an OAuth client may not use this route",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl FromRequestParts<AppState> for Authed {

@@ -173,8 +173,12 @@ pub(crate) async fn configuration(
 ) -> Result<Response, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
     let window = Window::parse(pairs);
+    authed.scope(authkeys_events::Scope::LogsConfigurationRead)?;
     let info = resolved_tailnet(&shared, &authed, &path).await?;
-    if !matches!(authed.caller.role.as_str(), "owner" | "admin" | "auditor") {
+    // Users: Owners, Admins and Auditors. OAuth clients: the scope above.
+    if authed.caller.scopes.is_none()
+        && !matches!(authed.caller.role.as_str(), "owner" | "admin" | "auditor")
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "only Owners, Admins and Auditors may read the configuration audit log",

@@ -125,6 +125,7 @@ pub(super) async fn get_settings(
     authed: Authed,
     Path(tailnet): Path<String>,
 ) -> Result<Response, ApiError> {
+    authed.user_only()?;
     let t = super::resolved_tailnet(&shared, &authed, &tailnet).await?;
     Ok(json(&t.settings))
 }
@@ -136,6 +137,7 @@ pub(super) async fn patch_settings(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SettingsBody>,
 ) -> Result<Response, ApiError> {
+    authed.user_only()?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     let request = body.request(
         command_id(&headers)?,
@@ -156,6 +158,7 @@ pub(super) async fn add_user(
     headers: HeaderMap,
     JsonBody(body): JsonBody<AddUserBody>,
 ) -> Result<Response, ApiError> {
+    authed.user_only()?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
     let request = AddUserRequest {
         command_id: command_id(&headers)?,

@@ -71,6 +71,7 @@ pub(super) async fn list(
     Path(tailnet): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::UsersRead)?;
     let members = wants_members(q.as_deref())?;
     let role = role_filter(q.as_deref())?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
@@ -103,6 +104,7 @@ pub(super) async fn get(
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    authed.scope(authkeys_events::Scope::UsersRead)?;
     let missing = || ApiError::not_found(format!("user {id} not found"));
     let user_id = UserId::parse(id.clone()).map_err(|_| missing())?;
     if sees_only_self(&authed) && user_id.as_str() != authed.caller.user_id {
@@ -141,6 +143,7 @@ pub(super) async fn set_role(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RoleBody>,
 ) -> Result<Response, ApiError> {
+    authed.user_only()?;
     let user_id = user_id(&id)?;
     if parse_role(&body.role).is_none() {
         return Err(bad_role(&body.role));
@@ -168,6 +171,7 @@ macro_rules! user_op {
             headers: HeaderMap,
             OptionalJsonBody(Empty {}): OptionalJsonBody<Empty>,
         ) -> Result<Response, ApiError> {
+            authed.user_only()?;
             let request = $request {
                 command_id: command_id(&headers)?,
                 tailnet: authed.caller.tailnet.clone(),
