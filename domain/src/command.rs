@@ -141,8 +141,10 @@ pub enum AdminOp {
         client_id: KeyId,
         /// The user id its keys and nodes are recorded under (drawn by the service).
         principal: UserId,
-        /// Keyed hash of its secret.
-        secret_hash: Hash,
+        /// Keyed hash of its secret; `None` for a federated identity.
+        secret_hash: Option<Hash>,
+        /// A federated identity's trust (R20).
+        federated: Option<authkeys_events::FederatedSpec>,
         /// What its access tokens may do.
         scopes: Vec<authkeys_events::Scope>,
         /// The tags its keys carry.

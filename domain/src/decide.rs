@@ -815,11 +815,18 @@ fn decide_admin(
             client_id,
             principal,
             secret_hash,
+            federated,
             scopes,
             tags,
             description,
         } => {
             require(role.may_manage_keys(), "create OAuth clients")?;
+            // R19 or R20: a secret, or a federated trust with no secret; never both.
+            if secret_hash.is_some() == federated.is_some() {
+                return Err(Rejection::BadRequest(
+                    "a client holds a secret or a federated trust, one of them".into(),
+                ));
+            }
             if scopes.is_empty() {
                 return Err(Rejection::BadRequest(
                     "scopes: at least one is needed".into(),
@@ -844,6 +851,7 @@ fn decide_admin(
                 client_id: client_id.clone(),
                 principal: principal.clone(),
                 secret_hash: *secret_hash,
+                federated: federated.clone(),
                 scopes,
                 tags: tags.clone(),
                 description: description.clone(),

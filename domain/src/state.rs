@@ -67,8 +67,8 @@ pub struct Tailnet {
 pub struct Client {
     /// The user id its keys and nodes are recorded under.
     pub principal: UserId,
-    /// Keyed hash of its secret.
-    pub secret_hash: Hash,
+    /// Keyed hash of its secret (`None`: a federated identity, R20).
+    pub secret_hash: Option<Hash>,
     /// What its access tokens may do.
     pub scopes: Vec<Scope>,
     /// The tags its keys must carry.

@@ -2021,7 +2021,8 @@ fn create_client(client: &str, scopes: &[Scope], t: &[&str]) -> AdminOp {
     AdminOp::CreateClient {
         client_id: kid(client),
         principal: uid(&format!("u{client}")),
-        secret_hash: Hash([7; 32]),
+        secret_hash: Some(Hash([7; 32])),
+        federated: None,
         scopes: scopes.to_vec(),
         tags: tags(t),
         description: authkeys_events::Description::parse("ci").expect("valid"),

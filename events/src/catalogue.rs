@@ -289,7 +289,7 @@ pub struct ApiTokenIssued {
     pub expires: Timestamp,
 }
 
-/// An OAuth client (R19) was created: its access tokens act with its scopes, and the auth keys
+/// An OAuth client (R19), or a federated identity (R20), was created: its access tokens act with its scopes, and the auth keys
 /// it generates carry its tags. What it does is recorded under its `principal`, a user id of
 /// its own that no user holds (its keys' and nodes' owner), so a client outlives its creator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -299,14 +299,35 @@ pub struct OAuthClientCreated {
     pub client_id: KeyId,
     /// Whom its keys and nodes belong to: the client itself.
     pub principal: UserId,
-    /// Keyed blake3 of the client secret.
-    pub secret_hash: Hash,
+    /// Keyed blake3 of the client secret; absent for a federated identity (R20), which holds
+    /// no secret at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<Hash>,
+    /// A federated identity's trust (R20): whose OIDC tokens it exchanges for access tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<FederatedSpec>,
     /// What its access tokens may do.
     pub scopes: Vec<Scope>,
     /// The tags the keys it generates must carry (each one of these).
     pub tags: Tags,
     /// Free text.
     pub description: Description,
+}
+
+/// A federated identity's trust (R20): a JWT verifies when the issuer's keys sign it and its
+/// `iss`, `aud`, `sub` and the custom claims match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FederatedSpec {
+    /// The OIDC issuer (https, or http when the service allows it).
+    pub issuer: String,
+    /// The `sub` pattern (`*` matches any run of characters).
+    pub subject: String,
+    /// The `aud` the tokens must name.
+    pub audience: String,
+    /// Other claims and the patterns they must match.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_claim_rules: std::collections::BTreeMap<String, String>,
 }
 
 /// An OAuth client was deleted: its access tokens stop working at once (R19).

@@ -728,8 +728,26 @@ admin_request!(
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(with = "Option<Description>")]
         description: Option<String>,
+        /// A federated identity (R20): the OIDC issuer whose tokens it trusts. With `issuer`, the
+        /// client holds no secret; `subject` and `audience` are then required.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+        /// The `sub` pattern (`*` matches any run of characters).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// The `aud` the tokens must name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// Other claims and the patterns they must match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        custom_claim_rules: Option<std::collections::BTreeMap<String, String>>,
     }
 );
+
+/// The longest issuer, subject, audience, claim name or pattern a federated identity takes.
+pub const FEDERATED_TEXT_MAX: usize = 1000;
+/// The most custom claim rules.
+pub const CLAIM_RULES_MAX: usize = 32;
 
 /// What `create-client` asks, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -740,6 +758,26 @@ pub struct ClientRequest {
     pub tags: Tags,
     /// Its description.
     pub description: Description,
+    /// A federated identity's trust (R20); `None` for a client with a secret.
+    pub federated: Option<authkeys_events::FederatedSpec>,
+}
+
+/// A non-empty text of at most [`FEDERATED_TEXT_MAX`] characters without control characters.
+fn federated_text(name: &str, value: Option<&String>) -> Result<String, WireError> {
+    match value {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= FEDERATED_TEXT_MAX
+                && !v.chars().any(char::is_control) =>
+        {
+            Ok(v.clone())
+        }
+        Some(_) => Err(WireError::new(
+            name,
+            format!("must be 1 to {FEDERATED_TEXT_MAX} characters without control characters"),
+        )),
+        None => Err(WireError::new(name, "is required for a federated identity")),
+    }
 }
 
 /// Scope names, each one of Tailscale's.
@@ -772,6 +810,31 @@ impl CreateClientRequest {
             "description",
             Description::parse(self.description.clone().unwrap_or_default()),
         )?;
+        let federated = if self.issuer.is_some()
+            || self.subject.is_some()
+            || self.audience.is_some()
+            || self.custom_claim_rules.is_some()
+        {
+            let rules = self.custom_claim_rules.clone().unwrap_or_default();
+            if rules.len() > CLAIM_RULES_MAX {
+                return Err(WireError::new(
+                    "customClaimRules",
+                    format!("at most {CLAIM_RULES_MAX} rules"),
+                ));
+            }
+            for (claim, pattern) in &rules {
+                federated_text(&format!("customClaimRules.{claim}"), Some(pattern))?;
+                federated_text("customClaimRules", Some(claim))?;
+            }
+            Some(authkeys_events::FederatedSpec {
+                issuer: federated_text("issuer", self.issuer.as_ref())?,
+                subject: federated_text("subject", self.subject.as_ref())?,
+                audience: federated_text("audience", self.audience.as_ref())?,
+                custom_claim_rules: rules,
+            })
+        } else {
+            None
+        };
         common(
             &self.command_id,
             &self.tailnet,
@@ -780,6 +843,7 @@ impl CreateClientRequest {
                 scopes,
                 tags,
                 description,
+                federated,
             },
         )
     }

@@ -413,7 +413,7 @@ pub struct ClientKey {
     /// The secret, `tskey-client-…`: in the create response only, never again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Always `client`.
+    /// `client`, or `federated` for a federated identity (R20).
     pub key_type: String,
     /// Free text.
     pub description: String,
@@ -427,6 +427,18 @@ pub struct ClientKey {
     pub invalid: bool,
     /// Empty: a client is no user's.
     pub user_id: String,
+    /// A federated identity's issuer (R20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// A federated identity's subject pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// A federated identity's audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// A federated identity's claim rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_claim_rules: Option<std::collections::BTreeMap<String, String>>,
 }
 
 debug_redacting!(ClientKey { id, invalid } secrets { key });
@@ -434,16 +446,46 @@ debug_redacting!(ClientKey { id, invalid } secrets { key });
 impl ClientKey {
     /// The one builder of a client as a key, without its secret.
     pub fn build(c: &crate::query::ClientInfo) -> Self {
+        Self::of(
+            &c.client_id,
+            &c.description,
+            c.created,
+            c.scopes.clone(),
+            c.tags.clone(),
+            c.deleted,
+            c.federated.as_ref(),
+        )
+    }
+
+    /// A client from its parts.
+    pub fn of(
+        id: &str,
+        description: &str,
+        created: Timestamp,
+        scopes: Vec<String>,
+        tags: Vec<String>,
+        invalid: bool,
+        federated: Option<&authkeys_events::FederatedSpec>,
+    ) -> Self {
         Self {
-            id: c.client_id.clone(),
+            id: id.to_owned(),
             key: None,
-            key_type: "client".to_owned(),
-            description: c.description.clone(),
-            created: c.created,
-            scopes: c.scopes.clone(),
-            tags: c.tags.clone(),
-            invalid: c.deleted,
+            key_type: if federated.is_some() {
+                "federated"
+            } else {
+                "client"
+            }
+            .to_owned(),
+            description: description.to_owned(),
+            created,
+            scopes,
+            tags,
+            invalid,
             user_id: String::new(),
+            issuer: federated.map(|f| f.issuer.clone()),
+            subject: federated.map(|f| f.subject.clone()),
+            audience: federated.map(|f| f.audience.clone()),
+            custom_claim_rules: federated.map(|f| f.custom_claim_rules.clone()),
         }
     }
 }

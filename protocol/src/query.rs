@@ -297,8 +297,13 @@ pub struct ClientInfo {
     pub tailnet: String,
     /// The user id it acts as.
     pub principal: String,
-    /// Keyed blake3 of its secret: the gateway compares the presented secret's hash.
-    pub secret_hash: Hash,
+    /// Keyed blake3 of its secret: the gateway compares the presented secret's hash. `None`
+    /// for a federated identity (R20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<Hash>,
+    /// A federated identity's trust (R20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<authkeys_events::FederatedSpec>,
     /// Its scopes.
     pub scopes: Vec<String>,
     /// Its tags.

@@ -14,8 +14,10 @@
 //!   sleeps to let something happen.
 //! - [`unique_name`]: stream, consumer and subject tokens that cannot collide.
 //! - [`env_or`]: a knob from the environment, with its default.
+//! - [`OidcIssuer`] (module [`oidc`]): a real OIDC issuer on loopback (discovery and a JWKS over
+//!   http, ES256 tokens signed in the test), for workload identity federation end to end.
 //!
-//! The binary comes from `NATS_SERVER`, else `<workspace>/.tools/nats-server`, which
+//! The `nats-server` binary comes from `NATS_SERVER`, else `<workspace>/.tools/nats-server`, which
 //! `make tools` installs (pinned version). Every address used here is in 127.0.0.0/8.
 
 use std::fs::{File, OpenOptions};
@@ -28,6 +30,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rustix::process::{Pid, Signal, kill_process};
+
+pub mod oidc;
+
+pub use oidc::OidcIssuer;
 
 /// How long a server may take from spawn to accepting client connections.
 const START_WAIT_MS_MAX: u64 = 10_000;

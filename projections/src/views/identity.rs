@@ -79,8 +79,12 @@ pub struct ClientRow {
     pub tailnet: TailnetId,
     /// The user id it acts as.
     pub principal: UserId,
-    /// Keyed blake3 of its secret.
-    pub secret_hash: Hash,
+    /// Keyed blake3 of its secret (`None`: a federated identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<Hash>,
+    /// A federated identity's trust (R20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<authkeys_events::FederatedSpec>,
     /// Its scopes.
     pub scopes: Vec<Scope>,
     /// Its tags.
@@ -178,6 +182,7 @@ impl IdentityView {
                 tailnet: c.tailnet.to_string(),
                 principal: c.principal.to_string(),
                 secret_hash: c.secret_hash,
+                federated: c.federated.clone(),
                 scopes: c.scopes.iter().map(ToString::to_string).collect(),
                 tags: c.tags.iter().map(ToString::to_string).collect(),
                 description: c.description.to_string(),
@@ -326,6 +331,7 @@ impl View for IdentityView {
                         tailnet: env.tailnet.clone(),
                         principal: e.principal.clone(),
                         secret_hash: e.secret_hash,
+                        federated: e.federated.clone(),
                         scopes: e.scopes.clone(),
                         tags: e.tags.clone(),
                         description: e.description.clone(),

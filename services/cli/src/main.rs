@@ -324,6 +324,10 @@ struct ServeArgs {
     /// service and the projections must be given the same.
     #[arg(long, env = "AUTHKEYS_DNS_SUFFIX", default_value = authkeys_protocol::DNS_SUFFIX_DEFAULT, value_parser = parse_dns_suffix)]
     dns_suffix: authkeys_protocol::MagicDns,
+    /// Let federated identities (R20) name `http://` OIDC issuers: for local issuers in tests
+    /// only; production issuers are https.
+    #[arg(long, env = "AUTHKEYS_OIDC_ALLOW_HTTP")]
+    oidc_allow_http: bool,
     /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
     /// `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
@@ -390,6 +394,10 @@ struct ApiArgs {
     /// never give it derivation.key.
     #[arg(long, env = "AUTHKEYS_HASHING_KEY")]
     hashing_key: PathBuf,
+    /// Let federated identities (R20) name `http://` OIDC issuers: for local issuers in tests
+    /// only; production issuers are https.
+    #[arg(long, env = "AUTHKEYS_OIDC_ALLOW_HTTP")]
+    oidc_allow_http: bool,
 }
 
 /// Where NATS is and who this process is on it.
@@ -781,6 +789,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     settings.command.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
     settings.command.command.dns = args.dns_suffix.clone();
     settings.projections.dns = args.dns_suffix;
+    settings.api.oidc.allow_http = args.oidc_allow_http;
     crate::serve::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -841,6 +850,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let mut settings =
         authkeys_gateway::ApiSettings::new(args.http, args.nats.url.clone(), args.hashing_key);
     settings.identity = args.nats.identity(Role::Api)?;
+    settings.oidc.allow_http = args.oidc_allow_http;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     authkeys_gateway::run(settings, shutdown).await?;

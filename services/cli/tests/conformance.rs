@@ -39,12 +39,18 @@ struct Served {
 }
 
 async fn serve() -> anyhow::Result<Served> {
+    serve_with(&[]).await
+}
+
+/// `authkeys serve` with these extra flags.
+async fn serve_with(flags: &[&str]) -> anyhow::Result<Served> {
     let (nats, dir, data, token) = bootstrapped("data")?;
     let port = free_port()?;
     let procs = Procs(vec![
         authkeys()
             .args(["serve", "--nats", &nats.url()])
             .args(["--http", &format!("127.0.0.1:{port}")])
+            .args(flags)
             .arg("--data")
             .arg(&data)
             .spawn()?,
@@ -860,6 +866,131 @@ async fn r19_oauth_clients_mint_tagged_keys_within_their_scopes() -> anyhow::Res
     let a = oauth_token(s.port, &form, &[]).await?;
     ensure!(a.status == 401, "{a:?}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r20_a_federated_identity_exchanges_a_loopback_issuers_token() -> anyhow::Result<()> {
+    let issuer = authkeys_tests::OidcIssuer::start().await?;
+    let s = serve_with(&["--oidc-allow-http"]).await?;
+    let keys = "/api/v2/tailnet/-/keys";
+    // The PyPI client's create_key(key_type="federated", …) shape; no audience: generated.
+    let subject = "repo:example/app:ref:refs/heads/*";
+    let identity = s
+        .ok(
+            "POST",
+            keys,
+            Some(
+                json!({"keyType": "federated", "description": "", "scopes": ["auth_keys"],
+                "tags": ["tag:ci"], "issuer": issuer.url(), "subject": subject,
+                "customClaimRules": {"repository_owner": "example"}}),
+            ),
+        )
+        .await?;
+    ensure!(
+        identity["keyType"] == "federated" && identity.get("key").is_none(),
+        "a federated identity holds no secret: {identity}"
+    );
+    let id = identity["id"].as_str().context("id")?.to_owned();
+    let audience = identity["audience"]
+        .as_str()
+        .context("audience")?
+        .to_owned();
+
+    let exchange =
+        async |jwt: &str| oauth_token_exchange(s.port, &format!("client_id={id}&jwt={jwt}")).await;
+    let good = {
+        let mut c = issuer.claims(&audience, "repo:example/app:ref:refs/heads/main");
+        c["repository_owner"] = json!("example");
+        c
+    };
+    let a = exchange(&issuer.sign(&good)?).await?;
+    ensure!(a.status == 200 && a.body["scope"] == "auth_keys", "{a:?}");
+    let access = a.body["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned();
+    let key = http(
+        s.port,
+        "POST",
+        keys,
+        &access,
+        Some(json!({"capabilities": {"devices": {"create": {"tags": ["tag:ci"]}}}})),
+    )
+    .await?;
+    ensure!(key.status == 200 && key.body["userId"] == "", "{key:?}");
+
+    // Every other token is the same 401: wrong subject, audience or claim, expired, another
+    // key, an unknown kid.
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    let now = good["iat"].as_i64().context("iat")?;
+    let bad = [
+        issuer.sign(&with(&|c| {
+            c["sub"] = json!("repo:example/other:ref:refs/heads/main")
+        }))?,
+        issuer.sign(&with(&|c| c["aud"] = json!("someone-else")))?,
+        issuer.sign(&with(&|c| c["repository_owner"] = json!("mallory")))?,
+        issuer.sign(&with(&|c| {
+            c["exp"] = json!(now - 3600);
+            c["nbf"] = json!(now - 7200);
+        }))?,
+        issuer.sign_with_other_key(&good)?,
+        issuer.sign_with_unknown_kid(&good)?,
+    ];
+    for jwt in bad {
+        let a = exchange(&jwt).await?;
+        ensure!(
+            a.status == 401 && a.body["message"] == "invalid client credentials",
+            "{a:?}"
+        );
+    }
+    // It has no secret to present at /oauth/token.
+    let a = oauth_token(
+        s.port,
+        &format!("client_id={id}&client_secret=tskey-client-{id}-x"),
+        &[],
+    )
+    .await?;
+    ensure!(a.status == 401, "{a:?}");
+
+    // Without --oidc-allow-http, an http issuer is refused when the identity is created.
+    let strict = serve().await?;
+    let a = strict
+        .call(
+            "POST",
+            keys,
+            Some(
+                json!({"keyType": "federated", "scopes": ["auth_keys"], "tags": ["tag:ci"],
+                "issuer": issuer.url(), "subject": subject}),
+            ),
+        )
+        .await?;
+    ensure!(
+        a.status == 400
+            && a.body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("issuer")),
+        "{a:?}"
+    );
+    Ok(())
+}
+
+/// `POST /api/v2/oauth/token-exchange` with a form body.
+async fn oauth_token_exchange(port: u16, form: &str) -> anyhow::Result<Answer> {
+    send(
+        port,
+        "POST",
+        "/api/v2/oauth/token-exchange",
+        &[(
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        )],
+        Bytes::from(form.to_owned()),
+    )
+    .await
 }
 
 /// The PyPI client's install (`make tools`: `.tools/pypi`).

@@ -27,6 +27,9 @@ pub(super) async fn create(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let dto: CreateClientRequest = super::decode(req)?;
     let parsed = dto.parse()?;
     let (client_id, issued) = ctx.mint.derived_client(&parsed.tailnet, &parsed.command_id);
+    // A federated identity (R20) holds no secret: only its trust is recorded.
+    let federated = parsed.op.federated.is_some();
+    let secret_hash = (!federated).then_some(issued.secret_hash);
     let principal = ctx
         .mint
         .derived_principal(&parsed.tailnet, &parsed.command_id);
@@ -34,7 +37,8 @@ pub(super) async fn create(ctx: &Ctx, req: &Request<'_>) -> Answer {
     let parsed = parsed.map_op(|r| AdminOp::CreateClient {
         client_id: client_id.clone(),
         principal,
-        secret_hash: issued.secret_hash,
+        secret_hash,
+        federated: r.federated,
         scopes: r.scopes,
         tags: r.tags,
         description: r.description,
@@ -62,19 +66,20 @@ pub(super) async fn create(ctx: &Ctx, req: &Request<'_>) -> Answer {
         "client not found",
     )
     .await?;
+    let mut client = ClientKey::of(
+        client_id.as_str(),
+        e.description.as_str(),
+        time,
+        scope_names(&e.scopes),
+        e.tags.iter().map(ToString::to_string).collect(),
+        !usable,
+        e.federated.as_ref(),
+    );
+    client.key =
+        (!federated && super::reveal_secret(ctx, &committed, usable)).then_some(issued.text);
     super::ok(&wire::ClientReply {
         ok: wire::True,
-        client: ClientKey {
-            id: client_id.to_string(),
-            key: super::reveal_secret(ctx, &committed, usable).then_some(issued.text),
-            key_type: "client".to_owned(),
-            description: e.description.to_string(),
-            created: time,
-            scopes: scope_names(&e.scopes),
-            tags: e.tags.iter().map(ToString::to_string).collect(),
-            invalid: !usable,
-            user_id: String::new(),
-        },
+        client,
     })
 }
 

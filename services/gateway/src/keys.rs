@@ -44,6 +44,18 @@ pub struct CreateKeyBody {
     /// An OAuth client's tags (R19).
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// A federated identity's OIDC issuer (R20).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A federated identity's `sub` pattern.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A federated identity's audience (generated when absent).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// A federated identity's other claims and their patterns.
+    #[serde(default)]
+    pub custom_claim_rules: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl CreateKeyBody {
@@ -163,16 +175,38 @@ pub(super) async fn create(
         }
         Some("client") => {
             authed.scope(authkeys_events::Scope::OauthKeys)?;
+            if body.issuer.is_some()
+                || body.subject.is_some()
+                || body.audience.is_some()
+                || body.custom_claim_rules.is_some()
+            {
+                return Err(ApiError::bad_request(
+                    "issuer: a client has a secret; for a federated identity use keyType federated",
+                ));
+            }
             return create_client(&shared, &authed, &headers, body).await;
         }
         Some("federated") => {
-            return Err(ApiError::bad_request(
-                "keyType: federated identities (R20) are not built yet",
-            ));
+            authed.scope(authkeys_events::Scope::OauthKeys)?;
+            let mut body = body;
+            let issuer = body
+                .issuer
+                .as_deref()
+                .ok_or_else(|| ApiError::bad_request("issuer: is required"))?;
+            let allow_http = shared.oidc.config().allow_http;
+            crate::oidc::validate_issuer(issuer, allow_http)
+                .map_err(|why| ApiError::bad_request(format!("issuer: {why}")))?;
+            if body.audience.is_none() {
+                // Generated, as Tailscale does when none is given: unique to this identity.
+                let id = authkeys_protocol::random_id('a')
+                    .map_err(|e| ApiError::internal("make an audience", e))?;
+                body.audience = Some(format!("authkeys:{}:{id}", authed.caller.tailnet));
+            }
+            return create_client(&shared, &authed, &headers, body).await;
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "keyType: must be auth, api or client, not {other:?}"
+                "keyType: must be auth, api, client or federated, not {other:?}"
             )));
         }
     }
@@ -186,7 +220,9 @@ pub(super) async fn create(
 }
 
 /// `POST /tailnet/{tailnet}/keys {"keyType": "client", "scopes", "tags", "description"?}`: an
-/// OAuth client (R19); its secret `tskey-client-…` is in this answer only.
+/// OAuth client (R19); its secret `tskey-client-…` is in this answer only. With `keyType:
+/// "federated"` and `issuer`, `subject`, `audience`, `customClaimRules`: a federated identity
+/// (R20), which holds no secret.
 async fn create_client(
     shared: &AppState,
     authed: &Authed,
@@ -207,6 +243,10 @@ async fn create_client(
             .ok_or_else(|| ApiError::bad_request("scopes: is required"))?,
         tags: body.tags.unwrap_or_default(),
         description: body.description,
+        issuer: body.issuer,
+        subject: body.subject,
+        audience: body.audience,
+        custom_claim_rules: body.custom_claim_rules,
     };
     let reply: ClientReply = shared
         .nats

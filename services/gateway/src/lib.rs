@@ -122,6 +122,8 @@ pub struct ApiSettings {
     pub clock: Clock,
     /// Who the gateway is on NATS.
     pub identity: Identity,
+    /// How federated identities' OIDC issuers are reached (R20; `--oidc-allow-http`).
+    pub oidc: oidc::OidcConfig,
 }
 
 impl ApiSettings {
@@ -141,6 +143,7 @@ impl ApiSettings {
             request_ms_max: 60_000,
             clock: authkeys_events::decision::system_clock(),
             identity: Identity::anonymous(Role::Api),
+            oidc: oidc::OidcConfig::default(),
         }
     }
 }
@@ -168,6 +171,7 @@ pub(crate) struct Shared {
     limiter: Option<TokenLimiter>,
     address_limiter: Option<AddressLimiter>,
     pub(crate) audit: logging::AuditCache,
+    pub(crate) oidc: oidc::OidcVerifier,
     clock: Clock,
     request_max: Duration,
 }
@@ -218,6 +222,8 @@ impl Gateway {
             limiter,
             address_limiter,
             audit: logging::AuditCache::default(),
+            oidc: oidc::OidcVerifier::new(settings.oidc.clone())
+                .context("set up the OIDC verifier")?,
             clock: settings.clock.clone(),
             request_max: Duration::from_millis(settings.request_ms_max),
         });
@@ -379,6 +385,7 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
         )
         .route("/users/{id}", get(users::get))
         .route("/oauth/token", post(oauth::token))
+        .route("/oauth/token-exchange", post(oauth::token_exchange))
         .route("/users/{id}/role", post(users::set_role))
         .route("/users/{id}/delete", post(users::delete))
         .route("/users/{id}/suspend", post(users::suspend))

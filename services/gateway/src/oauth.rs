@@ -1,4 +1,4 @@
-//! `POST /api/v2/oauth/token` (R19): an OAuth client exchanges its id and secret for an access
+//! `POST /api/v2/oauth/token` (R19) and `POST /api/v2/oauth/token-exchange` (R20): an OAuth client exchanges its id and secret for an access
 //! token valid one hour, as Tailscale's API does. Form fields `client_id`, `client_secret`,
 //! `grant_type` (only `client_credentials`, optional) and `scope` (space-separated, optional:
 //! narrower than the client's); or HTTP Basic `client_id:client_secret`. The answer is
@@ -11,7 +11,7 @@
 
 use authkeys_domain::secret::{self, SecretKind};
 use authkeys_events::{Scope, Timestamp};
-use authkeys_protocol::query::ClientsQuery;
+use authkeys_protocol::query::{ClientInfo, ClientsQuery};
 use authkeys_protocol::{AccessTokenReply, IssueAccessTokenRequest, subject};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,6 +21,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::oidc::FederatedIdentity;
 use super::{AppState, json};
 
 /// Tailscale's answer.
@@ -90,6 +91,27 @@ impl Credentials {
     }
 }
 
+/// The body is a form: `application/x-www-form-urlencoded`, or no content type.
+fn check_form(headers: &HeaderMap) -> Result<(), ApiError> {
+    let form = match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => true,
+        Some(v) => v.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        }),
+    };
+    if form {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "request body: Content-Type must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
 /// `Authorization: Basic base64(id:secret)`, if present and well-formed.
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -134,12 +156,24 @@ pub(super) async fn token(
     {
         return Err(invalid_client());
     }
+    let client = live_client(&shared, &presented.id).await?;
+    // A federated identity has no secret: it exchanges OIDC tokens instead.
+    let stored = client.secret_hash.ok_or_else(invalid_client)?;
+    let hash = presented.hash(&shared.hashing_key);
+    if !bool::from(hash.0.ct_eq(&stored.0)) {
+        return Err(invalid_client());
+    }
+    issue(&shared, client, asked).await
+}
+
+/// One client of any tailnet by id, if it exists and is not deleted; else the uniform 401.
+async fn live_client(shared: &AppState, client_id: &str) -> Result<ClientInfo, ApiError> {
     let head = shared.nats.head().await?;
-    let client = shared
+    shared
         .nats
         .query(&ClientsQuery {
             tailnet: None,
-            client_id: Some(presented.id.clone()),
+            client_id: Some(client_id.to_owned()),
             created_by: None,
             min_seq: Some(head),
         })
@@ -151,11 +185,63 @@ pub(super) async fn token(
         .clients
         .into_iter()
         .find(|c| !c.deleted)
-        .ok_or_else(invalid_client)?;
-    let hash = presented.hash(&shared.hashing_key);
-    if !bool::from(hash.0.ct_eq(&client.secret_hash.0)) {
+        .ok_or_else(invalid_client)
+}
+
+/// `POST /api/v2/oauth/token-exchange` (R20): form fields `client_id` (a federated identity)
+/// and `jwt` (an OIDC token, e.g. a CI job's) → an access token as `/oauth/token` answers. The
+/// JWT must verify against the identity's issuer ([`crate::oidc`]); every failure is the same
+/// 401 (its cause goes to the log).
+pub(super) async fn token_exchange(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = form_fields(&headers, &body, &["client_id", "jwt", "scope"])?;
+    let field = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let client_id =
+        field("client_id").ok_or_else(|| ApiError::bad_request("client_id: is required"))?;
+    let jwt = field("jwt").ok_or_else(|| ApiError::bad_request("jwt: is required"))?;
+    let asked = scopes(field("scope").as_deref())?;
+    let client = live_client(&shared, &client_id).await?;
+    let spec = client.federated.clone().ok_or_else(invalid_client)?;
+    let identity = FederatedIdentity {
+        issuer: spec.issuer,
+        subject: spec.subject,
+        audience: spec.audience,
+        custom_claim_rules: spec.custom_claim_rules,
+    };
+    if let Err(e) = shared.oidc.verify(&jwt, &identity).await {
+        tracing::info!(client = %client.client_id, kind = e.kind(), error = %e, "token exchange refused");
         return Err(invalid_client());
     }
+    issue(&shared, client, asked).await
+}
+
+/// The form's fields (`application/x-www-form-urlencoded`, or no content type), each of `known`.
+fn form_fields(
+    headers: &HeaderMap,
+    body: &[u8],
+    known: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    check_form(headers)?;
+    form_urlencoded::parse(body)
+        .map(|(n, v)| {
+            if known.contains(&n.as_ref()) {
+                Ok((n.into_owned(), v.into_owned()))
+            } else {
+                Err(ApiError::bad_request(format!("{n}: is not a known field")))
+            }
+        })
+        .collect()
+}
+
+/// The command service mints `client`'s access token (narrowed to `asked`); Tailscale's answer.
+async fn issue(
+    shared: &AppState,
+    client: ClientInfo,
+    asked: Option<Vec<Scope>>,
+) -> Result<Response, ApiError> {
     let request = IssueAccessTokenRequest {
         command_id: authkeys_protocol::random_id('c')
             .map_err(|e| ApiError::internal("make a command id", e))?,
