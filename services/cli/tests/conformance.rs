@@ -251,6 +251,28 @@ async fn key_creation_as_the_cli_go_client_and_terraform_send_it() -> anyhow::Re
         "{cli_key}"
     );
 
+    // `curl -d '{…}'` without -H declares the form type for the JSON a user typed: read as JSON.
+    let a = send(
+        s.port,
+        "POST",
+        keys,
+        &[
+            ("authorization".to_owned(), format!("Bearer {}", s.token)),
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+        ],
+        Bytes::from_static(cli_body.as_bytes()),
+    )
+    .await?;
+    ensure!(
+        a.status == 200,
+        "curl's default content type: {} {:?}",
+        a.status,
+        a.raw
+    );
+
     // The Go client's CreateAuthKey (keys.go: `ExpirySeconds int64` without omitempty, so 0;
     // `Tags []string` nil, so null; `Description` ""): 90 days, the default (Terraform's docs).
     let go_body = r#"{"capabilities":{"devices":{"create":{"reusable":false,"ephemeral":false,"tags":null,"preauthorized":false}}},"expirySeconds":0,"description":""}"#;
@@ -293,7 +315,7 @@ async fn key_creation_as_the_cli_go_client_and_terraform_send_it() -> anyhow::Re
         .iter()
         .filter_map(|k| k["keyType"].as_str())
         .collect();
-    ensure!(types == ["auth", "auth", "api"], "{list}");
+    ensure!(types == ["auth", "auth", "auth", "api"], "{list}");
     for k in listed {
         decodes_as(k, GO_KEY_COMMON, "listed key")?;
         ensure!(k.get("key").is_none(), "no secret after creation: {k}");

@@ -62,7 +62,8 @@ pub fn decode_json<T: DeserializeOwned>(json: bool, bytes: &[u8]) -> Result<T, A
 /// Whether the body is to be read as JSON: the content type is `application/json` (parameters
 /// such as `charset` allowed), or there is none — the `tailscale` CLI's key minting
 /// (`client/tailscale/keys.go` in tailscale/tailscale) POSTs its JSON without one, and
-/// Tailscale reads it (SPEC §5 "Compatibility"). Any other declared type is refused.
+/// Tailscale reads it (SPEC §5 "Compatibility") — or it is the form type `curl -d` declares by
+/// default for the JSON a user types. Any other declared type is refused.
 pub fn is_json(headers: &HeaderMap) -> bool {
     match headers.get(header::CONTENT_TYPE) {
         None => true,
@@ -70,7 +71,11 @@ pub fn is_json(headers: &HeaderMap) -> bool {
             .to_str()
             .ok()
             .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")),
+            .is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json")
+                    || m.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            }),
     }
 }
 
@@ -118,6 +123,14 @@ mod tests {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         assert!(is_json(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        assert!(
+            is_json(&h),
+            "curl -d's default type, with the JSON a user typed"
+        );
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json(&h));
         let e = decode_json::<Body>(false, br#"{"authorized":true}"#).expect_err("not json");
