@@ -382,7 +382,7 @@ impl TokenKey {
         let expired = (now >= t.expires).then_some(t.expires);
         let revoked = match (t.revoked_at, expired) {
             (Some(r), Some(e)) => Some(r.min(e)),
-            (r, e) => r.or(e).or(t.revoked.then_some(t.created)),
+            (r, e) => r.or(e),
         };
         Self {
             id: t.token_id.clone(),

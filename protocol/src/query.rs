@@ -250,11 +250,9 @@ pub struct TokenInfo {
     pub secret_hash: Hash,
     /// When it stops working.
     pub expires: Timestamp,
-    /// Revoked.
-    pub revoked: bool,
     /// When it was issued.
     pub created: Timestamp,
-    /// When it was revoked.
+    /// When it was revoked; `None` while it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
     /// An access token's OAuth client (R19): the caller is that client, acting as the

@@ -108,7 +108,7 @@ async fn queries_answer_in_the_wire_shapes() -> anyhow::Result<()> {
         t.seq == head && t.token.login_name == "user0@example.com" && t.token.role == "owner",
         "{t:?}"
     );
-    anyhow::ensure!(t.token.tailnet == TAILNET && !t.token.revoked);
+    anyhow::ensure!(t.token.tailnet == TAILNET && t.token.revoked_at.is_none());
     let tn: TailnetAnswer = q
         .ok("identity.tailnet", json!({"tailnet": TAILNET}))
         .await?;

@@ -284,7 +284,6 @@ fn record(p: &authkeys_domain::secret::Presented, hashing_key: &[u8; 32]) -> Tok
         role: "admin".to_owned(),
         secret_hash: p.hash(hashing_key),
         expires: Timestamp::from_unix_ms(2_000_000_000_000).expect("in range"),
-        revoked: false,
         created: Timestamp::from_unix_ms(1_000_000_000_000).expect("in range"),
         revoked_at: None,
         client_id: None,

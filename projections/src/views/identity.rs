@@ -56,11 +56,9 @@ pub struct TokenRow {
     pub secret_hash: Hash,
     /// When it stops working.
     pub expires: Timestamp,
-    /// Revoked.
-    pub revoked: bool,
     /// When it was issued.
     pub created: Timestamp,
-    /// When it was revoked.
+    /// When it was revoked; `None` while it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
     /// An access token's OAuth client (R19); absent for a user's API token.
@@ -150,7 +148,6 @@ impl IdentityView {
                 .unwrap_or_default(),
             secret_hash: t.secret_hash,
             expires: t.expires,
-            revoked: t.revoked,
             created: t.created,
             revoked_at: t.revoked_at,
             client_id: t.client_id.as_ref().map(ToString::to_string),
@@ -316,7 +313,6 @@ impl View for IdentityView {
                         user_id: e.user_id.clone(),
                         secret_hash: e.secret_hash,
                         expires: e.expires,
-                        revoked: false,
                         created: env.time,
                         revoked_at: None,
                         client_id: None,
@@ -355,7 +351,6 @@ impl View for IdentityView {
                         .collect();
                     for id in ids {
                         if let Some(tok) = self.tokens.get_mut(&id) {
-                            tok.revoked = true;
                             tok.revoked_at.get_or_insert(env.time);
                         }
                     }
@@ -374,7 +369,6 @@ impl View for IdentityView {
                             user_id: principal,
                             secret_hash: e.secret_hash,
                             expires: e.expires,
-                            revoked: false,
                             created: env.time,
                             revoked_at: None,
                             client_id: Some(e.client_id.clone()),
@@ -387,7 +381,6 @@ impl View for IdentityView {
                 if let Some(tok) = self.tokens.get_mut(e.token_id.as_str())
                     && tok.tailnet == env.tailnet
                 {
-                    tok.revoked = true;
                     tok.revoked_at.get_or_insert(env.time);
                 }
             }
@@ -483,7 +476,7 @@ mod tests {
             ("T1", "uAlice", "alice@example.com", "owner")
         );
         assert_eq!(
-            (t.secret_hash, t.expires, t.revoked),
+            (t.secret_hash, t.expires, t.revoked_at.is_some()),
             (Hash([9; 32]), at(86_400), false)
         );
 
@@ -516,7 +509,10 @@ mod tests {
         ));
         let v = round_trip(&mut v, &mut stored);
         let t = v.token("tA").expect("still known");
-        assert_eq!((t.role.as_str(), t.revoked), ("it-admin", true));
+        assert_eq!(
+            (t.role.as_str(), t.revoked_at.is_some()),
+            ("it-admin", true)
+        );
         let tn = v.tailnet("T1").expect("created");
         assert_eq!(tn.name, "example.com");
         let s = &tn.settings;
@@ -600,7 +596,7 @@ mod tests {
         let v = round_trip(&mut v, &mut stored);
         assert!(v.user("T1", "uBob").is_none() && !stored.contains_key("user/T1/uBob"));
         let t = v.token("tB").expect("tokens stay, revoked");
-        assert!(t.revoked && t.role.is_empty() && t.login_name.is_empty());
+        assert!(t.revoked_at.is_some() && t.role.is_empty() && t.login_name.is_empty());
         assert_eq!(v.users_page("T1", None, 10, &no_devices).0, []);
     }
 }

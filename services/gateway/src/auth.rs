@@ -90,7 +90,7 @@ pub fn verify(
     // unknown (removed: the identity view answers no role) too.
     if !same
         || record.token_id != presented.id
-        || record.revoked
+        || record.revoked_at.is_some()
         || now >= record.expires
         || record.suspended
         || (record.role.is_empty() && record.client_id.is_none())
@@ -199,7 +199,6 @@ mod tests {
             role: "owner".into(),
             secret_hash: issued.secret_hash,
             expires: Timestamp::from_unix_ms(2_000_000_000_000).expect("valid"),
-            revoked: false,
             created: Timestamp::from_unix_ms(1_000_000_000_000).expect("in range"),
             revoked_at: None,
             client_id: None,
@@ -232,7 +231,7 @@ mod tests {
             "other hashing key"
         );
         let revoked = TokenRecord {
-            revoked: true,
+            revoked_at: Some(now),
             ..rec.clone()
         };
         assert!(verify(&p, &key, &revoked, now).is_err());

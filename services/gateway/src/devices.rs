@@ -159,7 +159,7 @@ fn visible(sight: Sight, authed: &Authed, device: &Device) -> bool {
 
 /// A device id of a path; a malformed one is unknown (404).
 fn node_id(text: &str) -> Result<NodeId, ApiError> {
-    NodeId::parse(text).map_err(|_| ApiError::not_found(format!("device {text} not found")))
+    super::path_id("device", text, NodeId::parse)
 }
 
 pub(super) async fn list(

@@ -112,9 +112,7 @@ fn key_ref(text: &str) -> Result<KeyRef, ApiError> {
     if let Ok(id) = KeyId::parse(text) {
         return Ok(KeyRef::Auth(id));
     }
-    TokenId::parse(text)
-        .map(KeyRef::Api)
-        .map_err(|_| ApiError::not_found(format!("key {text} not found")))
+    super::path_id("key", text, TokenId::parse).map(KeyRef::Api)
 }
 
 /// A key as its caller sees it: an OAuth client's keys belong to their tags, not a user, so

@@ -727,6 +727,16 @@ pub(crate) fn tailnet_matches_id(path: &str, id: &str) -> bool {
     path == "-" || path == id
 }
 
+/// An id of a path (`what` names its kind): one that cannot be such an id is 404, exactly like
+/// one that names nothing.
+pub(crate) fn path_id<'a, T, E>(
+    what: &str,
+    text: &'a str,
+    parse: impl FnOnce(&'a str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    parse(text).map_err(|_| ApiError::not_found(format!("{what} {text} not found")))
+}
+
 /// The command id of a write: the client's `Idempotency-Key`, or a fresh random id.
 pub(crate) fn command_id(headers: &HeaderMap) -> Result<String, ApiError> {
     let id = match headers.get(IDEMPOTENCY_HEADER) {

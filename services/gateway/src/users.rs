@@ -105,10 +105,9 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     authed.scope(authkeys_events::Scope::UsersRead)?;
-    let missing = || ApiError::not_found(format!("user {id} not found"));
-    let user_id = UserId::parse(id.clone()).map_err(|_| missing())?;
+    let user_id = user_id(&id)?;
     if sees_only_self(&authed) && user_id.as_str() != authed.caller.user_id {
-        return Err(missing());
+        return Err(ApiError::not_found(format!("user {id} not found")));
     }
     let one = shared
         .nats
@@ -131,7 +130,7 @@ pub struct RoleBody {
 
 /// The user id of a path: one that cannot be a user id is 404, like an unknown one.
 fn user_id(id: &str) -> Result<UserId, ApiError> {
-    UserId::parse(id).map_err(|_| ApiError::not_found(format!("user {id} not found")))
+    super::path_id("user", id, UserId::parse)
 }
 
 /// `POST /users/{id}/role {"role"}`: a role as the API spells it (else 400 naming `role`);
