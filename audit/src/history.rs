@@ -2,8 +2,8 @@
 //! and for a key the nodes it registered (the blast radius of a leaked reusable key).
 //!
 //! What touches what:
-//! - a key: the events of its stream (`KeyGenerated`, `KeyUsed`, `KeyRevoked`, `KeyExpired`,
-//!   `KeySigned`) and every `NodeRegistered` / `NodeReauthenticated` made with it;
+//! - a key: the events of its stream (`KeyGenerated`, `KeyUsed`, `KeyRevoked`, `KeyExpired`)
+//!   and every `NodeRegistered` / `NodeReauthenticated` / `NodeSigned` made with it;
 //! - a node: the events of its stream and the `KeyUsed` that registered it;
 //! - a user (by login name, in every tailnet that has one): its `UserAdded`,
 //!   `UserRoleChanged`, `UserSuspended`, `UserRestored` and `UserRemoved`, the API tokens issued to it and their revocation, the keys generated
@@ -167,6 +167,8 @@ impl Tracker {
                     return true;
                 }
                 env.stream.as_str() == format!("key/{key}")
+                    || matches!(&env.event, Event::NodeSigned(e)
+                        if e.key_id.as_ref().is_some_and(|k| k.as_str() == key))
             }
             Subject::Node(node) => {
                 env.stream.as_str() == format!("node/{node}")
@@ -224,6 +226,13 @@ fn tags(t: &authkeys_events::Tags) -> String {
     }
 }
 
+fn lock_keys(keys: &[authkeys_events::LockKey]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One line saying what an event did, for people.
 pub fn describe(env: &Envelope) -> String {
     match &env.event {
@@ -267,7 +276,16 @@ pub fn describe(env: &Envelope) -> String {
         ),
         Event::KeyRevoked(e) => format!("key {} revoked", e.key_id),
         Event::KeyExpired(e) => format!("key {} expired at {}", e.key_id, e.expired_at),
-        Event::KeySigned(e) => format!("key {} pre-signed by {}", e.key_id, e.lock_key),
+        Event::TailnetLockEnabled(e) => format!(
+            "tailnet lock turned on, trusting {}",
+            lock_keys(&e.trusted_keys)
+        ),
+        Event::TrustedLockKeysChanged(e) => format!(
+            "trusted lock keys changed to {}, signed by {}",
+            lock_keys(&e.trusted_keys),
+            e.signer
+        ),
+        Event::TailnetLockDisabled(_) => "tailnet lock turned off".to_owned(),
         Event::NodeRegistered(e) => format!(
             "node {} ({}, host {}) registered with key {}: {}, {}",
             e.node_id,
@@ -314,7 +332,13 @@ pub fn describe(env: &Envelope) -> String {
         ),
         Event::NodeConnected(e) => format!("node {} connected", e.node_id),
         Event::NodeDisconnected(e) => format!("node {} disconnected", e.node_id),
-        Event::NodeSigned(e) => format!("node {} signed by {}", e.node_id, e.lock_key),
+        Event::NodeSigned(e) => match &e.key_id {
+            Some(k) => format!(
+                "node {} signed by {} (pre-signed key {k})",
+                e.node_id, e.lock_key
+            ),
+            None => format!("node {} signed by {}", e.node_id, e.lock_key),
+        },
         Event::NodeDeleted(e) => format!("node {} deleted ({:?})", e.node_id, e.reason),
         _ => env.event_type().to_string(),
     }

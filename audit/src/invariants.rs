@@ -20,6 +20,13 @@
 //! - R17: a new node's addresses are in the tailnet's ranges, held by no live node of the
 //!   tailnet, and not released by a deleted node less than 90 days before.
 //!
+//! - R04: a `NodeSigned` carries a signature that verifies, by a key the tailnet trusted at
+//!   that seq, over what it claims to sign (the pre-signed key it registered with, or the
+//!   tailnet and node key); a change of the trusted keys is signed by a key trusted before it,
+//!   for the lock's generation then; a node registered under the lock without a lock error is
+//!   signed in the same command; only the Owner or an Admin turns the lock on or off or changes
+//!   its keys.
+//!
 //! `system` actors (bootstrap, timers) are not role-checked; their events are still held to the
 //! key rules.
 
@@ -27,9 +34,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use authkeys_domain::addresses;
+use authkeys_events::lock::{node_statement, presign_statement, trusted_keys_statement};
 use authkeys_events::{
-    ActorType, Envelope, Event, NodeAddresses, Role, TailnetId, Timestamp, UserRemoved,
-    UserSuspended,
+    ActorType, CommandId, Envelope, Event, LockKey, NodeAddresses, Role, TailnetId, Timestamp,
+    UserRemoved, UserSuspended,
 };
 
 /// What the rules need of one key.
@@ -58,17 +66,41 @@ struct TailnetState {
     address_holders: HashMap<IpAddr, String>,
     /// R17: when a deleted node's addresses were released.
     released: HashMap<IpAddr, Timestamp>,
+    /// R04: whether the lock is on, the keys it trusts, and its generation.
+    lock_on: bool,
+    lock_trusted: Vec<LockKey>,
+    lock_generation: u64,
 }
 
 /// The state the checks read. See the module docs.
 #[derive(Debug, Default)]
 pub struct Invariants {
     tailnets: HashMap<TailnetId, TailnetState>,
+    /// R04: a node registered under the lock without a lock error, and its command, whose
+    /// `NodeSigned` must follow within that command.
+    unsigned: Option<(String, CommandId)>,
 }
 
 impl Invariants {
     /// Folds a checked event in.
     pub fn apply(&mut self, env: &Envelope) {
+        match &env.event {
+            Event::NodeSigned(e)
+                if self
+                    .unsigned
+                    .as_ref()
+                    .is_some_and(|(n, _)| n == e.node_id.as_str()) =>
+            {
+                self.unsigned = None;
+            }
+            Event::NodeRegistered(e)
+                if e.tailnet_lock_error.is_none()
+                    && self.tailnets.get(&env.tailnet).is_some_and(|t| t.lock_on) =>
+            {
+                self.unsigned = Some((e.node_id.to_string(), env.command_id.clone()));
+            }
+            _ => {}
+        }
         if let Event::TailnetCreated(_) = env.event {
             self.tailnets.entry(env.tailnet.clone()).or_default();
             return;
@@ -145,12 +177,34 @@ impl Invariants {
                     }
                 }
             }
+            Event::TailnetLockEnabled(e) => {
+                t.lock_on = true;
+                t.lock_trusted = e.trusted_keys.clone();
+                t.lock_generation += 1;
+            }
+            Event::TrustedLockKeysChanged(e) => {
+                t.lock_trusted = e.trusted_keys.clone();
+                t.lock_generation += 1;
+            }
+            Event::TailnetLockDisabled(_) => {
+                t.lock_on = false;
+                t.lock_trusted.clear();
+                t.lock_generation += 1;
+            }
             _ => {}
         }
     }
 
     /// Whether `env` may follow the events folded so far; the error says why not.
     pub fn check(&self, env: &Envelope) -> Result<(), String> {
+        if let Some((node, command)) = &self.unsigned
+            && *command != env.command_id
+        {
+            return Err(format!(
+                "node {node} was registered under tailnet lock without a lock error and \
+                 without a signature in its command (R04)"
+            ));
+        }
         let tailnet = self.tailnets.get(&env.tailnet);
         match env.actor.actor_type {
             ActorType::User => check_user(env, tailnet)?,
@@ -196,6 +250,48 @@ impl Invariants {
             }
             Event::NodeReauthenticated(e) => {
                 usable_key(t, e.auth_key_id.as_str(), env.time)?;
+            }
+            Event::NodeSigned(e) => {
+                let statement = match &e.key_id {
+                    Some(k) => presign_statement(k),
+                    None => node_statement(&env.tailnet, &e.node_key),
+                };
+                if !t.lock_on || !t.lock_trusted.contains(&e.lock_key) {
+                    return Err(format!(
+                        "node {} signed by {}, a key the tailnet did not trust then (R04)",
+                        e.node_id, e.lock_key
+                    ));
+                }
+                if !e.lock_key.verifies(&statement, &e.signature) {
+                    return Err(format!(
+                        "node {}: its signature by {} does not verify (R04)",
+                        e.node_id, e.lock_key
+                    ));
+                }
+            }
+            Event::TailnetLockEnabled(_) if t.lock_on => {
+                return Err("tailnet lock turned on while it was on (R04)".into());
+            }
+            Event::TrustedLockKeysChanged(e) => {
+                let statement = trusted_keys_statement(&env.tailnet, e.generation, &e.trusted_keys);
+                if !t.lock_on || !t.lock_trusted.contains(&e.signer) {
+                    return Err(format!(
+                        "trusted lock keys changed by {}, a key the tailnet did not trust then \
+                         (R04)",
+                        e.signer
+                    ));
+                }
+                if e.generation != t.lock_generation || !e.signer.verifies(&statement, &e.signature)
+                {
+                    return Err(format!(
+                        "trusted lock keys changed without a valid signature by {} for lock \
+                         generation {} (R04)",
+                        e.signer, t.lock_generation
+                    ));
+                }
+            }
+            Event::TailnetLockDisabled(_) if !t.lock_on => {
+                return Err("tailnet lock turned off while it was off (R04)".into());
             }
             _ => {}
         }
@@ -259,6 +355,14 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
         Event::OAuthClientCreated(_) | Event::OAuthClientDeleted(_) if !role.may_manage_keys() => {
             denied("manage OAuth clients")
         }
+        Event::WebhookCreated(_)
+        | Event::WebhookUpdated(_)
+        | Event::WebhookSecretRotated(_)
+        | Event::WebhookDeleted(_)
+            if !authkeys_domain::webhook::may_manage_webhooks(role) =>
+        {
+            denied("manage webhooks (R23)")
+        }
         Event::NodeAuthorized(_)
         | Event::NodeKeyExpirySet(_)
         | Event::NodeExpired(_)
@@ -289,6 +393,14 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
         {
             denied("remove or suspend an Owner")
         }
+        Event::TailnetLockEnabled(_)
+        | Event::TrustedLockKeysChanged(_)
+        | Event::TailnetLockDisabled(_)
+            if !matches!(role, Role::Owner | Role::Admin) =>
+        {
+            denied("turn tailnet lock on or off or change its keys")
+        }
+        Event::NodeSigned(_) if !role.may_manage_devices() => denied("sign nodes"),
         Event::TailnetSettingsChanged(_) if !role.may_manage_settings() => {
             denied("change tailnet settings")
         }
@@ -333,6 +445,8 @@ fn check_registrar(event: &Event) -> Result<(), String> {
         | Event::NodeAuthorized(_)
         | Event::NodeConnected(_)
         | Event::NodeDisconnected(_) => Ok(()),
+        // R04: a registration with a pre-signed key signs its node.
+        Event::NodeSigned(e) if e.key_id.is_some() => Ok(()),
         _ => Err("by a registrar, which may only register nodes and report them".into()),
     }
 }
@@ -520,5 +634,92 @@ mod tests {
         let later = registered(7, "n3", "100.64.0.1", "fd7a:115c:a1e0::6440:1", 91);
         inv.check(&later)
             .expect("released more than 90 days before");
+    }
+
+    #[test]
+    fn r04_every_signature_verifies_against_the_keys_trusted_at_its_seq() {
+        // A NodeSigned by an untrusted key, or whose signature covers something else, and a
+        // change of the trusted keys signed by an untrusted key or for another generation, are
+        // each refused naming R04; the genuine ones pass. A node registered under the lock
+        // without an error must be signed within its command.
+        use authkeys_events::lock::{LockPrivateKey, node_statement, trusted_keys_statement};
+        let (k1, k2) = (
+            LockPrivateKey::from_seed([1; 32]),
+            LockPrivateKey::from_seed([2; 32]),
+        );
+        let t1 = TailnetId::parse("T1").expect("valid");
+        let nk = format!("nodekey:{}", "ab".repeat(32));
+        let node_key = authkeys_events::NodeKey::parse(nk.as_str()).expect("valid");
+        let mut inv = Invariants::default();
+        for e in [
+            env(
+                1,
+                None,
+                "TailnetCreated",
+                json!({"name": "example.com", "settings": {"devicesApprovalOn": false,
+                    "devicesKeyDurationDays": 180, "tailnetLockOn": false}}),
+            ),
+            added(2, "uOwner", "owner"),
+            env(
+                3,
+                Some("uOwner"),
+                "TailnetLockEnabled",
+                json!({"trustedKeys": [k1.public()], "disablementHash": "00".repeat(32)}),
+            ),
+        ] {
+            inv.check(&e).expect("genuine");
+            inv.apply(&e);
+        }
+        let signed = |seq: u64, key: &LockPrivateKey, statement: &[u8]| {
+            env(
+                seq,
+                Some("uOwner"),
+                "NodeSigned",
+                json!({"nodeId": "n1", "nodeKey": nk, "lockKey": key.public(),
+                    "signature": key.sign(statement)}),
+            )
+        };
+        let refused = |inv: &Invariants, e: &Envelope, why: &str| {
+            let err = inv.check(e).expect_err(why);
+            assert!(err.contains(why) && err.contains("R04"), "{err}");
+        };
+        let good = node_statement(&t1, &node_key);
+        let other = node_statement(&TailnetId::parse("T2").expect("valid"), &node_key);
+        refused(&inv, &signed(4, &k2, &good), "did not trust");
+        refused(&inv, &signed(4, &k1, &other), "does not verify");
+        inv.check(&signed(4, &k1, &good)).expect("genuine");
+
+        let change = |seq: u64, signer: &LockPrivateKey, generation: u64| {
+            let keys = [k2.public()];
+            env(
+                seq,
+                Some("uOwner"),
+                "TrustedLockKeysChanged",
+                json!({"trustedKeys": keys, "generation": generation, "signer": signer.public(),
+                    "signature": signer.sign(&trusted_keys_statement(&t1, generation, &keys))}),
+            )
+        };
+        refused(&inv, &change(4, &k2, 1), "did not trust");
+        refused(&inv, &change(4, &k1, 0), "without a valid signature");
+        let genuine = change(4, &k1, 1);
+        inv.check(&genuine).expect("genuine");
+        inv.apply(&genuine);
+        // Key 1 is trusted no more.
+        refused(&inv, &signed(5, &k1, &good), "did not trust");
+
+        // A node registered unlocked under the lock, then another command: refused there.
+        let registered = env(
+            5,
+            None,
+            "NodeRegistered",
+            json!({"nodeId": "n2", "nodeKey": nk, "hostname": "h", "name": "h", "os": "",
+                "userId": "uOwner", "tags": [], "authKeyId": "kA", "ephemeral": false,
+                "authorized": true, "keyExpiryDisabled": false, "expires": null,
+                "tailnetLockError": null}),
+        );
+        inv.apply(&registered);
+        let mut next = added(6, "uOther", "member");
+        next.command_id = authkeys_events::CommandId::parse("c2").expect("valid");
+        refused(&inv, &next, "without a signature");
     }
 }

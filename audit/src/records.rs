@@ -59,7 +59,6 @@
 //! | `KeyGenerated` | `API_KEY.CREATE` | → the API's key object: `{keyType: "auth", description, userId, expirySeconds, expires, capabilities.devices.create{reusable, ephemeral, preauthorized, tags}}` |
 //! | `KeyRevoked` | `API_KEY.REVOKE` | none |
 //! | `KeyExpired` | `API_KEY.EXPIRED` | → `{expires}` |
-//! | `KeySigned` | `API_KEY.UPDATE.TKA` ¹ | → `{lockKey}` |
 //! | `NodeRegistered` | `NODE.CREATE` | → device fields `{hostname, os, userId, tags, authKeyId, isEphemeral, authorized, keyExpiryDisabled, expires, addresses?, tailnetLockError?}` |
 //! | `NodeReauthenticated` | `NODE.UPDATE.KEY_EXPIRY_TIME` ² | → the new node-key expiry (`null`: expiry disabled) |
 //! | `NodeAuthorized`, `true` | `NODE.APPROVE` | none |
@@ -67,17 +66,22 @@
 //! | `NodeKeyExpirySet` | `NODE.DISABLE.KEY_EXPIRY` / `NODE.ENABLE.KEY_EXPIRY` | none |
 //! | `NodeExpired` | `NODE.EXPIRED.KEY_EXPIRY_TIME` | → the expiry time |
 //! | `TagsChanged` | `NODE.UPDATE.ACL_TAGS` | tags → tags (arrays) |
-//! | `NodeSigned` | `NODE.UPDATE.TKA` | → `{lockKey}` |
+//! | `NodeSigned` | `NODE.UPDATE.TKA` | → `{lockKey, keyId?}` (`keyId`: signed by the pre-signed key it registered with) |
+//! | `TailnetLockEnabled` | `TAILNET.ENABLE.TKA` | → `{trustedKeys}` |
+//! | `TrustedLockKeysChanged` | `TAILNET.UPDATE.TKA` ¹ | → `{trustedKeys, signer}` |
+//! | `TailnetLockDisabled` | `TAILNET.DISABLE.TKA` | none |
 //! | `NodeDeleted` | `NODE.DELETE` | none; `actionDetails`: `reason: admin` or `reason: ephemeral-inactive` |
+//! | `WebhookCreated` | `WEBHOOK_ENDPOINT.CREATE` (target name: the URL) | → `{endpointUrl, providerType, subscriptions}` |
+//! | `WebhookUpdated` | `WEBHOOK_ENDPOINT.UPDATE.SUBSCRIBED_EVENTS` | → the subscriptions |
+//! | `WebhookSecretRotated` | `WEBHOOK_ENDPOINT.UPDATE.SECRET` | none (no event holds a secret) |
+//! | `WebhookDeleted` | `WEBHOOK_ENDPOINT.DELETE` | none |
 //! | `KeyUsed`, `NodeConnected`, `NodeDisconnected` | — | not configuration changes: no record (a registration's record is its `NODE.CREATE`, which names the key) |
 //!
 //! Where Tailscale has no exact equivalent:
-//! 1. Tailscale's `event` enum has no event for signing an auth key with a tailnet lock key
-//!    (`tailscale lock sign` of a key), and knows only `API_KEY.CREATE`, `.EXPIRED` and
-//!    `.REVOKE`. The record keeps Tailscale's vocabulary field by field (`API_KEY` is a
-//!    target type, `UPDATE` an action, `TKA` a property) so that the change stays on the key
-//!    it was made to; `API_KEY.UPDATE.TKA` is one of the two event names outside Tailscale's
-//!    enum ([`AUTHKEYS_EVENTS`]).
+//! 1. Tailscale's TKA names (`TAILNET.CREATE`/`UPDATE`/`DELETE`/`ENABLE`/`DISABLE.TKA`,
+//!    `NODE.UPDATE.TKA`) record its own key authority; authkeys records turning the lock on
+//!    and off as `ENABLE`/`DISABLE` and a new trusted set, with the key that signed it, as
+//!    `TAILNET.UPDATE.TKA`.
 //! 2. Re-authenticating a node is, to Tailscale's audit log, a change of the node key's expiry
 //!    (kb 1203: "for re-authenticating a node, you'll see the old node key expiry"). The event
 //!    does not carry the expiry before, so `old` is absent; `actionDetails` names the auth key
@@ -88,7 +92,7 @@
 //!    auto-update, external-join, route-selection or external-policy entry; whether its
 //!    `GEOSTEERING` is `routeSelection` is not documented). The record says what changed with the
 //!    settings object's own field name in `new`, under no property: `TAILNET.UPDATE` is the
-//!    second event name outside Tailscale's enum.
+//!    one event name outside Tailscale's enum ([`AUTHKEYS_EVENTS`]).
 //!
 //! Value shapes follow Tailscale's: tags as arrays, roles as the API spells them, times as
 //! RFC 3339, numbers as numbers. Toggles (`ENABLE`/`DISABLE`, `APPROVE`/`REVOKE`) carry no
@@ -191,7 +195,9 @@ pub fn event_names(t: EventType) -> Option<&'static [&'static str]> {
         // An access token is the client's to use, not a configuration change (as a key's use).
         EventType::AccessTokenIssued => &[],
         EventType::KeyExpired => &["API_KEY.EXPIRED"],
-        EventType::KeySigned => &["API_KEY.UPDATE.TKA"],
+        EventType::TailnetLockEnabled => &["TAILNET.ENABLE.TKA"],
+        EventType::TrustedLockKeysChanged => &["TAILNET.UPDATE.TKA"],
+        EventType::TailnetLockDisabled => &["TAILNET.DISABLE.TKA"],
         EventType::NodeRegistered => &["NODE.CREATE"],
         EventType::NodeReauthenticated => &["NODE.UPDATE.KEY_EXPIRY_TIME"],
         EventType::NodeAuthorized => &["NODE.APPROVE", "NODE.REVOKE"],
@@ -201,12 +207,16 @@ pub fn event_names(t: EventType) -> Option<&'static [&'static str]> {
         EventType::NodeSigned => &["NODE.UPDATE.TKA"],
         EventType::NodeDeleted => &["NODE.DELETE"],
         EventType::KeyUsed | EventType::NodeConnected | EventType::NodeDisconnected => &[],
+        EventType::WebhookCreated => &["WEBHOOK_ENDPOINT.CREATE"],
+        EventType::WebhookUpdated => &["WEBHOOK_ENDPOINT.UPDATE.SUBSCRIBED_EVENTS"],
+        EventType::WebhookSecretRotated => &["WEBHOOK_ENDPOINT.UPDATE.SECRET"],
+        EventType::WebhookDeleted => &["WEBHOOK_ENDPOINT.DELETE"],
         _ => return None,
     })
 }
 
 /// Event names authkeys records that Tailscale's `event` enum does not list (see the table).
-pub const AUTHKEYS_EVENTS: &[&str] = &["API_KEY.UPDATE.TKA", "TAILNET.UPDATE"];
+pub const AUTHKEYS_EVENTS: &[&str] = &["TAILNET.UPDATE"];
 
 /// Tailscale's `event` enum of `GET /tailnet/{tailnet}/logging/configuration`, as the vendored
 /// OpenAPI description lists it (see the module docs): what a Tailscale client may filter by.
@@ -433,6 +443,8 @@ struct Names {
     users: HashMap<String, String>,
     nodes: HashMap<String, NodeFacts>,
     keys: HashMap<String, String>,
+    /// Webhook endpoints' URLs (R23), by endpoint id.
+    webhooks: HashMap<String, String>,
     /// `devicesKeyDurationDays` as set at each seq that set it.
     key_durations: BTreeMap<u64, u16>,
 }
@@ -478,8 +490,21 @@ impl Names {
                     },
                 );
             }
+            Event::WebhookCreated(e) => {
+                self.webhooks
+                    .insert(e.endpoint_id.to_string(), e.endpoint_url.to_string());
+            }
             _ => {}
         }
+    }
+
+    fn webhook(&self, id: &str, property: Option<&'static str>) -> RecordTarget {
+        let url = self
+            .webhooks
+            .get(id)
+            .map(String::as_str)
+            .unwrap_or_default();
+        target(id, url, "WEBHOOK_ENDPOINT", property)
     }
 
     fn login(&self, user_id: &str) -> String {
@@ -720,10 +745,19 @@ fn changes(names: &Names, env: &Envelope) -> Vec<Change> {
             Change::new(names.key(e.key_id.as_str(), None), "EXPIRED")
                 .values(None, Some(json!({ "expires": e.expired_at }))),
         ],
-        Event::KeySigned(e) => vec![
-            Change::new(names.key(e.key_id.as_str(), Some("TKA")), "UPDATE")
-                .values(None, Some(json!({ "lockKey": e.lock_key }))),
+        Event::TailnetLockEnabled(e) => vec![
+            Change::new(names.tailnet(env, Some("TKA")), "ENABLE")
+                .values(None, Some(json!({ "trustedKeys": e.trusted_keys }))),
         ],
+        Event::TrustedLockKeysChanged(e) => vec![
+            Change::new(names.tailnet(env, Some("TKA")), "UPDATE").values(
+                None,
+                Some(json!({ "trustedKeys": e.trusted_keys, "signer": e.signer })),
+            ),
+        ],
+        Event::TailnetLockDisabled(_) => {
+            vec![Change::new(names.tailnet(env, Some("TKA")), "DISABLE")]
+        }
         Event::NodeRegistered(e) => {
             let mut new = json!({
                 "hostname": e.hostname,
@@ -777,10 +811,16 @@ fn changes(names: &Names, env: &Envelope) -> Vec<Change> {
             Change::new(names.node(e.node_id.as_str(), Some("ACL_TAGS")), "UPDATE")
                 .values(Some(tag_list(&e.previous_tags)), Some(tag_list(&e.tags))),
         ],
-        Event::NodeSigned(e) => vec![
-            Change::new(names.node(e.node_id.as_str(), Some("TKA")), "UPDATE")
-                .values(None, Some(json!({ "lockKey": e.lock_key }))),
-        ],
+        Event::NodeSigned(e) => {
+            let mut new = json!({ "lockKey": e.lock_key });
+            if let Some(k) = &e.key_id {
+                new["keyId"] = json!(k);
+            }
+            vec![
+                Change::new(names.node(e.node_id.as_str(), Some("TKA")), "UPDATE")
+                    .values(None, Some(new)),
+            ]
+        }
         Event::NodeDeleted(e) => {
             let reason = serde_json::to_value(e.reason)
                 .ok()
@@ -790,6 +830,40 @@ fn changes(names: &Names, env: &Envelope) -> Vec<Change> {
                 Change::new(names.node(e.node_id.as_str(), None), "DELETE")
                     .details(format!("reason: {reason}")),
             ]
+        }
+        Event::WebhookCreated(e) => {
+            let subscriptions: Vec<&str> = e.subscriptions.iter().map(|t| t.as_str()).collect();
+            vec![
+                Change::new(names.webhook(e.endpoint_id.as_str(), None), "CREATE").values(
+                    None,
+                    Some(json!({
+                        "endpointUrl": e.endpoint_url,
+                        "providerType": e.provider_type,
+                        "subscriptions": subscriptions,
+                    })),
+                ),
+            ]
+        }
+        Event::WebhookUpdated(e) => {
+            let subscriptions: Vec<&str> = e.subscriptions.iter().map(|t| t.as_str()).collect();
+            vec![
+                Change::new(
+                    names.webhook(e.endpoint_id.as_str(), Some("SUBSCRIBED_EVENTS")),
+                    "UPDATE",
+                )
+                .values(None, Some(json!(subscriptions))),
+            ]
+        }
+        // The secret itself is in no event; the record says it changed.
+        Event::WebhookSecretRotated(e) => vec![Change::new(
+            names.webhook(e.endpoint_id.as_str(), Some("SECRET")),
+            "UPDATE",
+        )],
+        Event::WebhookDeleted(e) => {
+            vec![Change::new(
+                names.webhook(e.endpoint_id.as_str(), None),
+                "DELETE",
+            )]
         }
         _ => Vec::new(),
     }

@@ -128,7 +128,7 @@ const PROPERTIES: &[&str] = &[
 
 const TAILNET: &str = "T1";
 const HASH: &str = "0101010101010101010101010101010101010101010101010101010101010101";
-const LOCK_KEY: &str = "tlpub:0202020202020202020202020202020202020202020202020202020202020202";
+const LOCK_KEY: &str = "tlpub:d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737";
 
 fn time(seq: u64) -> String {
     format!("2026-11-27T10:{:02}:{:02}.000Z", seq / 60, seq % 60)
@@ -362,18 +362,18 @@ fn scenario() -> Vec<(Envelope, Vec<Value>)> {
         (
             env(
                 next(),
-                "cSign",
+                "cLock",
                 admin(),
-                "KeySigned",
-                json!({"keyId": "kAuth1", "lockKey": LOCK_KEY}),
+                "TailnetLockEnabled",
+                json!({"trustedKeys": [LOCK_KEY], "disablementHash": "00".repeat(32)}),
             ),
             vec![r(
                 "CONFIG_API",
                 &ad,
-                key(Some("TKA")),
-                "UPDATE",
+                tailnet(Some("TKA")),
+                "ENABLE",
                 None,
-                Some(json!({"lockKey": LOCK_KEY})),
+                Some(json!({"trustedKeys": [LOCK_KEY]})),
                 None,
             )],
         ),
@@ -563,7 +563,8 @@ fn scenario() -> Vec<(Envelope, Vec<Value>)> {
                 "cSignNode",
                 admin(),
                 "NodeSigned",
-                json!({"nodeId": "n1", "lockKey": LOCK_KEY}),
+                json!({"nodeId": "n1", "nodeKey": format!("nodekey:{}", "ab".repeat(32)),
+                    "lockKey": LOCK_KEY, "signature": "cd".repeat(64)}),
             ),
             vec![r(
                 "CONFIG_API",
@@ -572,6 +573,37 @@ fn scenario() -> Vec<(Envelope, Vec<Value>)> {
                 "UPDATE",
                 None,
                 Some(json!({"lockKey": LOCK_KEY})),
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cLockKeys",
+                admin(),
+                "TrustedLockKeysChanged",
+                json!({"trustedKeys": [LOCK_KEY], "generation": 1, "signer": LOCK_KEY,
+                    "signature": "cd".repeat(64)}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &ad,
+                tailnet(Some("TKA")),
+                "UPDATE",
+                None,
+                Some(json!({"trustedKeys": [LOCK_KEY], "signer": LOCK_KEY})),
+                None,
+            )],
+        ),
+        (
+            env(next(), "cUnlock", admin(), "TailnetLockDisabled", json!({})),
+            vec![r(
+                "CONFIG_API",
+                &ad,
+                tailnet(Some("TKA")),
+                "DISABLE",
+                None,
+                None,
                 None,
             )],
         ),
@@ -933,6 +965,91 @@ fn scenario() -> Vec<(Envelope, Vec<Value>)> {
                 None,
             )],
         ),
+        // R23: webhook endpoints; the target's name is the URL, no record holds a secret.
+        (
+            env(
+                next(),
+                "cHook",
+                owner(),
+                "WebhookCreated",
+                json!({
+                    "endpointId": "wHook1", "endpointUrl": "https://hooks.example.com/a",
+                    "providerType": "", "subscriptions": ["nodeCreated"], "creator": "u1",
+                }),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "wHook1", "name": "https://hooks.example.com/a", "type": "WEBHOOK_ENDPOINT"}),
+                "CREATE",
+                None,
+                Some(json!({
+                    "endpointUrl": "https://hooks.example.com/a", "providerType": "",
+                    "subscriptions": ["nodeCreated"],
+                })),
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cHookSubs",
+                owner(),
+                "WebhookUpdated",
+                json!({"endpointId": "wHook1", "subscriptions": ["userCreated"]}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({
+                    "id": "wHook1", "name": "https://hooks.example.com/a",
+                    "type": "WEBHOOK_ENDPOINT", "property": "SUBSCRIBED_EVENTS",
+                }),
+                "UPDATE",
+                None,
+                Some(json!(["userCreated"])),
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cHookRotate",
+                owner(),
+                "WebhookSecretRotated",
+                json!({"endpointId": "wHook1", "rotation": 1}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({
+                    "id": "wHook1", "name": "https://hooks.example.com/a",
+                    "type": "WEBHOOK_ENDPOINT", "property": "SECRET",
+                }),
+                "UPDATE",
+                None,
+                None,
+                None,
+            )],
+        ),
+        (
+            env(
+                next(),
+                "cHookDelete",
+                owner(),
+                "WebhookDeleted",
+                json!({"endpointId": "wHook1"}),
+            ),
+            vec![r(
+                "CONFIG_API",
+                &o,
+                json!({"id": "wHook1", "name": "https://hooks.example.com/a", "type": "WEBHOOK_ENDPOINT"}),
+                "DELETE",
+                None,
+                None,
+                None,
+            )],
+        ),
     ]
 }
 
@@ -1131,8 +1248,8 @@ fn filters_narrow_by_actor_target_and_event() {
         vec![
             (3, "API_KEY.CREATE".to_owned()),
             (6, "API_KEY.CREATE".to_owned()),
-            (26, "API_KEY.CREATE".to_owned()),
-            (30, "API_KEY.CREATE".to_owned()),
+            (28, "API_KEY.CREATE".to_owned()),
+            (32, "API_KEY.CREATE".to_owned()),
         ]
     );
     assert_eq!(
@@ -1142,8 +1259,8 @@ fn filters_narrow_by_actor_target_and_event() {
         ]),
         vec![
             (5, "USER.UPDATE.USER_ROLE".to_owned()),
-            (24, "TAILNET.UPDATE.MAX_KEY_DURATION".to_owned()),
-            (25, "TAILNET.UPDATE.MAX_KEY_DURATION".to_owned()),
+            (26, "TAILNET.UPDATE.MAX_KEY_DURATION".to_owned()),
+            (27, "TAILNET.UPDATE.MAX_KEY_DURATION".to_owned()),
         ]
     );
     // The verb alone or the old dotted action names are not event names: nothing matches.

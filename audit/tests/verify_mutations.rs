@@ -13,10 +13,12 @@ use std::path::Path;
 use authkeys_audit::fixtures::build_log;
 use authkeys_audit::source::verify_file;
 use authkeys_audit::{AuditState, Verdict};
+use authkeys_events::lock::{LockPrivateKey, node_statement, trusted_keys_statement};
 use authkeys_events::{
     Actor, ActorType, Checkpoint, Envelope, Event, Hash, KeyGenerated, KeyId, KeyUsed, LogId,
     NodeId, NodeReauthenticated, Seq, Tags, TailnetSettingsChanged, UserId,
 };
+use authkeys_events::{NodeSigned, TrustedLockKeysChanged};
 use authkeys_log::store::event_id;
 use authkeys_log::{LogReader, fixtures::write_raw_log};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -270,7 +272,7 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
         _ => {
             // A domain rule broken by a well-formed, re-chained, re-signed event.
             let revoked = seqs_where(o, |e| matches!(e.event, Event::KeyRevoked(_)));
-            let variant = match rng.u8(..4) {
+            let variant = match rng.u8(..6) {
                 1 if revoked.is_empty() => 2,
                 v => v,
             };
@@ -315,6 +317,48 @@ fn mutate(o: &Original, kind: u64, rng: &mut fastrand::Rng) -> (Rows, Rows, u64,
                         k,
                         forged(o, &events, k, registrar(), event.into()),
                         "domain: registration after revoke",
+                    )
+                }
+                4 => {
+                    // R04: a forged NodeSigned, its signature by a key the tailnet never
+                    // trusted (a valid ed25519 signature over the node's real statement).
+                    let nodes = seqs_where(o, |e| matches!(e.event, Event::NodeRegistered(_)));
+                    let at = nodes[rng.usize(..nodes.len())];
+                    let env = envelope(&events[at as usize - 1].1);
+                    let Event::NodeRegistered(r) = &env.event else {
+                        unreachable!("filtered");
+                    };
+                    let k = rng.u64(at + 1..=len);
+                    let key = LockPrivateKey::from_seed([rng.u8(..); 32]);
+                    let event = NodeSigned {
+                        node_id: r.node_id.clone(),
+                        node_key: r.node_key.clone(),
+                        key_id: None,
+                        lock_key: key.public(),
+                        signature: key.sign(&node_statement(&env.tailnet, &r.node_key)),
+                    };
+                    (
+                        k,
+                        forged(o, &events, k, owner(), event.into()),
+                        "domain: a forged node signature",
+                    )
+                }
+                5 => {
+                    // R04: the trusted lock keys replaced, signed by a key never trusted.
+                    let k = rng.u64(7..=len);
+                    let before = envelope(&events[k as usize - 2].1);
+                    let key = LockPrivateKey::from_seed([rng.u8(..); 32]);
+                    let keys = vec![key.public()];
+                    let event = TrustedLockKeysChanged {
+                        signature: key.sign(&trusted_keys_statement(&before.tailnet, 0, &keys)),
+                        trusted_keys: keys,
+                        generation: 0,
+                        signer: key.public(),
+                    };
+                    (
+                        k,
+                        forged(o, &events, k, owner(), event.into()),
+                        "domain: trusted lock keys changed by an untrusted key",
                     )
                 }
                 3 => {
@@ -496,6 +540,10 @@ fn verify_rejects_1000_mutations_naming_the_first_bad_seq() {
                     "domain: registration after expiry" => Some("expired"),
                     "domain: an auditor generates a key" => Some("may not manage auth keys"),
                     "domain: a key's extra use" => Some("key"),
+                    "domain: a forged node signature" => Some("did not trust then (R04)"),
+                    "domain: trusted lock keys changed by an untrusted key" => {
+                        Some("did not trust then (R04)")
+                    }
                     _ => None,
                 };
                 if let Some(says) = says {

@@ -6,7 +6,7 @@
 
 use authkeys_events::{
     Description, ExpirySeconds, Hash, Hostname, KeyDurationDays, KeyId, LoginName, NodeId, NodeKey,
-    Role, Tags, TailnetId, TailnetName, Timestamp, TokenId, UserId,
+    PreSignature, Role, Tags, TailnetId, TailnetName, Timestamp, TokenId, UserId,
 };
 use serde::Serialize;
 
@@ -157,6 +157,8 @@ pub enum AdminOp {
         /// Which client.
         client_id: KeyId,
     },
+    /// R23: create, change, rotate or delete a webhook endpoint.
+    Webhook(crate::webhook::WebhookOp),
     /// Change tailnet settings (Owner, Admin).
     ChangeSettings {
         /// R03.
@@ -227,6 +229,17 @@ pub enum Command {
         os: String,
         /// The id a new node gets, drawn by the service.
         new_node_id: NodeId,
+        /// R04: the signature after `--TL` in the presented key, if any.
+        presigned: Option<PreSignature>,
+    },
+    /// `authkeys lock …` (R04), with the acting user's API token.
+    Lock {
+        /// The token's id.
+        token_id: TokenId,
+        /// The keyed hash of the presented token secret (compared in constant time).
+        presented_hash: Hash,
+        /// What to do.
+        op: crate::lock::LockOp,
     },
     /// A registrar reports a node connected.
     NodeConnected {

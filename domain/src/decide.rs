@@ -5,8 +5,8 @@ use authkeys_events::{
     AccessTokenIssued, ApiTokenIssued, ApiTokenRevoked, DeleteReason, Event, KeyExpired,
     KeyGenerated, KeyId, KeyRevoked, KeyUsed, NodeAuthorized, NodeConnected, NodeDeleted,
     NodeDisconnected, NodeExpired, NodeId, NodeKeyExpirySet, NodeReauthenticated, NodeRegistered,
-    OAuthClientCreated, OAuthClientDeleted, Role, Scope, TagsChanged, TailnetCreated, TailnetId,
-    TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRemoved, UserRestored,
+    NodeSigned, OAuthClientCreated, OAuthClientDeleted, Role, Scope, TagsChanged, TailnetCreated,
+    TailnetId, TailnetSettingsChanged, Timestamp, UserAdded, UserId, UserRemoved, UserRestored,
     UserRoleChanged, UserSuspended,
 };
 use authkeys_events::{Decision, Expected, Proposed};
@@ -158,8 +158,22 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
             hostname,
             os,
             new_node_id,
+            presigned,
         } => {
             let (tid, t, key) = authenticate_key(state, key_id, presented_hash, now)?;
+            // R04: a pre-signature is checked against the keys trusted now.
+            let signed = crate::lock::check_presigned(t, key_id, presigned.as_ref())?;
+            let node_signed = |node_id: &NodeId| {
+                signed.map(|p| {
+                    any(NodeSigned {
+                        node_id: node_id.clone(),
+                        node_key: node_key.clone(),
+                        key_id: Some(key_id.clone()),
+                        lock_key: p.lock_key,
+                        signature: p.signature,
+                    })
+                })
+            };
             let uses = key.uses + 1;
             let key_used = |node_id: &NodeId| {
                 any(KeyUsed {
@@ -200,6 +214,10 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                         authorized: true,
                     }));
                 }
+                // A locked-out node that comes back with a pre-signed key is signed by it.
+                if node.tailnet_lock_error.is_some() {
+                    events.extend(node_signed(node_id));
+                }
                 return Ok(Decision {
                     tailnet: tid.clone(),
                     events,
@@ -212,8 +230,8 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                 )));
             }
             let authorized = !t.settings.devices_approval_on || key.preauthorized;
-            let tailnet_lock_error = (t.settings.tailnet_lock_on && key.signed_by.is_none())
-                .then(|| LOCKED_OUT.to_owned());
+            let tailnet_lock_error =
+                (t.settings.tailnet_lock_on && signed.is_none()).then(|| LOCKED_OUT.to_owned());
             // R17: free addresses, unique in the tailnet because the writer folds every
             // registration before deciding the next.
             let addresses = t.addresses.pick(now).ok_or(Rejection::AddressesExhausted)?;
@@ -237,7 +255,25 @@ pub fn decide(state: &State, cmd: &Command, now: Timestamp) -> Result<Decision, 
                         addresses: Some(addresses),
                     }),
                     key_used(new_node_id),
-                ],
+                ]
+                .into_iter()
+                .chain(node_signed(new_node_id))
+                .collect(),
+            })
+        }
+        Command::Lock {
+            token_id,
+            presented_hash,
+            op,
+        } => {
+            let (tid, t, _, role) =
+                crate::lock::authenticate_token(state, token_id, presented_hash, now)?;
+            Ok(Decision {
+                tailnet: tid.clone(),
+                events: crate::lock::decide_lock(tid, t, role, op)?
+                    .into_iter()
+                    .map(any)
+                    .collect(),
             })
         }
         Command::NodeConnected { node_key } | Command::NodeDisconnected { node_key } => {
@@ -492,6 +528,7 @@ fn decide_client(
             Scope::AuthKeys
         }
         AdminOp::RevokeKey { .. } => Scope::AuthKeys,
+        AdminOp::Webhook(_) => Scope::Webhooks,
         AdminOp::SetTags { .. }
         | AdminOp::SetKeyExpiry { .. }
         | AdminOp::ExpireNode { .. }
@@ -866,6 +903,14 @@ fn decide_admin(
             Ok(vec![any(OAuthClientDeleted {
                 client_id: client_id.clone(),
             })])
+        }
+        AdminOp::Webhook(w) => {
+            // Tailnet names are unique: the name finds the id this tailnet is stored under.
+            let tailnet = state
+                .tailnet_names
+                .get(&t.name)
+                .ok_or_else(|| Rejection::NotFound("tailnet not found".into()))?;
+            crate::webhook::decide(&state.webhooks, tailnet, actor, role, w)
         }
         AdminOp::ChangeSettings {
             devices_approval_on,

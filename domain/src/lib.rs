@@ -16,8 +16,10 @@
 pub mod addresses;
 pub mod command;
 pub mod decide;
+pub mod lock;
 pub mod secret;
 pub mod state;
+pub mod webhook;
 
 pub use command::{AdminOp, Command, Due, KeyRequest, NewToken, Rejection};
 pub use decide::decide;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use authkeys_events::{
     Description, Envelope, Event, ExpirySeconds, Hash, Hostname, KeptSettings, KeyDurationDays,
-    KeyExpired, KeyGenerated, KeyId, KeyRevoked, KeySigned, KeyUsed, LoginName, NodeAddresses,
+    KeyExpired, KeyGenerated, KeyId, KeyRevoked, KeyUsed, LockKey, LoginName, NodeAddresses,
     NodeId, NodeKey, NodeRegistered, Role, Scope, Tags, TailnetId, TailnetName, TailnetSettings,
     Timestamp, TokenId, UserId, UserRestored, UserSuspended,
 };
@@ -28,6 +28,8 @@ pub struct State {
     pub token_index: HashMap<TokenId, TailnetId>,
     /// Which live node a node key belongs to (R16).
     pub node_keys: HashMap<NodeKey, (TailnetId, NodeId)>,
+    /// R23: the webhook endpoints of every tailnet.
+    pub webhooks: crate::webhook::Webhooks,
 }
 
 /// One tailnet.
@@ -60,6 +62,27 @@ pub struct Tailnet {
     pub clients: HashMap<KeyId, Client>,
     /// Client ids by principal: who a command's actor is when it is a client.
     pub principals: HashMap<UserId, KeyId>,
+    /// R04: tailnet lock (on when `settings.tailnet_lock_on`).
+    pub lock: TailnetLock,
+}
+
+/// A tailnet's lock (R04).
+#[derive(Debug, Clone, Default)]
+pub struct TailnetLock {
+    /// The keys trusted now (empty while the lock is off).
+    pub trusted: Vec<LockKey>,
+    /// How many lock events the tailnet has seen: what a change of the trusted keys is signed
+    /// for, so an old signed change cannot be replayed.
+    pub generation: u64,
+    /// The hash of the disablement secret, while the lock is on.
+    pub disablement_hash: Option<Hash>,
+}
+
+impl TailnetLock {
+    /// Whether `key` is trusted now.
+    pub fn trusts(&self, key: &LockKey) -> bool {
+        self.trusted.contains(key)
+    }
 }
 
 /// An OAuth client (R19).
@@ -128,8 +151,6 @@ pub struct Key {
     pub description: Description,
     /// Keyed hash of its secret (R10).
     pub secret_hash: Hash,
-    /// The lock key that pre-signed it (R04).
-    pub signed_by: Option<String>,
     // Its life.
     /// Generation time.
     pub created: Timestamp,
@@ -185,8 +206,11 @@ pub struct Node {
     pub created: Timestamp,
     /// R03.
     pub authorized: bool,
-    /// R04.
+    /// R04: why it is locked out, while it is.
     pub tailnet_lock_error: Option<String>,
+    /// R04: the lock key that signed it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<LockKey>,
     /// R17 (`None` only for nodes registered before addresses existed).
     pub addresses: Option<NodeAddresses>,
     /// Connected to the control plane, per its registrar.
@@ -218,7 +242,6 @@ impl Key {
             user_id: e.user_id.clone(),
             description: e.description.clone(),
             secret_hash: e.secret_hash,
-            signed_by: None,
             created: now,
             expiry_seconds: e.expiry_seconds,
             expires: e.expires,
@@ -239,7 +262,6 @@ impl Key {
             }
             Event::KeyRevoked(_) => self.revoked = Some(now),
             Event::KeyExpired(_) => self.expired = true,
-            Event::KeySigned(e) => self.signed_by = Some(e.lock_key.clone()),
             _ => {}
         }
     }
@@ -270,6 +292,7 @@ impl Node {
             created: now,
             authorized: e.authorized,
             tailnet_lock_error: e.tailnet_lock_error.clone(),
+            signed_by: None,
             addresses: e.addresses,
             connected: false,
             last_seen: None,
@@ -316,9 +339,19 @@ impl Node {
                 self.connected = false;
                 self.last_seen = Some(now);
             }
-            Event::NodeSigned(_) => self.tailnet_lock_error = None,
+            Event::NodeSigned(e) => {
+                self.tailnet_lock_error = None;
+                self.signed_by = Some(e.lock_key);
+            }
             _ => {}
         }
+    }
+}
+
+impl Node {
+    /// Tailnet lock was turned off: a locked-out node is locked out no more (R04).
+    pub fn release_lock(&mut self) {
+        self.tailnet_lock_error = None;
     }
 }
 
@@ -370,12 +403,38 @@ impl State {
                         names: HashMap::new(),
                         name_next: HashMap::new(),
                         addresses: AddressPool::default(),
+                        lock: TailnetLock::default(),
                     },
                 );
             }
             Event::TailnetSettingsChanged(e) => {
                 if let Some(t) = self.tailnet_mut(tid) {
                     t.settings.apply(e);
+                }
+            }
+            Event::TailnetLockEnabled(e) => {
+                if let Some(t) = self.tailnet_mut(tid) {
+                    t.settings.tailnet_lock_on = true;
+                    t.lock.trusted = e.trusted_keys.clone();
+                    t.lock.disablement_hash = Some(e.disablement_hash);
+                    t.lock.generation += 1;
+                }
+            }
+            Event::TrustedLockKeysChanged(e) => {
+                if let Some(t) = self.tailnet_mut(tid) {
+                    t.lock.trusted = e.trusted_keys.clone();
+                    t.lock.generation += 1;
+                }
+            }
+            Event::TailnetLockDisabled(_) => {
+                if let Some(t) = self.tailnet_mut(tid) {
+                    t.settings.tailnet_lock_on = false;
+                    t.lock.trusted.clear();
+                    t.lock.disablement_hash = None;
+                    t.lock.generation += 1;
+                    for n in t.nodes.values_mut() {
+                        n.release_lock();
+                    }
                 }
             }
             Event::UserAdded(e) => {
@@ -492,8 +551,7 @@ impl State {
             }
             Event::KeyUsed(KeyUsed { key_id, .. })
             | Event::KeyRevoked(KeyRevoked { key_id })
-            | Event::KeyExpired(KeyExpired { key_id, .. })
-            | Event::KeySigned(KeySigned { key_id, .. }) => {
+            | Event::KeyExpired(KeyExpired { key_id, .. }) => {
                 if let Some(k) = self.key_mut(tid, key_id) {
                     k.apply(&env.event, now);
                 }
@@ -524,6 +582,10 @@ impl State {
                     self.node_keys.remove(&n.node_key);
                 }
             }
+            Event::WebhookCreated(_)
+            | Event::WebhookUpdated(_)
+            | Event::WebhookSecretRotated(_)
+            | Event::WebhookDeleted(_) => self.webhooks.apply(env),
             event => {
                 if let Some(node_id) = node_of(event)
                     && let Some(n) = self.node_mut(tid, node_id)

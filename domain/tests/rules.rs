@@ -7,6 +7,7 @@
 mod support;
 
 use authkeys_domain::decide::LOCKED_OUT;
+use authkeys_domain::lock::LockOp;
 use authkeys_domain::secret::{self, SecretError, SecretKind};
 use authkeys_domain::{AdminOp, Rejection};
 use authkeys_events::{
@@ -14,7 +15,7 @@ use authkeys_events::{
 };
 use authkeys_events::{
     DeleteReason, EventType, ExpirySeconds, KeyDurationDays, KeyExpired, KeyGenerated, KeyRevoked,
-    KeySigned, KeyUsed, NodeAddresses, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
+    KeyUsed, NodeAddresses, NodeAuthorized, NodeDeleted, NodeExpired, NodeKeyExpirySet,
     NodeReauthenticated, NodeRegistered, NodeSigned, Role, Scope, Tags, TagsChanged,
     TailnetSettingsChanged, Timestamp, UserRoleChanged,
 };
@@ -28,15 +29,6 @@ fn admins() -> Given {
         .tailnet()
         .user(ALICE, Role::Admin)
         .user(BOB, Role::Admin)
-}
-
-fn lock_on() -> TailnetSettingsChanged {
-    TailnetSettingsChanged {
-        devices_approval_on: None,
-        devices_key_duration_days: None,
-        tailnet_lock_on: Some(true),
-        kept: Default::default(),
-    }
 }
 
 fn approval(on: bool) -> AdminOp {
@@ -301,14 +293,22 @@ fn r04_lock_off_registers_without_lock_error() {
         .then_events(|e| assert_eq!(one::<NodeRegistered>(e).tailnet_lock_error, None));
 }
 
+/// [`admins`] with tailnet lock on, trusting lock keys 1 and 2, turned on by Alice.
+fn locked() -> Given {
+    admins()
+        .when(lock(ALICE, lock_enable(&[&lock_key(1), &lock_key(2)])))
+        .then_types(&[E::TailnetLockEnabled])
+        .and()
+}
+
 #[test]
 fn r04_lock_on_locks_out_a_node_of_an_unsigned_key() {
-    // With tailnet lock on (turned on by a TailnetSettingsChanged event; no command does it
-    // yet), a node of an unsigned key is registered locked out: tailnetLockError is set.
-    let g = admins()
-        .event(TAILNET, lock_on())
+    // `authkeys lock init` by an Admin turns the lock on; then a node of a plain key is
+    // registered locked out: tailnetLockError set, no NodeSigned.
+    let g = locked()
         .key(ALICE, "kA", KeyOpts::one_off())
         .when(register("kA", 1, "n1"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed])
         .then_events(|e| {
             assert_eq!(
                 one::<NodeRegistered>(e).tailnet_lock_error.as_deref(),
@@ -316,6 +316,13 @@ fn r04_lock_on_locks_out_a_node_of_an_unsigned_key() {
             );
         })
         .and();
+    assert!(
+        g.state()
+            .tailnet(&tid(TAILNET))
+            .expect("tailnet")
+            .settings
+            .tailnet_lock_on
+    );
     assert_eq!(
         live_node(g.state(), "n1").tailnet_lock_error.as_deref(),
         Some(LOCKED_OUT)
@@ -323,33 +330,186 @@ fn r04_lock_on_locks_out_a_node_of_an_unsigned_key() {
 }
 
 #[test]
-fn r04_lock_on_signs_a_node_of_a_pre_signed_key_and_node_signed_clears_the_error() {
-    // Under tailnet lock, a key pre-signed by `authkeys lock sign` (KeySigned) registers a signed
-    // node (no error); a locked-out node is released by NodeSigned.
-    let g = admins()
-        .event(TAILNET, lock_on())
-        .key(ALICE, "kSigned", KeyOpts::one_off())
-        .key(ALICE, "kPlain", KeyOpts::one_off())
+fn r04_a_pre_signed_key_registers_signed_nodes() {
+    // A key pre-signed by a trusted lock key registers a signed node (no error, a NodeSigned
+    // naming the key), every time for a reusable key.
+    let g = locked()
+        .key(ALICE, "kR", KeyOpts::reusable())
+        .when(register_presigned("kR", 1, "n1", &lock_key(2), "kR"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed, E::NodeSigned])
+        .then_events(|e| {
+            assert_eq!(one::<NodeRegistered>(e).tailnet_lock_error, None);
+            let s = one::<NodeSigned>(e);
+            assert_eq!(s.key_id, Some(kid("kR")));
+            assert_eq!(s.lock_key, lock_key(2).public());
+        })
+        .and()
+        .when(register_presigned("kR", 2, "n2", &lock_key(2), "kR"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed, E::NodeSigned])
+        .and();
+    assert_eq!(
+        live_node(g.state(), "n2").signed_by,
+        Some(lock_key(2).public())
+    );
+}
+
+#[test]
+fn r04_a_signature_for_another_key_or_by_an_untrusted_key_is_invalid_key() {
+    // A signature over another key's id, or by a key the tailnet does not trust, is the same
+    // invalid_key as a wrong secret (R10), and writes nothing.
+    let g = locked()
+        .key(ALICE, "kA", KeyOpts::reusable())
+        .key(ALICE, "kB", KeyOpts::reusable());
+    g.clone()
+        .when(register_presigned("kA", 1, "n1", &lock_key(1), "kB"))
+        .then_rejected(Rejection::InvalidKey);
+    g.when(register_presigned("kA", 1, "n1", &lock_key(9), "kA"))
+        .then_rejected(Rejection::InvalidKey);
+}
+
+#[test]
+fn r04_with_the_lock_off_a_pre_signature_is_not_looked_at() {
+    // Before the lock is on, a pre-signed key registers as a plain one.
+    admins()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .when(register_presigned("kA", 1, "n1", &lock_key(9), "kA"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed]);
+}
+
+#[test]
+fn r04_signing_a_locked_out_node_releases_it() {
+    // `authkeys lock sign nodekey:…`: a trusted key's signature over the tailnet and node key
+    // clears the node's error; one made for another tailnet, or by an untrusted key, is refused.
+    let g = locked()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .registered("kA", 1, "n1");
+    let sign = |key: &authkeys_events::lock::LockPrivateKey, tailnet: &str| {
+        let statement = authkeys_events::lock::node_statement(&tid(tailnet), &node_key(1));
+        LockOp::SignNode {
+            node_key: node_key(1),
+            lock_key: key.public(),
+            signature: key.sign(&statement),
+        }
+    };
+    g.clone()
+        .when(lock(ALICE, sign(&lock_key(1), "T2")))
+        .then_rejected_code("forbidden");
+    g.clone()
+        .when(lock(ALICE, sign(&lock_key(9), TAILNET)))
+        .then_rejected_code("forbidden");
+    let g = g
+        .when(lock(ALICE, sign(&lock_key(1), TAILNET)))
+        .then_events(|e| {
+            let s = one::<NodeSigned>(e);
+            assert_eq!((s.node_id.as_str(), s.key_id.as_ref()), ("n1", None));
+        })
+        .and();
+    assert_eq!(live_node(g.state(), "n1").tailnet_lock_error, None);
+}
+
+#[test]
+fn r04_changing_the_trusted_keys_needs_a_trusted_signature_for_this_generation() {
+    // A new trusted set must be signed by a key trusted now, over this tailnet's current
+    // generation: an admin token alone cannot replace the keys, and a signed change cannot be
+    // replayed later.
+    let change = |signer: &authkeys_events::lock::LockPrivateKey, generation: u64| {
+        let keys = vec![lock_key(3).public()];
+        let statement =
+            authkeys_events::lock::trusted_keys_statement(&tid(TAILNET), generation, &keys);
+        LockOp::ChangeKeys {
+            trusted_keys: keys,
+            signer: signer.public(),
+            signature: signer.sign(&statement),
+        }
+    };
+    let g = locked();
+    g.clone()
+        .when(lock(ALICE, change(&lock_key(9), 1)))
+        .then_rejected_code("forbidden");
+    g.clone()
+        .when(lock(ALICE, change(&lock_key(1), 0)))
+        .then_rejected_code("forbidden");
+    let g = g
+        .when(lock(ALICE, change(&lock_key(1), 1)))
+        .then_types(&[E::TrustedLockKeysChanged])
+        .and();
+    // The same signed change again: the generation moved on.
+    let g = g
+        .when(lock(ALICE, change(&lock_key(1), 1)))
+        .then_rejected_code("forbidden")
+        .and();
+    // Key 1 is no longer trusted: its pre-signatures stop working; key 3's work.
+    let g = g.key(ALICE, "kA", KeyOpts::reusable());
+    g.clone()
+        .when(register_presigned("kA", 1, "n1", &lock_key(1), "kA"))
+        .then_rejected(Rejection::InvalidKey);
+    g.when(register_presigned("kA", 1, "n1", &lock_key(3), "kA"))
+        .then_types(&[E::NodeRegistered, E::KeyUsed, E::NodeSigned]);
+}
+
+#[test]
+fn r04_disabling_needs_the_secret_and_releases_locked_out_nodes() {
+    // `authkeys lock disable` with the wrong secret is refused; with the right one the lock is
+    // off and every locked-out node is released.
+    let g = locked()
+        .key(ALICE, "kA", KeyOpts::one_off())
+        .registered("kA", 1, "n1");
+    g.clone()
+        .when(lock(ALICE, LockOp::Disable { secret: [0; 32] }))
+        .then_rejected_code("forbidden");
+    let g = g
+        .when(lock(
+            ALICE,
+            LockOp::Disable {
+                secret: DISABLE_SECRET,
+            },
+        ))
+        .then_types(&[E::TailnetLockDisabled])
+        .and();
+    assert_eq!(live_node(g.state(), "n1").tailnet_lock_error, None);
+    assert!(
+        !g.state()
+            .tailnet(&tid(TAILNET))
+            .expect("tailnet")
+            .settings
+            .tailnet_lock_on
+    );
+    g.when(lock(
+        ALICE,
+        LockOp::Disable {
+            secret: DISABLE_SECRET,
+        },
+    ))
+    .then_rejected_code("conflict");
+}
+
+#[test]
+fn r04_only_the_owner_or_an_admin_with_a_good_token_turns_the_lock_on() {
+    // A Member, a wrong token and a revoked token are refused; turning it on twice is a
+    // conflict (changing keys needs a signature).
+    let g = admins().user("uMallory", Role::Member);
+    g.clone()
+        .when(lock("uMallory", lock_enable(&[&lock_key(1)])))
+        .then_rejected_code("forbidden");
+    let mut wrong = lock(ALICE, lock_enable(&[&lock_key(1)]));
+    if let authkeys_domain::Command::Lock { presented_hash, .. } = &mut wrong {
+        *presented_hash = Hash([0; 32]);
+    }
+    g.clone().when(wrong).then_rejected_code("forbidden");
+    g.clone()
         .event(
             TAILNET,
-            KeySigned {
-                key_id: kid("kSigned"),
-                lock_key: format!("tlpub:{}", "ab".repeat(32)),
+            ApiTokenRevoked {
+                token_id: new_token(ALICE).token_id,
             },
         )
-        .when(register("kSigned", 1, "n1"))
-        .then_events(|e| assert_eq!(one::<NodeRegistered>(e).tailnet_lock_error, None))
+        .when(lock(ALICE, lock_enable(&[&lock_key(1)])))
+        .then_rejected_code("forbidden");
+    g.when(lock(OWNER, lock_enable(&[&lock_key(1)])))
+        .then_types(&[E::TailnetLockEnabled])
         .and()
-        .registered("kPlain", 2, "n2");
-    assert!(live_node(g.state(), "n2").tailnet_lock_error.is_some());
-    let g = g.event(
-        TAILNET,
-        NodeSigned {
-            node_id: nid("n2"),
-            lock_key: format!("tlpub:{}", "ab".repeat(32)),
-        },
-    );
-    assert_eq!(live_node(g.state(), "n2").tailnet_lock_error, None);
+        .when(lock(ALICE, lock_enable(&[&lock_key(2)])))
+        .then_rejected_code("conflict");
 }
 
 #[test]

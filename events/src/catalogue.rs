@@ -11,8 +11,10 @@ use crate::ids::{
     Description, ExpirySeconds, Hostname, KeyDurationDays, KeyId, LoginName, NodeId, NodeKey, Role,
     StreamId, StreamKind, Tags, TailnetName, TokenId, UserId,
 };
+use crate::lock::{LockKey, LockSignature};
 use crate::scope::Scope;
 use crate::time::Timestamp;
+use crate::webhook::{WebhookCreated, WebhookDeleted, WebhookSecretRotated, WebhookUpdated};
 
 /// A tailnet's settings as of creation; later changes come as [`TailnetSettingsChanged`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -420,16 +422,6 @@ pub struct KeyExpired {
     pub expired_at: Timestamp,
 }
 
-/// `authkeys lock sign` made a key pre-signed with a trusted lock key (R04).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KeySigned {
-    /// Which key.
-    pub key_id: KeyId,
-    /// The lock key that signed, `tlpub:` + hex.
-    pub lock_key: String,
-}
-
 /// Why a node left the machines view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -567,15 +559,59 @@ pub struct NodeDisconnected {
     pub node_id: NodeId,
 }
 
-/// A trusted lock key signed a node's key (R04).
+/// A trusted lock key signed a node (R04): at its registration with a pre-signed key
+/// (`keyId` set: the signature covers [`crate::lock::presign_statement`] of that key), or later
+/// by `authkeys lock sign nodekey:…` (the signature covers
+/// [`crate::lock::node_statement`] of the tailnet and `nodeKey`). Auditors re-check it against
+/// the keys trusted at its seq.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSigned {
     /// Which node.
     pub node_id: NodeId,
+    /// Its node key when signed.
+    pub node_key: NodeKey,
+    /// The pre-signed key it registered with, when that is what was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<KeyId>,
     /// The lock key that signed.
-    pub lock_key: String,
+    pub lock_key: LockKey,
+    /// The signature.
+    pub signature: LockSignature,
 }
+
+/// Tailnet lock was turned on (R04, `authkeys lock init`) with these trusted keys. Only the
+/// hash of the disablement secret is recorded; the secret was shown once to whoever turned it
+/// on. Nodes registered from now on must be signed; nodes already there are unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetLockEnabled {
+    /// The trusted lock keys, sorted, at most [`crate::lock::TRUSTED_KEYS_MAX`].
+    pub trusted_keys: Vec<LockKey>,
+    /// [`crate::lock::disablement_hash`] of the disablement secret.
+    pub disablement_hash: Hash,
+}
+
+/// The trusted lock keys were replaced, signed by a key trusted before the change over
+/// [`crate::lock::trusted_keys_statement`] of the tailnet, `generation` and the new set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustedLockKeysChanged {
+    /// The new trusted set, sorted.
+    pub trusted_keys: Vec<LockKey>,
+    /// The lock generation the change was signed for (the tailnet's count of lock events
+    /// before it).
+    pub generation: u64,
+    /// A key trusted before the change.
+    pub signer: LockKey,
+    /// Its signature.
+    pub signature: LockSignature,
+}
+
+/// Tailnet lock was turned off with its disablement secret; locked-out nodes are released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TailnetLockDisabled {}
 
 /// A node left the machines view (R02, R11).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -707,6 +743,9 @@ macro_rules! catalogue {
 catalogue! {
     TailnetCreated => 1, Tailnet, none;
     TailnetSettingsChanged => 1, Tailnet, none;
+    TailnetLockEnabled => 1, Tailnet, none;
+    TrustedLockKeysChanged => 1, Tailnet, none;
+    TailnetLockDisabled => 1, Tailnet, none;
     UserAdded => 1, User, user_id;
     UserRoleChanged => 1, User, user_id;
     UserRemoved => 1, User, user_id;
@@ -721,7 +760,6 @@ catalogue! {
     KeyUsed => 1, Key, key_id;
     KeyRevoked => 1, Key, key_id;
     KeyExpired => 1, Key, key_id;
-    KeySigned => 1, Key, key_id;
     NodeRegistered => 1, Node, node_id;
     NodeReauthenticated => 1, Node, node_id;
     NodeAuthorized => 1, Node, node_id;
@@ -732,6 +770,10 @@ catalogue! {
     NodeDisconnected => 1, Node, node_id;
     NodeSigned => 1, Node, node_id;
     NodeDeleted => 1, Node, node_id;
+    WebhookCreated => 1, Webhook, endpoint_id;
+    WebhookUpdated => 1, Webhook, endpoint_id;
+    WebhookSecretRotated => 1, Webhook, endpoint_id;
+    WebhookDeleted => 1, Webhook, endpoint_id;
 }
 
 impl Event {

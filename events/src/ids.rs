@@ -20,7 +20,7 @@ pub struct InvalidId {
 }
 
 impl InvalidId {
-    fn new(what: &'static str, why: impl Into<String>) -> Self {
+    pub(crate) fn new(what: &'static str, why: impl Into<String>) -> Self {
         Self {
             what,
             why: why.into(),
@@ -209,6 +209,13 @@ string_id!(
     |s| prefixed_base62(s, "k", 40)
 );
 string_id!(
+    /// A webhook endpoint's identifier (`w…`, R23), drawn by the command service from the
+    /// creating command's id, so a retried create names the same endpoint.
+    EndpointId,
+    { "pattern": "^w[A-Za-z0-9]{1,40}$", "minLength": 2, "maxLength": 41 },
+    |s| prefixed_base62(s, "w", 40)
+);
+string_id!(
     /// A node's stable identifier (`n…`), assigned at its first registration.
     NodeId,
     { "pattern": "^n[A-Za-z0-9]{1,40}$", "minLength": 2, "maxLength": 41 },
@@ -386,6 +393,8 @@ pub enum StreamKind {
     Key,
     /// A node (device).
     Node,
+    /// A webhook endpoint (R23).
+    Webhook,
 }
 
 impl StreamKind {
@@ -397,6 +406,7 @@ impl StreamKind {
             Self::Token => "token",
             Self::Key => "key",
             Self::Node => "node",
+            Self::Webhook => "webhook",
         }
     }
 
@@ -407,6 +417,7 @@ impl StreamKind {
             "token" => Self::Token,
             "key" => Self::Key,
             "node" => Self::Node,
+            "webhook" => Self::Webhook,
             _ => return None,
         })
     }
@@ -417,7 +428,7 @@ string_id!(
     /// stream.
     StreamId,
     {
-        "pattern": "^(tailnet|user|token|key|node)/[A-Za-z0-9_-]{1,64}$",
+        "pattern": "^(tailnet|user|token|key|node|webhook)/[A-Za-z0-9_-]{1,64}$",
         "minLength": 5,
         "maxLength": 72
     },

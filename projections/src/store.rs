@@ -20,8 +20,8 @@ const ROWS: TableDefinition<&str, &[u8]> = TableDefinition::new("rows");
 /// Format version, name and checkpoint of a view or schedule file.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// 3: devices carry addresses (R17), users their creation time. 4: tokens their issue and
-/// revocation times, users their suspension.
-const FORMAT_VERSION: u32 = 4;
+/// revocation times, users their suspension. 5: keys lose `signedBy`, devices gain it (R04).
+const FORMAT_VERSION: u32 = 5;
 
 /// The position a view has reached: the last applied event's seq and hash (0 and zero before
 /// the first).

@@ -61,6 +61,12 @@ pub enum Role {
     Timers,
     /// The HTTP gateway.
     Api,
+    /// The webhook deliveries (R23): reads the stream, answers the gateway's webhook subjects,
+    /// and alone holds the key the endpoints' secrets derive from.
+    Webhooks,
+    /// An operator's `authkeys lock …` (R04): sends tailnet lock requests, each of which
+    /// carries the acting user's API token, checked by the command service.
+    Operator,
     /// An auditor: reads the log and its checkpoints, nothing else.
     Auditor,
     /// A registrar forwarding registrations and liveness reports.
@@ -80,7 +86,13 @@ pub struct Permissions {
 
 impl Role {
     /// The service roles (every role but auditors and registrars), in start order.
-    pub const SERVICES: [Role; 4] = [Role::Command, Role::Project, Role::Timers, Role::Api];
+    pub const SERVICES: [Role; 5] = [
+        Role::Command,
+        Role::Project,
+        Role::Timers,
+        Role::Webhooks,
+        Role::Api,
+    ];
 
     /// Its name: the file its seed is kept in (`<name>.nk`) and the user it shows as.
     pub fn name(&self) -> String {
@@ -89,6 +101,8 @@ impl Role {
             Role::Project => "project".into(),
             Role::Timers => "timers".into(),
             Role::Api => "api".into(),
+            Role::Webhooks => "webhooks".into(),
+            Role::Operator => "operator".into(),
             Role::Auditor => "auditor".into(),
             Role::Registrar(n) => format!("registrar-{n}"),
         }
@@ -150,16 +164,31 @@ impl Role {
                 publish.extend(owned(&[subject::LOG_READ, subject::TIMER]));
                 (publish, vec![subject::TIMERS_STATUS.to_owned()], true)
             }
+            Role::Webhooks => {
+                let mut publish = consume.to_vec();
+                publish.push(subject::LOG_READ.to_owned());
+                let subscribe = vec![format!("{}.>", subject::WEBHOOKS_PREFIX)];
+                (publish, subscribe, true)
+            }
             Role::Api => {
                 let publish = vec![
                     format!("{}.>", subject::ADMIN_PREFIX),
                     format!("{}.>", subject::QUERY_PREFIX),
+                    format!("{}.>", subject::WEBHOOKS_PREFIX),
                     subject::LOG_READ.to_owned(),
                     subject::STATUS.to_owned(),
                     subject::TIMERS_STATUS.to_owned(),
                 ];
-                (publish, Vec::new(), false)
+                // The admin console's live updates (`/admin/events`): a core subscription to
+                // the events the relay publishes; it reads them, never publishes one.
+                let subscribe = vec![format!("{}.>", subject::EVENTS_PREFIX)];
+                (publish, subscribe, false)
             }
+            Role::Operator => (
+                vec![format!("{}.>", subject::LOCK_PREFIX)],
+                Vec::new(),
+                false,
+            ),
             Role::Auditor => (
                 owned(&[subject::LOG_READ, subject::LOG_CHECKPOINTS]),
                 Vec::new(),
@@ -206,7 +235,9 @@ mod tests {
             Role::Command,
             Role::Project,
             Role::Timers,
+            Role::Webhooks,
             Role::Api,
+            Role::Operator,
             Role::Auditor,
             reg.clone(),
         ];
@@ -224,6 +255,12 @@ mod tests {
         assert_eq!(who(subject::EVENTS_PREFIX), ["command"]);
         assert_eq!(who(subject::ADMIN_PREFIX), ["api"]);
         assert_eq!(who(subject::TIMER), ["timers"]);
+        assert_eq!(who(subject::LOCK_PREFIX), ["operator"]);
+        assert_eq!(
+            who(subject::WEBHOOKS_PREFIX),
+            ["api"],
+            "only the gateway asks for secrets"
+        );
         assert_eq!(who(subject::REGISTER), ["registrar-r1"]);
         assert_eq!(
             reg.permissions().subscribe,

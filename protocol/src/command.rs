@@ -6,9 +6,10 @@ use std::fmt;
 
 use authkeys_domain::command::{AdminOp, Due, KeyRequest};
 use authkeys_domain::secret::{self, Presented, SecretKind};
+use authkeys_events::lock::split_presigned;
 use authkeys_events::{
     CommandId, Description, ExpirySeconds, Hostname, KeyDurationDays, KeyId, LoginName, NodeId,
-    NodeKey, Role, TagName, Tags, TailnetId, Timestamp, TokenId, UserId,
+    NodeKey, PreSignature, Role, TagName, Tags, TailnetId, Timestamp, TokenId, UserId,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,7 +28,8 @@ pub struct RegisterRequest {
     /// Idempotency key: a retry with the same id gets the first answer and writes nothing.
     #[schemars(with = "CommandId")]
     pub request_id: String,
-    /// The auth key the node presented, `tskey-auth-<keyId>-<secret>`. Never logged.
+    /// The auth key the node presented, `tskey-auth-<keyId>-<secret>`, pre-signed under tailnet
+    /// lock with `--TL` and 192 hex digits (R04). Never logged.
     pub auth_key: String,
     /// The node's key: registering again with it re-authenticates the same node (R16).
     #[schemars(with = "NodeKey")]
@@ -58,9 +60,12 @@ pub struct ParsedRegister {
     pub hostname: Hostname,
     /// OS, empty if not reported.
     pub os: String,
+    /// R04: the pre-signature after `--TL`, if the key has a well-formed one (a malformed one
+    /// makes the whole key [`PresentedKey::Malformed`]).
+    pub presigned: Option<PreSignature>,
 }
 
-debug_redacting!(ParsedRegister { request_id, node_key, hostname } secrets { auth_key });
+debug_redacting!(ParsedRegister { request_id, node_key, hostname, presigned } secrets { auth_key });
 
 /// An auth key as presented. Neither variant prints its secret.
 #[derive(Clone)]
@@ -129,9 +134,15 @@ impl RegisterRequest {
                 "must not contain control or invisible formatting characters",
             ));
         }
-        let auth_key = match secret::parse(SecretKind::Auth, &self.auth_key) {
-            Ok(p) => PresentedKey::WellFormed(p),
-            Err(_) => PresentedKey::Malformed(self.auth_key.clone()),
+        let (key, signature) = split_presigned(&self.auth_key);
+        let presigned = signature.map(PreSignature::parse);
+        let (auth_key, presigned) = match (secret::parse(SecretKind::Auth, key), presigned) {
+            (Ok(p), None) => (PresentedKey::WellFormed(p), None),
+            (Ok(p), Some(Some(sig))) => (PresentedKey::WellFormed(p), Some(sig)),
+            // A wrong, truncated or re-cased signature is the same invalid key as any (R10).
+            (Err(_), _) | (Ok(_), Some(None)) => {
+                (PresentedKey::Malformed(self.auth_key.clone()), None)
+            }
         };
         Ok(ParsedRegister {
             request_id,
@@ -139,6 +150,7 @@ impl RegisterRequest {
             node_key,
             hostname,
             os,
+            presigned,
         })
     }
 }

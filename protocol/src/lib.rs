@@ -9,6 +9,7 @@
 //!   their replies.
 //! - [`object`]: [`Device`], [`Key`], the user and settings objects, each with its one builder.
 //! - [`query`]: the views' queries and answers (`authkeys.query.*`).
+//! - [`lock`]: tailnet lock's subjects (R04): requests with a user's token, [`lock::LockStatus`].
 //! - [`log`]: `authkeys.log.read` and `authkeys.log.checkpoints` pages.
 //! - [`status`]: `authkeys.status` and `authkeys.timers.status`.
 //! - [`nats`]: [`nats::connect`] and [`nats::Responder`], the one bounded request/reply loop.
@@ -39,12 +40,14 @@ macro_rules! debug_redacting {
 pub mod access;
 pub mod command;
 pub mod error;
+pub mod lock;
 pub mod log;
 pub mod nats;
 pub mod object;
 pub mod query;
 pub mod status;
 pub mod subject;
+pub mod webhook;
 
 pub use command::*;
 pub use error::{

@@ -159,15 +159,22 @@ impl Identity {
 /// The CA certificate file `authkeys admin nats-config --tls` writes beside the seeds.
 pub const TLS_CA_FILE: &str = "ca.pem";
 
-/// [`connect`] with more options (timeouts, credentials).
+/// [`connect`] with more options (timeouts, credentials). `url` may list several servers of a
+/// cluster, comma-separated (`nats://a:4222,nats://b:4222`): the client connects to any of them
+/// and fails over between them (it also learns the cluster's other members from the server).
 pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, NatsError> {
-    options
-        .connect(url)
-        .await
-        .map_err(|source| NatsError::Connect {
-            url: url.to_owned(),
-            source,
-        })
+    let several: Option<Vec<async_nats::ServerAddr>> = url
+        .contains(',')
+        .then(|| url.split(',').map(|u| u.trim().parse().ok()).collect())
+        .flatten();
+    let connected = match several {
+        Some(addrs) => options.connect(addrs).await,
+        None => options.connect(url).await,
+    };
+    connected.map_err(|source| NatsError::Connect {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 /// How a [`Responder`] runs. Every limit is named, unit last.

@@ -125,7 +125,9 @@ pub struct Device {
     pub tags: Vec<String>,
     /// Why the node is locked out under tailnet lock; empty when it is not (R04).
     pub tailnet_lock_error: String,
-    /// The node's tailnet lock key: not reported, so empty.
+    /// The lock key that signed the node (`tlpub:…`), empty when none did (R04). Tailscale shows
+    /// the node's own lock key here; authkeys nodes have none, and the signer is what an admin
+    /// needs to see.
     pub tailnet_lock_key: String,
     /// R02.
     pub is_ephemeral: bool,
@@ -212,7 +214,7 @@ impl Device {
             blocks_incoming_connections: false,
             tags: n.tags.iter().map(ToString::to_string).collect(),
             tailnet_lock_error: n.tailnet_lock_error.clone().unwrap_or_default(),
-            tailnet_lock_key: String::new(),
+            tailnet_lock_key: n.signed_by.map(|k| k.to_string()).unwrap_or_default(),
             is_ephemeral: n.ephemeral,
             connected_to_control: n.connected,
             multiple_connections: false,

@@ -13,6 +13,7 @@
 //! | `authkeys.query.*` | queries → answers (`crate::query`) | projections |
 //! | `authkeys.status` | `{}` → `CommandStatus` | command |
 //! | `authkeys.timers.status` | `{}` → `TimersStatus` | timers |
+//! | `authkeys.webhooks.{list,get,secret,test,status}` | `crate::webhook` queries → answers | webhooks |
 
 /// The queue group of every command subject: several command-service processes could share the
 /// load (there is one writer per log, so today one process serves them all).
@@ -59,11 +60,34 @@ pub const AUTHORIZE_NODE: &str = "authkeys.cmd.admin.authorize-node";
 pub const DELETE_NODE: &str = "authkeys.cmd.admin.delete-node";
 /// `ChangeSettingsRequest` → `SettingsReply`.
 pub const CHANGE_SETTINGS: &str = "authkeys.cmd.admin.change-settings";
+/// `CreateWebhookRequest` → `WebhookIdReply` (R23).
+pub const CREATE_WEBHOOK: &str = "authkeys.cmd.admin.create-webhook";
+/// `UpdateWebhookRequest` → `WebhookIdReply`.
+pub const UPDATE_WEBHOOK: &str = "authkeys.cmd.admin.update-webhook";
+/// `RotateWebhookRequest` → `WebhookIdReply`.
+pub const ROTATE_WEBHOOK: &str = "authkeys.cmd.admin.rotate-webhook";
+/// `DeleteWebhookRequest` → `WebhookIdReply`.
+pub const DELETE_WEBHOOK: &str = "authkeys.cmd.admin.delete-webhook";
 /// The expiry timers: `TimerRequest` → `TimerReply`.
 pub const TIMER: &str = "authkeys.cmd.timer.fire";
+/// Tailnet lock (R04), from `authkeys lock …` with a user's API token:
+/// `LockInitRequest` → `LockStatus`.
+pub const LOCK_INIT: &str = "authkeys.cmd.lock.init";
+/// `LockSignRequest` → `LockStatus`.
+pub const LOCK_SIGN: &str = "authkeys.cmd.lock.sign";
+/// `LockDisableRequest` → `LockStatus`.
+pub const LOCK_DISABLE: &str = "authkeys.cmd.lock.disable";
+/// `LockStatusRequest` → `LockStatus`.
+pub const LOCK_STATUS: &str = "authkeys.cmd.lock.status";
+/// What the lock CLI (the `operator` NATS role) may publish.
+pub const LOCK_PREFIX: &str = "authkeys.cmd.lock";
 
 /// Every command subject.
 pub const COMMANDS: &[&str] = &[
+    LOCK_INIT,
+    LOCK_SIGN,
+    LOCK_DISABLE,
+    LOCK_STATUS,
     REGISTER,
     NODE_CONNECTED,
     NODE_DISCONNECTED,
@@ -85,6 +109,10 @@ pub const COMMANDS: &[&str] = &[
     AUTHORIZE_NODE,
     DELETE_NODE,
     CHANGE_SETTINGS,
+    CREATE_WEBHOOK,
+    UPDATE_WEBHOOK,
+    ROTATE_WEBHOOK,
+    DELETE_WEBHOOK,
     TIMER,
 ];
 
@@ -108,6 +136,22 @@ pub const STATUS_QUEUE_GROUP: &str = "authkeys-status";
 pub const TIMERS_STATUS: &str = "authkeys.timers.status";
 /// Its queue group.
 pub const TIMERS_STATUS_QUEUE_GROUP: &str = "authkeys-timers";
+
+/// Every subject the webhooks role serves starts with this; only the gateway publishes below it.
+pub const WEBHOOKS_PREFIX: &str = "authkeys.webhooks";
+/// `WebhooksListQuery` → `WebhooksAnswer`.
+pub const WEBHOOKS_LIST: &str = "authkeys.webhooks.list";
+/// `WebhookGetQuery` → `WebhookAnswer` (with the endpoint's dropped events).
+pub const WEBHOOKS_GET: &str = "authkeys.webhooks.get";
+/// `WebhookSecretQuery` → `WebhookSecretAnswer`: the endpoint's current signing secret, for the
+/// create and rotate answers only.
+pub const WEBHOOKS_SECRET: &str = "authkeys.webhooks.secret";
+/// `WebhookTestQuery` → `WebhookTestAnswer`: queue a test event for the endpoint.
+pub const WEBHOOKS_TEST: &str = "authkeys.webhooks.test";
+/// `{}` → `WebhooksStatus`: deliveries, retries and dropped events, for `/metrics`.
+pub const WEBHOOKS_STATUS: &str = "authkeys.webhooks.status";
+/// The queue group of the webhooks role's subjects.
+pub const WEBHOOKS_QUEUE_GROUP: &str = "authkeys-webhooks";
 
 /// The prefix of every view query subject.
 pub const QUERY_PREFIX: &str = "authkeys.query";

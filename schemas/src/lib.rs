@@ -23,6 +23,13 @@ pub mod events;
 pub mod text;
 
 use authkeys_events::EventType;
+use authkeys_protocol::lock::{
+    LockDisableRequest, LockInitRequest, LockSignRequest, LockStatus, LockStatusRequest,
+};
+use authkeys_protocol::webhook::{
+    CreateWebhookRequest, DeleteWebhookRequest, RotateWebhookRequest, UpdateWebhookRequest,
+    WebhookIdReply,
+};
 use authkeys_protocol::{
     AccessTokenReply, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest,
     ChangeSettingsRequest, ClientIdReply, ClientReply, CreateClientRequest, DeleteClientRequest,
@@ -88,6 +95,14 @@ pub fn documents() -> Vec<Document> {
     docs.push(command_document::<DeleteNodeRequest>());
     docs.push(command_document::<ChangeSettingsRequest>());
     docs.push(command_document::<TimerRequest>());
+    docs.push(command_document::<CreateWebhookRequest>());
+    docs.push(command_document::<UpdateWebhookRequest>());
+    docs.push(command_document::<RotateWebhookRequest>());
+    docs.push(command_document::<DeleteWebhookRequest>());
+    docs.push(command_document::<LockInitRequest>());
+    docs.push(command_document::<LockSignRequest>());
+    docs.push(command_document::<LockDisableRequest>());
+    docs.push(command_document::<LockStatusRequest>());
     docs.push(reply_document::<Reply<DeviceReply>>());
     docs.push(reply_document::<Reply<KeyReply>>());
     docs.push(reply_document::<Reply<UserReply>>());
@@ -100,6 +115,8 @@ pub fn documents() -> Vec<Document> {
     docs.push(reply_document::<Reply<DeletedReply>>());
     docs.push(reply_document::<Reply<SettingsReply>>());
     docs.push(reply_document::<Reply<TimerReply>>());
+    docs.push(reply_document::<Reply<WebhookIdReply>>());
+    docs.push(reply_document::<Reply<LockStatus>>());
     docs
 }
 
@@ -181,7 +198,7 @@ mod tests {
             .iter()
             .filter(|d| d.path.starts_with("commands/"))
             .count();
-        assert_eq!(commands, 33, "21 requests and 12 replies");
+        assert_eq!(commands, 43, "29 requests and 14 replies");
         assert_eq!(docs.len(), EventType::ALL.len() + 1 + commands);
     }
 }

@@ -8,6 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 
 use authkeys_domain::secret::{self, SecretKind};
+use authkeys_protocol::lock::{
+    LockDisableRequest, LockInitRequest, LockSignRequest, LockStatus, LockStatusRequest,
+};
+use authkeys_protocol::webhook::{
+    CreateWebhookRequest, DeleteWebhookRequest, RotateWebhookRequest, UpdateWebhookRequest,
+    WebhookIdReply,
+};
 use authkeys_protocol::{
     self, AccessTokenReply, AddUserRequest, AuthorizeNodeRequest, ChangeRoleRequest,
     ChangeSettingsRequest, ClientIdReply, ClientReply, CreateClientRequest, DeleteClientRequest,
@@ -59,7 +66,9 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
         IssueTokenRequest, SetTagsRequest, SetKeyExpiryRequest, ExpireNodeRequest,
         AuthorizeNodeRequest, DeleteNodeRequest, ChangeSettingsRequest, TimerRequest,
         ChangeRoleRequest, RemoveUserRequest, SuspendUserRequest, RestoreUserRequest,
-        RevokeTokenRequest, CreateClientRequest, DeleteClientRequest,
+        RevokeTokenRequest, CreateClientRequest, DeleteClientRequest, LockInitRequest,
+        LockSignRequest, LockDisableRequest, UpdateWebhookRequest, RotateWebhookRequest,
+        DeleteWebhookRequest,
     ] }
     match title {
         "RegisterRequest" => through(bytes, |r: &RegisterRequest| {
@@ -70,6 +79,13 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
             }
             Ok(())
         }),
+        "LockStatusRequest" => through(bytes, |r: &LockStatusRequest| {
+            r.parse()
+                .token
+                .map(drop)
+                .ok_or("token: not a well-formed API token".into())
+        }),
+        "LockStatusOrError" => through(bytes, none::<Reply<LockStatus>>),
         "TimerReplyOrError" => through(bytes, none::<Reply<TimerReply>>),
         "DeviceReplyOrError" => through(bytes, none::<Reply<DeviceReply>>),
         "KeyReplyOrError" => through(bytes, |r: &Reply<KeyReply>| match r {
@@ -103,6 +119,11 @@ fn round_trip(title: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
         "DeletedReplyOrError" => through(bytes, none::<Reply<DeletedReply>>),
         "UserIdReplyOrError" => through(bytes, none::<Reply<UserIdReply>>),
         "SettingsReplyOrError" => through(bytes, none::<Reply<SettingsReply>>),
+        "WebhookIdReplyOrError" => through(bytes, none::<Reply<WebhookIdReply>>),
+        "CreateWebhookRequest" => through(bytes, |r: &CreateWebhookRequest| {
+            let id = authkeys_events::EndpointId::parse("wH00k7Ex4mple").map_err(|e| e.why)?;
+            ok(r.parse(id))
+        }),
         other => Err(format!("no Rust type for {other}")),
     }
 }

@@ -16,6 +16,7 @@
 //! - [`env_or`]: a knob from the environment, with its default.
 //! - [`OidcIssuer`] (module [`oidc`]): a real OIDC issuer on loopback (discovery and a JWKS over
 //!   http, ES256 tokens signed in the test), for workload identity federation end to end.
+//! - [`browser::Browser`]: a headless Chromium driven over WebDriver (the admin console's tests).
 //!
 //! The `nats-server` binary comes from `NATS_SERVER`, else `<workspace>/.tools/nats-server`, which
 //! `make tools` installs (pinned version). Every address used here is in 127.0.0.0/8.
@@ -31,8 +32,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use rustix::process::{Pid, Signal, kill_process};
 
+pub mod browser;
+pub mod cluster;
 pub mod oidc;
 
+pub use cluster::NatsCluster;
 pub use oidc::OidcIssuer;
 
 /// How long a server may take from spawn to accepting client connections.
@@ -373,7 +377,7 @@ fn binary_path() -> anyhow::Result<PathBuf> {
 }
 
 /// A port the kernel just handed out on loopback, released again for the server to bind.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((LOOPBACK, 0)).context("bind 127.0.0.1:0 to find a port")?;
     let port = listener.local_addr().context("read probe port")?.port();
     Ok(port)

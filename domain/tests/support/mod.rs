@@ -21,8 +21,11 @@
 
 use std::collections::HashMap;
 
+use authkeys_domain::lock::LockOp;
 use authkeys_domain::secret::{self, Issued, SecretKind};
 use authkeys_domain::{AdminOp, Command, KeyRequest, NewToken, Rejection, State, decide};
+use authkeys_events::PreSignature;
+use authkeys_events::lock::LockPrivateKey;
 use authkeys_events::{
     Actor, ActorType, CommandId, Description, Envelope, Event, EventId, EventType, ExpirySeconds,
     Hash, Hostname, KeyId, LoginName, NodeId, NodeKey, Role, Seq, StreamId, Tags, TailnetId,
@@ -290,6 +293,48 @@ pub fn register_with_secret(text: &str, nk: u64, new_node: &str) -> Command {
         hostname: Hostname::parse(format!("host-{nk}")).expect("valid hostname"),
         os: "linux".into(),
         new_node_id: nid(new_node),
+        presigned: None,
+    }
+}
+
+/// [`register`] with a key pre-signed by `signer` over `signed_for`'s id (R04).
+pub fn register_presigned(
+    key_id: &str,
+    nk: u64,
+    new_node: &str,
+    signer: &LockPrivateKey,
+    signed_for: &str,
+) -> Command {
+    let mut cmd = register(key_id, nk, new_node);
+    if let Command::Register { presigned, .. } = &mut cmd {
+        *presigned = Some(PreSignature::make(signer, &kid(signed_for)));
+    }
+    cmd
+}
+
+/// Lock key number `n` (R04).
+pub fn lock_key(n: u8) -> LockPrivateKey {
+    LockPrivateKey::from_seed([n; 32])
+}
+
+/// `authkeys lock …` by `user`, with the token [`new_token`] gave them.
+pub fn lock(user: &str, op: LockOp) -> Command {
+    let token = new_token(user);
+    Command::Lock {
+        token_id: token.token_id,
+        presented_hash: token.secret_hash,
+        op,
+    }
+}
+
+/// The disablement secret of the lock tests.
+pub const DISABLE_SECRET: [u8; 32] = [0xd1; 32];
+
+/// Turn the lock on trusting `keys`.
+pub fn lock_enable(keys: &[&LockPrivateKey]) -> LockOp {
+    LockOp::Enable {
+        trusted_keys: keys.iter().map(|k| k.public()).collect(),
+        disablement_hash: authkeys_events::lock::disablement_hash(&DISABLE_SECRET),
     }
 }
 
@@ -692,7 +737,6 @@ pick!(
     KeyUsed,
     KeyRevoked,
     KeyExpired,
-    KeySigned,
     NodeRegistered,
     NodeReauthenticated,
     NodeAuthorized,
@@ -703,6 +747,9 @@ pick!(
     NodeDisconnected,
     NodeSigned,
     NodeDeleted,
+    TailnetLockEnabled,
+    TrustedLockKeysChanged,
+    TailnetLockDisabled,
 );
 
 /// The one event of type `T` among `events`.

@@ -91,10 +91,6 @@ const EVENTS: &[(&str, &[(&str, Field)])] = &[
         &[("keyId", field::key_id), ("expiredAt", field::timestamp)],
     ),
     (
-        "KeySigned",
-        &[("keyId", field::key_id), ("lockKey", field::any_str)],
-    ),
-    (
         "NodeRegistered",
         &[
             ("nodeId", field::node_id),
@@ -152,8 +148,28 @@ const EVENTS: &[(&str, &[(&str, Field)])] = &[
     ("NodeDisconnected", &[("nodeId", field::node_id)]),
     (
         "NodeSigned",
-        &[("nodeId", field::node_id), ("lockKey", field::any_str)],
+        &[
+            ("nodeId", field::node_id),
+            ("nodeKey", field::node_key),
+            ("keyId", optional!(field::key_id)),
+            ("lockKey", lock_key),
+            ("signature", lock_signature),
+        ],
     ),
+    (
+        "TailnetLockEnabled",
+        &[("trustedKeys", lock_keys), ("disablementHash", field::hash)],
+    ),
+    (
+        "TrustedLockKeysChanged",
+        &[
+            ("trustedKeys", lock_keys),
+            ("generation", field::seq),
+            ("signer", lock_key),
+            ("signature", lock_signature),
+        ],
+    ),
+    ("TailnetLockDisabled", &[]),
     (
         "NodeDeleted",
         &[("nodeId", field::node_id), ("reason", delete_reason)],
@@ -166,6 +182,20 @@ fn tailnet_settings(g: &mut Gen) -> String {
         ("devicesKeyDurationDays", field::small_int),
         ("tailnetLockOn", field::boolean),
     ])
+}
+
+fn lock_key(g: &mut Gen) -> String {
+    g.field_str(|g| format!("tlpub:{}", g.hash_hex()))
+}
+
+fn lock_keys(g: &mut Gen) -> String {
+    let n = g.u64() % 3;
+    let keys: Vec<String> = (0..n).map(|_| lock_key(g)).collect();
+    format!("[{}]", keys.join(","))
+}
+
+fn lock_signature(g: &mut Gen) -> String {
+    g.field_str(|g| format!("{}{}", g.hash_hex(), g.hash_hex()))
 }
 
 fn string_or_null(g: &mut Gen) -> String {

@@ -17,6 +17,7 @@ pub mod log;
 pub mod queries;
 pub mod replies;
 pub mod secret;
+pub mod webhook;
 
 /// Every target, in report order.
 pub fn all() -> Vec<Target> {
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Target> {
         secret::targets(),
         ids::targets(),
         gateway::targets(),
+        webhook::targets(),
     ]
     .concat()
 }

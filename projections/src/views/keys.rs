@@ -17,9 +17,7 @@
 
 use std::collections::HashMap;
 
-use authkeys_events::{
-    Envelope, Event, KeyExpired, KeyRevoked, KeySigned, KeyUsed, Timestamp, UserId,
-};
+use authkeys_events::{Envelope, Event, KeyExpired, KeyRevoked, KeyUsed, Timestamp, UserId};
 use authkeys_protocol::Key;
 
 use super::{RowChange, RowError, Table, View, key2, unknown_row};
@@ -122,8 +120,7 @@ impl View for KeysView {
             }
             Event::KeyUsed(KeyUsed { key_id, .. })
             | Event::KeyRevoked(KeyRevoked { key_id })
-            | Event::KeyExpired(KeyExpired { key_id, .. })
-            | Event::KeySigned(KeySigned { key_id, .. }) => {
+            | Event::KeyExpired(KeyExpired { key_id, .. }) => {
                 if let Some(k) = self.row_mut(tailnet, key_id.as_str()) {
                     k.apply(&env.event, env.time);
                 }

@@ -136,6 +136,21 @@ impl View for MachinesView {
             Event::NodeDeleted(e) => {
                 self.devices.remove(&key2(t, e.node_id.as_str()));
             }
+            Event::TailnetLockDisabled(_) => {
+                // R04: every locked-out node of the tailnet is released, as the domain does.
+                let prefix = format!("{t}/");
+                let locked: Vec<String> = self
+                    .devices
+                    .with_prefix(&prefix)
+                    .filter(|(_, n)| n.tailnet_lock_error.is_some())
+                    .map(|(k, _)| k.to_owned())
+                    .collect();
+                for k in locked {
+                    if let Some(n) = self.devices.get_mut(&k) {
+                        n.release_lock();
+                    }
+                }
+            }
             event => {
                 if let Some(node_id) = node_of(event)
                     && let Some(n) = self.node_mut(t, node_id.as_str())
@@ -235,13 +250,22 @@ mod tests {
             },
         ));
         v.apply(&g.env(3, NodeConnected { node_id: nid("n1") }));
-        v.apply(&g.env(
-            4,
-            NodeSigned {
-                node_id: nid("n1"),
-                lock_key: "tlpub:00".into(),
-            },
-        ));
+        v.apply(
+            &g.env(
+                4,
+                NodeSigned {
+                    node_id: nid("n1"),
+                    node_key: authkeys_events::NodeKey::parse(format!(
+                        "nodekey:{}",
+                        "ab".repeat(32)
+                    ))
+                    .expect("valid"),
+                    key_id: None,
+                    lock_key: authkeys_events::lock::LockPrivateKey::from_seed([1; 32]).public(),
+                    signature: authkeys_events::LockSignature([0; 64]),
+                },
+            ),
+        );
         v.apply(&g.env(
             5,
             TagsChanged {
@@ -259,6 +283,7 @@ mod tests {
             "lastSeen is omitted while connected, as Tailscale does"
         );
         assert_eq!(d.tailnet_lock_error, "");
+        assert!(d.tailnet_lock_key.starts_with("tlpub:"), "the signer shows");
         assert_eq!(d.tags, ["tag:web"]);
         assert!(!d.key_expiry_disabled, "R15: tags do not change key expiry");
 

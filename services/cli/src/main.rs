@@ -85,12 +85,19 @@ enum Cmd {
     Timers(TimersArgs),
     /// The HTTP API gateway (Tailscale API v2); talks only NATS.
     Api(ApiArgs),
+    /// Webhook deliveries (R23): events to HTTP endpoints, signed, in order, retried for 24 h.
+    Webhooks(WebhooksArgs),
     /// Register a node with an auth key, as a registrar does.
     Register(RegisterArgs),
     /// Auditors' tools: verify the log, the history of a key, node or user, replay a view.
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
+    },
+    /// Tailnet lock (R04): lock keys, turning the lock on and off, signing keys and nodes.
+    Lock {
+        #[command(subcommand)]
+        command: lock_cli::LockCmd,
     },
 }
 
@@ -288,6 +295,8 @@ struct CommandArgs {
     /// Run without the relay to JetStream.
     #[arg(long, env = "AUTHKEYS_NO_RELAY")]
     no_relay: bool,
+    #[command(flatten)]
+    replication: ReplicationFlags,
     /// The suffix of devices' MagicDNS names (`<machine>.tail<hex>.<suffix>`); the command
     /// service and the projections must be given the same.
     #[arg(long, env = "AUTHKEYS_DNS_SUFFIX", default_value = authkeys_protocol::DNS_SUFFIX_DEFAULT, value_parser = parse_dns_suffix)]
@@ -328,10 +337,75 @@ struct ServeArgs {
     /// only; production issuers are https.
     #[arg(long, env = "AUTHKEYS_OIDC_ALLOW_HTTP")]
     oidc_allow_http: bool,
+    #[command(flatten)]
+    webhooks: WebhookFlags,
+    #[command(flatten)]
+    replication: ReplicationFlags,
     /// R02: how long an ephemeral node may stay disconnected before it is removed (`30m`, `2s`,
     /// `1h 30m`).
     #[arg(long, env = "AUTHKEYS_EPHEMERAL_INACTIVITY_TIMEOUT", default_value = "30m", value_parser = parse_timeout)]
     ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+/// How the command service's events are replicated (SPEC §7), for `command` and `serve`.
+#[derive(Debug, Clone, Args)]
+struct ReplicationFlags {
+    /// How many servers of the NATS cluster store the events stream (3 on a 3-node cluster);
+    /// unset, a new stream gets one and an existing one keeps its own.
+    #[arg(long, env = "AUTHKEYS_STREAM_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    stream_replicas: Option<u8>,
+    /// Answer a command only once its events are stored by the stream (at R3: by a quorum of
+    /// the cluster), so that losing this machine loses no acknowledged command.
+    #[arg(long, env = "AUTHKEYS_ACK_AFTER_REPLICATION")]
+    ack_after_replication: bool,
+}
+
+impl ReplicationFlags {
+    fn apply(&self, s: &mut CommandSettings) {
+        if let Some(relay) = &mut s.relay {
+            relay.replicas = self.stream_replicas.map(usize::from);
+        }
+        s.command.ack_after_replication = self.ack_after_replication;
+    }
+}
+
+/// The webhook flags of `serve` and `webhooks` (R23).
+#[derive(Debug, Clone, Args)]
+struct WebhookFlags {
+    /// Let webhook endpoints resolve to loopback, private or link-local addresses: for local
+    /// receivers in tests only.
+    #[arg(long, env = "AUTHKEYS_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// The first wait after a failed delivery; it doubles per failure up to the cap.
+    #[arg(long, env = "AUTHKEYS_WEBHOOKS_RETRY_BASE", default_value = "1s", value_parser = parse_timeout)]
+    webhooks_retry_base: std::time::Duration,
+    /// The longest wait between two attempts.
+    #[arg(long, env = "AUTHKEYS_WEBHOOKS_RETRY_CAP", default_value = "10m", value_parser = parse_timeout)]
+    webhooks_retry_cap: std::time::Duration,
+    /// How long failed events are retried before they are recorded as dropped.
+    #[arg(long, env = "AUTHKEYS_WEBHOOKS_RETRY_WINDOW", default_value = "24h", value_parser = parse_timeout)]
+    webhooks_retry_window: std::time::Duration,
+}
+
+impl WebhookFlags {
+    fn apply(&self, s: &mut authkeys_webhooks::WebhooksSettings) {
+        s.delivery.allow_private = self.webhooks_allow_private;
+        s.delivery.retry_base_ms = millis(self.webhooks_retry_base);
+        s.delivery.retry_cap_ms = millis(self.webhooks_retry_cap);
+        s.delivery.retry_window_ms = millis(self.webhooks_retry_window);
+    }
+}
+
+#[derive(Debug, Args)]
+struct WebhooksArgs {
+    /// Where the role keeps its files (webhooks.redb, and webhook.key, which no other role may
+    /// read).
+    #[arg(long, env = "AUTHKEYS_DATA")]
+    data: PathBuf,
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    webhooks: WebhookFlags,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +455,11 @@ struct ProjectArgs {
     /// service and the projections must be given the same.
     #[arg(long, env = "AUTHKEYS_DNS_SUFFIX", default_value = authkeys_protocol::DNS_SUFFIX_DEFAULT, value_parser = parse_dns_suffix)]
     dns_suffix: authkeys_protocol::MagicDns,
+    /// This replica's name, when several `authkeys project` processes (each with its own
+    /// data dir) serve queries together (SPEC §7): each follows the stream through its own
+    /// durable consumers, `view-<NAME>-<view>`. `A-Z a-z 0-9 _ -`, at most 64.
+    #[arg(long, env = "AUTHKEYS_REPLICA", value_parser = parse_registrar)]
+    replica: Option<RegistrarName>,
 }
 
 #[derive(Debug, Args)]
@@ -398,6 +477,10 @@ struct ApiArgs {
     /// only; production issuers are https.
     #[arg(long, env = "AUTHKEYS_OIDC_ALLOW_HTTP")]
     oidc_allow_http: bool,
+    /// Let webhook URLs resolve to loopback, private or link-local addresses (R23): for local
+    /// receivers in tests only.
+    #[arg(long, env = "AUTHKEYS_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
 }
 
 /// Where NATS is and who this process is on it.
@@ -487,6 +570,7 @@ struct RegisterArgs {
 
 mod audit_cli;
 mod local_admin;
+mod lock_cli;
 mod nats_config;
 mod serve;
 
@@ -494,8 +578,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A client's stderr is for its answer; a service's for its story.
     let default_filter = match cli.command {
-        Cmd::Command(_) | Cmd::Serve(_) | Cmd::Project(_) | Cmd::Timers(_) | Cmd::Api(_) => "info",
-        Cmd::Admin { .. } | Cmd::Register(_) | Cmd::Audit { .. } => "warn",
+        Cmd::Command(_)
+        | Cmd::Serve(_)
+        | Cmd::Project(_)
+        | Cmd::Timers(_)
+        | Cmd::Api(_)
+        | Cmd::Webhooks(_) => "info",
+        Cmd::Admin { .. } | Cmd::Register(_) | Cmd::Audit { .. } | Cmd::Lock { .. } => "warn",
     };
     init_logs(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -524,8 +613,10 @@ fn main() -> ExitCode {
             Cmd::Project(args) => run_project(args).await,
             Cmd::Timers(args) => run_timers(args).await,
             Cmd::Api(args) => run_api(args).await,
+            Cmd::Webhooks(args) => run_webhooks(args).await,
             Cmd::Register(args) => run_register(args).await,
             Cmd::Audit { command } => audit_cli::run(command).await,
+            Cmd::Lock { command } => lock_cli::run(command).await,
         }
     });
     match result {
@@ -768,6 +859,7 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
     if args.no_relay {
         settings.relay = None;
     }
+    args.replication.apply(&mut settings);
     settings.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
     settings.command.dns = args.dns_suffix;
     let app = CommandRole::build(settings).await?;
@@ -788,8 +880,11 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     settings.timers.ephemeral_inactivity = args.ephemeral_inactivity_timeout;
     settings.command.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
     settings.command.command.dns = args.dns_suffix.clone();
+    args.replication.apply(&mut settings.command);
     settings.projections.dns = args.dns_suffix;
     settings.api.oidc.allow_http = args.oidc_allow_http;
+    settings.api.webhooks_allow_private = args.webhooks.webhooks_allow_private;
+    args.webhooks.apply(&mut settings.webhooks);
     crate::serve::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -811,9 +906,29 @@ async fn run_timers(args: TimersArgs) -> anyhow::Result<ExitCode> {
     .await
 }
 
+async fn run_webhooks(args: WebhooksArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = authkeys_webhooks::WebhooksSettings::new(args.data);
+    args.webhooks.apply(&mut settings);
+    let identity = args.nats.identity(Role::Webhooks)?;
+    run_nats_role(
+        &args.nats.url,
+        identity,
+        "authkeys-webhooks",
+        async |client, shutdown| {
+            let clock = authkeys_events::decision::system_clock();
+            let role = authkeys_webhooks::WebhooksRole::build(client, settings, clock).await?;
+            role.run(shutdown).await
+        },
+    )
+    .await
+}
+
 async fn run_project(args: ProjectArgs) -> anyhow::Result<ExitCode> {
     let mut config = authkeys_projections::config::ProjectionConfig::new(args.data);
     config.dns = args.dns_suffix;
+    if let Some(replica) = &args.replica {
+        config.consumer_prefix = format!("view-{replica}-");
+    }
     let identity = args.nats.identity(Role::Project)?;
     run_nats_role(
         &args.nats.url,
@@ -851,6 +966,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
         authkeys_gateway::ApiSettings::new(args.http, args.nats.url.clone(), args.hashing_key);
     settings.identity = args.nats.identity(Role::Api)?;
     settings.oidc.allow_http = args.oidc_allow_http;
+    settings.webhooks_allow_private = args.webhooks_allow_private;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     authkeys_gateway::run(settings, shutdown).await?;

@@ -43,6 +43,7 @@ pub fn write(
     tls: bool,
 ) -> anyhow::Result<Written> {
     let mut roles: Vec<Role> = Role::SERVICES.to_vec();
+    roles.push(Role::Operator);
     roles.push(Role::Auditor);
     let mut unique = registrars.to_vec();
     unique.sort();
@@ -223,8 +224,8 @@ mod tests {
         let written = write(&out, &[r1.clone(), r1], false, false).expect("writes");
         assert_eq!(
             written.users.len(),
-            6,
-            "4 services, the auditor, one registrar"
+            8,
+            "5 services, the operator, the auditor, one registrar"
         );
         let conf = std::fs::read_to_string(&written.config).expect("config");
         for (role, public) in &written.users {

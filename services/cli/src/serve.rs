@@ -1,10 +1,11 @@
 //! `authkeys serve`: every role in one process — the command service (with its relay and
-//! `authkeys.log.read`), the projection workers with their queries, the expiry timers, and the
-//! HTTP gateway — talking over NATS exactly as the split topology does
+//! `authkeys.log.read`), the projection workers with their queries, the expiry timers, the
+//! webhook deliveries (R23), and the HTTP gateway — talking over NATS exactly as the split topology does
 //! (`authkeys command|project|timers|api`).
 //!
 //! Shutdown runs front to back: the gateway stops accepting and answers what it has, then the
-//! timers stop sending, then the command service answers its in-flight commands and the relay
+//! timers stop sending, then the webhook deliveries stop (what they had not delivered stays
+//! queued in their file), then the command service answers its in-flight commands and the relay
 //! publishes what is committed, then the views stop.
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use authkeys_projections::config::ProjectionConfig;
 use authkeys_projections::timers::{Timers, TimersConfig};
 use authkeys_protocol::access::Role;
 use authkeys_protocol::nats::{Identity, NatsError};
+use authkeys_webhooks::{WebhooksRole, WebhooksSettings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -38,12 +40,18 @@ pub struct ServeSettings {
     pub views_identity: Identity,
     /// Who the timers are on NATS.
     pub timers_identity: Identity,
+    /// The webhooks role's settings (its files under `<data>/webhooks`).
+    pub webhooks: WebhooksSettings,
+    /// Who the webhooks role is on NATS.
+    pub webhooks_identity: Identity,
 }
 
 impl ServeSettings {
     /// Defaults for a data dir, an HTTP address and a NATS server.
     pub fn new(data_dir: PathBuf, http: SocketAddr, nats_url: String) -> Self {
         Self {
+            webhooks: WebhooksSettings::new(data_dir.join("webhooks")),
+            webhooks_identity: Identity::anonymous(Role::Webhooks),
             projections: ProjectionConfig::new(data_dir.join("views")),
             timers: TimersConfig::new(data_dir.join("views")),
             api: ApiSettings::new(http, nats_url.clone(), data_dir.join("hashing.key")),
@@ -59,6 +67,7 @@ impl ServeSettings {
         self.command.identity = Identity::from_dir(dir, Role::Command)?;
         self.views_identity = Identity::from_dir(dir, Role::Project)?;
         self.timers_identity = Identity::from_dir(dir, Role::Timers)?;
+        self.webhooks_identity = Identity::from_dir(dir, Role::Webhooks)?;
         self.api.identity = Identity::from_dir(dir, Role::Api)?;
         Ok(())
     }
@@ -71,6 +80,7 @@ pub struct Serve {
     command: CommandRole,
     views: Views,
     timers: Timers,
+    webhooks: WebhooksRole,
     gateway: gateway::Gateway,
     clients: [async_nats::Client; 2],
 }
@@ -91,11 +101,19 @@ impl Serve {
         let views =
             Views::build(views_client.clone(), settings.projections, system_clock()).await?;
         let timers = Timers::build(timers_client.clone(), settings.timers, system_clock()).await?;
+        // The webhooks role drains its own connection when it stops.
+        let webhooks_client = settings
+            .webhooks_identity
+            .connect(url, "authkeys-webhooks")
+            .await?;
+        let webhooks =
+            WebhooksRole::build(webhooks_client, settings.webhooks, system_clock()).await?;
         let gateway = gateway::Gateway::build(settings.api).await?;
         Ok(Serve {
             command,
             views,
             timers,
+            webhooks,
             gateway,
             clients: [views_client, timers_client],
         })
@@ -115,17 +133,20 @@ impl Serve {
             command,
             views,
             timers,
+            webhooks,
             gateway,
             clients,
         } = self;
         let front = shutdown.child_token();
         let timers = spawn_role(&front, |stop| timers.run(stop));
+        let webhooks = spawn_role(&front, |stop| webhooks.run(stop));
         let command = spawn_role(&front, |stop| command.run(stop));
         let views = spawn_role(&front, |stop| views.run(stop));
         let gateway_result = gateway.run(front).await;
         let mut result = gateway_result;
         for (what, (stop, task)) in [
             ("timers", timers),
+            ("webhooks", webhooks),
             ("command service", command),
             ("views", views),
         ] {

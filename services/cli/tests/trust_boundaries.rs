@@ -176,6 +176,8 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
         subject::LOG_READ.to_owned(),
         subject::query_full::KEYS_LIST.to_owned(),
         format!("{}.T1.KeyRevoked", subject::EVENTS_PREFIX),
+        // R23: only the gateway asks the webhooks role, for a secret above all.
+        subject::WEBHOOKS_SECRET.to_owned(),
     ];
     for s in &forbidden_publish {
         let answer = client.request(s.clone(), "{}".into()).await;
@@ -213,6 +215,12 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
         text.contains("authkeys_timers_seq"),
         "timers status over NATS: {text}"
     );
+    // The webhooks role answers the gateway as its own user (R23).
+    get_ok(port, "/api/v2/tailnet/-/webhooks", &token).await?;
+    ensure!(
+        text.contains("authkeys_webhooks_seq"),
+        "webhooks status over NATS: {text}"
+    );
     let public = authkeys()
         .args(["audit", "public-key", "--data"])
         .arg(&data)
@@ -239,6 +247,27 @@ async fn nats_refuses_anonymous_clients_and_every_role_anything_but_its_own_subj
     ensure!(
         auditor.request(s, "{}".into()).await.is_err(),
         "auditor asked a view"
+    );
+    refused(&mut errors, &format!("Publish to \"{s}\"")).await?;
+
+    // The operator's `authkeys lock` works with its seed; the seed alone may send lock requests
+    // and nothing else (and each lock request still needs a user's token).
+    let status = run_ok(
+        authkeys()
+            .args(["lock", "status", "--nats", &nats.url(), "--token", &token])
+            .arg("--nats-nkey")
+            .arg(auth.join("operator.nk")),
+        "lock status as the operator",
+    )?;
+    ensure!(
+        String::from_utf8_lossy(&status.stdout).contains("\"enabled\": false"),
+        "{status:?}"
+    );
+    let (operator, mut errors) = connect_as(&nats, &auth, Role::Operator).await?;
+    let s = subject::GENERATE_KEY;
+    ensure!(
+        operator.request(s, "{}".into()).await.is_err(),
+        "the operator sent an admin command"
     );
     refused(&mut errors, &format!("Publish to \"{s}\"")).await?;
     Ok(())

@@ -15,13 +15,10 @@
 //! all one, which shows the cost of finding a free machine name (`name`, `name-1`, …) as the
 //! tailnet fills; `BENCH_RELAY=0` runs without the relay. Needs nats-server (`make tools` or `NATS_SERVER`).
 
-#[path = "support/measure.rs"]
-mod measure;
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use authkeys_command::app::{CommandRole, CommandSettings};
 use authkeys_command::bootstrap::bootstrap;
@@ -30,88 +27,14 @@ use authkeys_events::{EventType, Seq};
 use authkeys_protocol::subject;
 use authkeys_tests::NatsServer;
 use futures::StreamExt;
-use measure::{bench_raw, fmt_ms, percentile, seconds_and_runtime};
-use serde_json::json;
+use support::measure::{bench_raw, fmt_ms, seconds_and_runtime};
+use support::{Measured, register_payload, storm};
 use tokio_util::sync::CancellationToken;
 
 /// Distinct reusable keys the requesters share, round-robin.
 const KEYS: usize = 8;
 /// Concurrency levels.
 const LEVELS: [usize; 3] = [1, 64, 256];
-
-#[derive(Default)]
-struct Measured {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-    failures: usize,
-}
-
-/// Runs `requesters` loops of `request(requester, n)` for `secs`; each returns whether it
-/// succeeded.
-async fn storm<F, Fut>(requesters: usize, secs: f64, request: F) -> Measured
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let request = Arc::new(request);
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for r in 0..requesters {
-        let (request, stop) = (Arc::clone(&request), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(4096);
-            let mut failures = 0;
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if request(r, n).await {
-                    lat.push(t.elapsed());
-                } else {
-                    failures += 1;
-                }
-                n += 1;
-            }
-            (lat, failures)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    let mut failures = 0;
-    for t in tasks {
-        let (lat, f) = t.await.expect("requester");
-        all.extend(lat);
-        failures += f;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    Measured {
-        rate: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-        failures,
-    }
-}
-
-fn register_payload(key: &str, requester: usize, n: u64, level: usize, same_host: bool) -> Vec<u8> {
-    let id = format!("b{level}-{requester}-{n}");
-    let hostname = if same_host {
-        "bench-node".to_owned()
-    } else {
-        format!("bench-{level}-{requester}-{n}")
-    };
-    let node_key = format!("nodekey:{:016x}{:016x}{:032x}", level, requester, n);
-    serde_json::to_vec(&json!({
-        "requestId": id,
-        "authKey": key,
-        "nodeKey": node_key,
-        "hostname": hostname,
-        "os": "linux",
-    }))
-    .expect("encodes")
-}
 
 struct Row {
     requesters: usize,

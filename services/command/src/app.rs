@@ -59,6 +59,7 @@ pub struct CommandRole {
     client: Client,
     subscriptions: Subscriptions,
     settings: CommandSettings,
+    relay_status: relay::RelayStatus,
 }
 
 impl CommandRole {
@@ -87,13 +88,21 @@ impl CommandRole {
                 .await
                 .context("make sure the events stream exists")?;
         }
-        let service = CommandService::new(log, mint, settings.command.clone());
+        let relay_status = relay::RelayStatus::new();
+        let mut service = CommandService::new(log, mint, settings.command.clone());
+        if settings.command.ack_after_replication {
+            if settings.relay.is_none() {
+                anyhow::bail!("--ack-after-replication needs the relay (drop --no-relay)");
+            }
+            service = service.acking_after(relay_status.clone());
+        }
         let subscriptions = service.subscribe(&client).await?;
         Ok(CommandRole {
             service,
             client,
             subscriptions,
             settings,
+            relay_status,
         })
     }
 
@@ -114,6 +123,7 @@ impl CommandRole {
             client,
             subscriptions,
             settings,
+            relay_status,
         } = self;
         let log = service.log().clone();
         // The helpers stop only after the service has answered everything, so that the relay
@@ -121,7 +131,13 @@ impl CommandRole {
         let helpers = CancellationToken::new();
         let relay_task = settings.relay.clone().map(|cfg| {
             let js = async_nats::jetstream::new(client.clone());
-            tokio::spawn(relay::run(log.clone(), js, cfg, helpers.clone()))
+            tokio::spawn(relay::run_with_status(
+                log.clone(),
+                js,
+                cfg,
+                relay_status,
+                helpers.clone(),
+            ))
         });
         let log_read_task = settings.log_read.then(|| {
             tokio::spawn(crate::log_read::serve(

@@ -96,7 +96,6 @@ impl Inner {
                     Event::KeyUsed(e) => self.apply(&e.key_id, &env.event, env.time),
                     Event::KeyRevoked(e) => self.apply(&e.key_id, &env.event, env.time),
                     Event::KeyExpired(e) => self.apply(&e.key_id, &env.event, env.time),
-                    Event::KeySigned(e) => self.apply(&e.key_id, &env.event, env.time),
                     _ => {}
                 }
             }

@@ -42,6 +42,7 @@
 //! | `authkeys.cmd.admin.authorize-node` | `AuthorizeNodeRequest` | `{ok, device}` | tailnet |
 //! | `authkeys.cmd.admin.delete-node` | `DeleteNodeRequest` | `{ok, nodeId}` | tailnet |
 //! | `authkeys.cmd.admin.change-settings` | `ChangeSettingsRequest` | `{ok, settings}` | tailnet |
+//! | `authkeys.cmd.admin.{create,update,rotate,delete}-webhook` | `CreateWebhookRequest`, … | `{ok, endpointId}` | tailnet |
 //! | `authkeys.cmd.timer.fire` | `TimerRequest` | `{ok, fired}` | `timers` |
 //!
 //! Admin requests carry the acting user's id (`actor`): the caller (the HTTP gateway) has
@@ -124,6 +125,7 @@ mod delete_node;
 mod expire_node;
 mod generate_key;
 mod issue_token;
+mod lock;
 mod node_status;
 mod oauth_client;
 mod register;
@@ -133,10 +135,12 @@ mod set_key_expiry;
 mod set_tags;
 mod timer;
 mod user_op;
+mod webhook;
 
 pub use timer::{TIMER_ACTOR, TIMER_SCOPE};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::{Client, HeaderMap};
 use authkeys_domain::secret;
@@ -181,6 +185,14 @@ pub struct CommandConfig {
     pub ephemeral_inactivity_ms: u64,
     /// Devices' MagicDNS names (`--dns-suffix`); the projections must use the same.
     pub dns: authkeys_protocol::MagicDns,
+    /// `--ack-after-replication` (SPEC §7): answer a command only once the relay's PubAck says
+    /// its events are stored by the stream (at R3, by a quorum of the cluster), so losing this
+    /// machine, process and disk, loses no acknowledged command. Needs the relay.
+    pub ack_after_replication: bool,
+    /// With `ack_after_replication`: the longest a command waits for its PubAck before it is
+    /// answered `unavailable` (committed, not yet replicated: retry with the same id, which
+    /// answers the first result once it is).
+    pub replication_wait_ms_max: u64,
 }
 
 /// 24 hours: the default [`CommandConfig::secret_replay_window_ms_max`].
@@ -199,6 +211,8 @@ impl Default for CommandConfig {
             secret_replay_window_ms_max: SECRET_REPLAY_WINDOW_MS_DEFAULT,
             ephemeral_inactivity_ms: EPHEMERAL_INACTIVITY_MS_DEFAULT,
             dns: authkeys_protocol::MagicDns::default(),
+            ack_after_replication: false,
+            replication_wait_ms_max: 10_000,
         }
     }
 }
@@ -211,6 +225,8 @@ pub(crate) struct Ctx {
     pub(crate) directory: directory::KeyDirectory,
     pub(crate) clock: Clock,
     pub(crate) config: CommandConfig,
+    /// The relay's progress, when commands wait for replication.
+    pub(crate) replicated: Option<relay::RelayStatus>,
 }
 
 impl Ctx {
@@ -265,8 +281,18 @@ impl CommandService {
                 directory: directory::KeyDirectory::default(),
                 clock,
                 config,
+                replicated: None,
             }),
         }
+    }
+
+    /// Answers commands only once `status` (the relay's) has their events in the stream
+    /// (`--ack-after-replication`). Call before serving.
+    pub fn acking_after(mut self, status: relay::RelayStatus) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.replicated = Some(status);
+        }
+        self
     }
 
     /// The log this service appends to.
@@ -375,6 +401,14 @@ impl CommandService {
                 subject::DELETE_NODE => delete_node::handle(ctx, &req).await,
                 subject::CHANGE_SETTINGS => change_settings::handle(ctx, &req).await,
                 subject::TIMER => timer::handle(ctx, &req).await,
+                subject::LOCK_INIT => lock::init(ctx, &req).await,
+                subject::LOCK_SIGN => lock::sign(ctx, &req).await,
+                subject::LOCK_DISABLE => lock::disable(ctx, &req).await,
+                subject::LOCK_STATUS => lock::status(ctx, &req).await,
+                subject::CREATE_WEBHOOK => webhook::create(ctx, &req).await,
+                subject::UPDATE_WEBHOOK => webhook::update(ctx, &req).await,
+                subject::ROTATE_WEBHOOK => webhook::rotate(ctx, &req).await,
+                subject::DELETE_WEBHOOK => webhook::delete(ctx, &req).await,
                 _ => Err(ErrorReply::new(ErrorCode::Internal, "unrouted subject")),
             };
             match &answer {
@@ -446,7 +480,30 @@ pub(crate) async fn append(
 ) -> Result<Committed, AppendError<Rejection>> {
     let cmd = log_command(scope, command_id, actor, fingerprint, command);
     let committed = ctx.log.append_with(cmd, idempotency).await?;
+    if let (Some(status), Some(last)) = (&ctx.replicated, committed.envelopes.last()) {
+        replicated(status, last.seq.get(), ctx.config.replication_wait_ms_max).await?;
+    }
     Ok(appended(committed))
+}
+
+/// Waits until the stream holds `seq` (`--ack-after-replication`), or answers `unavailable`.
+async fn replicated(
+    status: &relay::RelayStatus,
+    seq: u64,
+    wait_ms_max: u64,
+) -> Result<(), AppendError<Rejection>> {
+    let mut acked = status.subscribe();
+    let wait = acked.wait_for(|a| *a >= seq);
+    match tokio::time::timeout(Duration::from_millis(wait_ms_max), wait).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => {
+            tracing::warn!(seq, "committed but not replicated in time");
+            Err(AppendError::Unavailable(format!(
+                "seq {seq} is committed but not yet stored by the cluster; retry with the same \
+                 request id"
+            )))
+        }
+    }
 }
 
 fn log_command(

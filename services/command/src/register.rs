@@ -62,6 +62,7 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
         hostname: parsed.hostname,
         os: parsed.os,
         new_node_id,
+        presigned: parsed.presigned,
     };
     let actor = Actor {
         actor_type: ActorType::Registrar,

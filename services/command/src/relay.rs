@@ -81,6 +81,9 @@ pub struct RelayConfig {
     /// The stream's de-duplication window by `Nats-Msg-Id`. Defence in depth: the relay's
     /// expected-sequence header already makes the server refuse a re-publish of a stored event.
     pub duplicate_window: Duration,
+    /// How many servers of a NATS cluster store the stream (`--stream-replicas`; SPEC §7: 3).
+    /// `None` creates it with one and leaves an existing stream's replicas alone.
+    pub replicas: Option<usize>,
 }
 
 impl Default for RelayConfig {
@@ -90,11 +93,12 @@ impl Default for RelayConfig {
             subject_prefix: authkeys_protocol::subject::EVENTS_PREFIX.to_owned(),
             read_batch_events_max: 256,
             in_flight_acks_max: 256,
-            ack_wait_ms_max: 5_000,
+            ack_wait_ms_max: 2_000,
             retry_wait_ms_min: 50,
-            retry_wait_ms_max: 5_000,
+            retry_wait_ms_max: 1_000,
             shutdown_wait_ms_max: 5_000,
             duplicate_window: Duration::from_secs(120),
+            replicas: None,
         }
     }
 }
@@ -122,6 +126,9 @@ impl RelayConfig {
         }
         if self.retry_wait_ms_max < self.retry_wait_ms_min {
             bail!("relay config: retry_wait_ms_max is below retry_wait_ms_min");
+        }
+        if self.replicas.is_some_and(|n| !(1..=5).contains(&n)) {
+            bail!("relay config: replicas must be 1 to 5 (NATS' limit)");
         }
         Ok(())
     }
@@ -197,7 +204,8 @@ impl RelayStatus {
 /// `<prefix>.>` only (so that the stream's sequence stays the log's seq), file storage, limits
 /// retention with no maximum age, `discard: new` (a limit an operator adds later makes publishes
 /// fail loudly instead of silently dropping history), and the configured duplicate window.
-/// Other settings of an existing stream (replicas, placement, size limits) are left alone.
+/// Replicas are set when configured (`replicas`); other settings of an existing stream
+/// (placement, size limits) are left alone.
 pub async fn ensure_stream(js: &Context, cfg: &RelayConfig) -> anyhow::Result<()> {
     cfg.validate()?;
     ensure(js, cfg).await.map(drop)
@@ -213,6 +221,9 @@ async fn ensure(js: &Context, cfg: &RelayConfig) -> anyhow::Result<jetstream::st
         c.discard = DiscardPolicy::New;
         c.max_age = Duration::ZERO;
         c.duplicate_window = cfg.duplicate_window;
+        if let Some(n) = cfg.replicas {
+            c.num_replicas = n;
+        }
     };
     match js.get_stream(&cfg.stream).await {
         Ok(stream) => {

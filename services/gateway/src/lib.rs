@@ -9,6 +9,7 @@
 //! - [`body`]: JSON bodies and query strings, refused as 400 `{"message"}` naming the field.
 //! - [`error`]: `{"message"}` errors and the NATS error code → HTTP status table.
 //! - [`metrics`]: `GET /metrics`.
+//! - [`console`]: the admin console at `/admin/`, through the same routes (ADR 004).
 //! - `logging`: `GET /tailnet/{tailnet}/logging/configuration`, the configuration audit log,
 //!   read from the log itself over `authkeys.log.read` (not from a view).
 //!
@@ -41,6 +42,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod nats;
@@ -52,6 +54,7 @@ mod logging;
 mod oauth;
 pub mod tailnet;
 mod users;
+mod webhooks;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -124,6 +127,9 @@ pub struct ApiSettings {
     pub identity: Identity,
     /// How federated identities' OIDC issuers are reached (R20; `--oidc-allow-http`).
     pub oidc: oidc::OidcConfig,
+    /// R23: webhook URLs may resolve to loopback, private or link-local addresses
+    /// (`--webhooks-allow-private`).
+    pub webhooks_allow_private: bool,
 }
 
 impl ApiSettings {
@@ -144,6 +150,7 @@ impl ApiSettings {
             clock: authkeys_events::decision::system_clock(),
             identity: Identity::anonymous(Role::Api),
             oidc: oidc::OidcConfig::default(),
+            webhooks_allow_private: false,
         }
     }
 }
@@ -172,6 +179,10 @@ pub(crate) struct Shared {
     address_limiter: Option<AddressLimiter>,
     pub(crate) audit: logging::AuditCache,
     pub(crate) oidc: oidc::OidcVerifier,
+    /// The admin console's sessions and live streams.
+    pub(crate) console: console::Console,
+    /// R23: `--webhooks-allow-private`.
+    pub(crate) webhooks_allow_private: bool,
     clock: Clock,
     request_max: Duration,
 }
@@ -224,6 +235,8 @@ impl Gateway {
             audit: logging::AuditCache::default(),
             oidc: oidc::OidcVerifier::new(settings.oidc.clone())
                 .context("set up the OIDC verifier")?,
+            console: console::Console::default(),
+            webhooks_allow_private: settings.webhooks_allow_private,
             clock: settings.clock.clone(),
             request_max: Duration::from_millis(settings.request_ms_max),
         });
@@ -279,6 +292,12 @@ impl Gateway {
                 }
             })
         };
+        let console_closing = console::closing(&shared);
+        let stop_console = shutdown.clone();
+        tokio::spawn(async move {
+            stop_console.cancelled().await;
+            console_closing.cancel()
+        });
         let served = serve(listener, router, &shutdown, header_read, shared.request_max).await;
         sweeper.abort();
         tracing::info!("HTTP API stopped accepting; requests in flight answered");
@@ -391,6 +410,19 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
         .route("/users/{id}/suspend", post(users::suspend))
         .route("/users/{id}/restore", post(users::restore))
         .route(
+            "/tailnet/{tailnet}/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/webhooks/{id}/dropped", get(webhooks::dropped))
+        .route(
             "/tailnet/{tailnet}/logging/configuration",
             get(logging::configuration),
         )
@@ -399,7 +431,8 @@ pub(crate) fn router(shared: AppState, body_bytes_max: usize) -> Router {
             limit_address,
         ));
     Router::new()
-        .nest(BASE_PATH, api)
+        .nest(BASE_PATH, api.clone())
+        .merge(console::router(Arc::clone(&shared), api))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&shared), observe))
@@ -615,15 +648,16 @@ async fn ask_status<T: serde::de::DeserializeOwned>(
 
 async fn metrics_text(State(shared): State<AppState>) -> Response {
     let client = shared.nats.client();
-    let (status, timers) = tokio::join!(
+    let (status, timers, hooks) = tokio::join!(
         ask_status::<CommandStatus>(client, subject::STATUS),
-        ask_status::<TimersStatus>(client, subject::TIMERS_STATUS)
+        ask_status::<TimersStatus>(client, subject::TIMERS_STATUS),
+        ask_status::<authkeys_protocol::webhook::WebhooksStatus>(client, subject::WEBHOOKS_STATUS)
     );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(status.as_ref(), timers.as_ref()),
-    )
-        .into_response()
+    let mut text = shared.metrics.render(status.as_ref(), timers.as_ref());
+    if let Some(h) = hooks {
+        text.push_str(&webhooks::metrics_text(&h));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// An authenticated request: the caller, and the log head read when it started, which every

@@ -30,6 +30,22 @@ pub struct Nats {
     request_wait: Duration,
 }
 
+/// Why a request has no usable answer.
+enum NoAnswer {
+    /// Nobody answered (no responder, or none in time): worth asking again if it changes nothing.
+    Silent(ApiError),
+    /// An answer that is an error, or a failure of the bus.
+    Failed(ApiError),
+}
+
+impl NoAnswer {
+    fn into_error(self) -> ApiError {
+        match self {
+            Self::Silent(e) | Self::Failed(e) => e,
+        }
+    }
+}
+
 impl Nats {
     /// Wraps `client`; every request waits at most `request_wait` for its answer.
     pub fn new(client: Client, metrics: Arc<Metrics>, request_wait: Duration) -> Self {
@@ -53,43 +69,67 @@ impl Nats {
     ) -> Result<T, ApiError> {
         let payload =
             serde_json::to_vec(request).map_err(|e| ApiError::internal("encode a request", e))?;
+        self.send(subject, &payload, self.request_wait)
+            .await
+            .map_err(NoAnswer::into_error)
+    }
+
+    /// One request within `wait`: the answer, or why there was none.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        subject: &'static str,
+        payload: &[u8],
+        wait: Duration,
+    ) -> Result<T, NoAnswer> {
         let started = Instant::now();
-        let answer = tokio::time::timeout(
-            self.request_wait,
-            self.client.request(subject, payload.into()),
-        )
-        .await;
+        let answer =
+            tokio::time::timeout(wait, self.client.request(subject, payload.to_vec().into())).await;
         self.metrics.nats(subject, started.elapsed());
         let msg = match answer {
             Err(_) => {
-                return Err(ApiError::unavailable(format!(
+                return Err(NoAnswer::Silent(ApiError::unavailable(format!(
                     "{subject} did not answer in time"
-                )));
+                ))));
             }
             Ok(Err(e)) => {
                 return Err(match e.kind() {
-                    RequestErrorKind::NoResponders => {
-                        ApiError::unavailable(format!("no service answers {subject}"))
-                    }
-                    RequestErrorKind::TimedOut => {
-                        ApiError::unavailable(format!("{subject} did not answer in time"))
-                    }
+                    RequestErrorKind::NoResponders => NoAnswer::Silent(ApiError::unavailable(
+                        format!("no service answers {subject}"),
+                    )),
+                    RequestErrorKind::TimedOut => NoAnswer::Silent(ApiError::unavailable(format!(
+                        "{subject} did not answer in time"
+                    ))),
                     _ => {
                         tracing::warn!(error = %e, subject, "NATS request failed");
-                        ApiError::unavailable("the message bus is unavailable")
+                        NoAnswer::Failed(ApiError::unavailable("the message bus is unavailable"))
                     }
                 });
             }
             Ok(Ok(msg)) => msg,
         };
-        let reply: Reply<T> = serde_json::from_slice(&msg.payload)
-            .map_err(|e| ApiError::internal(&format!("read the answer of {subject}"), e))?;
-        reply.into_result().map_err(ApiError::from_reply)
+        let reply: Reply<T> = serde_json::from_slice(&msg.payload).map_err(|e| {
+            NoAnswer::Failed(ApiError::internal(
+                &format!("read the answer of {subject}"),
+                e,
+            ))
+        })?;
+        reply
+            .into_result()
+            .map_err(|e| NoAnswer::Failed(ApiError::from_reply(e)))
     }
 
-    /// Asks a view (waiting for it to reach the query's `minSeq`); returns its answer.
+    /// Asks a view (waiting for it to reach the query's `minSeq`); returns its answer. A query
+    /// changes nothing, so one that got no answer (its replica died with it, SPEC §7) is asked
+    /// again, once, of whichever replica the queue group picks: each try has half the wait.
     pub async fn query<Q: Query>(&self, query: &Q) -> Result<Q::Answer, ApiError> {
-        let answer: Q::Answer = self.request(Q::SUBJECT, query).await?;
+        let payload =
+            serde_json::to_vec(query).map_err(|e| ApiError::internal("encode a query", e))?;
+        let per_try = self.request_wait / 2;
+        let answer: Q::Answer = match self.send(Q::SUBJECT, &payload, per_try).await {
+            Err(NoAnswer::Silent(_)) => self.send(Q::SUBJECT, &payload, per_try).await,
+            other => other,
+        }
+        .map_err(NoAnswer::into_error)?;
         self.metrics.saw_view_seq(answer.seq());
         Ok(answer)
     }
