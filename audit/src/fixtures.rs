@@ -90,6 +90,7 @@ impl Writer {
             command_id,
             actor,
             fingerprint: [0; 32],
+            answer: None,
             decide: Box::new(move |s: &State, now| decide(s, &cmd, now)),
         };
         match self.log.append_blocking(cmd) {

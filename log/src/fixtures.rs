@@ -62,6 +62,7 @@ pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Append<S> {
         command_id: command_id(id),
         actor: Actor::system("fixtures"),
         fingerprint,
+        answer: None,
         decide: Box::new(move |_, _| {
             Ok(Decision {
                 tailnet: tailnet(),

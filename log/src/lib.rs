@@ -134,7 +134,16 @@ pub struct Append<S: Aggregate> {
     pub fingerprint: [u8; 32],
     /// The decision.
     pub decide: Decide<S>,
+    /// What the caller wants to know of the state right after this command's events (see
+    /// [`Answer`]); `None` for nothing.
+    pub answer: Option<Answer<S>>,
 }
+
+/// Read by the writer from the state right after a command's own events are applied (before any
+/// later command's), inside the batch: the reply it feeds needs no second trip through the
+/// writer's queue ([`Log::query`]). Its value is [`Committed::answer`]. A retry answered from the
+/// first result has none (the state has moved on since); ask [`Log::query`] then.
+pub type Answer<S> = Box<dyn FnOnce(&S) -> Option<Arc<dyn std::any::Any + Send + Sync>> + Send>;
 
 impl<S: Aggregate> std::fmt::Debug for Append<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,6 +162,8 @@ pub struct Committed {
     pub envelopes: Vec<Envelope>,
     /// True when this is a retry answered from the first result.
     pub replayed: bool,
+    /// What the command's [`Append::answer`] read, if it had one and this is not a replay.
+    pub answer: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Why an append did not commit. Nothing was written in any of these cases.

@@ -539,7 +539,7 @@ impl<S: Aggregate> Writer<S> {
             return Ok(self.replay(t, record));
         }
 
-        let decide = cmd.decide;
+        let (decide, answer) = (cmd.decide, cmd.answer);
         let state = &self.state;
         let decision = match std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, now))) {
             Ok(Ok(d)) => d,
@@ -613,9 +613,18 @@ impl<S: Aggregate> Writer<S> {
                 .insert(key.as_str(), &record.encode()[..])
                 .map_err(|e| LogError::storage("write idempotency record", e))?;
         }
+        // Like `decide`, a panicking answer fails this reply only (the events are committed).
+        let state = &self.state;
+        let answer = answer.and_then(|f| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| f(state))).unwrap_or_else(|_| {
+                tracing::error!(command_id = %cmd.command_id, "a command's answer panicked");
+                None
+            })
+        });
         Ok(Ok(Committed {
             envelopes,
             replayed: false,
+            answer,
         }))
     }
 
@@ -644,6 +653,7 @@ impl<S: Aggregate> Writer<S> {
         Ok(Committed {
             envelopes,
             replayed: true,
+            answer: None,
         })
     }
 }

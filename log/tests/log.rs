@@ -127,6 +127,7 @@ async fn sixty_four_concurrent_appends_with_one_expected_version_one_wins() {
                 command_id: fixtures::command_id(&format!("revoke-{i}")),
                 actor: Actor::system("test"),
                 fingerprint: [i as u8; 32],
+                answer: None,
                 decide: Box::new(|_, _| {
                     Ok(Decision {
                         tailnet: fixtures::tailnet(),
@@ -194,6 +195,7 @@ async fn r01_decisions_see_earlier_appends_of_the_same_batch() {
                     command_id: fixtures::command_id(&format!("use-{round}-{i}")),
                     actor: Actor::system("test"),
                     fingerprint: [0; 32],
+                    answer: None,
                     decide: Box::new(|s: &OneOff, _| {
                         if s.used.contains(key_id(1).as_str()) {
                             return Err("used");
@@ -225,6 +227,57 @@ async fn r01_decisions_see_earlier_appends_of_the_same_batch() {
 }
 
 #[tokio::test]
+async fn an_answer_reads_the_state_right_after_its_own_command_and_a_retry_has_none() {
+    // Proves: each command's answer sees its own events and no later command's, even when 32
+    // commands share a batch (so the reply needs no second trip through the writer); a retry
+    // answered from the first result carries no answer.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(config(dir.path()), OneOff::default()).expect("opens");
+    let use_key = |i: u64, id: String| Append::<OneOff> {
+        scope: fixtures::tailnet().to_string(),
+        command_id: fixtures::command_id(&id),
+        actor: Actor::system("test"),
+        fingerprint: [0; 32],
+        answer: Some(Box::new(|s: &OneOff| {
+            Some(Arc::new(s.used.len()) as Arc<dyn std::any::Any + Send + Sync>)
+        })),
+        decide: Box::new(move |_, _| {
+            Ok(Decision {
+                tailnet: fixtures::tailnet(),
+                events: vec![Proposed {
+                    event: key_used(i),
+                    expected: Expected::Any,
+                }],
+            })
+        }),
+    };
+    let mut tasks = Vec::new();
+    for i in 1..=32u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            log.append(use_key(i, format!("u{i}"))).await
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        let c = t.await.expect("task").expect("commits");
+        let used = *c
+            .answer
+            .as_ref()
+            .and_then(|a| a.downcast_ref::<usize>())
+            .expect("an answer");
+        // The state after this command: as many keys used as events up to its own seq.
+        assert_eq!(used as u64, c.envelopes[0].seq.get());
+        seen.push(used);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=32).collect::<Vec<_>>());
+    let retry = log.append(use_key(1, "u1".into())).await.expect("answered");
+    assert!(retry.replayed && retry.answer.is_none());
+    log.close();
+}
+
+#[tokio::test]
 async fn rejected_commands_write_nothing() {
     // Proves a refused command leaves the log byte-identical: no event, no idempotency record.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -234,6 +287,7 @@ async fn rejected_commands_write_nothing() {
         command_id: fixtures::command_id(id),
         actor: Actor::system("test"),
         fingerprint: [0; 32],
+        answer: None,
         decide: Box::new(|_, _| Err("no")),
     };
     assert!(matches!(
@@ -559,6 +613,7 @@ async fn stream_versions_survive_a_reopen() {
         command_id: fixtures::command_id(id),
         actor: Actor::system("test"),
         fingerprint: [9; 32],
+        answer: None,
         decide: Box::new(move |_, _| {
             Ok(Decision {
                 tailnet: fixtures::tailnet(),

@@ -80,6 +80,7 @@ pub fn log_command(cmd: Command, command_id: &str) -> authkeys_log::Append<State
         command_id: CommandId::parse(command_id).expect("valid command id"),
         actor: actor_of(&cmd),
         fingerprint: *blake3::hash(format!("{cmd:?}").as_bytes()).as_bytes(),
+        answer: None,
         decide: Box::new(move |s: &State, now| decide(s, &cmd, now)),
     }
 }

@@ -62,6 +62,7 @@ pub fn bootstrap(data_dir: &Path, name: &str, owner: &str) -> anyhow::Result<Boo
         command_id,
         actor: Actor::system("bootstrap"),
         fingerprint: *blake3::hash(tailnet_id.as_str().as_bytes()).as_bytes(),
+        answer: None,
         decide: Box::new(move |state: &State, now| authkeys_domain::decide(state, &command, now)),
     });
     log.close();
@@ -119,6 +120,7 @@ pub fn recover(data_dir: &Path, name: &str) -> anyhow::Result<Recovered> {
         command_id,
         actor: Actor::system("recover"),
         fingerprint: *blake3::hash(name.as_str().as_bytes()).as_bytes(),
+        answer: None,
         decide: Box::new(move |state: &State, now| authkeys_domain::decide(state, &command, now)),
     });
     log.close();

@@ -479,6 +479,16 @@ pub(crate) async fn append(
     command: Command,
 ) -> Result<Committed, AppendError<Rejection>> {
     let cmd = log_command(scope, command_id, actor, fingerprint, command);
+    submit(ctx, idempotency, cmd).await
+}
+
+/// Appends a command built by [`log_command`] (with an [`authkeys_log::Answer`], say), waiting
+/// for replication when the service acks after it.
+pub(crate) async fn submit(
+    ctx: &Ctx,
+    idempotency: Idempotency,
+    cmd: authkeys_log::Append<State>,
+) -> Result<Committed, AppendError<Rejection>> {
     let committed = ctx.log.append_with(cmd, idempotency).await?;
     if let (Some(status), Some(last)) = (&ctx.replicated, committed.envelopes.last()) {
         replicated(status, last.seq.get(), ctx.config.replication_wait_ms_max).await?;
@@ -506,7 +516,7 @@ async fn replicated(
     }
 }
 
-fn log_command(
+pub(crate) fn log_command(
     scope: &str,
     command_id: CommandId,
     actor: Actor,
@@ -518,6 +528,7 @@ fn log_command(
         command_id,
         actor,
         fingerprint,
+        answer: None,
         decide: Box::new(move |state: &State, now| authkeys_domain::decide(state, &command, now)),
     }
 }

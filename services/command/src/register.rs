@@ -6,10 +6,11 @@
 //! one `invalid_key` reply (or `rate_limited` once its registrar, key id or all failures are over
 //! their limits), built in one place. A correct key is never limited (R22).
 
+use authkeys_domain::State;
 use authkeys_domain::{Command, Rejection};
 use authkeys_events::{Actor, ActorType, Event, NodeId, TailnetId};
 use authkeys_log::{AppendError, Committed};
-use authkeys_protocol::{ErrorCode, ErrorReply, RegisterRequest};
+use authkeys_protocol::{self as wire, ErrorCode, ErrorReply, RegisterRequest};
 
 use super::{Answer, Ctx, REGISTRAR_SCOPE, Request};
 use crate::directory::Verdict;
@@ -55,6 +56,7 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
     }
     let new_node_id =
         crate::mint::random_node_id().map_err(|e| super::internal("draw a node id", e))?;
+    let node_key = parsed.node_key.clone();
     let command = Command::Register {
         key_id: key_id.clone(),
         presented_hash,
@@ -70,18 +72,33 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<'_>) -> Answer {
         login_name: None,
     };
     let fingerprint = super::fingerprint(ctx, req, &dto);
-    match super::append(
-        ctx,
-        authkeys_log::Idempotency::Recorded,
+    // The device is read from the writer's state right after this registration's events, in
+    // the same batch, so the reply needs no second trip through the writer's queue.
+    let dns = ctx.config.dns.clone();
+    let mut cmd = super::log_command(
         REGISTRAR_SCOPE,
         parsed.request_id,
         actor,
         fingerprint,
         command,
-    )
-    .await
-    {
-        Ok(committed) => answer(ctx, &committed).await,
+    );
+    cmd.answer = Some(Box::new(move |state: &State| {
+        let device = wire::device_by_node_key(state, &node_key, &dns)?;
+        Some(std::sync::Arc::new(device) as std::sync::Arc<dyn std::any::Any + Send + Sync>)
+    }));
+    match super::submit(ctx, authkeys_log::Idempotency::Recorded, cmd).await {
+        Ok(committed) => match committed
+            .answer
+            .as_ref()
+            .and_then(|a| a.downcast_ref::<wire::Device>())
+        {
+            Some(device) => super::ok(&wire::DeviceReply {
+                ok: wire::True,
+                device: device.clone(),
+            }),
+            // A retry answered from the first result: read the device now.
+            None => answer(ctx, &committed).await,
+        },
         // The key was usable a moment ago: another registration won its race (R01), or the
         // node key belongs elsewhere.
         Err(AppendError::Rejected(Rejection::InvalidKey)) => Err(failure()),
