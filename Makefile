@@ -93,19 +93,20 @@ $(PYPI_STAMP):
 	touch "$@"
 
 # The admin console's browser tests (services/cli/tests/console.rs) drive Debian's headless
-# Chromium through its chromedriver; installed with apt-get when missing (CI runs as root).
+# Chromium through its chromedriver; installed with apt-get when missing (CI runs as root). Its
+# reconnect test cuts the live stream with `ss -K` (iproute2), installed alike.
 CHROMIUM ?= /usr/bin/chromium
 CHROMEDRIVER ?= /usr/bin/chromedriver
 export CHROMIUM CHROMEDRIVER
 browser:
-	@if [ -x "$(CHROMIUM)" ] && [ -x "$(CHROMEDRIVER)" ]; then \
+	@if [ -x "$(CHROMIUM)" ] && [ -x "$(CHROMEDRIVER)" ] && command -v ss >/dev/null; then \
 	  echo "$$("$(CHROMEDRIVER)" --version) at $(CHROMEDRIVER)"; \
 	else \
-	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  echo "installing chromium, chromium-driver and iproute2 (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	  $$sudo apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  test -x "$(CHROMIUM)" && test -x "$(CHROMEDRIVER)"; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver iproute2 >/dev/null; \
+	  test -x "$(CHROMIUM)" && test -x "$(CHROMEDRIVER)" && command -v ss >/dev/null; \
 	fi
 
 test: tools
