@@ -4,8 +4,6 @@
 //! restarted loses nothing; loopback and metadata targets refused without
 //! `--webhooks-allow-private`.
 
-#![allow(clippy::unwrap_used)]
-
 mod api_support;
 mod proc_support;
 
@@ -49,9 +47,9 @@ impl Inbox {
     fn events(&self) -> Vec<Value> {
         self.got
             .lock()
-            .unwrap()
+            .expect("ok")
             .iter()
-            .flat_map(|(_, b)| serde_json::from_slice::<Vec<Value>>(b).unwrap())
+            .flat_map(|(_, b)| serde_json::from_slice::<Vec<Value>>(b).expect("JSON"))
             .collect()
     }
 
@@ -80,7 +78,7 @@ async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Byte
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    inbox.got.lock().unwrap().push((sig, body.to_vec()));
+    inbox.got.lock().expect("lock").push((sig, body.to_vec()));
     StatusCode::OK
 }
 
@@ -89,8 +87,10 @@ async fn receiver() -> (String, Arc<Inbox>) {
     let app = Router::new()
         .route("/hook", post(receive))
         .with_state(Arc::clone(&inbox));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback socket");
+    let addr: SocketAddr = listener.local_addr().expect("a loopback socket");
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     (format!("http://{addr}/hook"), inbox)
 }
@@ -108,10 +108,10 @@ fn now_secs() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .expect("ok")
             .as_secs(),
     )
-    .unwrap()
+    .expect("ok")
 }
 
 /// Every request the receiver got verifies with one of `secrets`; answers which one per request.
@@ -119,7 +119,7 @@ fn signed_with(inbox: &Inbox, secrets: &[&str]) -> Vec<usize> {
     inbox
         .got
         .lock()
-        .unwrap()
+        .expect("ok")
         .iter()
         .map(|(sig, body)| {
             secrets
@@ -257,7 +257,7 @@ async fn r23_events_reach_a_receiver_signed_in_order_through_outages_and_rotatio
     .await?;
     let new_secret = rotated["secret"].as_str().context("secret")?.to_owned();
     ensure!(new_secret != secret);
-    let before = inbox.got.lock().unwrap().len();
+    let before = inbox.got.lock().expect("lock").len();
     generate_key(port, &token).await?;
     until("keyCreated after the rotation", || {
         inbox.events().len() >= 4

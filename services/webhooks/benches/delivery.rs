@@ -21,8 +21,6 @@
 //! `AUTHKEYS_BENCH_EVENTS` the drain backlog per endpoint count (default 2000 for one endpoint,
 //! a tenth of it per endpoint for 100).
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,7 +74,7 @@ async fn receive(
     r.requests.fetch_add(1, Ordering::Relaxed);
     r.delivered
         .fetch_add(events.len() as u64, Ordering::Relaxed);
-    let mut arrivals = r.arrivals.lock().unwrap();
+    let mut arrivals = r.arrivals.lock().expect("lock");
     for e in &events {
         if let Some(k) = e["data"]["keyID"].as_str() {
             arrivals.entry(k.to_owned()).or_insert(now);
@@ -259,7 +257,7 @@ struct Lag {
 
 async fn lag_run(ctx: &Arc<Ctx>, rate: u64, span: Duration) -> anyhow::Result<Lag> {
     ctx.receiver.accepting.store(true, Ordering::SeqCst);
-    ctx.receiver.arrivals.lock().unwrap().clear();
+    ctx.receiver.arrivals.lock().expect("lock").clear();
     let total = rate * span.as_secs();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -283,13 +281,13 @@ async fn lag_run(ctx: &Arc<Ctx>, rate: u64, span: Duration) -> anyhow::Result<La
     let achieved = total as f64 / started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_millis(DELIVERED_WAIT_MS_MAX);
     loop {
-        let got = ctx.receiver.arrivals.lock().unwrap().len();
+        let got = ctx.receiver.arrivals.lock().expect("lock").len();
         if got >= committed.len() || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let arrivals = ctx.receiver.arrivals.lock().unwrap().clone();
+    let arrivals = ctx.receiver.arrivals.lock().expect("lock").clone();
     let mut lags = Vec::new();
     let mut missing = 0;
     for (key, t0) in &committed {

@@ -2,8 +2,6 @@
 //! the webhooks role, fed envelopes directly (no NATS; `services/cli/tests/webhooks.rs` runs
 //! the whole system). Each test names the property it proves.
 
-#![allow(clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,9 +41,9 @@ impl Inbox {
     fn messages(&self) -> Vec<WebhookMessage> {
         self.got
             .lock()
-            .unwrap()
+            .expect("ok")
             .iter()
-            .flat_map(|(_, b)| serde_json::from_slice::<Vec<WebhookMessage>>(b).unwrap())
+            .flat_map(|(_, b)| serde_json::from_slice::<Vec<WebhookMessage>>(b).expect("JSON"))
             .collect()
     }
 }
@@ -71,7 +69,7 @@ async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Byte
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    inbox.got.lock().unwrap().push((sig, body.to_vec()));
+    inbox.got.lock().expect("lock").push((sig, body.to_vec()));
     StatusCode::OK
 }
 
@@ -80,14 +78,16 @@ async fn receiver() -> (SocketAddr, Arc<Inbox>) {
     let app = Router::new()
         .route("/hook", post(receive))
         .with_state(Arc::clone(&inbox));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback socket");
+    let addr = listener.local_addr().expect("a loopback socket");
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     (addr, inbox)
 }
 
 fn tailnet() -> TailnetId {
-    TailnetId::parse("T1").unwrap()
+    TailnetId::parse("T1").expect("valid")
 }
 
 /// A store, its deliveries, and envelopes numbered in order.
@@ -113,9 +113,9 @@ fn config(allow_private: bool) -> DeliveryConfig {
 
 impl Harness {
     fn new(cfg: DeliveryConfig) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("webhooks.redb");
-        let store = Arc::new(Store::open(&path, StoreLimits::default()).unwrap());
+        let store = Arc::new(Store::open(&path, StoreLimits::default()).expect("open"));
         let key = SecretKey::from_bytes([9; 32]);
         let deliveries = deliveries(&store, &key, cfg);
         Self {
@@ -133,15 +133,15 @@ impl Harness {
         self.seq += 1;
         let event = event.into();
         let env = Envelope {
-            seq: Seq::new(self.seq).unwrap(),
-            id: EventId::parse(format!("e{:032x}", self.seq)).unwrap(),
+            seq: Seq::new(self.seq).expect("ok"),
+            id: EventId::parse(format!("e{:032x}", self.seq)).expect("valid"),
             stream: event.stream(&tailnet()),
             event,
             tailnet: tailnet(),
             stream_version: 1,
             time: system_clock().now(),
             actor: Actor::system("test"),
-            command_id: CommandId::parse(format!("c{}", self.seq)).unwrap(),
+            command_id: CommandId::parse(format!("c{}", self.seq)).expect("valid"),
             prev_hash: Hash::ZERO,
             hash: Hash::ZERO,
         };
@@ -149,18 +149,18 @@ impl Harness {
             seq: self.seq,
             hash: Hash::ZERO,
         };
-        let touched = self.store.apply(&[env], tip, 0).unwrap();
+        let touched = self.store.apply(&[env], tip, 0).expect("ok");
         self.deliveries.sync(&touched);
     }
 
     fn endpoint(&mut self, id: &str, url: String, types: &[WebhookType]) -> EndpointId {
-        let id = EndpointId::parse(id).unwrap();
+        let id = EndpointId::parse(id).expect("valid");
         self.apply(WebhookCreated {
             endpoint_id: id.clone(),
-            endpoint_url: EndpointUrl::parse(url).unwrap(),
+            endpoint_url: EndpointUrl::parse(url).expect("valid"),
             provider_type: ProviderType::Generic,
             subscriptions: types.to_vec(),
-            creator: UserId::parse("u1").unwrap(),
+            creator: UserId::parse("u1").expect("valid"),
         });
         id
     }
@@ -179,15 +179,15 @@ fn deliveries(store: &Arc<Store>, key: &SecretKey, cfg: DeliveryConfig) -> Deliv
 
 fn user_added(n: u64) -> UserAdded {
     UserAdded {
-        user_id: UserId::parse(format!("u{n}")).unwrap(),
-        login_name: LoginName::parse(format!("user{n}@example.com")).unwrap(),
+        user_id: UserId::parse(format!("u{n}")).expect("valid"),
+        login_name: LoginName::parse(format!("user{n}@example.com")).expect("valid"),
         role: Role::Member,
     }
 }
 
 fn key_revoked(n: u64) -> KeyRevoked {
     KeyRevoked {
-        key_id: KeyId::parse(format!("k{n}")).unwrap(),
+        key_id: KeyId::parse(format!("k{n}")).expect("valid"),
     }
 }
 
@@ -215,21 +215,21 @@ async fn r23_deliveries_are_signed_with_the_endpoints_secret_and_filtered_by_sub
     h.apply(user_added(2));
     h.apply(key_revoked(3));
     until("userCreated delivered", || inbox.messages().len() == 1).await;
-    let got = inbox.got.lock().unwrap().clone();
+    let got = inbox.got.lock().expect("lock").clone();
     let now = system_clock().now().unix_ms() / 1000;
     let secret = h.key.secret(&id, 0);
     for (sig, body) in &got {
-        verify(&secret, sig, body, now, 300).unwrap();
+        verify(&secret, sig, body, now, 300).expect("the signature verifies");
     }
     let m = &inbox.messages()[0];
     assert_eq!(m.event_type, "userCreated");
     assert_eq!(m.version, 1);
     assert_eq!(m.tailnet, "T1");
     assert_eq!(m.data["user"], "user2@example.com");
-    let raw: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&got[0].1).expect("JSON");
     let keys: Vec<&str> = raw[0]
         .as_object()
-        .unwrap()
+        .expect("ok")
         .keys()
         .map(String::as_str)
         .collect();
@@ -256,7 +256,7 @@ async fn r23_a_receiver_that_fails_then_recovers_gets_every_event_in_order() {
     let users: Vec<String> = inbox
         .messages()
         .iter()
-        .map(|m| m.data["user"].as_str().unwrap().to_owned())
+        .map(|m| m.data["user"].as_str().expect("ok").to_owned())
         .collect();
     let want: Vec<String> = (1..=7).map(|n| format!("user{n}@example.com")).collect();
     assert_eq!(users, want);
@@ -267,8 +267,8 @@ async fn r23_a_receiver_that_fails_then_recovers_gets_every_event_in_order() {
 async fn r23_a_dead_endpoint_never_delays_another() {
     // One endpoint points at a port nobody listens on; the other gets its event at once.
     let (addr, inbox) = receiver().await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback socket");
+    let dead_addr = dead.local_addr().expect("a loopback socket");
     drop(dead);
     let mut h = Harness::new(config(true));
     let dead_id = h.endpoint("wDead", url(dead_addr), &[WebhookType::UserCreated]);
@@ -283,7 +283,7 @@ async fn r23_a_dead_endpoint_never_delays_another() {
         started.elapsed()
     );
     until("the dead endpoint's failure", || {
-        h.store.last_error(dead_id.as_str()).unwrap().is_some()
+        h.store.last_error(dead_id.as_str()).expect("ok").is_some()
     })
     .await;
     assert_eq!(h.store.queued(dead_id.as_str()), 1, "kept for retry");
@@ -292,8 +292,8 @@ async fn r23_a_dead_endpoint_never_delays_another() {
 #[tokio::test]
 async fn r23_events_are_dropped_after_the_retry_window_and_recorded() {
     // With a 300 ms window, a dead endpoint's event is given up and listed as dropped.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback socket");
+    let dead_addr = dead.local_addr().expect("a loopback socket");
     drop(dead);
     let mut h = Harness::new(DeliveryConfig {
         retry_window_ms: 300,
@@ -302,10 +302,10 @@ async fn r23_events_are_dropped_after_the_retry_window_and_recorded() {
     let id = h.endpoint("wA", url(dead_addr), &[WebhookType::UserCreated]);
     h.apply(user_added(1));
     until("dropped", || {
-        h.store.dropped(id.as_str()).unwrap().len() == 1
+        h.store.dropped(id.as_str()).expect("ok").len() == 1
     })
     .await;
-    let d = &h.store.dropped(id.as_str()).unwrap()[0];
+    let d = &h.store.dropped(id.as_str()).expect("ok")[0];
     assert_eq!(d.event_type, "userCreated");
     assert!(d.attempts >= 2, "{d:?}");
     assert_eq!(h.store.queued(id.as_str()), 0);
@@ -323,10 +323,10 @@ async fn r23_rotate_invalidates_the_old_secret() {
     });
     h.apply(user_added(1));
     until("delivered", || inbox.messages().len() == 1).await;
-    let (sig, body) = inbox.got.lock().unwrap()[0].clone();
+    let (sig, body) = inbox.got.lock().expect("lock")[0].clone();
     let now = system_clock().now().unix_ms() / 1000;
     assert!(verify(&h.key.secret(&id, 0), &sig, &body, now, 300).is_err());
-    verify(&h.key.secret(&id, 1), &sig, &body, now, 300).unwrap();
+    verify(&h.key.secret(&id, 1), &sig, &body, now, 300).expect("the signature verifies");
 }
 
 #[tokio::test]
@@ -338,12 +338,12 @@ async fn r23_loopback_targets_are_refused_without_allow_private() {
     let id = h.endpoint("wA", url(addr), &[WebhookType::UserCreated]);
     h.apply(user_added(1));
     until("refused", || {
-        h.store.last_error(id.as_str()).unwrap().is_some()
+        h.store.last_error(id.as_str()).expect("ok").is_some()
     })
     .await;
-    let why = h.store.last_error(id.as_str()).unwrap().unwrap();
+    let why = h.store.last_error(id.as_str()).expect("ok").expect("ok");
     assert!(why.contains("loopback, private"), "{why}");
-    assert!(inbox.got.lock().unwrap().is_empty());
+    assert!(inbox.got.lock().expect("lock").is_empty());
 }
 
 #[tokio::test]
@@ -372,7 +372,7 @@ async fn r23_a_batch_in_flight_when_the_worker_stops_is_delivered_after_restart(
     } = h;
     drop(stopped);
     drop(store);
-    let store = Arc::new(Store::open(&path, StoreLimits::default()).unwrap());
+    let store = Arc::new(Store::open(&path, StoreLimits::default()).expect("open"));
     assert_eq!(store.queued(id.as_str()), 2);
     let d = deliveries(&store, &key, config(true));
     d.sync(&[id.to_string()]);
@@ -397,14 +397,14 @@ async fn r23_node_key_expiring_in_one_day_fires_when_due_also_if_the_deadline_pa
     );
     let now = system_clock().now();
     h.apply(NodeRegistered {
-        node_id: NodeId::parse("n1").unwrap(),
-        node_key: NodeKey::parse(format!("nodekey:{}", "ab".repeat(32))).unwrap(),
-        hostname: Hostname::parse("laptop").unwrap(),
+        node_id: NodeId::parse("n1").expect("valid"),
+        node_key: NodeKey::parse(format!("nodekey:{}", "ab".repeat(32))).expect("valid"),
+        hostname: Hostname::parse("laptop").expect("valid"),
         name: "laptop".into(),
         os: String::new(),
-        user_id: UserId::parse("u1").unwrap(),
+        user_id: UserId::parse("u1").expect("valid"),
         tags: Tags::new(Vec::new()),
-        auth_key_id: KeyId::parse("k1").unwrap(),
+        auth_key_id: KeyId::parse("k1").expect("valid"),
         ephemeral: false,
         authorized: true,
         key_expiry_disabled: false,
@@ -412,7 +412,7 @@ async fn r23_node_key_expiring_in_one_day_fires_when_due_also_if_the_deadline_pa
         tailnet_lock_error: None,
         addresses: None,
     });
-    let (touched, fired) = h.store.fire_notices(system_clock().now(), 10).unwrap();
+    let (touched, fired) = h.store.fire_notices(system_clock().now(), 10).expect("ok");
     assert_eq!(fired, 1);
     h.deliveries.sync(&touched);
     until("two events", || inbox.messages().len() == 2).await;
@@ -422,6 +422,12 @@ async fn r23_node_key_expiring_in_one_day_fires_when_due_also_if_the_deadline_pa
         .map(|m| m.event_type.clone())
         .collect();
     assert_eq!(types, ["nodeCreated", "nodeKeyExpiringInOneDay"]);
-    assert_eq!(h.store.fire_notices(system_clock().now(), 10).unwrap().1, 0);
+    assert_eq!(
+        h.store
+            .fire_notices(system_clock().now(), 10)
+            .expect("ok")
+            .1,
+        0
+    );
     let _: Timestamp = now;
 }
