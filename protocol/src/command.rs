@@ -347,38 +347,19 @@ impl<T> Parsed<T> {
     }
 }
 
-fn common<T>(command_id: &str, tailnet: &str, actor: &str, op: T) -> Result<Parsed<T>, WireError> {
+/// The fields every admin request shares, validated, with its op.
+pub(crate) fn common<T>(
+    command_id: &str,
+    tailnet: &str,
+    actor: &str,
+    op: T,
+) -> Result<Parsed<T>, WireError> {
     Ok(Parsed {
         command_id: id("commandId", CommandId::parse(command_id))?,
         tailnet: id("tailnet", TailnetId::parse(tailnet))?,
         actor: id("actor", UserId::parse(actor))?,
         op,
     })
-}
-
-/// Declares an admin request: `commandId`, `tailnet`, `actor` and the op's own fields.
-macro_rules! admin_request {
-    (
-        $(#[doc = $doc:literal])*
-        $name:ident { $($(#[$fattr:meta])* $field:ident : $ty:ty),* $(,)? }
-    ) => {
-        $(#[doc = $doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
-        pub struct $name {
-            /// Idempotency key, unique within the tailnet: a retry with the same id gets the
-            /// first answer and writes nothing.
-            #[schemars(with = "CommandId")]
-            pub command_id: String,
-            /// The tailnet's id.
-            #[schemars(with = "TailnetId")]
-            pub tailnet: String,
-            /// The acting user's id, as authenticated by the caller.
-            #[schemars(with = "UserId")]
-            pub actor: String,
-            $($(#[$fattr])* pub $field: $ty,)*
-        }
-    };
 }
 
 admin_request!(

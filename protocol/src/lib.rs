@@ -37,6 +37,31 @@ macro_rules! debug_redacting {
     };
 }
 
+/// Declares an admin request (in `command` and `webhook`): `commandId`, `tailnet`, `actor` and the op's own fields.
+macro_rules! admin_request {
+    (
+        $(#[doc = $doc:literal])*
+        $name:ident { $($(#[$fattr:meta])* $field:ident : $ty:ty),* $(,)? }
+    ) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            /// Idempotency key, unique within the tailnet: a retry with the same id gets the
+            /// first answer and writes nothing.
+            #[schemars(with = "CommandId")]
+            pub command_id: String,
+            /// The tailnet's id.
+            #[schemars(with = "TailnetId")]
+            pub tailnet: String,
+            /// The acting user's id, as authenticated by the caller.
+            #[schemars(with = "UserId")]
+            pub actor: String,
+            $($(#[$fattr])* pub $field: $ty,)*
+        }
+    };
+}
+
 pub mod access;
 pub mod command;
 pub mod error;

@@ -14,19 +14,10 @@ use authkeys_events::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::command::Parsed;
+use crate::command::{Parsed, common};
 use crate::error::{WireError, id};
 use crate::query::{Answer, Query};
 use crate::{True, subject};
-
-fn common<T>(command_id: &str, tailnet: &str, actor: &str, op: T) -> Result<Parsed<T>, WireError> {
-    Ok(Parsed {
-        command_id: id("commandId", CommandId::parse(command_id))?,
-        tailnet: id("tailnet", TailnetId::parse(tailnet))?,
-        actor: id("actor", UserId::parse(actor))?,
-        op,
-    })
-}
 
 /// Subscription names, each one of [`WebhookType`]'s; at most every type once.
 pub fn parse_subscriptions(subs: &[String]) -> Result<Vec<WebhookType>, WireError> {
@@ -53,30 +44,22 @@ pub fn parse_subscriptions(subs: &[String]) -> Result<Vec<WebhookType>, WireErro
         .collect()
 }
 
-/// `authkeys.cmd.admin.create-webhook`: `POST /tailnet/{tailnet}/webhooks`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateWebhookRequest {
-    /// Idempotency key; the endpoint's id is derived from it, so a retry names the same one.
-    #[schemars(with = "CommandId")]
-    pub command_id: String,
-    /// The tailnet's id.
-    #[schemars(with = "TailnetId")]
-    pub tailnet: String,
-    /// The acting user's id, as authenticated by the caller.
-    #[schemars(with = "UserId")]
-    pub actor: String,
-    /// Where events are POSTed: http(s), no user info.
-    #[schemars(with = "EndpointUrl")]
-    pub endpoint_url: String,
-    /// Tailscale's provider type (`""`, `slack`, `mattermost`, `googlechat`, `discord`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<ProviderType>")]
-    pub provider_type: Option<String>,
-    /// The event types to send.
-    #[schemars(with = "Vec<WebhookType>")]
-    pub subscriptions: Vec<String>,
-}
+admin_request!(
+    /// `authkeys.cmd.admin.create-webhook`: `POST /tailnet/{tailnet}/webhooks`. The endpoint's
+    /// id is derived from `commandId`, so a retry names the same one.
+    CreateWebhookRequest {
+        /// Where events are POSTed: http(s), no user info.
+        #[schemars(with = "EndpointUrl")]
+        endpoint_url: String,
+        /// Tailscale's provider type (`""`, `slack`, `mattermost`, `googlechat`, `discord`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<ProviderType>")]
+        provider_type: Option<String>,
+        /// The event types to send.
+        #[schemars(with = "Vec<WebhookType>")]
+        subscriptions: Vec<String>,
+    }
+);
 
 impl CreateWebhookRequest {
     /// Validates every field; `endpoint_id` is the id the service drew.
@@ -109,26 +92,17 @@ impl CreateWebhookRequest {
     }
 }
 
-/// `authkeys.cmd.admin.update-webhook`: `PATCH /webhooks/{id} {subscriptions}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateWebhookRequest {
-    /// Idempotency key, unique within the tailnet.
-    #[schemars(with = "CommandId")]
-    pub command_id: String,
-    /// The tailnet's id.
-    #[schemars(with = "TailnetId")]
-    pub tailnet: String,
-    /// The acting user's id.
-    #[schemars(with = "UserId")]
-    pub actor: String,
-    /// Which endpoint.
-    #[schemars(with = "EndpointId")]
-    pub endpoint_id: String,
-    /// The event types to send from now on.
-    #[schemars(with = "Vec<WebhookType>")]
-    pub subscriptions: Vec<String>,
-}
+admin_request!(
+    /// `authkeys.cmd.admin.update-webhook`: `PATCH /webhooks/{id} {subscriptions}`.
+    UpdateWebhookRequest {
+        /// Which endpoint.
+        #[schemars(with = "EndpointId")]
+        endpoint_id: String,
+        /// The event types to send from now on.
+        #[schemars(with = "Vec<WebhookType>")]
+        subscriptions: Vec<String>,
+    }
+);
 
 impl UpdateWebhookRequest {
     /// Validates every field.
@@ -150,23 +124,14 @@ impl UpdateWebhookRequest {
 /// Declares a webhook request naming only the endpoint.
 macro_rules! endpoint_request {
     ($(#[doc = $doc:literal])* $name:ident => $op:ident) => {
-        $(#[doc = $doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
-        pub struct $name {
-            /// Idempotency key, unique within the tailnet.
-            #[schemars(with = "CommandId")]
-            pub command_id: String,
-            /// The tailnet's id.
-            #[schemars(with = "TailnetId")]
-            pub tailnet: String,
-            /// The acting user's id.
-            #[schemars(with = "UserId")]
-            pub actor: String,
-            /// Which endpoint.
-            #[schemars(with = "EndpointId")]
-            pub endpoint_id: String,
-        }
+        admin_request!(
+            $(#[doc = $doc])*
+            $name {
+                /// Which endpoint.
+                #[schemars(with = "EndpointId")]
+                endpoint_id: String,
+            }
+        );
 
         impl $name {
             /// Validates every field.

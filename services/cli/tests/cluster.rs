@@ -14,9 +14,9 @@ use authkeys_events::Event;
 use authkeys_protocol::{RegisterRequest, subject};
 use authkeys_tests::NatsCluster;
 use proc_support::{
-    Procs, WAIT_MS_MAX, authkeys, bootstrap, create_key, free_port, get_ok, log_events,
+    Procs, WAIT_MS_MAX, authkeys, bootstrap, free_port, get_ok, log_events, reusable_key,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
 /// One registration, retried with the same request id until it is acknowledged (a retry of a
@@ -79,13 +79,7 @@ async fn cluster_losing_the_stream_leader_loses_no_acknowledged_command() -> any
             .spawn()?,
     ]);
     get_ok(port, "/api/v2/tailnet/-/devices", &owner).await?;
-    let key = create_key(
-        port,
-        &owner,
-        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
-    )
-    .await?;
-    let key = key["key"].as_str().context("key")?.to_owned();
+    let key = reusable_key(port, &owner).await?;
 
     // A steady load: registrations one after another, each retried until acknowledged.
     let client = authkeys_protocol::nats::connect(&urls, "cluster-test").await?;
@@ -253,13 +247,7 @@ async fn projection_replicas_keep_answering_when_one_dies_and_it_catches_up() ->
             .spawn()?,
     ]);
     get_ok(port, "/api/v2/tailnet/-/devices", &token).await?;
-    let key = create_key(
-        port,
-        &token,
-        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
-    )
-    .await?;
-    let key = key["key"].as_str().context("key")?.to_owned();
+    let key = reusable_key(port, &token).await?;
     let client = authkeys_protocol::nats::connect(&url, "replica-test").await?;
 
     // Each round registers a node, then reads the device list: it must hold every node so far.

@@ -14,6 +14,7 @@ use anyhow::{Context, ensure};
 use authkeys_events::Event;
 use proc_support::{
     Procs, authkeys, bootstrapped, create_key, free_port, get_ok, http, log_events, register,
+    reusable_key,
 };
 use serde_json::{Value, json};
 
@@ -196,13 +197,7 @@ async fn r04_tailnet_lock_from_the_cli_end_to_end() -> anyhow::Result<()> {
     ensure!(err.contains("--lock-key"), "{err}");
 
     // A plain key registers a locked-out node; the API shows why.
-    let key = create_key(
-        port,
-        &owner,
-        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
-    )
-    .await?;
-    let key_text = key["key"].as_str().context("key")?.to_owned();
+    let key_text = reusable_key(port, &owner).await?;
     let plain = register(&url, &key_text, "plain", None)?;
     let plain_id = plain["nodeId"].as_str().context("nodeId")?.to_owned();
     let node_key = plain["nodeKey"].as_str().context("nodeKey")?.to_owned();
@@ -259,13 +254,7 @@ async fn r04_tailnet_lock_from_the_cli_end_to_end() -> anyhow::Result<()> {
 
     // A wrong, truncated or untrusted signature, and one made for another key, are the one
     // invalid_key refusal (R10).
-    let other = create_key(
-        port,
-        &owner,
-        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
-    )
-    .await?;
-    let other_text = other["key"].as_str().context("key")?.to_owned();
+    let other_text = reusable_key(port, &owner).await?;
     let (_, other_sig) = presigned.split_once("--TL").context("--TL")?;
     let untrusted = lock_ok(&["sign", "--lock-key", &k3, &key_text])?;
     for bad in [
@@ -411,14 +400,8 @@ async fn r04_a_pre_signed_reusable_key_serves_32_concurrent_registrations() -> a
         "--trusted-key",
         &pub1,
     ])?;
-    let key = create_key(
-        port,
-        &owner,
-        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
-    )
-    .await?;
-    let key_text = key["key"].as_str().context("key")?;
-    let presigned = lock_ok(&["sign", "--lock-key", &k1, key_text])?
+    let key_text = reusable_key(port, &owner).await?;
+    let presigned = lock_ok(&["sign", "--lock-key", &k1, &key_text])?
         .trim_end()
         .to_owned();
 

@@ -69,7 +69,7 @@ impl Nats {
     ) -> Result<T, ApiError> {
         let payload =
             serde_json::to_vec(request).map_err(|e| ApiError::internal("encode a request", e))?;
-        self.send(subject, &payload, self.request_wait)
+        self.send(subject, payload.into(), self.request_wait)
             .await
             .map_err(NoAnswer::into_error)
     }
@@ -78,12 +78,11 @@ impl Nats {
     async fn send<T: DeserializeOwned>(
         &self,
         subject: &'static str,
-        payload: &[u8],
+        payload: bytes::Bytes,
         wait: Duration,
     ) -> Result<T, NoAnswer> {
         let started = Instant::now();
-        let answer =
-            tokio::time::timeout(wait, self.client.request(subject, payload.to_vec().into())).await;
+        let answer = tokio::time::timeout(wait, self.client.request(subject, payload)).await;
         self.metrics.nats(subject, started.elapsed());
         let msg = match answer {
             Err(_) => {
@@ -122,11 +121,13 @@ impl Nats {
     /// changes nothing, so one that got no answer (its replica died with it, SPEC §7) is asked
     /// again, once, of whichever replica the queue group picks: each try has half the wait.
     pub async fn query<Q: Query>(&self, query: &Q) -> Result<Q::Answer, ApiError> {
-        let payload =
-            serde_json::to_vec(query).map_err(|e| ApiError::internal("encode a query", e))?;
+        let payload: bytes::Bytes = serde_json::to_vec(query)
+            .map_err(|e| ApiError::internal("encode a query", e))?
+            .into();
         let per_try = self.request_wait / 2;
-        let answer: Q::Answer = match self.send(Q::SUBJECT, &payload, per_try).await {
-            Err(NoAnswer::Silent(_)) => self.send(Q::SUBJECT, &payload, per_try).await,
+        // A `Bytes` clone shares the buffer: the retry sends the same bytes without a copy.
+        let answer: Q::Answer = match self.send(Q::SUBJECT, payload.clone(), per_try).await {
+            Err(NoAnswer::Silent(_)) => self.send(Q::SUBJECT, payload, per_try).await,
             other => other,
         }
         .map_err(NoAnswer::into_error)?;

@@ -165,6 +165,20 @@ pub async fn create_key(port: u16, token: &str, body: Value) -> anyhow::Result<V
     Ok(created.body)
 }
 
+/// A new reusable auth key's secret text (`POST /api/v2/tailnet/-/keys`).
+pub async fn reusable_key(port: u16, token: &str) -> anyhow::Result<String> {
+    let key = create_key(
+        port,
+        token,
+        serde_json::json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
+    )
+    .await?;
+    key["key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("a new key carries its secret")
+}
+
 /// Every event of the log in the command service's data dir, read-only beside the writer.
 pub fn log_events(command_data: &Path) -> anyhow::Result<Vec<Envelope>> {
     let reader = LogReader::open(&command_data.join("log.redb")).context("open the log")?;
