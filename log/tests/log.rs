@@ -634,3 +634,164 @@ async fn stream_versions_survive_a_reopen() {
         .expect("commits");
     assert_eq!(c.envelopes[0].stream_version, 3);
 }
+
+/// A copy of `primary` in `dir`: the same signing key, created with the primary's log id.
+fn copy_config(
+    primary: &std::path::Path,
+    dir: &std::path::Path,
+    log_id: authkeys_events::LogId,
+) -> LogConfig {
+    std::fs::copy(primary.join("signing.key"), dir.join("signing.key")).expect("copy key");
+    LogConfig {
+        log_id: Some(log_id),
+        ..config(dir)
+    }
+}
+
+#[tokio::test]
+async fn a_copy_imports_the_primary_event_by_event_and_verifies_as_the_same_log() {
+    // Proves: a standby's copy made by `import` holds the primary's exact rows (same head, same
+    // checkpoints, full verification passes under the primary's key), carries idempotency
+    // records over (a retry on the copy answers the first result), and refuses a tampered event,
+    // a gap, a forged checkpoint and a record naming other events — writing nothing for them.
+    let (pdir, cdir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let primary = Log::<()>::open(
+        LogConfig {
+            checkpoint_events_max: 4,
+            ..config(pdir.path())
+        },
+        (),
+    )
+    .expect("opens");
+    for i in 0..10u64 {
+        primary
+            .append(append_command(
+                &format!("c{i}"),
+                vec![key_generated(i), key_used(i)],
+            ))
+            .await
+            .expect("commits");
+    }
+    let copy = Log::<()>::open(copy_config(pdir.path(), cdir.path(), primary.log_id()), ())
+        .expect("copy opens");
+    assert_eq!(copy.log_id(), primary.log_id());
+    let events = primary.read(Seq::FIRST, usize::MAX).expect("reads");
+    let checkpoints = primary.checkpoints().expect("checkpoints");
+    assert!(checkpoints.len() >= 4, "{checkpoints:?}");
+    let record = |i: u64| authkeys_log::ImportedCommand {
+        scope: fixtures::tailnet().to_string(),
+        command_id: fixtures::command_id(&format!("c{i}")),
+        seqs: 2 * i + 1..=2 * i + 2,
+        fingerprint: *blake3::hash(format!("c{i}").as_bytes()).as_bytes(),
+    };
+
+    // A tampered body, a gap and a record over another command's events are refused whole.
+    let mut tampered = events[..4].to_vec();
+    tampered[2].body[10] ^= 1;
+    let gap = vec![events[1].clone()];
+    let crossed = authkeys_log::Import {
+        events: events[..4].to_vec(),
+        commands: vec![authkeys_log::ImportedCommand {
+            seqs: 2..=3,
+            ..record(0)
+        }],
+        ..Default::default()
+    };
+    for bad in [
+        authkeys_log::Import {
+            events: tampered,
+            ..Default::default()
+        },
+        authkeys_log::Import {
+            events: gap,
+            ..Default::default()
+        },
+        crossed,
+    ] {
+        let e = copy.import(bad).await.expect_err("refused");
+        assert!(matches!(e, LogError::Corrupt { .. }), "{e}");
+        assert_eq!(copy.head().seq, 0);
+    }
+
+    // In pieces, as a standby receives them; each checkpoint once its seq is in.
+    for chunk in events.chunks(3) {
+        let last = chunk.last().expect("nonempty").seq;
+        let first = chunk[0].seq.get();
+        let head = copy
+            .import(authkeys_log::Import {
+                events: chunk.to_vec(),
+                checkpoints: checkpoints
+                    .iter()
+                    .filter(|cp| cp.seq >= chunk[0].seq && cp.seq <= last)
+                    .cloned()
+                    .collect(),
+                commands: (0..10)
+                    .map(record)
+                    .filter(|r| {
+                        (first..=last.get()).contains(r.seqs.end()) && *r.seqs.start() >= first
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("imports");
+        assert_eq!(head.seq, last.get());
+    }
+    assert_eq!(copy.head(), primary.head());
+    assert_eq!(copy.checkpoints().expect("checkpoints"), checkpoints);
+    // A forged checkpoint (signed by another key) is refused.
+    let mut forged = checkpoints[0].clone();
+    forged.hash = authkeys_events::Hash([9; 32]);
+    let e = copy
+        .import(authkeys_log::Import {
+            checkpoints: vec![forged],
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, LogError::Corrupt { .. }), "{e}");
+    // A command split across chunks has no record unless its chunk held both ends; the others
+    // answer a retry with the first result.
+    let retry = copy
+        .append(append_command("c9", vec![key_generated(9), key_used(9)]))
+        .await
+        .expect("answers");
+    assert!(retry.replayed);
+    assert_eq!(retry.envelopes.first().expect("events").seq.get(), 19);
+    let head = copy.head();
+    drop(copy);
+    primary.close();
+
+    let reader = LogReader::open(&cdir.path().join("log.redb")).expect("reader");
+    let key = ed25519_dalek::SigningKey::from_bytes(
+        &authkeys_log::keys::load_or_create_key(&pdir.path().join("signing.key"), false)
+            .expect("key"),
+    )
+    .verifying_key();
+    let report = reader.verify(Some(&key)).expect("the copy verifies");
+    assert_eq!(report.head, head);
+    // Reopening the copy with another log id is refused; a copy never makes a signing key.
+    let other = authkeys_events::LogId([1; 16]);
+    let e = Log::<()>::open(
+        LogConfig {
+            log_id: Some(other),
+            ..config(cdir.path())
+        },
+        (),
+    )
+    .expect_err("another log");
+    assert!(e.to_string().contains("follows log"), "{e}");
+    let empty = tempfile::tempdir().expect("tempdir");
+    assert!(
+        Log::<()>::open(
+            LogConfig {
+                log_id: Some(other),
+                ..config(empty.path())
+            },
+            ()
+        )
+        .is_err()
+    );
+}

@@ -99,7 +99,7 @@ async fn run() -> anyhow::Result<()> {
             .await??;
     let shutdown = CancellationToken::new();
     let app = CommandRole::build(CommandSettings::new(dir.path(), nats.url())).await?;
-    let log = app.log();
+    let log = app.log().expect("the service opened its log");
     let command_task = tokio::spawn(app.run(shutdown.clone()));
     let views_client = async_nats::connect(nats.url()).await?;
     let mut config = ProjectionConfig::new(dir.path().join("views"));

@@ -62,7 +62,7 @@ async fn run() -> anyhow::Result<()> {
             .await??;
     let shutdown = CancellationToken::new();
     let app = CommandRole::build(CommandSettings::new(dir.path(), nats.url())).await?;
-    let log = app.log();
+    let log = app.log().expect("the service opened its log");
     let command_task = tokio::spawn(app.run(shutdown.clone()));
     let client = authkeys_tests::nats_client(&nats.url(), 30_000).await?;
     let tailnet = made.tailnet_id.to_string();

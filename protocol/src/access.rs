@@ -135,16 +135,25 @@ impl Role {
         let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let (publish, subscribe, allow_responses) = match self {
             Role::Command => {
+                // The relay's stream, a standby's consumer of it, and the leader lease.
+                let lease = format!("KV_{}", subject::LEADER_BUCKET);
                 let mut publish = vec![
                     format!("{}.>", subject::EVENTS_PREFIX),
                     "$JS.API.INFO".to_owned(),
                     format!("$JS.API.STREAM.CREATE.{stream}"),
                     format!("$JS.API.STREAM.UPDATE.{stream}"),
-                    format!("$JS.API.STREAM.INFO.{stream}"),
                     format!("$JS.API.STREAM.MSG.GET.{stream}"),
                     format!("$JS.API.DIRECT.GET.{stream}"),
+                    format!("$JS.API.STREAM.CREATE.{lease}"),
+                    format!("$JS.API.STREAM.INFO.{lease}"),
+                    format!("$JS.API.STREAM.MSG.GET.{lease}"),
+                    format!("$JS.API.DIRECT.GET.{lease}.>"),
+                    format!("$KV.{}.>", subject::LEADER_BUCKET),
+                    subject::LOG_CHECKPOINTS.to_owned(),
                 ];
+                publish.extend(consume.iter().cloned());
                 publish.sort();
+                publish.dedup();
                 let subscribe = vec![
                     format!("{}.>", subject::COMMAND_PREFIX),
                     subject::LOG_READ.to_owned(),

@@ -121,6 +121,18 @@ pub const EVENTS_STREAM: &str = "AUTHKEYS_EVENTS";
 /// Event subjects are `<EVENTS_PREFIX>.<tailnetId>.<Type>`.
 pub const EVENTS_PREFIX: &str = "authkeys.events";
 
+/// The JetStream key-value bucket of the command service's leader lease (SPEC §7): the one
+/// command service that may append holds key [`LEADER_KEY`], renewing it before the bucket's
+/// maximum age expires it; standbys take it over when it expires.
+pub const LEADER_BUCKET: &str = "AUTHKEYS_LEADER";
+/// The lease's key in [`LEADER_BUCKET`].
+pub const LEADER_KEY: &str = "command";
+
+/// The header the relay puts on the last event of a command: `<first seq> <fingerprint hex>
+/// <scope>`, the command's idempotency record, so that a standby carries it over and answers a
+/// retry with the first result once it is primary.
+pub const COMMAND_RECORD_HEADER: &str = "Authkeys-Command";
+
 /// Pages of the log: backfill, rebuilds and auditors.
 pub const LOG_READ: &str = "authkeys.log.read";
 /// The log's signed checkpoints, for auditors over NATS.

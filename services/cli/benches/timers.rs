@@ -84,7 +84,7 @@ async fn run(n: usize) {
     let app = CommandRole::build(CommandSettings::new(&path, nats.url()))
         .await
         .expect("command service");
-    let log = app.log();
+    let log = app.log().expect("the service opened its log");
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(app.run(shutdown.clone()));
     let mut timers = std::process::Command::new(env!("CARGO_BIN_EXE_authkeys"))

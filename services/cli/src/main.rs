@@ -292,9 +292,16 @@ struct CommandArgs {
     data: PathBuf,
     #[command(flatten)]
     nats: NatsArgs,
-    /// Run without the relay to JetStream.
+    /// Run without the relay to JetStream (and so without a lease or standby).
     #[arg(long, env = "AUTHKEYS_NO_RELAY")]
     no_relay: bool,
+    /// Start as a standby (SPEC §7): follow the primary through the events stream into this
+    /// data dir's own copy of the log, and take over when the primary stops renewing the leader
+    /// lease. The data dir must hold copies of the primary's signing.key, hashing.key and
+    /// derivation.key; no new log is ever created. (Any command service that finds another one
+    /// leading becomes a standby too; this flag only says not to start a new log.)
+    #[arg(long, env = "AUTHKEYS_STANDBY", conflicts_with = "no_relay")]
+    standby: bool,
     #[command(flatten)]
     replication: ReplicationFlags,
     /// The suffix of devices' MagicDNS names (`<machine>.tail<hex>.<suffix>`); the command
@@ -358,6 +365,10 @@ struct ReplicationFlags {
     /// the cluster), so that losing this machine loses no acknowledged command.
     #[arg(long, env = "AUTHKEYS_ACK_AFTER_REPLICATION")]
     ack_after_replication: bool,
+    /// How long the leader lease lives without renewal: a standby takes over at most this long
+    /// after the primary stops (it renews every quarter of it).
+    #[arg(long, env = "AUTHKEYS_LEASE_TTL", default_value = "2s", value_parser = parse_lease_ttl)]
+    lease_ttl: std::time::Duration,
 }
 
 impl ReplicationFlags {
@@ -366,6 +377,7 @@ impl ReplicationFlags {
             relay.replicas = self.stream_replicas.map(usize::from);
         }
         s.command.ack_after_replication = self.ack_after_replication;
+        s.lease.ttl_ms = millis(self.lease_ttl);
     }
 }
 
@@ -435,6 +447,15 @@ fn millis(d: std::time::Duration) -> u64 {
 }
 
 /// A positive duration such as `30m`, `2s` or `1h 30m`, at most 365 days.
+/// A lease ttl: 400 ms (renewals every 100 ms) to 10 minutes.
+fn parse_lease_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 2s, 1500ms)"))?;
+    if d < std::time::Duration::from_millis(400) || d > std::time::Duration::from_secs(600) {
+        return Err("the lease ttl must be from 400ms to 10m".into());
+    }
+    Ok(d)
+}
+
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d =
         humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30m, 2s, 1h 30m)"))?;
@@ -859,6 +880,7 @@ async fn run_command(args: CommandArgs) -> anyhow::Result<ExitCode> {
     if args.no_relay {
         settings.relay = None;
     }
+    settings.standby = args.standby;
     args.replication.apply(&mut settings);
     settings.command.ephemeral_inactivity_ms = millis(args.ephemeral_inactivity_timeout);
     settings.command.dns = args.dns_suffix;

@@ -68,7 +68,7 @@ async fn run(secs: f64, same_host: bool, relay: bool) {
         ..CommandConfig::default()
     };
     let app = CommandRole::build(settings).await.expect("command service");
-    let log = app.log();
+    let log = app.log().expect("the service opened its log");
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(app.run(shutdown.clone()));
     let client = async_nats::connect(nats.url()).await.expect("connect");

@@ -111,10 +111,12 @@
 pub mod app;
 pub mod bootstrap;
 pub mod directory;
+pub mod lease;
 pub mod limits;
 pub mod log_read;
 pub mod mint;
 pub mod relay;
+mod standby;
 pub mod status;
 
 mod add_user;
@@ -503,9 +505,16 @@ async fn replicated(
     wait_ms_max: u64,
 ) -> Result<(), AppendError<Rejection>> {
     let mut acked = status.subscribe();
-    let wait = acked.wait_for(|a| *a >= seq);
+    let fenced = status.fenced();
+    let wait = async {
+        tokio::select! {
+            r = acked.wait_for(|a| *a >= seq) => r.is_ok(),
+            // Another primary's events took this seq: it will never be replicated.
+            () = fenced.cancelled() => false,
+        }
+    };
     match tokio::time::timeout(Duration::from_millis(wait_ms_max), wait).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(true) => Ok(()),
         _ => {
             tracing::warn!(seq, "committed but not replicated in time");
             Err(AppendError::Unavailable(format!(

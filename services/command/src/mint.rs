@@ -97,7 +97,10 @@ impl Purpose {
 /// the hashing key bound to it: a new log records a digest of the key; an existing one refuses
 /// a key it was not made with, naming the file. Blocking.
 pub fn open_log(data_dir: &Path, mut config: LogConfig) -> anyhow::Result<(Mint, Log<State>)> {
-    let mint = Mint::load(data_dir, true)?;
+    let mint = match config.log_id {
+        None => Mint::load(data_dir, true)?,
+        Some(_) => Mint::load_copy(data_dir)?,
+    };
     config.bound_keys.push(mint.binding(data_dir));
     let log = Log::open(config, State::default())
         .with_context(|| format!("open the log in {}", data_dir.display()))?;
@@ -129,11 +132,25 @@ impl Mint {
     /// it nor the log exists yet. A missing key beside an existing log is an error that names
     /// the file.
     pub fn load(data_dir: &Path, create: bool) -> anyhow::Result<Self> {
+        Self::load_keys(data_dir, create, true)
+    }
+
+    /// Loads the keys of a copy of another log (a standby's, SPEC §7), creating none: they
+    /// must be copies of that log's, or its secrets would not check and its retries would not
+    /// answer the same secrets.
+    pub fn load_copy(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_keys(data_dir, false, false).context(
+            "a standby needs copies of its primary's hashing.key, derivation.key and signing.key \
+             in its data dir",
+        )
+    }
+
+    fn load_keys(data_dir: &Path, create: bool, create_derivation: bool) -> anyhow::Result<Self> {
         let path = data_dir.join(HASHING_KEY_FILE);
         refuse_missing_hashing_key(data_dir, &path)?;
         let key = authkeys_log::keys::load_or_create_key(&path, create)
             .with_context(|| format!("load hashing key {}", path.display()))?;
-        let derivation_key = load_derivation_key(data_dir)?;
+        let derivation_key = load_derivation_key(data_dir, create_derivation)?;
         Ok(Self::from_keys(key, derivation_key))
     }
 
@@ -311,9 +328,9 @@ impl Mint {
 /// issued before** are affected: they derive another id and no longer answer with the first
 /// secret (the key, token or user they made is untouched and still works). Every secret
 /// issued from then on needs this file to be re-derived, and no other role reads it.
-fn load_derivation_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+fn load_derivation_key(data_dir: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join(DERIVATION_KEY_FILE);
-    authkeys_log::keys::load_or_create_key(&path, true)
+    authkeys_log::keys::load_or_create_key(&path, create)
         .with_context(|| format!("load derivation key {}", path.display()))
 }
 

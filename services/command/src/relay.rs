@@ -48,8 +48,9 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{GetStreamErrorKind, PublishError, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, Context};
-use authkeys_events::{Hash, Seq, chain_hash};
+use authkeys_events::{CommandId, Hash, Seq, TailnetId, chain_hash};
 use authkeys_log::{Aggregate, Log, StoredEvent};
+use authkeys_protocol::subject::COMMAND_RECORD_HEADER;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -150,6 +151,7 @@ struct StatusInner {
     acked: watch::Sender<u64>,
     failures: AtomicU64,
     duplicates: AtomicU64,
+    fenced: CancellationToken,
 }
 
 impl Default for RelayStatus {
@@ -166,6 +168,7 @@ impl RelayStatus {
                 acked: watch::Sender::new(0),
                 failures: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
+                fenced: CancellationToken::new(),
             }),
         }
     }
@@ -189,6 +192,13 @@ impl RelayStatus {
     /// expected-sequence check refuses most of them first; a count that grows is worth a look.
     pub fn duplicates(&self) -> u64 {
         self.inner.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Cancelled when the relay found another primary's events in the stream where this log's
+    /// were due (SPEC §7): this log is no longer the record, so nothing more may be appended to
+    /// it; the relay has stopped.
+    pub fn fenced(&self) -> CancellationToken {
+        self.inner.fenced.clone()
     }
 
     fn set_acked(&self, seq: u64) {
@@ -339,6 +349,15 @@ pub async fn run_with_status<S: Aggregate>(
                     relay.acked
                 )));
             }
+            Err(Failure::Fenced(e)) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    acked = relay.acked,
+                    "relay fenced: another primary's events are in the stream; stepping down"
+                );
+                relay.status.inner.fenced.cancel();
+                return Ok(());
+            }
             Err(Failure::Resync(e)) if resyncs_in_row < RESYNCS_IN_ROW_MAX => {
                 // Expected after a failure or a restart: copies sent earlier landed meanwhile.
                 resyncs_in_row += 1;
@@ -397,6 +416,9 @@ enum Failure {
     Resync(anyhow::Error),
     /// The log could not be read or failed a check: stop.
     Log(anyhow::Error),
+    /// The stream holds another primary's events of this log where this log's were due: this
+    /// process lost the lead (SPEC §7). Stop, and let the role step down.
+    Fenced(anyhow::Error),
 }
 
 /// An event ready to publish.
@@ -405,6 +427,10 @@ struct Prepared {
     id: String,
     subject: String,
     payload: Bytes,
+    /// The command that appended it, and its [`COMMAND_RECORD_HEADER`] if it is the last event
+    /// of that command.
+    command: (CommandId, TailnetId),
+    record: Option<String>,
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = (u64, Result<PublishAck, PublishError>)> + Send>>;
@@ -507,18 +533,13 @@ impl<S: Aggregate> Relay<S> {
         }
     }
 
-    /// Makes sure the stream exists and is ours, and resumes after its last message.
+    /// Makes sure the stream exists and is ours, and resumes after its last message. A stream
+    /// whose last message is this log's event id but not this log's event — or which holds more
+    /// of this log's events than this log — was written by another primary: fenced.
     async fn reconcile(&mut self) -> Result<(), Failure> {
         let stream = ensure(&self.js, &self.cfg).await.map_err(Failure::Nats)?;
         let last = stream.cached_info().state.last_sequence;
         let head = self.log.head().seq;
-        if last > head {
-            return Err(Failure::Nats(anyhow!(
-                "stream {} holds messages up to seq {last} but the log's head is {head}: the \
-                 stream was written by something other than this log's relay",
-                self.cfg.stream
-            )));
-        }
         if last > self.acked {
             let message = stream.get_raw_message(last).await.map_err(|e| {
                 Failure::Nats(anyhow!(e).context(format!("read stream message {last}")))
@@ -528,20 +549,33 @@ impl<S: Aggregate> Relay<S> {
                 .get(NATS_MESSAGE_ID)
                 .map(|v| v.as_str().to_owned());
             let seq = Seq::new(last).expect("last > acked >= 0");
+            let log_id = self.log.log_id();
+            let id = authkeys_log::store::event_id(&log_id, seq);
+            if in_stream.as_deref() != Some(id.as_str()) {
+                return Err(Failure::Nats(anyhow!(
+                    "stream {} message {last} has Nats-Msg-Id {in_stream:?}, not this log's \
+                     event {last} ({id}): the stream belongs to another log",
+                    self.cfg.stream
+                )));
+            }
+            if last > head {
+                return Err(Failure::Fenced(anyhow!(
+                    "stream {} holds this log's events up to seq {last} but this copy's head is \
+                     {head}: another primary appended them",
+                    self.cfg.stream
+                )));
+            }
             let events = blocking(&self.log, move |log| log.read(seq, 1))
                 .await
                 .map_err(|e| Failure::Log(e.context(format!("read event {last}"))))?;
             let event = events.first().ok_or_else(|| {
                 Failure::Log(anyhow!("event {last} is missing though the head is {head}"))
             })?;
-            let id = event
-                .envelope()
-                .map_err(|e| Failure::Log(anyhow!(e).context(format!("decode event {last}"))))?
-                .id;
-            if in_stream.as_deref() != Some(id.as_str()) {
-                return Err(Failure::Nats(anyhow!(
-                    "stream {} message {last} has Nats-Msg-Id {in_stream:?} but this log's event \
-                     {last} is {id}: the stream belongs to another log",
+            let stored = authkeys_protocol::log::split_stored(&message.payload).map(|(h, _)| h);
+            if stored != Some(event.hash) {
+                return Err(Failure::Fenced(anyhow!(
+                    "stream {} message {last} is another primary's event {last}, not this \
+                     copy's: the two histories differ from there",
                     self.cfg.stream
                 )));
             }
@@ -578,7 +612,7 @@ impl<S: Aggregate> Relay<S> {
                 .read(seq, limit)
                 .with_context(|| format!("read events from {from}"))?;
             let mut prev = prev_hash;
-            events
+            let mut batch = events
                 .into_iter()
                 .zip(from..)
                 .map(|(ev, expected)| {
@@ -587,7 +621,9 @@ impl<S: Aggregate> Relay<S> {
                     prev = Some(hash);
                     Ok((p, hash))
                 })
-                .collect::<anyhow::Result<Vec<_>>>()
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            attach_command_records(log, &mut batch)?;
+            Ok::<_, anyhow::Error>(batch)
         })
         .await
         .map_err(Failure::Log)
@@ -598,6 +634,9 @@ impl<S: Aggregate> Relay<S> {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, ev.id.as_str());
         headers.insert(NATS_EXPECTED_LAST_SEQUENCE, (ev.seq - 1).to_string());
+        if let Some(record) = &ev.record {
+            headers.insert(COMMAND_RECORD_HEADER, record.as_str());
+        }
         let seq = ev.seq;
         let ack = self
             .js
@@ -656,7 +695,9 @@ impl<S: Aggregate> Relay<S> {
         .await;
         match drained {
             Ok(Ok(())) => {}
-            Ok(Err(Failure::Nats(e) | Failure::Resync(e) | Failure::Log(e))) => tracing::warn!(
+            Ok(Err(
+                Failure::Nats(e) | Failure::Resync(e) | Failure::Log(e) | Failure::Fenced(e),
+            )) => tracing::warn!(
                 error = format!("{e:#}"),
                 "relay shutdown: a PubAck failed; the next start reconciles with the stream"
             ),
@@ -715,7 +756,44 @@ fn prepare(
         subject: format!("{prefix}.{}.{}", env.tailnet, env.event_type()),
         id: env.id.as_str().to_owned(),
         payload: Bytes::from(ev.to_json()),
+        command: (env.command_id, env.tailnet),
+        record: None,
     })
+}
+
+/// Gives the last event of each command in `batch` its idempotency record
+/// ([`COMMAND_RECORD_HEADER`]: `<first seq> <fingerprint hex> <scope>`), read from the log. A
+/// command's scope is its tailnet or [`crate::REGISTRAR_SCOPE`] (timer commands record none).
+fn attach_command_records<S: Aggregate>(
+    log: &Log<S>,
+    batch: &mut [(Prepared, Hash)],
+) -> anyhow::Result<()> {
+    for i in 0..batch.len() {
+        let ends_here = batch
+            .get(i + 1)
+            .is_none_or(|(next, _)| next.command.0 != batch[i].0.command.0);
+        if !ends_here {
+            continue;
+        }
+        let p = &mut batch[i].0;
+        let (command_id, tailnet) = &p.command;
+        for scope in [tailnet.as_str(), crate::REGISTRAR_SCOPE] {
+            let record = log
+                .command_record(scope, command_id)
+                .with_context(|| format!("read the idempotency record of {command_id}"))?;
+            if let Some(record) = record
+                && record.last == p.seq
+            {
+                p.record = Some(format!(
+                    "{} {} {scope}",
+                    record.first,
+                    hex::encode(record.fingerprint)
+                ));
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a short blocking read of the log off the async threads.

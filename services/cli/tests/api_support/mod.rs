@@ -80,7 +80,7 @@ impl Stack {
             .await??;
         let shutdown = CancellationToken::new();
         let command = CommandRole::build(CommandSettings::new(dir.path(), nats.url())).await?;
-        let log = command.log();
+        let log = command.log().context("the service opened its log")?;
         let mut tasks = vec![tokio::spawn(command.run(shutdown.clone()))];
 
         let views_client = async_nats::connect(nats.url()).await?;

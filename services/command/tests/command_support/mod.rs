@@ -113,7 +113,7 @@ impl Harness {
         let mut settings = CommandSettings::new(dir.path(), nats.url());
         settings.command = config;
         let app = CommandRole::build(settings).await?;
-        let log = app.log();
+        let log = app.log().context("the service opened its log")?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         let client = authkeys_tests::nats_client(&nats.url(), REQUEST_WAIT_MS_MAX).await?;
