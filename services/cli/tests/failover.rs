@@ -513,6 +513,16 @@ async fn torture(failovers: usize, dir: &Path, logs: &Path) -> anyhow::Result<()
         *by_kind.entry(kind).or_default() += 1;
     }
     eprintln!("acknowledged: {by_kind:?}");
+    // How often a restarted primary held events that never reached the stream (committed, not
+    // yet replicated, so never acknowledged) and rebuilt its copy.
+    let diverged = nodes
+        .iter()
+        .filter_map(|n| std::fs::read_dir(&n.data).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".diverged-"))
+        .count();
+    eprintln!("copies set aside as diverged (still on disk): {diverged}");
     ensure!(
         by_kind.get("registration").copied().unwrap_or(0) > 0,
         "registrations ran"

@@ -105,6 +105,14 @@ impl std::fmt::Debug for CommandRole {
     }
 }
 
+/// How a role with a log starts.
+enum Start {
+    /// Serving, holding the lease (`None` without a relay: nothing to lead).
+    Primary(Option<Held>),
+    /// Following first.
+    Standby,
+}
+
 /// How a primary stopped being one.
 enum Ended {
     Shutdown,
@@ -178,8 +186,8 @@ impl CommandRole {
         };
         role.phase = match copy {
             Some(copy) if !role.settings.standby => match role.try_lead(&copy).await? {
-                Some(lease) => Phase::Primary(Box::new(role.primary(copy, lease).await?)),
-                None => Phase::Standby(Some(copy)),
+                Start::Primary(lease) => Phase::Primary(Box::new(role.primary(copy, lease).await?)),
+                Start::Standby => Phase::Standby(Some(copy)),
             },
             copy => Phase::Standby(copy),
         };
@@ -190,16 +198,16 @@ impl CommandRole {
     }
 
     /// Takes the lease for `copy` at start if it is free and the stream holds nothing the copy
-    /// lacks; `Ok(None)` to start as a standby. Without a relay there is no lease to take.
-    async fn try_lead(&self, copy: &Copy) -> anyhow::Result<Option<Option<Held>>> {
+    /// lacks. Without a relay there is no lease to take.
+    async fn try_lead(&self, copy: &Copy) -> anyhow::Result<Start> {
         let (Some(leases), Some(cfg)) = (&self.leases, &self.settings.relay) else {
-            return Ok(Some(None));
+            return Ok(Start::Primary(None));
         };
         let log_id = copy.log.log_id();
         let Some(lease) = leases.try_acquire(log_id).await? else {
             let holder = leases.holder().await.ok().flatten();
             tracing::info!(holder = ?holder.map(|h| h.holder), "another command service leads");
-            return Ok(None);
+            return Ok(Start::Standby);
         };
         let held = lease.start(log_id);
         let js = async_nats::jetstream::new(self.client.clone());
@@ -217,9 +225,9 @@ impl CommandRole {
                 "the stream holds events this log lacks: following it first"
             );
             held.release(self.wait()).await;
-            return Ok(None);
+            return Ok(Start::Standby);
         }
-        Ok(Some(Some(held)))
+        Ok(Start::Primary(Some(held)))
     }
 
     /// Starts serving `copy` as the primary: a service on its log, subscribed.

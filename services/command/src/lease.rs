@@ -153,12 +153,19 @@ impl Leases {
     }
 }
 
-/// A lease being renewed in the background ([`Lease::start`]).
+/// A lease being renewed in the background ([`Lease::start`]); dropping it gives the lease
+/// back, as [`Held::release`] does without waiting.
 #[derive(Debug)]
 pub struct Held {
     release: CancellationToken,
     lost: CancellationToken,
-    task: tokio::task::JoinHandle<LeaseEnd>,
+    task: Option<tokio::task::JoinHandle<LeaseEnd>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release.cancel();
+    }
 }
 
 impl Held {
@@ -169,9 +176,12 @@ impl Held {
 
     /// Gives the lease back (a standby may take it at once) unless it was lost, waiting at most
     /// `wait` for the server.
-    pub async fn release(self, wait: Duration) -> LeaseEnd {
+    pub async fn release(mut self, wait: Duration) -> LeaseEnd {
         self.release.cancel();
-        match tokio::time::timeout(wait, self.task).await {
+        let Some(task) = self.task.take() else {
+            return LeaseEnd::Released;
+        };
+        match tokio::time::timeout(wait, task).await {
             Ok(Ok(end)) => end,
             Ok(Err(e)) => LeaseEnd::Lost(format!("the lease task failed: {e}")),
             Err(_) => LeaseEnd::Lost("giving the lease back timed out; it expires".into()),
@@ -195,7 +205,7 @@ impl Lease {
         Held {
             release,
             lost,
-            task,
+            task: Some(task),
         }
     }
 

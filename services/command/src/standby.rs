@@ -265,7 +265,9 @@ impl Standby<'_> {
                     }
                     return Ok(Pass::Shutdown);
                 }
-                () = async { lost.as_ref().expect("guarded").cancelled().await }, if lost.is_some() => {
+                () = async { lost.as_ref().expect("guarded").cancelled().await },
+                    if lost.is_some() =>
+                {
                     lead = None;
                 }
                 batch = messages.next() => {
@@ -273,49 +275,37 @@ impl Standby<'_> {
                         return retry(anyhow!("the stream's consumer ended"));
                     };
                     let mut import = Import::default();
-                    let mut head = log.head();
+                    let mut head = log.head().seq;
                     for msg in batch {
                         let msg = match msg {
                             Ok(m) => m,
                             Err(e) => return retry(anyhow!(e).context("read the events stream")),
                         };
-                        let info = msg.info().map_err(|e| anyhow!("stream message: {e}"))?;
-                        let seq = info.stream_sequence;
-                        caught_up = info.pending == 0;
-                        tracing::trace!(seq, pending = info.pending, "stream message");
-                        let (hash, body) = split_stored(&msg.payload).ok_or_else(|| {
-                            anyhow!("stream message {seq} is not a stored envelope")
-                        })?;
-                        if seq <= head.seq {
-                            if !same_hash(log, seq, hash).await? {
-                                return Ok(Pass::Diverged(seq));
-                            }
-                            continue;
+                        let (seq, pending) = msg
+                            .info()
+                            .map(|i| (i.stream_sequence, i.pending))
+                            .map_err(|e| anyhow!("stream message: {e}"))?;
+                        caught_up = pending == 0;
+                        if let Some(at) = sort(log, seq, &msg, &mut head, &mut import).await? {
+                            return Ok(Pass::Diverged(at));
                         }
-                        let seq = Seq::new(seq).map_err(|_| anyhow!("stream message 0"))?;
-                        let event = StoredEvent { seq, hash, body };
-                        if let Some(record) = msg.headers.as_ref().and_then(|h| h.get(subject::COMMAND_RECORD_HEADER)) {
-                            let command_id = event.envelope().map(|e| e.command_id);
-                            match (parse_record(record.as_str(), seq.get()), command_id) {
-                                (Some((scope, seqs, fingerprint)), Ok(command_id)) => import.commands.push(ImportedCommand { scope, command_id, seqs, fingerprint }),
-                                _ => tracing::warn!(seq = seq.get(), "ignoring a malformed command record header"),
-                            }
-                        }
-                        head.seq = seq.get();
-                        import.events.push(event);
                     }
-                    if import.events.is_empty() {
+                    let Some(first) = import.events.first().map(|e| e.seq.get()) else {
                         continue;
-                    }
-                    let first = import.events[0].seq.get();
-                    import.checkpoints = due(&mut checkpoints, head.seq);
+                    };
+                    import.checkpoints = due(&mut checkpoints, head);
                     log.import(import).await.with_context(|| {
-                        format!("the stream holds a history this copy cannot verify (after seq {})", first - 1)
+                        format!(
+                            "the stream holds a history this copy cannot verify (after seq {})",
+                            first - 1
+                        )
                     })?;
                 }
                 _ = try_lead.tick(), if lead.is_none() && caught_up => {
-                    let taken = self.leases.try_acquire(log_id).await?;
-                    tracing::debug!(taken = taken.is_some(), head = log.head().seq, "tried to take the lease");
+                    let taken = match self.leases.try_acquire(log_id).await {
+                        Ok(taken) => taken,
+                        Err(e) => return retry(e),
+                    };
                     if let Some(lease) = taken {
                         let held = lease.start(log_id);
                         // Everything the old primary got into the stream is imported before
@@ -327,32 +317,13 @@ impl Standby<'_> {
                                 return retry(anyhow!(e).context("read the events stream"));
                             }
                         };
-                        tracing::info!(head = log.head().seq, stream_last = target, "took the leader lease");
+                        let head = log.head().seq;
+                        tracing::info!(head, stream_last = target, "took the leader lease");
                         lead = Some((held, target));
                     }
                 }
                 _ = fetch.tick() => {
-                    if let Ok(page) = self.checkpoints(Seq::new(next_checkpoint).expect(">= 1")).await {
-                        if page.log_id.is_some_and(|id| id != log_id) {
-                            bail!("the primary answering authkeys.log.checkpoints has log {:?}, not {log_id}", page.log_id);
-                        }
-                        for row in page.checkpoints {
-                            let cp = hex::decode(&row.bytes).ok().and_then(|b| Checkpoint::from_bytes(&b).ok());
-                            match cp {
-                                Some(cp) if cp.seq.get() == row.at => {
-                                    next_checkpoint = next_checkpoint.max(row.at + 1);
-                                    checkpoints.insert(row.at, cp);
-                                }
-                                _ => bail!("the primary sent a malformed checkpoint at seq {}", row.at),
-                            }
-                        }
-                        let ready = due(&mut checkpoints, log.head().seq);
-                        if !ready.is_empty() {
-                            log.import(Import { checkpoints: ready, ..Import::default() })
-                                .await
-                                .context("a checkpoint of the primary does not verify")?;
-                        }
-                    }
+                    self.fetch_checkpoints(log, &mut next_checkpoint, &mut checkpoints).await?;
                 }
             }
             if let Some((_, target)) = &lead
@@ -363,6 +334,87 @@ impl Standby<'_> {
             }
         }
     }
+}
+
+impl Standby<'_> {
+    /// Asks the primary for its checkpoints from `next` on and imports those whose events this
+    /// copy holds; later ones wait in `pending`. No answer is no news (the primary may be gone).
+    async fn fetch_checkpoints(
+        &self,
+        log: &Log<State>,
+        next: &mut u64,
+        pending: &mut BTreeMap<u64, Checkpoint>,
+    ) -> anyhow::Result<()> {
+        let Ok(page) = self.checkpoints(Seq::new(*next).expect("next >= 1")).await else {
+            return Ok(());
+        };
+        let log_id = log.log_id();
+        if page.log_id.is_some_and(|id| id != log_id) {
+            bail!(
+                "the primary answering authkeys.log.checkpoints has log {:?}, not {log_id}",
+                page.log_id
+            );
+        }
+        for row in page.checkpoints {
+            let cp = hex::decode(&row.bytes)
+                .ok()
+                .and_then(|b| Checkpoint::from_bytes(&b).ok())
+                .filter(|cp| cp.seq.get() == row.at)
+                .ok_or_else(|| anyhow!("the primary sent a malformed checkpoint at {}", row.at))?;
+            *next = (*next).max(row.at + 1);
+            pending.insert(row.at, cp);
+        }
+        let ready = due(pending, log.head().seq);
+        if !ready.is_empty() {
+            log.import(Import {
+                checkpoints: ready,
+                ..Import::default()
+            })
+            .await
+            .context("a checkpoint of the primary does not verify")?;
+        }
+        Ok(())
+    }
+}
+
+/// Sorts stream message `seq` into `import` (with its command record, if it carries one), or
+/// compares it with this copy's event when the copy has it already (`head` is the copy's head
+/// with `import` appended): `Some(seq)` when the two differ.
+async fn sort(
+    log: &Log<State>,
+    seq: u64,
+    msg: &jetstream::Message,
+    head: &mut u64,
+    import: &mut Import,
+) -> anyhow::Result<Option<u64>> {
+    let (hash, body) = split_stored(&msg.payload)
+        .ok_or_else(|| anyhow!("stream message {seq} is not a stored envelope"))?;
+    if seq <= *head {
+        return Ok((!same_hash(log, seq, hash).await?).then_some(seq));
+    }
+    let event = StoredEvent {
+        seq: Seq::new(seq).map_err(|_| anyhow!("stream message 0"))?,
+        hash,
+        body,
+    };
+    let record = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(subject::COMMAND_RECORD_HEADER));
+    if let Some(record) = record {
+        match (parse_record(record.as_str(), seq), event.envelope()) {
+            (Some((scope, seqs, fingerprint)), Ok(env)) => import.commands.push(ImportedCommand {
+                scope,
+                command_id: env.command_id,
+                seqs,
+                fingerprint,
+            }),
+            _ => tracing::warn!(seq, "ignoring a malformed command record header"),
+        }
+    }
+    *head = seq;
+    import.events.push(event);
+    Ok(None)
 }
 
 /// The checkpoints of `pending` at or below `head`, taken out.
