@@ -149,8 +149,11 @@ impl CommandRole {
                 replicas: cfg.replicas.unwrap_or(settings.lease.replicas),
                 ..settings.lease.clone()
             };
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("create data dir {}", settings.data_dir.display()))?;
+            let me = crate::lease::holder_id(&settings.data_dir);
             leases = Some(
-                Leases::open(&lease_js(&client, &lease), lease)
+                Leases::open(&lease_js(&client, &lease), lease, me)
                     .await
                     .context("open the leader lease")?,
             );
@@ -204,7 +207,16 @@ impl CommandRole {
             return Ok(Start::Primary(None));
         };
         let log_id = copy.log.log_id();
-        let Some(lease) = leases.try_acquire(log_id).await? else {
+        let taken = match leases.try_acquire(log_id).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                // E.g. a just-created bucket on a cluster, before its Raft group has a leader:
+                // the standby loop keeps trying.
+                tracing::warn!(error = format!("{e:#}"), "cannot take the lease yet");
+                return Ok(Start::Standby);
+            }
+        };
+        let Some(lease) = taken else {
             let holder = leases.holder().await.ok().flatten();
             tracing::info!(holder = ?holder.map(|h| h.holder), "another command service leads");
             return Ok(Start::Standby);

@@ -53,6 +53,22 @@ impl LeaseConfig {
     }
 }
 
+/// The holder id of the command role on data dir `data_dir`: `<host name>:<data dir>`. Stable
+/// across restarts (so a restarted primary takes its own lease back) and unique per machine
+/// and dir (two processes cannot share a data dir: the log file is locked).
+pub fn holder_id(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!(
+        "{}:{}",
+        if host.is_empty() { "localhost" } else { &host },
+        dir.display()
+    )
+}
+
 /// What the lease's entry says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,8 +105,9 @@ pub enum LeaseEnd {
 }
 
 impl Leases {
-    /// Opens the bucket, creating it when missing. `js` should time out well within the ttl.
-    pub async fn open(js: &Context, config: LeaseConfig) -> anyhow::Result<Self> {
+    /// Opens the bucket, creating it when missing, for holder `me` (see [`holder_id`]). `js`
+    /// should time out well within the ttl.
+    pub async fn open(js: &Context, config: LeaseConfig, me: String) -> anyhow::Result<Self> {
         let kv = match js.get_key_value(subject::LEADER_BUCKET).await {
             Ok(kv) => kv,
             Err(_) => js
@@ -106,13 +123,7 @@ impl Leases {
                 .await
                 .context("create the leader lease bucket")?,
         };
-        let mut me = [0u8; 8];
-        getrandom::fill(&mut me).map_err(|e| anyhow!("no randomness for a holder id: {e}"))?;
-        Ok(Self {
-            kv,
-            config,
-            me: format!("{}-{}", std::process::id(), hex::encode(me)),
-        })
+        Ok(Self { kv, config, me })
     }
 
     /// How often the holder renews, and a standby tries to take the lease.
@@ -125,20 +136,48 @@ impl Leases {
         &self.me
     }
 
-    /// Takes the lease for `log_id` if nobody holds it; `Ok(None)` when someone does.
+    /// Takes the lease for `log_id` if nobody holds it, or if this data dir's previous process
+    /// holds it (it died without giving it back: a restart re-leads at once instead of waiting
+    /// for the entry to expire); `Ok(None)` when someone else does.
     pub async fn try_acquire(&self, log_id: LogId) -> anyhow::Result<Option<Lease>> {
-        let value = serde_json::to_vec(&Holder {
+        let value: bytes::Bytes = serde_json::to_vec(&Holder {
             holder: self.me.clone(),
             log_id,
-        })?;
-        match self.kv.create(subject::LEADER_KEY, value.into()).await {
-            Ok(revision) => Ok(Some(Lease {
-                leases: self.clone(),
-                revision,
-                renewed: Instant::now(),
-            })),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(anyhow!(e).context("take the leader lease")),
+        })?
+        .into();
+        let lease = |revision| Lease {
+            leases: self.clone(),
+            revision,
+            renewed: Instant::now(),
+        };
+        match self.kv.create(subject::LEADER_KEY, value.clone()).await {
+            Ok(revision) => return Ok(Some(lease(revision))),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(anyhow!(e).context("take the leader lease")),
+        }
+        let Some(entry) = self
+            .kv
+            .entry(subject::LEADER_KEY)
+            .await
+            .context("read the leader lease")?
+        else {
+            return Ok(None);
+        };
+        let held_by: Option<Holder> = serde_json::from_slice(&entry.value).ok();
+        if held_by.is_none_or(|h| h.holder != self.me || h.log_id != log_id) {
+            return Ok(None);
+        }
+        match self
+            .kv
+            .update(subject::LEADER_KEY, value, entry.revision)
+            .await
+        {
+            Ok(revision) => {
+                tracing::info!("took back the leader lease this data dir's last process held");
+                Ok(Some(lease(revision)))
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(anyhow!(e).context("take back the leader lease")),
         }
     }
 
