@@ -177,7 +177,7 @@ soak: tools
 
 run-cluster: tools
 	cargo build -q -p authkeys-cli --bin authkeys
-	AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-cluster.sh"
+	DATA_DIR="$(ROOT)/.data-cluster" AUTHKEYS="$(ROOT)/target/debug/authkeys" "$(ROOT)/deploy/run-cluster.sh"
 
 # The same system with NATS authentication on (SPEC §6): one nkey user per role, least permissions.
 run-secure: tools
