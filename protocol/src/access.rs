@@ -150,6 +150,8 @@ impl Role {
                     format!("$JS.API.DIRECT.GET.{lease}.>"),
                     format!("$KV.{}.>", subject::LEADER_BUCKET),
                     subject::LOG_CHECKPOINTS.to_owned(),
+                    // A standby's ordered consumer is created unnamed.
+                    format!("$JS.API.CONSUMER.CREATE.{stream}"),
                 ];
                 publish.extend(consume.iter().cloned());
                 publish.sort();

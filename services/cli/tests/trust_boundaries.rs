@@ -10,7 +10,9 @@
 //!   subscribing to `authkeys.cmd.>`, `authkeys.events.>` or `rb`'s inbox — each refusal is the
 //!   server's own "Permissions Violation", and the log is byte-for-byte unchanged after them;
 //! - the HTTP API, the views, the timers and an auditor (`authkeys audit verify --nats-auth`)
-//!   all work.
+//!   all work;
+//! - a standby command service with the command role's seed follows the stream and, once the
+//!   primary is killed, takes over and registers `ra`'s node (SPEC §7).
 
 mod api_support;
 mod proc_support;
@@ -311,5 +313,82 @@ async fn nats_config_tls_requires_tls_and_every_role_trusts_the_written_ca() -> 
         .arg(auth.join("ca.pem"))
         .args(["--authkey", &secret, "--hostname", "web-tls"]);
     run_ok(&mut register, "register over TLS")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_follows_and_takes_over_as_the_command_role_under_authentication()
+-> anyhow::Result<()> {
+    // The standby (SPEC §7) is the command role with the command role's seed: following the
+    // stream, fetching checkpoints and taking the lease are within its permissions, and so is
+    // serving once it leads. Registrar ra registers through it after the primary is killed.
+    let dir = tempfile::tempdir()?;
+    let auth = dir.path().join("auth");
+    nats_config(&auth, &[])?;
+    let nats = NatsServer::start_with_config(&auth.join("nats-server.conf"))?;
+    let data = dir.path().join("data");
+    let (mut primary, port, token) = serve_as_roles(&nats, &data, &auth).await?;
+    let key = create_key(
+        port,
+        &token,
+        json!({"capabilities": {"devices": {"create": {"reusable": true}}}}),
+    )
+    .await?;
+    let secret = key["key"].as_str().context("secret")?.to_owned();
+
+    let standby = dir.path().join("standby");
+    std::fs::create_dir_all(&standby)?;
+    for f in ["signing.key", "hashing.key", "derivation.key"] {
+        std::fs::copy(data.join(f), standby.join(f))?;
+    }
+    let said = dir.path().join("standby.log");
+    let _procs = Procs(vec![
+        authkeys()
+            .args(["command", "--standby", "--nats", &nats.url()])
+            .arg("--data")
+            .arg(&standby)
+            .arg("--nats-auth")
+            .arg(&auth)
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&said)?)
+            .spawn()?,
+    ]);
+    let said = || std::fs::read_to_string(&said).unwrap_or_default();
+    // Caught up: the copy holds every event of the primary's log.
+    let want = log_events(&data)?.len();
+    let deadline = std::time::Instant::now() + Duration::from_millis(proc_support::WAIT_MS_MAX);
+    while !standby.join("log.redb").exists() || log_events(&standby)?.len() < want {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for c in &mut primary.0 {
+        c.kill()?;
+        c.wait()?;
+    }
+    let register = || {
+        authkeys()
+            .args(["register", "--nats", &nats.url(), "--registrar", "ra"])
+            .arg("--nats-nkey")
+            .arg(auth.join("registrar-ra.nk"))
+            .args(["--authkey", &secret, "--hostname", "after-failover"])
+            .status()
+    };
+    while !register()?.success() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no registration after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events = log_events(&standby)?;
+    ensure!(
+        events.iter().any(|e| matches!(&e.event,
+            authkeys_events::Event::NodeRegistered(n) if n.hostname.as_str() == "after-failover")),
+        "the new primary's log holds the registration"
+    );
     Ok(())
 }
