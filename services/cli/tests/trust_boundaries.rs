@@ -360,7 +360,8 @@ async fn a_standby_follows_and_takes_over_as_the_command_role_under_authenticati
     while !standby.join("log.redb").exists() || log_events(&standby)?.len() < want {
         ensure!(
             std::time::Instant::now() < deadline,
-            "the standby never caught up"
+            "the standby never caught up:\n{}",
+            said()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -380,7 +381,8 @@ async fn a_standby_follows_and_takes_over_as_the_command_role_under_authenticati
     while !register()?.success() {
         ensure!(
             std::time::Instant::now() < deadline,
-            "no registration after the failover"
+            "no registration after the failover:\n{}",
+            said()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
