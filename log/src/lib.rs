@@ -409,25 +409,42 @@ impl<S: Aggregate> Log<S> {
         scope: &str,
         command_id: &CommandId,
     ) -> Result<Option<store::CommandRecord>, LogError> {
+        Ok(self.command_records([(scope, command_id)])?.pop().flatten())
+    }
+
+    /// [`Log::command_record`] of each `(scope, command_id)`, in order, in one read
+    /// transaction.
+    pub fn command_records<'a>(
+        &self,
+        commands: impl IntoIterator<Item = (&'a str, &'a CommandId)>,
+    ) -> Result<Vec<Option<store::CommandRecord>>, LogError> {
         let txn = self.begin_read()?;
         let table = match txn.open_table(store::COMMANDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(LogError::storage("open commands table", e)),
         };
-        let key = store::command_key(scope, command_id.as_str());
-        let Some(row) = table
-            .get(key.as_str())
-            .map_err(|e| LogError::storage("read commands", e))?
-        else {
-            return Ok(None);
-        };
-        let record =
-            store::CommandRecord::decode(row.value()).ok_or_else(|| LogError::Corrupt {
-                seq: 0,
-                what: format!("idempotency record of {key} is malformed"),
-            })?;
-        Ok(Some(record))
+        let mut out = Vec::new();
+        for (scope, command_id) in commands {
+            let Some(table) = &table else {
+                out.push(None);
+                continue;
+            };
+            let key = store::command_key(scope, command_id.as_str());
+            let row = table
+                .get(key.as_str())
+                .map_err(|e| LogError::storage("read commands", e))?;
+            let record = row
+                .map(|row| {
+                    store::CommandRecord::decode(row.value()).ok_or_else(|| LogError::Corrupt {
+                        seq: 0,
+                        what: format!("idempotency record of {key} is malformed"),
+                    })
+                })
+                .transpose()?;
+            out.push(record);
+        }
+        Ok(out)
     }
 
     /// [`Log::append`] for code outside an async runtime.

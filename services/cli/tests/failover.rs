@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use authkeys_events::{Event, Seq};
+use authkeys_events::{Envelope, Event, Seq};
 use authkeys_log::LogReader;
 use authkeys_protocol::{RegisterRequest, subject};
 use authkeys_tests::NatsServer;
@@ -214,6 +214,8 @@ fn tailnet_and_owner(data: &Path) -> anyhow::Result<(String, String)> {
 }
 
 /// Checks the log of the primary in `data` against what was acknowledged.
+/// Checks the log of the primary in `data` against what was acknowledged: it verifies from
+/// seq 1 under the signing key, and [`check_history`] holds. Returns its head.
 fn check(
     data: &Path,
     acked: &[(String, &'static str, Instant)],
@@ -228,34 +230,49 @@ fn check(
     let report = reader
         .verify(Some(&key))
         .context("the new primary's log verifies from seq 1")?;
-    let mut count: HashMap<String, usize> = HashMap::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
-    let mut from = 1;
+    let mut events = Vec::new();
     loop {
-        let page = reader.read(Seq::new(from)?, 2_000)?;
+        let page = reader.read(Seq::new(events.len() as u64 + 1)?, 2_000)?;
         if page.is_empty() {
             break;
         }
-        from += page.len() as u64;
         for ev in page {
-            let env = ev.envelope()?;
-            match &env.event {
-                Event::NodeRegistered(n) => {
-                    *count.entry(env.command_id.to_string()).or_default() += 1;
-                    if env.command_id.as_str().starts_with("race-") {
-                        *by_key.entry(n.auth_key_id.to_string()).or_default() += 1;
-                    }
+            events.push(ev.envelope()?);
+        }
+    }
+    check_history(&events, acked, one_off)?;
+    Ok(report.head.seq)
+}
+
+/// Every acknowledged command is in `events` exactly once, and no one-off key registered two
+/// nodes.
+fn check_history(
+    events: &[Envelope],
+    acked: &[(String, &'static str, Instant)],
+    one_off: &HashMap<String, Vec<String>>,
+) -> anyhow::Result<()> {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    for env in events {
+        match &env.event {
+            Event::NodeRegistered(n) => {
+                *count.entry(env.command_id.to_string()).or_default() += 1;
+                if env.command_id.as_str().starts_with("race-") {
+                    *by_key.entry(n.auth_key_id.to_string()).or_default() += 1;
                 }
-                Event::KeyGenerated(_) => {
-                    *count.entry(env.command_id.to_string()).or_default() += 1;
-                }
-                _ => {}
             }
+            Event::KeyGenerated(_) => {
+                *count.entry(env.command_id.to_string()).or_default() += 1;
+            }
+            _ => {}
         }
     }
     for (id, kind, _) in acked {
         let n = count.get(id).copied().unwrap_or(0);
-        ensure!(n == 1, "acknowledged {kind} {id} is in the log {n} times");
+        ensure!(
+            n == 1,
+            "acknowledged {kind} {id} is in the history {n} times"
+        );
     }
     for (key, n) in &by_key {
         ensure!(*n <= 1, "one-off key {key} registered {n} nodes");
@@ -266,7 +283,20 @@ fn check(
             "one-off key {key} was acknowledged to {winners:?}"
         );
     }
-    Ok(report.head.seq)
+    Ok(())
+}
+
+/// Every event of the events stream: the cluster's history, whoever leads.
+async fn stream_events(client: &async_nats::Client) -> anyhow::Result<Vec<Envelope>> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(subject::EVENTS_STREAM).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await?;
+        out.push(Envelope::from_json(&message.payload)?);
+    }
+    Ok(out)
 }
 
 /// The load: registrations with a reusable key, key generation, and pairs racing one-off keys.
@@ -605,7 +635,9 @@ async fn pause(dir: &Path, logs: &Path) -> anyhow::Result<()> {
         let acks = lock(&acks);
         (acks.all.clone(), acks.one_off.clone())
     };
-    check(&nodes[1].data, &acked, &one_off).context("the new primary's log")?;
+    // The stream is the history whoever leads now (the old primary may have got an event in
+    // before its successor's first, fencing the successor instead: both then follow the stream).
+    check_history(&stream_events(&client).await?, &acked, &one_off).context("the events stream")?;
     let said = std::fs::read_to_string(&a_log)?;
     ensure!(
         said.contains("leader lease lost") || said.contains("relay fenced"),

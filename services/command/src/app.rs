@@ -250,6 +250,9 @@ impl CommandRole {
         if self.settings.command.ack_after_replication {
             service = service.acking_after(relay_status.clone());
         }
+        if let Some(held) = &lease {
+            service = service.leading_while(held.validity());
+        }
         let subscriptions = service.subscribe(&self.client).await?;
         tracing::info!(
             seq = service.log().head().seq,

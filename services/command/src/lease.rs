@@ -12,6 +12,7 @@
 //! appends once it resumes — the stream stops: its relay's publishes carry the expected last
 //! sequence, and the successor's events are already there (see the relay's fencing).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -50,6 +51,11 @@ impl LeaseConfig {
     /// A holder that has not renewed by this long before the entry expires stops appending.
     fn margin(&self) -> Duration {
         Duration::from_millis(self.ttl_ms / 4)
+    }
+
+    /// How long after a renewal was sent the holder may act on it.
+    fn valid_for(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms) - self.margin()
     }
 }
 
@@ -131,11 +137,6 @@ impl Leases {
         self.config.renew_every()
     }
 
-    /// This process's holder id.
-    pub fn me(&self) -> &str {
-        &self.me
-    }
-
     /// Takes the lease for `log_id` if nobody holds it, or if this data dir's previous process
     /// holds it (it died without giving it back: a restart re-leads at once instead of waiting
     /// for the entry to expire); `Ok(None)` when someone else does.
@@ -145,10 +146,12 @@ impl Leases {
             log_id,
         })?
         .into();
+        // A lease counts from before the request that took it.
+        let sent = Instant::now();
         let lease = |revision| Lease {
             leases: self.clone(),
             revision,
-            renewed: Instant::now(),
+            renewed: sent,
         };
         match self.kv.create(subject::LEADER_KEY, value.clone()).await {
             Ok(revision) => return Ok(Some(lease(revision))),
@@ -192,12 +195,45 @@ impl Leases {
     }
 }
 
+/// Whether this process may still act as the lease's holder: until the last successful
+/// renewal's send time plus the ttl minus the margin. Cheap to clone and to ask; a process
+/// paused past that (SIGSTOP, a long stall) finds it lapsed the moment it resumes, before its
+/// renewal task has run.
+#[derive(Debug, Clone)]
+pub struct Validity {
+    until: Arc<Mutex<Instant>>,
+}
+
+impl Validity {
+    fn new(until: Instant) -> Self {
+        Self {
+            until: Arc::new(Mutex::new(until)),
+        }
+    }
+
+    /// True while the lease is surely held.
+    pub fn holds(&self) -> bool {
+        Instant::now() < *self.lock()
+    }
+
+    fn extend(&self, until: Instant) {
+        *self.lock() = until;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A lease being renewed in the background ([`Lease::start`]); dropping it gives the lease
 /// back, as [`Held::release`] does without waiting.
 #[derive(Debug)]
 pub struct Held {
     release: CancellationToken,
     lost: CancellationToken,
+    validity: Validity,
     task: Option<tokio::task::JoinHandle<LeaseEnd>>,
 }
 
@@ -211,6 +247,11 @@ impl Held {
     /// Cancelled once the lease is lost: stop appending.
     pub fn lost(&self) -> CancellationToken {
         self.lost.clone()
+    }
+
+    /// Whether the lease is surely still held, asked before each append and acknowledgement.
+    pub fn validity(&self) -> Validity {
+        self.validity.clone()
     }
 
     /// Gives the lease back (a standby may take it at once) unless it was lost, waiting at most
@@ -232,9 +273,10 @@ impl Lease {
     /// Renews the lease in the background from now on.
     pub fn start(self, log_id: LogId) -> Held {
         let (release, lost) = (CancellationToken::new(), CancellationToken::new());
-        let (r, l) = (release.clone(), lost.clone());
+        let validity = Validity::new(self.renewed + self.leases.config.valid_for());
+        let (r, l, v) = (release.clone(), lost.clone(), validity.clone());
         let task = tokio::spawn(async move {
-            let end = self.hold(log_id, r).await;
+            let end = self.hold(log_id, r, v).await;
             if let LeaseEnd::Lost(why) = &end {
                 tracing::error!(%why, "leader lease lost: no more commands are appended here");
                 l.cancel();
@@ -244,12 +286,18 @@ impl Lease {
         Held {
             release,
             lost,
+            validity,
             task: Some(task),
         }
     }
 
     /// Renews the lease until `release` is cancelled (then gives it back) or it is lost.
-    async fn hold(mut self, log_id: LogId, release: CancellationToken) -> LeaseEnd {
+    async fn hold(
+        mut self,
+        log_id: LogId,
+        release: CancellationToken,
+        valid: Validity,
+    ) -> LeaseEnd {
         let config = self.leases.config.clone();
         let ttl = Duration::from_millis(config.ttl_ms);
         let value = serde_json::to_vec(&Holder {
@@ -271,6 +319,8 @@ impl Lease {
                 }
                 () = tokio::time::sleep(config.renew_every()) => {}
             }
+            // The entry lives a ttl from when the server stores it, which is after this.
+            let sent = Instant::now();
             match self
                 .leases
                 .kv
@@ -279,7 +329,8 @@ impl Lease {
             {
                 Ok(revision) => {
                     self.revision = revision;
-                    self.renewed = Instant::now();
+                    self.renewed = sent;
+                    valid.extend(sent + config.valid_for());
                 }
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
                     let who = self.leases.holder().await.ok().flatten();

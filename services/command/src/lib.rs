@@ -229,6 +229,9 @@ pub(crate) struct Ctx {
     pub(crate) config: CommandConfig,
     /// The relay's progress, when commands wait for replication.
     pub(crate) replicated: Option<relay::RelayStatus>,
+    /// The leader lease, when this service holds one: no command is appended or acknowledged
+    /// once it has lapsed (SPEC §7).
+    pub(crate) leader: Option<lease::Validity>,
 }
 
 impl Ctx {
@@ -284,6 +287,7 @@ impl CommandService {
                 clock,
                 config,
                 replicated: None,
+                leader: None,
             }),
         }
     }
@@ -293,6 +297,15 @@ impl CommandService {
     pub fn acking_after(mut self, status: relay::RelayStatus) -> Self {
         if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
             ctx.replicated = Some(status);
+        }
+        self
+    }
+
+    /// Appends and acknowledges commands only while `validity` says the leader lease is held.
+    /// Call before serving.
+    pub fn leading_while(mut self, validity: lease::Validity) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.leader = Some(validity);
         }
         self
     }
@@ -491,11 +504,25 @@ pub(crate) async fn submit(
     idempotency: Idempotency,
     cmd: authkeys_log::Append<State>,
 ) -> Result<Committed, AppendError<Rejection>> {
+    leading(ctx)?;
     let committed = ctx.log.append_with(cmd, idempotency).await?;
     if let (Some(status), Some(last)) = (&ctx.replicated, committed.envelopes.last()) {
         replicated(status, last.seq.get(), ctx.config.replication_wait_ms_max).await?;
     }
+    // A primary paused past its lease (its successor may lead now) acknowledges nothing: the
+    // retry goes to the leader, which answers the first result if the command got through.
+    leading(ctx)?;
     Ok(appended(committed))
+}
+
+/// `unavailable` unless this service surely holds the leader lease (or has none to hold).
+fn leading(ctx: &Ctx) -> Result<(), AppendError<Rejection>> {
+    match &ctx.leader {
+        Some(lease) if !lease.holds() => Err(AppendError::Unavailable(
+            "this command service's leader lease has lapsed; retry".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Waits until the stream holds `seq` (`--ack-after-replication`), or answers `unavailable`.

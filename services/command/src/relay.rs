@@ -762,36 +762,45 @@ fn prepare(
 }
 
 /// Gives the last event of each command in `batch` its idempotency record
-/// ([`COMMAND_RECORD_HEADER`]: `<first seq> <fingerprint hex> <scope>`), read from the log. A
-/// command's scope is its tailnet or [`crate::REGISTRAR_SCOPE`] (timer commands record none).
+/// ([`COMMAND_RECORD_HEADER`]: `<first seq> <fingerprint hex> <scope>`), read from the log in one
+/// transaction. A command's scope is its tailnet or [`crate::REGISTRAR_SCOPE`] (timer commands
+/// record none).
 fn attach_command_records<S: Aggregate>(
     log: &Log<S>,
     batch: &mut [(Prepared, Hash)],
 ) -> anyhow::Result<()> {
-    for i in 0..batch.len() {
-        let ends_here = batch
-            .get(i + 1)
-            .is_none_or(|(next, _)| next.command.0 != batch[i].0.command.0);
-        if !ends_here {
-            continue;
-        }
-        let p = &mut batch[i].0;
-        let (command_id, tailnet) = &p.command;
-        for scope in [tailnet.as_str(), crate::REGISTRAR_SCOPE] {
-            let record = log
-                .command_record(scope, command_id)
-                .with_context(|| format!("read the idempotency record of {command_id}"))?;
-            if let Some(record) = record
-                && record.last == p.seq
-            {
-                p.record = Some(format!(
-                    "{} {} {scope}",
-                    record.first,
-                    hex::encode(record.fingerprint)
-                ));
-                break;
-            }
-        }
+    // The batch's events that end a command (or the batch), each with both candidate scopes.
+    let ends: Vec<usize> = (0..batch.len())
+        .filter(|&i| {
+            batch
+                .get(i + 1)
+                .is_none_or(|(next, _)| next.command.0 != batch[i].0.command.0)
+        })
+        .collect();
+    let wanted = ends.iter().flat_map(|&i| {
+        let (command_id, tailnet) = &batch[i].0.command;
+        [
+            (tailnet.as_str(), command_id),
+            (crate::REGISTRAR_SCOPE, command_id),
+        ]
+    });
+    let records = log
+        .command_records(wanted)
+        .context("read the idempotency records of the relayed commands")?;
+    let mut found = Vec::with_capacity(ends.len());
+    for (&i, pair) in ends.iter().zip(records.chunks(2)) {
+        let p = &batch[i].0;
+        let scopes = [p.command.1.as_str(), crate::REGISTRAR_SCOPE];
+        let hit = pair
+            .iter()
+            .zip(scopes)
+            .find_map(|(r, scope)| r.filter(|r| r.last == p.seq).map(|r| (r, scope)));
+        found.push(
+            hit.map(|(r, scope)| format!("{} {} {scope}", r.first, hex::encode(r.fingerprint))),
+        );
+    }
+    for (i, record) in ends.into_iter().zip(found) {
+        batch[i].0.record = record;
     }
     Ok(())
 }
