@@ -113,7 +113,9 @@ pub enum LeaseEnd {
 impl Leases {
     /// Opens the bucket, creating it when missing, for holder `me` (see [`holder_id`]). `js`
     /// should time out well within the ttl.
-    pub async fn open(js: &Context, config: LeaseConfig, me: String) -> anyhow::Result<Self> {
+    /// An existing bucket's maximum age is the ttl, whatever `config` says (every holder must
+    /// renew by the age the server expires entries at).
+    pub async fn open(js: &Context, mut config: LeaseConfig, me: String) -> anyhow::Result<Self> {
         let kv = match js.get_key_value(subject::LEADER_BUCKET).await {
             Ok(kv) => kv,
             Err(_) => js
@@ -129,6 +131,28 @@ impl Leases {
                 .await
                 .context("create the leader lease bucket")?,
         };
+        let max_age = kv
+            .status()
+            .await
+            .context("read the leader lease bucket")?
+            .max_age();
+        let ttl_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+        if ttl_ms < 100 {
+            anyhow::bail!(
+                "the lease bucket {} has a maximum age of {ttl_ms} ms, so its lease never \
+                 expires; delete the bucket and let the command service create it",
+                subject::LEADER_BUCKET
+            );
+        }
+        if ttl_ms != config.ttl_ms {
+            tracing::warn!(
+                bucket_ms = ttl_ms,
+                configured_ms = config.ttl_ms,
+                "the lease bucket exists with another ttl; using the bucket's (delete the \
+                 bucket to change it)"
+            );
+            config.ttl_ms = ttl_ms;
+        }
         Ok(Self { kv, config, me })
     }
 
