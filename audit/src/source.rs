@@ -21,7 +21,9 @@ use authkeys_protocol::subject::{
 };
 
 use crate::Error;
-use crate::verify::{AuditState, Problem, Summary, Verifier, decode_row};
+use authkeys_projections::file_log;
+
+use crate::verify::{AuditState, Prepared, Problem, Summary, Verifier, split_row};
 
 /// Events asked for per `authkeys.log.read` request (the service's maximum).
 pub const PAGE_EVENTS_MAX: u32 = authkeys_protocol::log::LOG_READ_EVENTS_MAX;
@@ -60,11 +62,36 @@ fn storage(e: authkeys_log::LogError) -> Error {
 }
 
 /// Verifies the log file at `path` (see [`crate::verify`]). Blocking.
+///
+/// The work that needs no earlier event (the chain hash over the previous stored hash, the
+/// decode, the event id: [`Prepared::new`]) runs on one thread per core, a batch of rows at a
+/// time ([`authkeys_projections::file_log`]); this thread reads the rows and runs the checks that
+/// go in order.
 pub fn verify_file(
     path: &Path,
     key: &VerifyingKey,
     state: Option<&AuditState>,
     progress: Progress<'_>,
+) -> Result<Verdict, Error> {
+    verify_file_with(
+        path,
+        key,
+        state,
+        progress,
+        file_log::workers(),
+        file_log::BATCH_ROWS,
+    )
+}
+
+/// [`verify_file`] with `workers` decoding threads (0: none, all in line) taking `batch_rows`
+/// rows at a time; the verdict is the same for any of them (the tests hold it).
+pub fn verify_file_with(
+    path: &Path,
+    key: &VerifyingKey,
+    state: Option<&AuditState>,
+    progress: Progress<'_>,
+    workers: usize,
+    batch_rows: usize,
 ) -> Result<Verdict, Error> {
     let reader = open(path)?;
     let known = reader.head().map(|h| h.seq).unwrap_or(0);
@@ -78,13 +105,22 @@ pub fn verify_file(
     let rows = snap.checkpoint_rows().map_err(storage)?;
     let mut v = Verifier::new(key, log_id, &rows, state);
     let mut done = 0u64;
-    snap.for_each_event(1, |at, row| {
-        done += 1;
-        if done.is_multiple_of(PROGRESS_EVERY_EVENTS) {
-            progress(done, known.max(done));
-        }
-        v.push_row(at, row, decode_row(row))
-    })
+    file_log::for_each_prepared(
+        &snap,
+        1,
+        Hash::ZERO,
+        workers,
+        batch_rows,
+        |prev, at, row| Prepared::new(&log_id, prev, at, row),
+        |at, row, prepared| {
+            done += 1;
+            if done.is_multiple_of(PROGRESS_EVERY_EVENTS) {
+                progress(done, known.max(done));
+            }
+            let (hash, body) = split_row(row);
+            v.push_prepared(at, &hash, body, prepared)
+        },
+    )
     .map_err(storage)?;
     progress(done, known.max(done));
     Ok(v.finish())

@@ -35,12 +35,7 @@ use crate::invariants::Invariants;
 
 /// A stored row's hash and body; a row too short to hold a hash gets a zero hash, which no
 /// chain hash equals.
-pub fn split_row(row: &[u8]) -> (Hash, &[u8]) {
-    match row.split_first_chunk::<32>() {
-        Some((hash, body)) => (Hash(*hash), body),
-        None => (Hash::ZERO, row),
-    }
-}
+pub use authkeys_projections::file_log::split_row;
 
 /// Decodes a stored row's body (most of a verification's work).
 pub fn decode_row(row: &[u8]) -> Result<Envelope, DecodeError> {
@@ -110,6 +105,39 @@ pub struct Summary {
     pub last_time: Option<Timestamp>,
     /// The state to save for the next run.
     pub state: AuditState,
+}
+
+/// An event's checks that need no earlier event, done ahead (on any thread) by
+/// [`Prepared::new`] and finished in order by [`Verifier::push_prepared`].
+#[derive(Debug)]
+pub struct Prepared {
+    /// The previous hash assumed and whether the stored hash is the chain hash over it and the
+    /// body; used only if the assumed hash is the chain's.
+    chain: Option<(Hash, bool)>,
+    /// The log id assumed and whether the event id is that log's id for the seq the event is
+    /// stored under; used only if the assumed log is the verifier's.
+    id_ok: Option<(LogId, bool)>,
+    decoded: Result<Envelope, DecodeError>,
+}
+
+impl Prepared {
+    /// Decodes the row stored under `stored_at` and checks its hash, assuming the event before
+    /// it has the stored hash `prev`, and its event id.
+    pub fn new(log_id: &LogId, prev: &Hash, stored_at: u64, row: &[u8]) -> Self {
+        let (hash, body) = split_row(row);
+        let seq = Seq::new(stored_at).ok();
+        let chain = seq.map(|s| (*prev, chain_hash(prev, s, body) == hash));
+        let decoded = Envelope::decode_body(body, hash);
+        let id_ok = match (&decoded, seq) {
+            (Ok(env), Some(s)) => Some((*log_id, is_event_id(&env.id, log_id, s))),
+            _ => None,
+        };
+        Self {
+            chain,
+            id_ok,
+            decoded,
+        }
+    }
 }
 
 /// The streaming verifier. See the module docs.
@@ -255,11 +283,28 @@ impl Verifier {
         body: &[u8],
         decoded: Result<Envelope, DecodeError>,
     ) -> ControlFlow<()> {
+        let prepared = Prepared {
+            chain: None,
+            id_ok: None,
+            decoded,
+        };
+        self.push_prepared(stored_at, hash, body, &prepared)
+    }
+
+    /// [`Verifier::push`] with the work that needs no earlier event done already, e.g. on another
+    /// thread: see [`Prepared::new`]. Borrows it, so that whoever made it can free it.
+    pub fn push_prepared(
+        &mut self,
+        stored_at: u64,
+        hash: &Hash,
+        body: &[u8],
+        prepared: &Prepared,
+    ) -> ControlFlow<()> {
         let seq = self.next_seq();
         if self.problem.as_ref().is_some_and(|p| p.seq <= seq) {
             return ControlFlow::Break(());
         }
-        match self.check(seq, stored_at, hash, body, decoded) {
+        match self.check(seq, stored_at, hash, body, prepared) {
             Ok(()) => ControlFlow::Continue(()),
             Err(what) => {
                 self.note(seq, what);
@@ -274,7 +319,7 @@ impl Verifier {
         stored_at: u64,
         hash: &Hash,
         body: &[u8],
-        decoded: Result<Envelope, DecodeError>,
+        prepared: &Prepared,
     ) -> Result<(), String> {
         if stored_at != seq {
             return Err(format!(
@@ -282,19 +327,32 @@ impl Verifier {
             ));
         }
         let s = Seq::new(seq).map_err(|_| "seq 0 stored".to_owned())?;
-        if chain_hash(&self.head.hash, s, body) != *hash {
+        // A hash computed ahead over another previous hash than the chain's says nothing here.
+        let chained = match prepared.chain {
+            Some((prev, ok)) if prev == self.head.hash => ok,
+            _ => chain_hash(&self.head.hash, s, body) == *hash,
+        };
+        if !chained {
             return Err(
                 "the stored hash does not match the stored bytes and the event before".into(),
             );
         }
-        let env = decoded.map_err(|e| format!("the body: {e}"))?;
+        let env = prepared
+            .decoded
+            .as_ref()
+            .map_err(|e| format!("the body: {e}"))?;
         if env.seq != s {
             return Err(format!("the body names seq {}", env.seq));
         }
         if env.prev_hash != self.head.hash {
             return Err("prevHash does not link to the event before".into());
         }
-        if !is_event_id(&env.id, &self.log_id, s) {
+        // `id_ok` was computed for `stored_at`, which is `seq` here.
+        let id_ok = match prepared.id_ok {
+            Some((log_id, ok)) if log_id == self.log_id => ok,
+            _ => is_event_id(&env.id, &self.log_id, s),
+        };
+        if !id_ok {
             return Err("the event id is not this log's id for this seq".into());
         }
         if let Some(before) = self.last_time
@@ -313,9 +371,9 @@ impl Verifier {
             );
         }
         self.invariants
-            .check(&env)
+            .check(env)
             .map_err(|what| format!("{} {what}", env.event_type()))?;
-        self.invariants.apply(&env);
+        self.invariants.apply(env);
         self.last_time = Some(env.time);
         self.head = Anchor { seq, hash: *hash };
         Ok(())

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use authkeys_audit::fixtures::build_log;
-use authkeys_audit::source::verify_file;
+use authkeys_audit::source::{verify_file, verify_file_with};
 use authkeys_audit::{AuditState, Verdict};
 use authkeys_events::lock::{LockPrivateKey, node_statement, trusted_keys_statement};
 use authkeys_events::{
@@ -35,7 +35,18 @@ struct Original {
 }
 
 fn verify(path: &Path, o: &Original, state: Option<&AuditState>) -> Verdict {
-    verify_file(path, &o.key, state, &mut |_, _| {}).expect("the file can be read")
+    let verdict = verify_file(path, &o.key, state, &mut |_, _| {}).expect("the file can be read");
+    // The same verdict in line (no decoding threads) and with batches so small that the
+    // tampered seq and its neighbours fall on batch boundaries.
+    for (workers, batch_rows) in [(0, 1), (2, 3)] {
+        let again = verify_file_with(path, &o.key, state, &mut |_, _| {}, workers, batch_rows)
+            .expect("the file can be read");
+        assert_eq!(
+            again, verdict,
+            "{workers} decoders, {batch_rows} rows a batch"
+        );
+    }
+    verdict
 }
 
 fn write(path: &Path, o: &Original, events: &Rows, checkpoints: &Rows) {

@@ -720,6 +720,17 @@ macro_rules! catalogue {
                 }
             }
 
+            /// Deserializes `data` of type `et` in place: the envelope's one-pass decode, where
+            /// `type` and `version` came before `data`.
+            pub(crate) fn deserialize_data<'de, D: serde::Deserializer<'de>>(
+                et: EventType,
+                d: D,
+            ) -> Result<Self, D::Error> {
+                match et {
+                    $(EventType::$name => <$name as serde::Deserialize>::deserialize(d).map(Event::$name),)*
+                }
+            }
+
             /// Serializes the event's `data` (without type or version).
             pub(crate) fn serialize_data<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 match self {

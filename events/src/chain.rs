@@ -15,21 +15,46 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Seq;
 
 /// A blake3 digest, serialized as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct Hash(pub [u8; 32]);
+
+/// The value of a lowercase hex digit, or `NOT_HEX`.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xff;
 
 impl Hash {
     /// The `prevHash` of the first event.
     pub const ZERO: Hash = Hash([0; 32]);
 
-    /// Parses 64 lowercase hex digits.
+    /// Parses 64 lowercase hex digits. (Every stored event has one or more: a table lookup per
+    /// digit, no allocation.)
     pub fn from_hex(s: &str) -> Result<Self, String> {
-        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err("a hash is 64 lowercase hex digits".into());
-        }
+        let bad = || "a hash is 64 lowercase hex digits".to_owned();
+        let digits: &[u8; 64] = s.as_bytes().try_into().map_err(|_| bad())?;
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|e| e.to_string())?;
+        let mut any_bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            any_bad |= (hi | lo) & 0xf0;
+            *o = (hi << 4) | (lo & 0x0f);
+        }
+        if any_bad != 0 {
+            return Err(bad());
+        }
         Ok(Self(out))
     }
 
@@ -55,6 +80,24 @@ impl TryFrom<String> for Hash {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         Self::from_hex(&s)
+    }
+}
+
+/// Deserializes from a borrowed or owned string alike (as `try_from = "String"` would accept),
+/// without allocating one.
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HexVisitor;
+        impl serde::de::Visitor<'_> for HexVisitor {
+            type Value = Hash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Hash, E> {
+                Hash::from_hex(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(HexVisitor)
     }
 }
 
@@ -263,6 +306,33 @@ mod tests {
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])
+    }
+
+    #[test]
+    fn hash_hex_takes_exactly_64_lowercase_digits() {
+        // The table-driven parser accepts what `hex` with a lowercase check did, and no more.
+        let h = Hash(std::array::from_fn(|i| (i as u8).wrapping_mul(37)));
+        let text = h.to_hex();
+        assert_eq!(Hash::from_hex(&text), Ok(h));
+        let json = serde_json::to_string(&h).expect("serializes");
+        assert_eq!(serde_json::from_str::<Hash>(&json).expect("decodes"), h);
+        let refused = [
+            text.to_uppercase(),
+            text[1..].to_owned(),
+            format!("{text}0"),
+            text.replacen(&text[..1], "g", 1),
+            text.replacen(&text[..1], "-", 1),
+            format!("{}é", &text[..62]),
+            String::new(),
+        ];
+        for bad in refused {
+            assert_eq!(
+                Hash::from_hex(&bad),
+                Err("a hash is 64 lowercase hex digits".to_owned()),
+                "{bad}"
+            );
+        }
+        assert!(serde_json::from_str::<Hash>("5").is_err());
     }
 
     #[test]

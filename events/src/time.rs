@@ -11,8 +11,8 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::form
 
 /// An instant, UTC, millisecond precision. Serialized as RFC 3339 with exactly three fraction
 /// digits and `Z` (`2026-11-27T22:45:41.123Z`), so one instant has one spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct Timestamp(i64);
 
 /// Why a timestamp was refused.
@@ -68,6 +68,24 @@ impl TryFrom<String> for Timestamp {
     type Error = InvalidTimestamp;
     fn try_from(s: String) -> Result<Self, InvalidTimestamp> {
         Self::parse(&s)
+    }
+}
+
+/// Deserializes from a borrowed or owned string alike (as `try_from = "String"` would accept),
+/// without allocating one: every event carries a time.
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TimeVisitor;
+        impl serde::de::Visitor<'_> for TimeVisitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(TimeVisitor)
     }
 }
 

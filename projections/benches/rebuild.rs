@@ -2,8 +2,12 @@
 //!
 //! Builds a log of `AUTHKEYS_BENCH_EVENTS` events (default 1 000 000) of the fixture mix in a
 //! temp dir, serves it with the real `authkeys.log.read` handler on a real nats-server, and
-//! times, per view: `rebuild_from_log` (log read over NATS, chain checks, decode, apply) and the
-//! write of the rebuilt rows and checkpoint in one redb transaction. Prints a Markdown table.
+//! times, per view and per source: the rebuild (chain checks, decode, apply) over NATS
+//! (`rebuild_from_log`: pages of 1 000, several in flight) and from the log file beside it
+//! (`rebuild_from_file`: the rows read in one read transaction while the log stays open, decoded
+//! on every core), then the write of the rebuilt rows and checkpoint in one redb transaction
+//! (`ViewStore::replace_with_view`, as the worker's rebuild does).
+//! Prints a Markdown table.
 //!
 //! Run: `cargo bench -p authkeys-projections --bench rebuild` (needs `make tools` for the
 //! nats-server binary, or `NATS_SERVER`).
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use authkeys_log::{Log, LogConfig, fixtures};
 use authkeys_projections::store::ViewStore;
-use authkeys_projections::{KeysView, MachinesView, View, rebuild_from_log};
+use authkeys_projections::{KeysView, MachinesView, View, rebuild_from_file, rebuild_from_log};
 use authkeys_protocol::log::LogClient;
 use authkeys_tests::NatsServer;
 use futures::StreamExt;
@@ -92,21 +96,29 @@ async fn run() -> anyhow::Result<()> {
         tokio::task::yield_now().await;
     }
 
+    let file = log_dir.join("log.redb");
     let mut rows = Vec::new();
-    rows.push(measure::<MachinesView>(&reader, dir.path(), events).await?);
-    rows.push(measure::<KeysView>(&reader, dir.path(), events).await?);
+    rows.push(measure::<MachinesView>(Source::Nats(&reader), dir.path(), events).await?);
+    rows.push(measure::<MachinesView>(Source::File(&file), dir.path(), events).await?);
+    rows.push(measure::<KeysView>(Source::Nats(&reader), dir.path(), events).await?);
+    rows.push(measure::<KeysView>(Source::File(&file), dir.path(), events).await?);
 
     println!();
     println!(
-        "Projection rebuild from a log of {events} events (fixture mix; log read over NATS, `authkeys.log.read` pages of 1 000)"
+        "Projection rebuild from a log of {events} events (fixture mix; over NATS: `authkeys.log.read` pages of 1 000, {} in flight; file: {} decoding threads)",
+        authkeys_projections::worker::REBUILD_PAGES_IN_FLIGHT,
+        authkeys_projections::file_log::workers()
     );
     println!();
-    println!("| view | rows | read + apply (s) | events/s | write rows (s) | total events/s |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| view | source | rows | read + apply (s) | events/s | write rows (s) | total events/s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.0} |",
             r.name,
+            r.source,
             r.rows,
             r.apply.as_secs_f64(),
             events as f64 / r.apply.as_secs_f64(),
@@ -121,32 +133,54 @@ async fn run() -> anyhow::Result<()> {
 
 struct Row {
     name: &'static str,
+    source: &'static str,
     rows: usize,
     apply: Duration,
     write: Duration,
 }
 
+/// Where a rebuild reads the log.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Nats(&'a LogClient),
+    File(&'a std::path::Path),
+}
+
 async fn measure<V: View>(
-    reader: &LogClient,
+    source: Source<'_>,
     dir: &std::path::Path,
     events: u64,
 ) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let (view, cp) = rebuild_from_log::<V>(reader, Some(events)).await?;
+    let (view, cp) = match source {
+        Source::Nats(reader) => rebuild_from_log::<V>(reader, Some(events)).await?,
+        Source::File(path) => {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || rebuild_from_file::<V>(&path, Some(events)))
+                .await??
+        }
+    };
     let apply = started.elapsed();
     anyhow::ensure!(cp.seq == events, "rebuilt to {} of {events}", cp.seq);
     let path = dir.join(format!("view-{}.redb", V::NAME));
+    let _ = std::fs::remove_file(&path);
     let started = Instant::now();
-    let all = view.all_rows();
-    let n = all.len();
-    tokio::task::spawn_blocking(move || {
+    let view = tokio::task::spawn_blocking(move || {
         let store = ViewStore::open(&path, V::NAME)?;
-        store.replace_all(&all, cp)
+        store.replace_with_view(&view, cp)?;
+        anyhow::Ok(view)
     })
     .await??;
     let write = started.elapsed();
+    // Counted after the clock stopped.
+    let mut n = 0;
+    view.for_each_row(&mut |_, _| n += 1);
     Ok(Row {
         name: V::NAME,
+        source: match source {
+            Source::Nats(_) => "NATS",
+            Source::File(_) => "file",
+        },
         rows: n,
         apply,
         write,

@@ -6,6 +6,9 @@
 //!   its hash), always written in the same transaction.
 //! - [`log_client`]: [`log_client::Chain`], where a reader of the log stands (pages come from
 //!   `authkeys_protocol::log::LogClient`).
+//! - [`file_log`]: the log file read directly by a reader beside it, its per-row work (chain
+//!   hash, decode) spread over the cores: a view's rebuild without `authkeys.log.read`, and
+//!   `authkeys audit verify`'s reader.
 //! - [`worker`]: consumes a durable JetStream pull consumer, skips redeliveries, backfills gaps
 //!   from the log, commits rows and checkpoint together, then acks; rebuilds from seq 1.
 //! - [`query`]: the views' NATS request/reply subjects, with bounded read-your-writes waits, and
@@ -15,9 +18,10 @@
 //!   sends what falls due to the command service.
 //!
 //! Invariant: views know nothing of NATS, redb or the clock; only `store`, `log_client`,
-//! `worker` and `query` do IO.
+//! `file_log`, `worker` and `query` do IO.
 
 pub mod config;
+pub mod file_log;
 pub mod fixtures;
 pub mod log_client;
 pub mod query;
@@ -27,6 +31,7 @@ pub mod views;
 pub mod worker;
 
 pub use config::ProjectionConfig;
+pub use file_log::rebuild_from_file;
 pub use query::Views;
 pub use views::{IdentityView, KeysView, MachinesView, View};
 pub use worker::{Sink, ViewHandle, ViewSink, ViewWorker, Worker, WorkerError, rebuild_from_log};

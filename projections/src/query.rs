@@ -30,10 +30,10 @@ use async_nats::Client;
 use authkeys_events::{Clock, KeyId, NodeId, TailnetId, TokenId, UserId};
 use authkeys_protocol::nats::{Responder, ResponderLimits};
 use authkeys_protocol::query::{
-    ClientsAnswer, ClientsQuery, DEVICES_PAGE_MAX, DeviceAnswer, DevicesAnswer, DevicesGetQuery,
-    DevicesListQuery, KeyAnswer, KeysAnswer, KeysGetQuery, KeysListQuery, TailnetAnswer,
-    TailnetQuery, TokenAnswer, TokenQuery, TokensAnswer, TokensListQuery, USERS_PAGE_MAX,
-    UserAnswer, UsersAnswer, UsersGetQuery, UsersListQuery,
+    ClientsAnswer, ClientsQuery, DEVICES_PAGE_MAX, DeviceAnswer, DevicesGetQuery, DevicesListQuery,
+    KeyAnswer, KeysAnswer, KeysGetQuery, KeysListQuery, TailnetAnswer, TailnetQuery, TokenAnswer,
+    TokenQuery, TokensAnswer, TokensListQuery, USERS_PAGE_MAX, UserAnswer, UsersAnswer,
+    UsersGetQuery, UsersListQuery,
 };
 use authkeys_protocol::subject::query as subject;
 use authkeys_protocol::{ErrorCode, ErrorReply, True, WireError, decode, reply_bytes};
@@ -330,20 +330,39 @@ async fn devices_list(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> An
     let after = q.after.map(|a| id("after", NodeId::parse(a))).transpose()?;
     let limit = page_limit(q.limit, DEVICES_PAGE_MAX)?;
     let seq = ready(cfg, &v.machines, q.min_seq).await?;
-    let (devices, next) = v.machines.read(|view| {
-        view.page(
+    Ok(v.machines.read(|view| {
+        devices_answer(
+            view,
             tailnet.as_str(),
             after.as_ref().map(NodeId::as_str),
             limit,
             &cfg.dns,
+            seq,
         )
-    });
-    Ok(serde_json::to_vec(&DevicesAnswer {
-        ok: True,
-        devices,
-        next,
-        seq,
     }))
+}
+
+/// A [`authkeys_protocol::query::DevicesAnswer`] written by hand around the devices' JSON, which the view keeps between
+/// asks ([`MachinesView::page_json`]): the bytes `serde_json` makes of the answer.
+fn devices_answer(
+    view: &MachinesView,
+    tailnet: &str,
+    after: Option<&str>,
+    limit: usize,
+    dns: &authkeys_protocol::MagicDns,
+    seq: u64,
+) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::from(&b"{\"ok\":true,\"devices\":["[..]);
+    let (_, next) = view.page_json(tailnet, after, limit, dns, &mut out)?;
+    out.push(b']');
+    if let Some(next) = next {
+        out.extend_from_slice(b",\"next\":");
+        serde_json::to_writer(&mut out, &next)?;
+    }
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.push(b'}');
+    Ok(out)
 }
 
 async fn devices_get(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer {
@@ -475,4 +494,76 @@ async fn clients(cfg: &ProjectionConfig, v: &Handles, payload: &[u8]) -> Answer 
         clients,
         seq,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use authkeys_events::{Event, LoginName, Role, TailnetLockDisabled, UserAdded};
+    use authkeys_protocol::MagicDns;
+    use authkeys_protocol::query::DevicesAnswer;
+
+    use super::*;
+    use crate::fixtures;
+    use crate::views::test_support::Given;
+
+    /// Walks every page of `limit` devices, comparing the hand-written answer with `serde_json`
+    /// over the typed page.
+    fn pages_match(view: &MachinesView, dns: &MagicDns, limit: usize, seq: u64) {
+        let mut after: Option<String> = None;
+        loop {
+            let (devices, next) = view.page("T1", after.as_deref(), limit, dns);
+            let want = serde_json::to_vec(&DevicesAnswer {
+                ok: True,
+                devices,
+                next: next.clone(),
+                seq,
+            })
+            .expect("encodes");
+            let got =
+                devices_answer(view, "T1", after.as_deref(), limit, dns, seq).expect("encodes");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "seq {seq}, {limit} a page, after {after:?}"
+            );
+            match next {
+                Some(n) => after = Some(n),
+                None => return,
+            }
+        }
+    }
+
+    #[test]
+    fn device_pages_are_the_bytes_serde_makes_while_devices_change() {
+        // Proves: the devices.list answer written around the machines view's kept JSON is byte
+        // for byte what serde_json makes of the typed page, after every event of the fixture
+        // mix (registrations, tags, connections, deletions), a user's new login, the lock's
+        // release, and with another DNS suffix; each page is asked before the next event, so a
+        // device whose kept JSON outlived its change would differ.
+        let mut g = Given::new("T1");
+        let mut view = MachinesView::default();
+        let dns = MagicDns::default();
+        let other = MagicDns::new("corp.example").expect("valid suffix");
+        let mut events: Vec<Event> = (0..160).flat_map(fixtures::step).collect();
+        events.push(
+            UserAdded {
+                user_id: fixtures::user(0),
+                login_name: LoginName::parse("renamed@example.com").expect("valid"),
+                role: Role::Owner,
+            }
+            .into(),
+        );
+        events.push(TailnetLockDisabled {}.into());
+        events.extend((160..200).flat_map(fixtures::step));
+        for (i, event) in events.into_iter().enumerate() {
+            view.apply(&g.env(i as i64, event));
+            for limit in [1, 7, DEVICES_PAGE_MAX] {
+                pages_match(&view, &dns, limit, i as u64);
+            }
+            if i % 50 == 0 {
+                pages_match(&view, &other, 7, i as u64);
+            }
+        }
+        assert!(view.len() > 10, "{} devices", view.len());
+    }
 }

@@ -195,6 +195,35 @@ impl ViewStore {
         txn.commit().map_err(redb_err)
     }
 
+    /// [`ViewStore::replace_all`] with `view`'s rows, each written as it is encoded (no list of
+    /// every row first: a third of the time of writing a rebuilt keys view).
+    pub fn replace_with_view<V: View>(
+        &self,
+        view: &V,
+        checkpoint: Position,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(redb_err)?;
+        txn.delete_table(ROWS).map_err(redb_err)?;
+        {
+            let mut table = txn.open_table(ROWS).map_err(redb_err)?;
+            let mut failed = None;
+            view.for_each_row(&mut |key, value| {
+                if failed.is_none()
+                    && let Err(e) = table.insert(key, value)
+                {
+                    failed = Some(redb_err(e));
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let mut meta = txn.open_table(META).map_err(redb_err)?;
+            meta.insert("checkpoint", checkpoint.encode().as_slice())
+                .map_err(redb_err)?;
+        }
+        txn.commit().map_err(redb_err)
+    }
+
     /// Replaces every row and the checkpoint in one durable transaction (a rebuild's swap).
     pub fn replace_all(&self, rows: &[RowChange], checkpoint: Position) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(redb_err)?;

@@ -133,8 +133,18 @@ impl<V: View> ViewHandle<V> {
     }
 }
 
+/// Pages of `authkeys.log.read` a rebuild keeps in flight, each read and decoded on its own
+/// task while the view applies the oldest: one page at a time spent most of its time waiting for
+/// the round trip.
+pub const REBUILD_PAGES_IN_FLIGHT: usize = 4;
+
 /// Builds a fresh view from seq 1 out of the log, up to `up_to` (or the head as first seen):
 /// what a worker's view must converge to. Checks the chain from the start.
+///
+/// After the first page (which says how many events a page holds), [`REBUILD_PAGES_IN_FLIGHT`]
+/// consecutive pages are asked for at once. A page that comes back shorter (the server caps a
+/// reply's bytes) leaves the pages after it misaligned: they are dropped and asked for again from
+/// the right seq.
 pub async fn rebuild_from_log<V: View>(
     log: &LogClient,
     up_to: Option<u64>,
@@ -142,44 +152,82 @@ pub async fn rebuild_from_log<V: View>(
     let mut view = V::default();
     let mut chain = Chain(Position::START);
     let mut target = up_to;
-    // One page is read (and decoded, on its own task) ahead while the current one is applied.
-    let read_ahead = |from: u64, target: Option<u64>| {
+    let read = |from: u64, target: Option<u64>| {
         let log = log.clone();
         let want = target.map_or(u64::MAX, |t| t.saturating_sub(from - 1));
         tokio::spawn(async move { log.read(from, want).await })
     };
-    let mut next = read_ahead(1, target);
-    loop {
+    let mut in_flight: std::collections::VecDeque<(u64, tokio::task::JoinHandle<_>)> =
+        std::collections::VecDeque::new();
+    // Events per full page; 0 until the first page is back.
+    let mut page_events = 0u64;
+    let mut next_from = 1u64;
+    let result = 'pages: loop {
         if target.is_some_and(|t| chain.0.seq >= t) {
-            next.abort();
-            break;
+            break Ok(());
         }
-        let page = next.await.context("log read task")??;
+        if in_flight.is_empty() {
+            next_from = chain.next_seq();
+        }
+        let depth = if page_events == 0 {
+            1
+        } else {
+            REBUILD_PAGES_IN_FLIGHT
+        };
+        while in_flight.len() < depth && target.is_none_or(|t| next_from <= t) {
+            in_flight.push_back((next_from, read(next_from, target)));
+            next_from += page_events.max(1);
+        }
+        let Some((from, task)) = in_flight.pop_front() else {
+            break Ok(());
+        };
+        let page = match task.await.context("log read task") {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) | Err(e) => break Err(e),
+        };
         let target_now = *target.get_or_insert(page.head);
-        if page.events.is_empty() {
-            anyhow::ensure!(
-                chain.0.seq >= target_now,
-                "the log ends at {} before seq {target_now}",
-                chain.0.seq
-            );
-            break;
+        if from != chain.next_seq() {
+            // Misaligned behind a short page: ask again from where the chain is.
+            for (_, task) in in_flight.drain(..) {
+                task.abort();
+            }
+            continue;
         }
-        let after = page.events.last().map_or(0, |e| e.seq.get());
-        next = read_ahead(after + 1, target);
+        if page.events.is_empty() {
+            if chain.0.seq < target_now {
+                break Err(anyhow!(
+                    "the log ends at {} before seq {target_now}",
+                    chain.0.seq
+                ));
+            }
+            break Ok(());
+        }
+        let got = page.events.len() as u64;
+        if got < page_events {
+            for (_, task) in in_flight.drain(..) {
+                task.abort();
+            }
+        }
+        page_events = page_events.max(got);
         for env in &page.events {
             if env.seq.get() > target_now {
                 break;
             }
-            anyhow::ensure!(
-                chain.links(env),
-                "event {} does not link to the chain at {}",
-                env.seq,
-                chain.0.seq
-            );
+            if !chain.links(env) {
+                break 'pages Err(anyhow!(
+                    "event {} does not link to the chain at {}",
+                    env.seq,
+                    chain.0.seq
+                ));
+            }
             view.apply(env);
             chain.advance(env);
         }
+    };
+    for (_, task) in in_flight {
+        task.abort();
     }
+    result?;
     // A rebuilt view's rows are all new; the caller writes them whole.
     view.take_changes();
     Ok((view, chain.0))
@@ -225,6 +273,8 @@ pub trait Sink: Send + 'static {
 pub struct ViewSink<V> {
     store: Arc<ViewStore>,
     handle: ViewHandle<V>,
+    /// The log file beside this process, if any: rebuilds read it instead of NATS.
+    log_file: Option<std::path::PathBuf>,
 }
 
 impl<V: View> Sink for ViewSink<V> {
@@ -249,12 +299,28 @@ impl<V: View> Sink for ViewSink<V> {
     /// Builds the view in memory from seq 1, writes its rows and checkpoint in one
     /// transaction, and swaps it in: readers see the old view or the new one.
     async fn rebuild(&mut self, log: &LogClient) -> Result<Position, WorkerError> {
-        let (view, cp) = rebuild_from_log::<V>(log, None).await?;
-        let rows = view.all_rows();
+        let (view, cp) = match &self.log_file {
+            Some(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    // Only what the relay has published: the file's tail may never reach the
+                    // stream (a primary that lost the lead before relaying it); the worker
+                    // takes the rest from the stream.
+                    let published = authkeys_log::LogReader::open(&path)
+                        .and_then(|r| r.relay_cursor())
+                        .with_context(|| format!("read the relay cursor of {}", path.display()))?;
+                    crate::file_log::rebuild_from_file::<V>(&path, Some(published))
+                })
+                .await
+                .context("rebuild task")??
+            }
+            None => rebuild_from_log::<V>(log, None).await?,
+        };
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.replace_all(&rows, cp))
-            .await
-            .context("rebuild commit task")??;
+        let view =
+            tokio::task::spawn_blocking(move || store.replace_with_view(&view, cp).map(|()| view))
+                .await
+                .context("rebuild commit task")??;
         {
             *self.handle.write() = view;
         }
@@ -333,6 +399,7 @@ impl<V: View> Worker<ViewSink<V>> {
         let sink = ViewSink {
             store: Arc::new(store),
             handle,
+            log_file: cfg.log_file.clone(),
         };
         Ok(Self::new(client, cfg, sink, cp, rebuild_rx))
     }

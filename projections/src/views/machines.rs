@@ -8,6 +8,7 @@
 use authkeys_domain::state::node_of;
 use authkeys_events::{Envelope, Event, LoginName};
 use std::collections::HashMap;
+use std::sync::PoisonError;
 
 use authkeys_protocol::{Device, MagicDns, UserDevices};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ pub struct UserRow {
 pub struct MachinesView {
     devices: Table<DeviceRow>,
     users: Table<UserRow>,
+    wire: WireCache,
 }
 
 impl Default for MachinesView {
@@ -38,7 +40,45 @@ impl Default for MachinesView {
         Self {
             devices: Table::new("device/"),
             users: Table::new("user/"),
+            wire: WireCache::default(),
         }
+    }
+}
+
+/// Devices the [`WireCache`] holds at most (about 500 bytes each); past it, it starts over.
+pub const WIRE_CACHE_DEVICES_MAX: usize = 50_000;
+
+/// Each device's JSON as `devices.list` answers it, made on first ask and forgotten when its row
+/// (or any user's login) changes: building and encoding 10,000 devices was most of what a
+/// 10,000-device list cost. Not part of the view's rows or state hash; a clone starts empty.
+#[derive(Debug, Default)]
+struct WireCache(std::sync::Mutex<WireJson>);
+
+#[derive(Debug, Default)]
+struct WireJson {
+    /// The suffix the JSON was made with.
+    dns: Option<MagicDns>,
+    /// `<tailnet>/<nodeId>` → the device's JSON.
+    json: HashMap<String, Box<[u8]>>,
+}
+
+impl Clone for WireCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl WireCache {
+    /// Forgets the device at row key `key` (`<tailnet>/<nodeId>`).
+    fn forget(&mut self, key: &str) {
+        let cache = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        cache.json.remove(key);
+    }
+
+    /// Forgets every device.
+    fn clear(&mut self) {
+        let cache = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        cache.json.clear();
     }
 }
 
@@ -72,6 +112,51 @@ impl MachinesView {
             .next()
             .and_then(|_| devices.last().map(|d| d.node_id.clone()));
         (devices, next)
+    }
+
+    /// [`MachinesView::page`] as JSON: appends the page's devices to `out`, comma-separated (as
+    /// in a JSON array), and answers how many and the node id to continue after. The bytes are
+    /// those of `serde_json` over the page's `Device`s, kept from one ask to the next.
+    pub fn page_json(
+        &self,
+        tailnet: &str,
+        after: Option<&str>,
+        limit: usize,
+        dns: &MagicDns,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<(usize, Option<String>)> {
+        let prefix = format!("{tailnet}/");
+        let mut cache = self.wire.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.dns.as_ref() != Some(dns) {
+            cache.json.clear();
+            cache.dns = Some(dns.clone());
+        }
+        let mut rows = self.devices.with_prefix_after(&prefix, after);
+        let mut n = 0;
+        let mut last = None;
+        for (k, row) in rows.by_ref().take(limit) {
+            if n > 0 {
+                out.push(b',');
+            }
+            match cache.json.get(k) {
+                Some(json) => out.extend_from_slice(json),
+                None => {
+                    let start = out.len();
+                    let device = self.to_wire(tailnet, &k[prefix.len()..], row, dns);
+                    serde_json::to_writer(&mut *out, &device)?;
+                    if cache.json.len() >= WIRE_CACHE_DEVICES_MAX {
+                        cache.json.clear();
+                    }
+                    cache.json.insert(k.to_owned(), out[start..].into());
+                }
+            }
+            n += 1;
+            last = Some(k);
+        }
+        let next = rows
+            .next()
+            .and_then(|_| last.map(|k| k[prefix.len()..].to_owned()));
+        Ok((n, next))
     }
 
     /// The device `node_id` of `tailnet`.
@@ -120,6 +205,18 @@ impl View for MachinesView {
     fn apply(&mut self, env: &Envelope) {
         let t = env.tailnet.as_str();
         let now = env.time;
+        // The cached JSON of whatever this event may change goes first (every arm below that
+        // changes a row has its case here).
+        match &env.event {
+            Event::UserAdded(_) | Event::TailnetLockDisabled(_) => self.wire.clear(),
+            Event::NodeRegistered(e) => self.wire.forget(&key2(t, e.node_id.as_str())),
+            Event::NodeDeleted(e) => self.wire.forget(&key2(t, e.node_id.as_str())),
+            event => {
+                if let Some(node_id) = node_of(event) {
+                    self.wire.forget(&key2(t, node_id.as_str()));
+                }
+            }
+        }
         match &env.event {
             Event::UserAdded(e) => {
                 self.users.insert(
@@ -169,6 +266,7 @@ impl View for MachinesView {
     }
 
     fn load_row(&mut self, key: &str, value: &[u8]) -> Result<(), RowError> {
+        self.wire.clear();
         if self.devices.load(key, value)?.is_some() || self.users.load(key, value)?.is_some() {
             return Ok(());
         }

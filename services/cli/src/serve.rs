@@ -52,7 +52,11 @@ impl ServeSettings {
         Self {
             webhooks: WebhooksSettings::new(data_dir.join("webhooks")),
             webhooks_identity: Identity::anonymous(Role::Webhooks),
-            projections: ProjectionConfig::new(data_dir.join("views")),
+            projections: ProjectionConfig {
+                // Beside the log: a view rebuilds from the file, not over NATS.
+                log_file: Some(data_dir.join("log.redb")),
+                ..ProjectionConfig::new(data_dir.join("views"))
+            },
             timers: TimersConfig::new(data_dir.join("views")),
             api: ApiSettings::new(http, nats_url.clone(), data_dir.join("hashing.key")),
             command: CommandSettings::new(data_dir, nats_url),

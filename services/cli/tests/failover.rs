@@ -291,10 +291,19 @@ async fn stream_events(client: &async_nats::Client) -> anyhow::Result<Vec<Envelo
     let js = async_nats::jetstream::new(client.clone());
     let mut stream = js.get_stream(subject::EVENTS_STREAM).await?;
     let last = stream.info().await?.state.last_sequence;
-    let mut out = Vec::new();
+    let mut out: Vec<Envelope> = Vec::new();
     for seq in 1..=last {
         let message = stream.get_raw_message(seq).await?;
-        out.push(Envelope::from_json(&message.payload)?);
+        let env = Envelope::from_json(&message.payload)?;
+        // One history: each event links to the one before it (two primaries' events
+        // interleaved would break the chain).
+        let prev = out.last().map_or(authkeys_events::Hash::ZERO, |e| e.hash);
+        ensure!(
+            env.prev_hash == prev && env.compute_hash() == env.hash,
+            "the stream's event {seq} does not link to its event {}",
+            seq - 1
+        );
+        out.push(env);
     }
     Ok(out)
 }

@@ -245,7 +245,7 @@ impl CommandRole {
     /// Starts serving `copy` as the primary: a service on its log, subscribed.
     async fn primary(&self, copy: Copy, lease: Option<Held>) -> anyhow::Result<Primary> {
         let Copy { mint, log } = copy;
-        let relay_status = relay::RelayStatus::new();
+        let relay_status = relay::RelayStatus::with_lease(lease.as_ref().map(Held::validity));
         let mut service = CommandService::new(log, mint.clone(), self.settings.command.clone());
         if self.settings.command.ack_after_replication {
             service = service.acking_after(relay_status.clone());

@@ -21,6 +21,10 @@
 //! - The durable cursor ([`Log::relay_cursor`]) is advanced only after the PubAck of that seq
 //!   *and of every seq before it* arrived from the right stream at the right sequence; it is where
 //!   a restart begins and what lag is measured from.
+//! - With a leader lease (SPEC §7, [`RelayStatus::with_lease`]) nothing is published once the
+//!   lease may have lapsed, and a stream that holds another primary's event where this log's
+//!   was due fences the relay ([`RelayStatus::fenced`]): the expected sequence alone binds a
+//!   number, not content.
 //! - Every message carries `Nats-Msg-Id` = event id: consumers de-duplicate by it, and so does the
 //!   stream for any re-publish that passes the sequence check within `duplicate_window`.
 //!
@@ -152,6 +156,8 @@ struct StatusInner {
     failures: AtomicU64,
     duplicates: AtomicU64,
     fenced: CancellationToken,
+    /// The leader lease the relay publishes under, if any.
+    lease: Option<crate::lease::Validity>,
 }
 
 impl Default for RelayStatus {
@@ -163,12 +169,20 @@ impl Default for RelayStatus {
 impl RelayStatus {
     /// A status for a relay that has published nothing yet.
     pub fn new() -> Self {
+        Self::with_lease(None)
+    }
+
+    /// A status for a relay that publishes only while `lease` surely holds (SPEC §7): a primary
+    /// paused past its lease must not publish its backlog when it resumes, where its successor
+    /// may already be appending.
+    pub fn with_lease(lease: Option<crate::lease::Validity>) -> Self {
         Self {
             inner: Arc::new(StatusInner {
                 acked: watch::Sender::new(0),
                 failures: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
                 fenced: CancellationToken::new(),
+                lease,
             }),
         }
     }
@@ -631,6 +645,12 @@ impl<S: Aggregate> Relay<S> {
 
     /// Sends one event; the returned future yields its seq and PubAck.
     async fn publish(&self, ev: Prepared) -> Result<AckFuture, Failure> {
+        if self.status.inner.lease.as_ref().is_some_and(|l| !l.holds()) {
+            return Err(Failure::Nats(anyhow!(
+                "the leader lease has lapsed: not publishing event {} until it is renewed",
+                ev.seq
+            )));
+        }
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, ev.id.as_str());
         headers.insert(NATS_EXPECTED_LAST_SEQUENCE, (ev.seq - 1).to_string());

@@ -14,17 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{JsonBody, OptionalJsonBody, query_param};
 use super::error::ApiError;
-use authkeys_protocol::query::{DevicesGetQuery, DevicesListQuery};
+use authkeys_protocol::query::{DevicesGetQuery, DevicesListQuery, Query};
 
 use super::{AppState, Authed, command_id, json, resolve_tailnet};
-
-/// A page from the view (with `next`), or the whole list the API answers (without).
-#[derive(Debug, Serialize, Deserialize)]
-struct Devices {
-    devices: Vec<Device>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-}
 
 /// `POST /device/{id}/authorized`.
 #[derive(Debug, Deserialize)]
@@ -173,46 +165,157 @@ pub(super) async fn list(
     let filters = Filters::parse(q.as_deref())?;
     let sight = sight(&authed)?;
     resolve_tailnet(&shared, &authed, &tailnet).await?;
+    // Devices every caller sees as the view sent them are copied through as bytes: decoding
+    // 10,000 devices into objects only to encode them again was most of a large list's time.
+    let as_sent = sight == Sight::All && !all && filters.0.is_empty();
     // The view answers in pages (NATS replies stay under 1 MiB); the API answers one list.
-    let mut devices = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    out.extend_from_slice(b"{\"devices\":[");
+    let mut first = true;
     let mut after: Option<String> = None;
     loop {
-        let page = shared
+        let bytes = shared
             .nats
-            .query(&DevicesListQuery {
+            .query_raw(&DevicesListQuery {
                 tailnet: authed.caller.tailnet.clone(),
                 after: after.take(),
                 limit: None,
                 min_seq: Some(authed.head),
             })
             .await?;
-        for device in page.devices {
-            if !visible(sight, &authed, &device) {
-                continue;
+        let page = RawPage::read(&bytes)?;
+        shared.nats.saw_view_seq(page.seq);
+        out.reserve(bytes.len());
+        let array = page.devices.map_or("[]", serde_json::value::RawValue::get);
+        if as_sent {
+            // The array's elements, copied in one piece.
+            let inner = array
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .ok_or_else(|| {
+                    ApiError::internal(
+                        &format!(
+                            "read the answer of {}",
+                            <DevicesListQuery as Query>::SUBJECT
+                        ),
+                        "devices is not an array",
+                    )
+                })?
+                .trim();
+            if !inner.is_empty() {
+                if !first {
+                    out.push(b',');
+                }
+                out.extend_from_slice(inner.as_bytes());
+                first = false;
             }
-            let device = if all {
-                device.with_all_fields()
-            } else {
-                device
-            };
-            if filters.0.is_empty()
-                || filters.matches(
-                    &serde_json::to_value(&device)
-                        .map_err(|e| ApiError::internal("filter devices", e))?,
-                )
-            {
-                devices.push(device);
-            }
+        } else {
+            list_page(&mut out, &mut first, array, sight, &authed, all, &filters)?;
         }
         match page.next {
             Some(next) => after = Some(next),
             None => break,
         }
     }
-    Ok(json(&Devices {
-        devices,
-        next: None,
-    }))
+    out.extend_from_slice(b"]}");
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response())
+}
+
+/// Appends to `out` the devices of a page's `array` that the caller sees and `filters` pass,
+/// decoded (for their fields) and encoded again.
+fn list_page(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    array: &str,
+    sight: Sight,
+    authed: &Authed,
+    all: bool,
+    filters: &Filters,
+) -> Result<(), ApiError> {
+    let unreadable = |e: serde_json::Error| {
+        ApiError::internal(
+            &format!(
+                "read the answer of {}",
+                <DevicesListQuery as Query>::SUBJECT
+            ),
+            e,
+        )
+    };
+    let devices: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(array).map_err(unreadable)?;
+    for raw in devices {
+        let device: Device = serde_json::from_str(raw.get()).map_err(unreadable)?;
+        if !visible(sight, authed, &device) {
+            continue;
+        }
+        let device = if all {
+            device.with_all_fields()
+        } else {
+            device
+        };
+        if !filters.0.is_empty()
+            && !filters.matches(
+                &serde_json::to_value(&device)
+                    .map_err(|e| ApiError::internal("filter devices", e))?,
+            )
+        {
+            continue;
+        }
+        if !*first {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, &device)
+            .map_err(|e| ApiError::internal("encode a response", e))?;
+        *first = false;
+    }
+    Ok(())
+}
+
+/// A page of `authkeys.query.devices.list` as the view sent it, its devices still as bytes.
+#[derive(Debug, Deserialize)]
+struct RawPage<'a> {
+    ok: bool,
+    #[serde(borrow, default)]
+    devices: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    error: Option<authkeys_protocol::ErrorBody>,
+}
+
+impl<'a> RawPage<'a> {
+    /// The page, or the view's refusal as [`super::nats::Nats::query`] would report it.
+    fn read(bytes: &'a [u8]) -> Result<Self, ApiError> {
+        let page: Self = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::internal(
+                &format!(
+                    "read the answer of {}",
+                    <DevicesListQuery as Query>::SUBJECT
+                ),
+                e,
+            )
+        })?;
+        if page.ok && page.error.is_none() {
+            return Ok(page);
+        }
+        match page.error {
+            Some(error) if !page.ok => Err(ApiError::from_reply(error)),
+            _ => Err(ApiError::internal(
+                &format!(
+                    "read the answer of {}",
+                    <DevicesListQuery as Query>::SUBJECT
+                ),
+                "neither a page nor a refusal",
+            )),
+        }
+    }
 }
 
 pub(super) async fn get(
@@ -349,6 +452,105 @@ mod tests {
     use super::*;
     use crate::body::decode_json;
     use serde_json::json;
+
+    #[test]
+    fn devices_passed_through_as_sent_are_what_decoding_and_encoding_would_answer() {
+        // Proves that copying a view's device JSON through unchanged (the list for callers who
+        // see every device, with default fields and no filter) answers the same bytes as the
+        // decode-and-encode path did, for a device with every optional field the view sets.
+        use authkeys_events::{
+            Hostname, KeyId, NodeAddresses, NodeKey, NodeRegistered, Tags, Timestamp, UserId,
+        };
+        let now = Timestamp::from_unix_ms(1_795_819_541_123).expect("in range");
+        let e = NodeRegistered {
+            node_id: NodeId::parse("nAbc").expect("valid"),
+            node_key: NodeKey::parse(format!("nodekey:{}", "ab".repeat(32))).expect("valid"),
+            hostname: Hostname::parse("web-1").expect("valid"),
+            name: "web-1".into(),
+            os: "linux \"quoted\" \u{e9}".into(),
+            user_id: UserId::parse("uAlice").expect("valid"),
+            tags: Tags::parse(&["tag:ci", "tag:web"]).expect("valid"),
+            auth_key_id: KeyId::parse("kA").expect("valid"),
+            ephemeral: true,
+            authorized: false,
+            key_expiry_disabled: false,
+            expires: Some(now.plus_seconds(86_400)),
+            tailnet_lock_error: Some("locked out".into()),
+            addresses: Some(NodeAddresses {
+                ipv4: "100.64.0.7".parse().expect("ipv4"),
+                ipv6: "fd7a:115c:a1e0::7".parse().expect("ipv6"),
+            }),
+        };
+        let node = authkeys_domain::state::Node::registered(&e, now);
+        let device = Device::build(
+            "T1",
+            "nAbc",
+            &node,
+            "alice@example.com",
+            &authkeys_protocol::MagicDns::default(),
+        );
+        let as_sent = serde_json::to_string(&device).expect("encodes");
+        let decoded: Device = serde_json::from_str(&as_sent).expect("decodes");
+        assert_eq!(serde_json::to_string(&decoded).expect("encodes"), as_sent);
+    }
+
+    #[test]
+    fn a_decoded_page_skips_hidden_and_filtered_devices_cleanly() {
+        // Proves that the decode-and-encode path (a member's list, filters) appends exactly the
+        // devices the caller sees and the filters pass, comma-separated, across pages: no stray
+        // comma where a device was left out.
+        let device = |id: &str, user: &str, tags: &[&str]| {
+            json!({
+                "addresses": [], "id": id, "nodeId": id, "user": user, "name": id,
+                "hostname": id, "clientVersion": "", "updateAvailable": false, "os": "linux",
+                "created": "2026-11-27T22:45:41.123Z", "lastSeen": "2026-11-27T22:45:41.123Z",
+                "keyExpiryDisabled": false, "expires": "2027-05-26T22:45:41.123Z",
+                "authorized": true, "isExternal": false, "machineKey": "", "nodeKey": "",
+                "blocksIncomingConnections": false, "tags": tags, "tailnetLockError": "",
+                "tailnetLockKey": "", "isEphemeral": false, "connectedToControl": false,
+                "multipleConnections": false, "authKeyId": "kA",
+            })
+        };
+        serde_json::from_value::<Device>(device("n1", "a@x", &[]))
+            .expect("the sample is a whole Device");
+        let member = Authed {
+            caller: crate::auth::Caller {
+                token_id: "t".into(),
+                tailnet: "T1".into(),
+                user_id: "u".into(),
+                login_name: "a@x".into(),
+                role: "member".into(),
+                scopes: None,
+            },
+            head: 0,
+        };
+        let page1 = serde_json::to_string(&[
+            device("n1", "b@x", &[]),
+            device("n2", "a@x", &[]),
+            device("n3", "a@x", &["tag:ci"]),
+        ])
+        .expect("encodes");
+        let page2 = serde_json::to_string(&[device("n4", "b@x", &[]), device("n5", "a@x", &[])])
+            .expect("encodes");
+        // The node ids both pages list for `sight` under `filters`, as one JSON array.
+        let listed = |sight: Sight, filters: &Filters| -> Vec<String> {
+            let mut out = b"[".to_vec();
+            let mut first = true;
+            for page in [&page1, &page2] {
+                list_page(&mut out, &mut first, page, sight, &member, false, filters)
+                    .expect("reads");
+            }
+            out.push(b']');
+            serde_json::from_slice::<Vec<Device>>(&out)
+                .expect("valid JSON")
+                .into_iter()
+                .map(|d| d.node_id)
+                .collect()
+        };
+        assert_eq!(listed(Sight::Own, &Filters::default()), ["n2", "n5"]);
+        let only_n4 = Filters::parse(Some("hostname=n4")).expect("valid");
+        assert_eq!(listed(Sight::All, &only_n4), ["n4"]);
+    }
 
     #[test]
     fn filters_match_fields_lists_and_booleans() {

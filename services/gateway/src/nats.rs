@@ -81,6 +81,25 @@ impl Nats {
         payload: bytes::Bytes,
         wait: Duration,
     ) -> Result<T, NoAnswer> {
+        let bytes = self.send_raw(subject, payload, wait).await?;
+        let reply: Reply<T> = serde_json::from_slice(&bytes).map_err(|e| {
+            NoAnswer::Failed(ApiError::internal(
+                &format!("read the answer of {subject}"),
+                e,
+            ))
+        })?;
+        reply
+            .into_result()
+            .map_err(|e| NoAnswer::Failed(ApiError::from_reply(e)))
+    }
+
+    /// One request within `wait`: the answer's bytes as sent, or why there was none.
+    async fn send_raw(
+        &self,
+        subject: &'static str,
+        payload: bytes::Bytes,
+        wait: Duration,
+    ) -> Result<bytes::Bytes, NoAnswer> {
         let started = Instant::now();
         let answer = tokio::time::timeout(wait, self.client.request(subject, payload)).await;
         self.metrics.nats(subject, started.elapsed());
@@ -106,15 +125,7 @@ impl Nats {
             }
             Ok(Ok(msg)) => msg,
         };
-        let reply: Reply<T> = serde_json::from_slice(&msg.payload).map_err(|e| {
-            NoAnswer::Failed(ApiError::internal(
-                &format!("read the answer of {subject}"),
-                e,
-            ))
-        })?;
-        reply
-            .into_result()
-            .map_err(|e| NoAnswer::Failed(ApiError::from_reply(e)))
+        Ok(msg.payload)
     }
 
     /// Asks a view (waiting for it to reach the query's `minSeq`); returns its answer. A query
@@ -133,6 +144,26 @@ impl Nats {
         .map_err(NoAnswer::into_error)?;
         self.metrics.saw_view_seq(answer.seq());
         Ok(answer)
+    }
+
+    /// [`Nats::query`] answering the bytes the view sent, for an answer too large to be worth
+    /// decoding into objects only to encode them again (a device list): the caller reads it,
+    /// refusals included, and reports its seq with [`Nats::saw_view_seq`].
+    pub async fn query_raw<Q: Query>(&self, query: &Q) -> Result<bytes::Bytes, ApiError> {
+        let payload: bytes::Bytes = serde_json::to_vec(query)
+            .map_err(|e| ApiError::internal("encode a query", e))?
+            .into();
+        let per_try = self.request_wait / 2;
+        match self.send_raw(Q::SUBJECT, payload.clone(), per_try).await {
+            Err(NoAnswer::Silent(_)) => self.send_raw(Q::SUBJECT, payload, per_try).await,
+            other => other,
+        }
+        .map_err(NoAnswer::into_error)
+    }
+
+    /// Records the seq a view answered at (for `/metrics`), as [`Nats::query`] does.
+    pub fn saw_view_seq(&self, seq: u64) {
+        self.metrics.saw_view_seq(seq);
     }
 
     /// The log's head: the seq of the last committed event (0 for an empty log).
