@@ -538,6 +538,17 @@ impl<S: Aggregate> Log<S> {
         store::read_checkpoints(&txn)
     }
 
+    /// Up to `limit` checkpoints at `from` or later, in seq order (one range read, however many
+    /// the log holds).
+    pub fn checkpoints_from(
+        &self,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
+        let txn = self.begin_read()?;
+        store::read_checkpoints_from(&txn, from.get(), limit)
+    }
+
     /// Whether a command with this id was committed in `scope` (a retry would be answered from
     /// its first result): read from the file, without the writer.
     pub fn was_committed(&self, scope: &str, command_id: &CommandId) -> Result<bool, LogError> {

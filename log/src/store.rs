@@ -198,8 +198,18 @@ pub(crate) fn read_head(txn: &redb::ReadTransaction) -> Result<(u64, Hash), LogE
 
 /// Every checkpoint, in seq order.
 pub(crate) fn read_checkpoints(txn: &redb::ReadTransaction) -> Result<Vec<Checkpoint>, LogError> {
+    read_checkpoints_from(txn, 0, usize::MAX)
+}
+
+/// Up to `limit` checkpoints at seq `from` or later, in seq order, each checked to name the
+/// seq it is stored under.
+pub(crate) fn read_checkpoints_from(
+    txn: &redb::ReadTransaction,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<Checkpoint>, LogError> {
     let mut out = Vec::new();
-    for (at, bytes) in read_checkpoint_rows(txn)? {
+    for (at, bytes) in read_checkpoint_rows_from(txn, from, limit)? {
         let cp = Checkpoint::from_bytes(&bytes).map_err(|e| LogError::Corrupt {
             seq: at,
             what: format!("checkpoint: {e}"),
@@ -219,6 +229,15 @@ pub(crate) fn read_checkpoints(txn: &redb::ReadTransaction) -> Result<Vec<Checkp
 pub(crate) fn read_checkpoint_rows(
     txn: &redb::ReadTransaction,
 ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    read_checkpoint_rows_from(txn, 0, usize::MAX)
+}
+
+/// Up to `limit` checkpoint rows from key `from` on, as stored, unchecked.
+fn read_checkpoint_rows_from(
+    txn: &redb::ReadTransaction,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
     let table = match txn.open_table(CHECKPOINTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -226,8 +245,9 @@ pub(crate) fn read_checkpoint_rows(
     };
     let mut out = Vec::new();
     for row in table
-        .iter()
+        .range(from..)
         .map_err(|e| LogError::storage("read checkpoints", e))?
+        .take(limit)
     {
         let (k, v) = row.map_err(|e| LogError::storage("read checkpoints", e))?;
         out.push((k.value(), v.value().to_vec()));

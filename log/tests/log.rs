@@ -741,6 +741,12 @@ async fn a_copy_imports_the_primary_event_by_event_and_verifies_as_the_same_log(
     }
     assert_eq!(copy.head(), primary.head());
     assert_eq!(copy.checkpoints().expect("checkpoints"), checkpoints);
+    // A range of them is the same range of all of them.
+    let from = checkpoints[1].seq;
+    assert_eq!(
+        copy.checkpoints_from(from, 2).expect("range"),
+        checkpoints[1..3].to_vec()
+    );
     // A forged checkpoint (signed by another key) is refused.
     let mut forged = checkpoints[0].clone();
     forged.hash = authkeys_events::Hash([9; 32]);

@@ -139,7 +139,9 @@ pub async fn serve_checkpoints<S: Aggregate>(
                     Err(m) => return Some(refusal(ErrorCode::BadRequest, m)),
                 };
                 let reader = log.clone();
-                let page = match tokio::task::spawn_blocking(move || reader.checkpoints()).await {
+                let (from, limit) = (request.from_seq, request.limit as usize);
+                let read = move || reader.checkpoints_from(from, limit);
+                let page = match tokio::task::spawn_blocking(read).await {
                     Ok(Ok(all)) => CheckpointsPage::of(log.log_id(), &all, request),
                     Ok(Err(e)) => return Some(unreadable("checkpoints read", &e)),
                     Err(e) => return Some(unreadable("checkpoints read task", &e)),
