@@ -433,30 +433,34 @@ fn dump_on_error(logs: &Path, result: anyhow::Result<()>) -> anyhow::Result<()> 
     result
 }
 
-async fn torture(failovers: usize, dir: &Path, logs: &Path) -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let logs = logs.to_path_buf();
+/// A bootstrapped primary in `<dir>/a` and a standby with copies of its keys in `<dir>/b`,
+/// both started: the two nodes, and the tailnet id and Owner's user id.
+fn primary_and_standby(
+    dir: &Path,
+    logs: &Path,
+    nats: &NatsServer,
+) -> anyhow::Result<([Node; 2], (String, String))> {
     let a = dir.join("a");
     bootstrap(&a)?;
     let ids = tailnet_and_owner(&a)?;
     let b = dir.join("b");
     copy_keys(&a, &b)?;
-    let mut nodes = [
-        Node {
-            data: a,
-            logs: logs.clone(),
-            child: None,
-            starts: 0,
-        },
-        Node {
-            data: b,
-            logs: logs.clone(),
-            child: None,
-            starts: 0,
-        },
-    ];
+    let node = |data| Node {
+        data,
+        logs: logs.to_path_buf(),
+        child: None,
+        starts: 0,
+    };
+    let mut nodes = [node(a), node(b)];
     nodes[0].start(&nats.url(), false)?;
     nodes[1].start(&nats.url(), true)?;
+    Ok((nodes, ids))
+}
+
+async fn torture(failovers: usize, dir: &Path, logs: &Path) -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let logs = logs.to_path_buf();
+    let (mut nodes, ids) = primary_and_standby(dir, &logs, &nats)?;
     let client = authkeys_tests::nats_client(&nats.url(), 3_000).await?;
 
     let (reusable, _) = generate(&client, "setup-reusable", &ids, true).await?;
@@ -585,27 +589,7 @@ async fn a_paused_primary_is_fenced_when_it_resumes_and_follows_the_new_one() ->
 async fn pause(dir: &Path, logs: &Path) -> anyhow::Result<()> {
     let logs = logs.to_path_buf();
     let nats = NatsServer::start()?;
-    let a = dir.join("a");
-    bootstrap(&a)?;
-    let ids = tailnet_and_owner(&a)?;
-    let b = dir.join("b");
-    copy_keys(&a, &b)?;
-    let mut nodes = [
-        Node {
-            data: a,
-            logs: logs.clone(),
-            child: None,
-            starts: 0,
-        },
-        Node {
-            data: b,
-            logs: logs.clone(),
-            child: None,
-            starts: 0,
-        },
-    ];
-    nodes[0].start(&nats.url(), false)?;
-    nodes[1].start(&nats.url(), true)?;
+    let (nodes, ids) = primary_and_standby(dir, &logs, &nats)?;
     let client = authkeys_tests::nats_client(&nats.url(), 3_000).await?;
     let (reusable, _) = generate(&client, "setup-reusable", &ids, true).await?;
     nodes[1].wait_following().await?;
