@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Seq;
 
 /// A blake3 digest, serialized as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Hash(pub [u8; 32]);
 
 /// The value of a lowercase hex digit, or `NOT_HEX`.
@@ -60,7 +59,25 @@ impl Hash {
 
     /// The 64-digit lowercase hex spelling.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        String::from_utf8(self.hex_digits().to_vec()).expect("hex digits are ASCII")
+    }
+
+    /// The 64 lowercase hex digits, without allocating (every envelope serializes one or two).
+    pub fn hex_digits(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        out
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let digits = self.hex_digits();
+        s.serialize_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }
 }
 
@@ -385,5 +402,14 @@ mod tests {
         let h = Hash([0xab; 32]);
         assert_eq!(Hash::from_hex(&h.to_hex()), Ok(h));
         assert!(Hash::from_hex(&"AB".repeat(32)).is_err());
+        for i in 0u32..256 {
+            let h = Hash(*blake3::hash(&i.to_le_bytes()).as_bytes());
+            assert_eq!(h.to_hex(), hex::encode(h.0));
+            assert_eq!(
+                serde_json::to_string(&h).expect("serializes"),
+                format!("\"{}\"", hex::encode(h.0))
+            );
+            assert_eq!(Hash::from_hex(&h.to_hex()), Ok(h));
+        }
     }
 }

@@ -306,6 +306,164 @@ impl<'de> serde::de::Visitor<'de> for OnePass {
     }
 }
 
+/// What routing an event needs from its stored bytes, read in place, without decoding `data`
+/// and without allocating: position, id, type, tailnet, time, command, the raw `data` and the
+/// chain link. It reads the one encoding the log writes ([`Envelope::encode_body`]: every field
+/// in order, no whitespace) and checks every id as its type does, the type and version as ones
+/// this build knows, and the time. The full decode ([`Envelope::decode_body`]) stays the
+/// reference: [`Peek::body`] answers `None` for anything else (another order, whitespace, an
+/// escaped string, an unknown field or type), and a caller then decodes the whole envelope, which
+/// either succeeds or names the error. `data` is not read: a peek says nothing of whether it
+/// decodes as its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek<'a> {
+    /// Global position.
+    pub seq: u64,
+    /// Event id.
+    pub id: &'a str,
+    /// Its type (at the version this build writes).
+    pub event_type: EventType,
+    /// Its tailnet.
+    pub tailnet: &'a str,
+    /// When it was committed.
+    pub time: Timestamp,
+    /// The command that produced it.
+    pub command_id: &'a str,
+    /// Its `data`, as stored (decode with [`Event::decode`]).
+    pub data: &'a str,
+    /// The previous event's hash.
+    pub prev_hash: Hash,
+}
+
+/// A cursor over the exact bytes [`Envelope::encode_body`] writes.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    /// Consumes `lit` exactly.
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(lit.len())?;
+        (self.bytes.get(self.at..end)? == lit).then(|| self.at = end)
+    }
+
+    /// A decimal integer without sign or leading zeros (as serde_json writes one).
+    fn uint(&mut self) -> Option<u64> {
+        let digits = self.bytes[self.at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let text = std::str::from_utf8(&self.bytes[self.at..self.at + digits]).ok()?;
+        if digits == 0 || (digits > 1 && text.starts_with('0')) {
+            return None;
+        }
+        self.at += digits;
+        text.parse().ok()
+    }
+
+    /// A string's contents up to its closing quote, which is consumed; `None` if it holds an
+    /// escape or a control character (the full decode reads those).
+    fn plain_str(&mut self) -> Option<&'a str> {
+        let rest = &self.bytes[self.at..];
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        let text = std::str::from_utf8(&rest[..len]).ok()?;
+        self.at += len + 1;
+        Some(text)
+    }
+
+    /// Skips one flat JSON object of strings (the actor), honouring escapes within strings.
+    fn flat_object(&mut self) -> Option<()> {
+        self.lit(b"{")?;
+        let mut in_string = false;
+        let mut escaped = false;
+        for (i, &b) in self.bytes[self.at..].iter().enumerate() {
+            match (in_string, escaped, b) {
+                (true, true, _) => escaped = false,
+                (true, false, b'\\') => escaped = true,
+                (_, false, b'"') => in_string = !in_string,
+                (false, _, b'{' | b'[') => return None,
+                (false, _, b'}') => {
+                    self.at += i + 1;
+                    return Some(());
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// How a stored body ends: `,"prevHash":"<64 hex digits>"}`.
+const PREV_HASH_TAIL: usize = b",\"prevHash\":\"".len() + 64 + 2;
+
+impl<'a> Peek<'a> {
+    /// Peeks at a stored body (an envelope without `hash`). `None`: decode it whole instead.
+    pub fn body(body: &'a [u8]) -> Option<Self> {
+        let data_end = body.len().checked_sub(PREV_HASH_TAIL)?;
+        let mut tail = Scan {
+            bytes: body,
+            at: data_end,
+        };
+        tail.lit(b",\"prevHash\":\"")?;
+        let prev_hash = Hash::from_hex(tail.plain_str()?).ok()?;
+        tail.lit(b"}")?;
+
+        let mut s = Scan { bytes: body, at: 0 };
+        s.lit(b"{\"seq\":")?;
+        let seq = s.uint()?;
+        s.lit(b",\"id\":\"")?;
+        let id = s.plain_str()?;
+        s.lit(b",\"type\":\"")?;
+        let ty = s.plain_str()?;
+        s.lit(b",\"version\":")?;
+        let version = s.uint()?;
+        s.lit(b",\"tailnet\":\"")?;
+        let tailnet = s.plain_str()?;
+        s.lit(b",\"stream\":\"")?;
+        s.plain_str()?;
+        s.lit(b",\"streamVersion\":")?;
+        s.uint()?;
+        s.lit(b",\"time\":\"")?;
+        let time = Timestamp::parse(s.plain_str()?).ok()?;
+        s.lit(b",\"actor\":")?;
+        s.flat_object()?;
+        s.lit(b",\"commandId\":\"")?;
+        let command_id = s.plain_str()?;
+        s.lit(b",\"data\":")?;
+        let data = std::str::from_utf8(body.get(s.at..data_end)?).ok()?;
+
+        let event_type = EventType::parse(ty).filter(|t| u64::from(t.version()) == version)?;
+        EventId::check(id).ok()?;
+        TailnetId::check(tailnet).ok()?;
+        CommandId::check(command_id).ok()?;
+        Some(Peek {
+            seq,
+            id,
+            event_type,
+            tailnet,
+            time,
+            command_id,
+            data,
+            prev_hash,
+        })
+    }
+
+    /// Decodes its `data` as its type: the event, without the rest of the envelope.
+    pub fn event(&self) -> Result<Event, DecodeError> {
+        Event::decode(
+            self.event_type.as_str(),
+            self.event_type.version(),
+            self.data,
+        )
+    }
+}
+
 impl Envelope {
     /// The event's type.
     pub fn event_type(&self) -> EventType {
@@ -372,7 +530,7 @@ impl Envelope {
         let mut out = Vec::with_capacity(body.len() + 76);
         out.extend_from_slice(&body[..end]);
         out.extend_from_slice(b",\"hash\":\"");
-        out.extend_from_slice(hash.to_hex().as_bytes());
+        out.extend_from_slice(&hash.hex_digits());
         out.extend_from_slice(b"\"}");
         out
     }
@@ -445,6 +603,95 @@ mod tests {
         );
         assert!(text.contains(r#""stream":"key/kAbc123","streamVersion":2"#));
         assert!(text.contains(r#""time":"2026-11-27T22:45:41.123Z""#));
+    }
+
+    #[test]
+    fn peek_agrees_with_the_full_decode_or_defers_to_it() {
+        // Proves: a peek reads exactly the fields the full decode does, and answers None (so
+        // the caller decodes whole) for every shape it does not take.
+        let env = sample();
+        let body = env.encode_body();
+        let peek = Peek::body(&body).expect("a body the log wrote peeks");
+        assert_eq!(peek.seq, env.seq.get());
+        assert_eq!(peek.id, env.id.as_str());
+        assert_eq!(peek.event_type, env.event_type());
+        assert_eq!(peek.tailnet, env.tailnet.as_str());
+        assert_eq!(peek.command_id, env.command_id.as_str());
+        assert_eq!(peek.prev_hash, env.prev_hash);
+        assert_eq!(peek.time, env.time);
+        assert_eq!(peek.event().expect("data decodes"), env.event);
+
+        let text = String::from_utf8(body).expect("utf8");
+        for (what, bad) in [
+            (
+                "the full JSON, with hash",
+                String::from_utf8(env.to_json()).expect("utf8"),
+            ),
+            ("an unknown type", text.replace("KeyRevoked", "KeyStolen")),
+            (
+                "another version",
+                text.replace(r#""version":1"#, r#""version":2"#),
+            ),
+            (
+                "an unknown field",
+                text.replacen('{', r#"{"secret":"x","#, 1),
+            ),
+            (
+                "a missing field",
+                text.replacen(r#""streamVersion":2,"#, "", 1),
+            ),
+            (
+                "an escaped string",
+                text.replacen(r#""tailnet":"T1""#, r#""tailnet":"T\u0031""#, 1),
+            ),
+            (
+                "a tailnet unfit for a subject",
+                text.replacen(r#""tailnet":"T1""#, r#""tailnet":"T.>""#, 1),
+            ),
+            (
+                "a bad event id",
+                text.replacen(r#""id":"e0"#, r#""id":"x0"#, 1),
+            ),
+            (
+                "whitespace",
+                text.replacen(r#""seq":3,"#, r#""seq": 3,"#, 1),
+            ),
+            (
+                "a leading zero",
+                text.replacen(r#""seq":3,"#, r#""seq":03,"#, 1),
+            ),
+            ("a bad time", text.replacen("2026-11-27T", "2026-13-27T", 1)),
+            (
+                "a short hash",
+                text.replacen(r#""prevHash":"01"#, r#""prevHash":""#, 1),
+            ),
+            (
+                "fields reordered",
+                text.replacen(r#","commandId":"c-1""#, "", 1).replacen(
+                    r#"{"seq""#,
+                    r#"{"commandId":"c-1","seq""#,
+                    1,
+                ),
+            ),
+        ] {
+            assert_ne!(bad, text, "{what}: the mutation applies");
+            assert_eq!(Peek::body(bad.as_bytes()), None, "{what}");
+        }
+        // An actor whose strings hold quotes, braces and backslashes is skipped as a whole.
+        let mut odd = sample();
+        odd.actor.id = r#"x\"}{,"commandId":"c-2"#.into();
+        odd.actor.login_name = Some(LoginName::parse(r#"a"}\b@x"#).expect("visible"));
+        let odd_body = odd.encode_body();
+        let peek = Peek::body(&odd_body).expect("peeks");
+        assert_eq!(peek.command_id, "c-1");
+        assert_eq!(peek.event().expect("data decodes"), odd.event);
+
+        // The escaped string is valid JSON for the same envelope: the full decode takes it.
+        let escaped = text.replacen(r#""tailnet":"T1""#, r#""tailnet":"T\u0031""#, 1);
+        assert_eq!(
+            Envelope::decode_body(escaped.as_bytes(), env.hash).expect("decodes"),
+            env
+        );
     }
 
     #[test]

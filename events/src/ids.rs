@@ -110,9 +110,14 @@ macro_rules! string_id {
             /// Parses and validates; the only way to make one.
             pub fn parse(s: impl Into<String>) -> Result<Self, InvalidId> {
                 let s: String = s.into();
-                let check: fn(&str) -> Result<(), String> = $check;
-                check(&s).map_err(|why| InvalidId::new(stringify!($name), why))?;
+                Self::check(&s)?;
                 Ok(Self(s))
+            }
+
+            /// Whether `s` is valid, without making one (nothing is allocated on success).
+            pub fn check(s: &str) -> Result<(), InvalidId> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(s).map_err(|why| InvalidId::new(stringify!($name), why))
             }
 
             /// The validated text.

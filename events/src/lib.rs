@@ -27,7 +27,7 @@ pub mod webhook;
 pub use catalogue::*;
 pub use chain::{Checkpoint, CheckpointError, Hash, LogId, chain_hash};
 pub use decision::{Aggregate, Clock, Decision, Expected, Proposed};
-pub use envelope::{Actor, ActorType, DecodeError, Envelope};
+pub use envelope::{Actor, ActorType, DecodeError, Envelope, Peek};
 pub use ids::*;
 pub use lock::{LockKey, LockSignature, PreSignature};
 pub use scope::Scope;

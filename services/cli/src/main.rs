@@ -34,6 +34,12 @@
 //!
 //! Thin: flags become settings, the library does the work.
 
+/// mimalloc instead of glibc's malloc: every command allocates and frees many small buffers on
+/// several threads (envelopes, replies, NATS messages), and glibc's arenas spent ~15% of the
+/// command service's CPU under load in them (BENCHMARKS.md, register storm).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -52,7 +52,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{GetStreamErrorKind, PublishError, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, Context};
-use authkeys_events::{CommandId, Hash, Seq, TailnetId, chain_hash};
+use authkeys_events::{CommandId, Hash, Peek, Seq, TailnetId, chain_hash};
 use authkeys_log::{Aggregate, Log, StoredEvent};
 use authkeys_protocol::subject::COMMAND_RECORD_HEADER;
 use bytes::Bytes;
@@ -746,7 +746,9 @@ impl<S: Aggregate> Relay<S> {
 }
 
 /// Checks one event read from the log and makes its message: subject, id and the exact stored
-/// bytes of the envelope.
+/// bytes of the envelope. What routing needs is peeked at without decoding `data`
+/// ([`Peek`]); an envelope that cannot be peeked at is decoded whole, which names what is wrong
+/// with it or gives the same fields.
 fn prepare(
     prefix: &str,
     ev: StoredEvent,
@@ -757,26 +759,47 @@ fn prepare(
     if seq != expected {
         bail!("log read returned seq {seq} where {expected} was due");
     }
-    let env = ev
-        .envelope()
-        .with_context(|| format!("decode event {seq}"))?;
-    if env.seq != ev.seq {
-        bail!("event stored at seq {seq} says seq {}", env.seq);
+    let (env_seq, id, event_type, tailnet, command_id, env_prev) = match Peek::body(&ev.body) {
+        Some(p) => (
+            p.seq,
+            p.id.to_owned(),
+            p.event_type,
+            TailnetId::parse(p.tailnet)?,
+            CommandId::parse(p.command_id)?,
+            p.prev_hash,
+        ),
+        None => {
+            let env = ev
+                .envelope()
+                .with_context(|| format!("decode event {seq}"))?;
+            let event_type = env.event_type();
+            (
+                env.seq.get(),
+                env.id.as_str().to_owned(),
+                event_type,
+                env.tailnet,
+                env.command_id,
+                env.prev_hash,
+            )
+        }
+    };
+    if env_seq != seq {
+        bail!("event stored at seq {seq} says seq {env_seq}");
     }
-    if chain_hash(&env.prev_hash, ev.seq, &ev.body) != ev.hash {
+    if chain_hash(&env_prev, ev.seq, &ev.body) != ev.hash {
         bail!("event {seq}: stored hash does not match its bytes");
     }
     if let Some(prev) = prev_hash
-        && prev != env.prev_hash
+        && prev != env_prev
     {
         bail!("event {seq}: prevHash does not link to event {}", seq - 1);
     }
     Ok(Prepared {
         seq,
-        subject: format!("{prefix}.{}.{}", env.tailnet, env.event_type()),
-        id: env.id.as_str().to_owned(),
+        subject: format!("{prefix}.{tailnet}.{event_type}"),
+        id,
         payload: Bytes::from(ev.to_json()),
-        command: (env.command_id, env.tailnet),
+        command: (command_id, tailnet),
         record: None,
     })
 }
