@@ -8,7 +8,8 @@
 //!    envelope (on one thread per core) and the domain invariants;
 //! 3. blake3 over the same bytes (rows read into memory first; one hasher per row, as the chain
 //!    hashes one row at a time, on one thread);
-//! 4. decoding every envelope on one thread (most of verify's work).
+//! 4. decoding every envelope on one thread, the owned way (the reference decode) and as verify
+//!    does (the borrowing decode, the owned one where it gives up).
 //!
 //! Prints a Markdown table. Run: `cargo bench -p authkeys-audit --bench verify`.
 //! `AUTHKEYS_BENCH_DIR=DIR` keeps the built log there for the next run;
@@ -121,6 +122,13 @@ fn main() {
             .count();
         ok as u64
     });
+    let (decode_borrowed, _) = best(rounds, || {
+        let ok = rows
+            .iter()
+            .filter(|row| authkeys_audit::verify::decode_row_for_verify(row))
+            .count();
+        ok as u64
+    });
     drop(rows);
 
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
@@ -137,7 +145,11 @@ fn main() {
     for (what, d) in [
         ("raw read of the events table", raw),
         ("blake3 over the same bytes", hash),
-        ("decode every envelope (serde, one thread)", decode),
+        ("decode every envelope (owned, one thread)", decode),
+        (
+            "decode every envelope as verify does (borrowed, one thread)",
+            decode_borrowed,
+        ),
         ("audit verify (file)", verify),
     ] {
         println!(

@@ -36,9 +36,10 @@ use std::net::IpAddr;
 use authkeys_domain::addresses;
 use authkeys_events::lock::{node_statement, presign_statement, trusted_keys_statement};
 use authkeys_events::{
-    ActorType, CommandId, Envelope, Event, LockKey, NodeAddresses, Role, TailnetId, Timestamp,
-    UserRemoved, UserSuspended,
+    ActorType, Envelope, EventType, LockKey, NodeAddresses, Role, TailnetId, Timestamp,
 };
+
+use crate::borrowed::{DataRef, EnvelopeRef};
 
 /// The maps' hasher: SipHash was a tenth of the checker thread's time (the maps are probed
 /// several times per event), this multiply-rotate hash a word at a time is a fraction of that;
@@ -139,17 +140,27 @@ struct TailnetState {
 /// The state the checks read. See the module docs.
 #[derive(Debug, Default)]
 pub struct Invariants {
-    tailnets: HashMap<TailnetId, TailnetState>,
+    tailnets: HashMap<String, TailnetState>,
     /// R04: a node registered under the lock without a lock error, and its command, whose
     /// `NodeSigned` must follow within that command.
-    unsigned: Option<(String, CommandId)>,
+    unsigned: Option<(String, String)>,
 }
 
 impl Invariants {
     /// Folds a checked event in.
     pub fn apply(&mut self, env: &Envelope) {
-        match &env.event {
-            Event::NodeSigned(e)
+        self.apply_ref(&EnvelopeRef::from_owned(env));
+    }
+
+    /// Whether `env` may follow the events folded so far; the error says why not.
+    pub fn check(&self, env: &Envelope) -> Result<(), String> {
+        self.check_ref(&EnvelopeRef::from_owned(env))
+    }
+
+    /// [`Invariants::apply`] on what the checks read of an event (either decode's).
+    pub fn apply_ref(&mut self, env: &EnvelopeRef<'_>) {
+        match (env.ty, &env.data) {
+            (_, DataRef::NodeSigned(e))
                 if self
                     .unsigned
                     .as_ref()
@@ -157,100 +168,121 @@ impl Invariants {
             {
                 self.unsigned = None;
             }
-            Event::NodeRegistered(e)
-                if e.tailnet_lock_error.is_none()
-                    && self.tailnets.get(&env.tailnet).is_some_and(|t| t.lock_on) =>
-            {
-                self.unsigned = Some((e.node_id.to_string(), env.command_id.clone()));
+            (
+                _,
+                DataRef::NodeRegistered {
+                    node_id,
+                    lock_error: false,
+                    ..
+                },
+            ) if self.tailnets.get(env.tailnet).is_some_and(|t| t.lock_on) => {
+                self.unsigned = Some(((*node_id).to_owned(), env.command_id.to_owned()));
             }
             _ => {}
         }
-        if let Event::TailnetCreated(_) = env.event {
-            self.tailnets.entry(env.tailnet.clone()).or_default();
+        if env.ty == EventType::TailnetCreated {
+            self.tailnets.entry(env.tailnet.to_owned()).or_default();
             return;
         }
-        let Some(t) = self.tailnets.get_mut(&env.tailnet) else {
+        let Some(t) = self.tailnets.get_mut(env.tailnet) else {
             return;
         };
-        match &env.event {
-            Event::UserAdded(e) => {
-                t.roles.insert(e.user_id.to_string(), e.role);
+        match (env.ty, env.data) {
+            (_, DataRef::UserAdded { user_id, role })
+            | (_, DataRef::UserRoleChanged { user_id, role, .. }) => {
+                t.roles.insert(user_id.to_owned(), role);
             }
-            Event::UserRoleChanged(e) => {
-                t.roles.insert(e.user_id.to_string(), e.role);
+            (EventType::UserSuspended, DataRef::User { user_id }) => {
+                t.suspended.insert(user_id.to_owned());
             }
-            Event::UserSuspended(e) => {
-                t.suspended.insert(e.user_id.to_string());
+            (EventType::UserRestored, DataRef::User { user_id }) => {
+                t.suspended.remove(user_id);
             }
-            Event::UserRestored(e) => {
-                t.suspended.remove(e.user_id.as_str());
+            (EventType::UserRemoved, DataRef::User { user_id }) => {
+                t.roles.remove(user_id);
+                t.suspended.remove(user_id);
             }
-            Event::UserRemoved(e) => {
-                t.roles.remove(e.user_id.as_str());
-                t.suspended.remove(e.user_id.as_str());
-            }
-            Event::ApiTokenIssued(e) => {
+            (_, DataRef::ApiTokenIssued { token_id, user_id }) => {
                 t.token_owners
-                    .insert(e.token_id.to_string(), e.user_id.to_string());
+                    .insert(token_id.to_owned(), user_id.to_owned());
             }
-            Event::KeyGenerated(e) => {
+            (
+                _,
+                DataRef::KeyGenerated {
+                    key_id,
+                    reusable,
+                    expires,
+                },
+            ) => {
                 t.keys.insert(
-                    e.key_id.to_string(),
+                    key_id.to_owned(),
                     KeyState {
-                        reusable: e.reusable,
+                        reusable,
                         uses: 0,
                         revoked: None,
                         expired: false,
-                        expires: e.expires,
+                        expires,
                         used_by: None,
                     },
                 );
             }
-            Event::KeyUsed(e) => {
-                if let Some(k) = t.keys.get_mut(e.key_id.as_str()) {
-                    k.uses = e.uses;
+            (
+                _,
+                DataRef::KeyUsed {
+                    key_id,
+                    node_id,
+                    uses,
+                },
+            ) => {
+                if let Some(k) = t.keys.get_mut(key_id) {
+                    k.uses = uses;
                     if !k.reusable {
-                        k.used_by = Some(e.node_id.to_string());
+                        k.used_by = Some(node_id.to_owned());
                     }
                 }
             }
-            Event::KeyRevoked(e) => {
-                if let Some(k) = t.keys.get_mut(e.key_id.as_str()) {
+            (EventType::KeyRevoked, DataRef::Key { key_id }) => {
+                if let Some(k) = t.keys.get_mut(key_id) {
                     k.revoked = Some(env.time);
                 }
             }
-            Event::KeyExpired(e) => {
-                if let Some(k) = t.keys.get_mut(e.key_id.as_str()) {
+            (EventType::KeyExpired, DataRef::Key { key_id }) => {
+                if let Some(k) = t.keys.get_mut(key_id) {
                     k.expired = true;
                 }
             }
-            Event::NodeRegistered(e) => {
-                if let Some(a) = e.addresses {
-                    for ip in ips(&a) {
-                        t.address_holders.insert(ip, e.node_id.to_string());
-                        t.released.remove(&ip);
-                    }
-                    t.node_addresses.insert(e.node_id.to_string(), a);
+            (
+                _,
+                DataRef::NodeRegistered {
+                    node_id,
+                    addresses: Some(a),
+                    ..
+                },
+            ) => {
+                for ip in ips(&a) {
+                    t.address_holders.insert(ip, node_id.to_owned());
+                    t.released.remove(&ip);
                 }
+                t.node_addresses.insert(node_id.to_owned(), a);
             }
-            Event::NodeDeleted(e) => {
-                if let Some(a) = t.node_addresses.remove(e.node_id.as_str()) {
+            (_, DataRef::NodeDeleted { node_id }) => {
+                if let Some(a) = t.node_addresses.remove(node_id) {
                     for ip in ips(&a) {
                         t.address_holders.remove(&ip);
                         t.released.insert(ip, env.time);
                     }
                 }
             }
-            Event::TailnetLockEnabled(e) => {
+            (_, DataRef::TailnetLockEnabled(e)) => {
                 t.lock_on = true;
                 t.lock_trusted = e.trusted_keys.clone();
                 t.lock_generation += 1;
             }
-            Event::TrustedLockKeysChanged(e) => {
+            (_, DataRef::TrustedLockKeysChanged(e)) => {
                 t.lock_trusted = e.trusted_keys.clone();
                 t.lock_generation += 1;
             }
-            Event::TailnetLockDisabled(_) => {
+            (EventType::TailnetLockDisabled, _) => {
                 t.lock_on = false;
                 t.lock_trusted.clear();
                 t.lock_generation += 1;
@@ -259,66 +291,70 @@ impl Invariants {
         }
     }
 
-    /// Whether `env` may follow the events folded so far; the error says why not.
-    pub fn check(&self, env: &Envelope) -> Result<(), String> {
+    /// [`Invariants::check`] on what the checks read of an event (either decode's).
+    pub fn check_ref(&self, env: &EnvelopeRef<'_>) -> Result<(), String> {
         if let Some((node, command)) = &self.unsigned
-            && *command != env.command_id
+            && command != env.command_id
         {
             return Err(format!(
                 "node {node} was registered under tailnet lock without a lock error and \
                  without a signature in its command (R04)"
             ));
         }
-        let tailnet = self.tailnets.get(&env.tailnet);
-        match env.actor.actor_type {
+        let tailnet = self.tailnets.get(env.tailnet);
+        match env.actor_type {
             ActorType::User => check_user(env, tailnet)?,
-            ActorType::Registrar => check_registrar(&env.event)?,
+            ActorType::Registrar => check_registrar(env)?,
             ActorType::System | ActorType::Oauth => {}
         }
         let Some(t) = tailnet else {
-            return match env.event {
-                Event::TailnetCreated(_) => Ok(()),
+            return match env.ty {
+                EventType::TailnetCreated => Ok(()),
                 _ => Err(format!(
                     "names tailnet {}, which was never created",
                     env.tailnet
                 )),
             };
         };
-        match &env.event {
-            Event::KeyUsed(e) => {
-                let key = usable_key(t, e.key_id.as_str(), env.time)?;
+        match (env.ty, env.data) {
+            (_, DataRef::KeyUsed { key_id, uses, .. }) => {
+                let key = usable_key(t, key_id, env.time)?;
                 if !key.reusable && key.uses > 0 {
-                    return Err(format!("one-off key {} used a second time (R01)", e.key_id));
+                    return Err(format!("one-off key {key_id} used a second time (R01)"));
                 }
-                if e.uses != key.uses + 1 {
+                if uses != key.uses + 1 {
                     return Err(format!(
-                        "key {} use count {} after {} uses",
-                        e.key_id, e.uses, key.uses
+                        "key {key_id} use count {uses} after {} uses",
+                        key.uses
                     ));
                 }
             }
-            Event::NodeRegistered(e) => {
-                if let Some(a) = &e.addresses {
+            (
+                _,
+                DataRef::NodeRegistered {
+                    node_id,
+                    auth_key_id,
+                    addresses,
+                    ..
+                },
+            ) => {
+                if let Some(a) = &addresses {
                     check_addresses(t, a, env.time)?;
                 }
-                let key = usable_key(t, e.auth_key_id.as_str(), env.time)?;
-                if !key.reusable
-                    && key.uses > 0
-                    && key.used_by.as_deref() != Some(e.node_id.as_str())
-                {
+                let key = usable_key(t, auth_key_id, env.time)?;
+                if !key.reusable && key.uses > 0 && key.used_by.as_deref() != Some(node_id) {
                     return Err(format!(
-                        "one-off key {} registered a second node (R01)",
-                        e.auth_key_id
+                        "one-off key {auth_key_id} registered a second node (R01)"
                     ));
                 }
             }
-            Event::NodeReauthenticated(e) => {
-                usable_key(t, e.auth_key_id.as_str(), env.time)?;
+            (_, DataRef::NodeReauthenticated { auth_key_id }) => {
+                usable_key(t, auth_key_id, env.time)?;
             }
-            Event::NodeSigned(e) => {
+            (_, DataRef::NodeSigned(e)) => {
                 let statement = match &e.key_id {
                     Some(k) => presign_statement(k),
-                    None => node_statement(&env.tailnet, &e.node_key),
+                    None => node_statement(&tailnet_id(env.tailnet)?, &e.node_key),
                 };
                 if !t.lock_on || !t.lock_trusted.contains(&e.lock_key) {
                     return Err(format!(
@@ -333,11 +369,15 @@ impl Invariants {
                     ));
                 }
             }
-            Event::TailnetLockEnabled(_) if t.lock_on => {
+            (EventType::TailnetLockEnabled, _) if t.lock_on => {
                 return Err("tailnet lock turned on while it was on (R04)".into());
             }
-            Event::TrustedLockKeysChanged(e) => {
-                let statement = trusted_keys_statement(&env.tailnet, e.generation, &e.trusted_keys);
+            (_, DataRef::TrustedLockKeysChanged(e)) => {
+                let statement = trusted_keys_statement(
+                    &tailnet_id(env.tailnet)?,
+                    e.generation,
+                    &e.trusted_keys,
+                );
                 if !t.lock_on || !t.lock_trusted.contains(&e.signer) {
                     return Err(format!(
                         "trusted lock keys changed by {}, a key the tailnet did not trust then \
@@ -354,13 +394,18 @@ impl Invariants {
                     ));
                 }
             }
-            Event::TailnetLockDisabled(_) if !t.lock_on => {
+            (EventType::TailnetLockDisabled, _) if !t.lock_on => {
                 return Err("tailnet lock turned off while it was off (R04)".into());
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// The tailnet id of an envelope (valid: both decodes checked it), for the lock's statements.
+fn tailnet_id(s: &str) -> Result<TailnetId, String> {
+    TailnetId::parse(s).map_err(|e| format!("tailnet: {e}"))
 }
 
 /// A node's two addresses.
@@ -392,8 +437,8 @@ fn check_addresses(t: &TailnetState, a: &NodeAddresses, time: Timestamp) -> Resu
     Ok(())
 }
 
-fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), String> {
-    let actor = &env.actor.id;
+fn check_user(env: &EnvelopeRef<'_>, tailnet: Option<&TailnetState>) -> Result<(), String> {
+    let actor = env.actor_id;
     let t = tailnet.ok_or_else(|| {
         format!(
             "by user {actor} in tailnet {}, which was never created",
@@ -402,9 +447,9 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
     })?;
     let role = *t
         .roles
-        .get(actor.as_str())
+        .get(actor)
         .ok_or_else(|| format!("by {actor}, who is not a user of this tailnet"))?;
-    if t.suspended.contains(actor.as_str()) {
+    if t.suspended.contains(actor) {
         return Err(format!("by {actor}, who is suspended (R21)"));
     }
     let denied = |what: &str| {
@@ -412,87 +457,89 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
             "by {actor}, whose role {role:?} may not {what} (R07)"
         ))
     };
-    match &env.event {
-        Event::KeyGenerated(_) | Event::KeyRevoked(_) if !role.may_manage_keys() => {
+    use EventType as T;
+    // The user an event acts on, for the events that act on one.
+    let subject = match env.data {
+        DataRef::User { user_id } => Some(user_id),
+        _ => None,
+    };
+    match (env.ty, env.data) {
+        (T::KeyGenerated | T::KeyRevoked, _) if !role.may_manage_keys() => {
             denied("manage auth keys")
         }
-        Event::OAuthClientCreated(_) | Event::OAuthClientDeleted(_) if !role.may_manage_keys() => {
+        (T::OAuthClientCreated | T::OAuthClientDeleted, _) if !role.may_manage_keys() => {
             denied("manage OAuth clients")
         }
-        Event::WebhookCreated(_)
-        | Event::WebhookUpdated(_)
-        | Event::WebhookSecretRotated(_)
-        | Event::WebhookDeleted(_)
-            if !authkeys_domain::webhook::may_manage_webhooks(role) =>
-        {
+        (
+            T::WebhookCreated | T::WebhookUpdated | T::WebhookSecretRotated | T::WebhookDeleted,
+            _,
+        ) if !authkeys_domain::webhook::may_manage_webhooks(role) => {
             denied("manage webhooks (R23)")
         }
-        Event::NodeAuthorized(_)
-        | Event::NodeKeyExpirySet(_)
-        | Event::NodeExpired(_)
-        | Event::TagsChanged(_)
-        | Event::NodeDeleted(_)
-            if !role.may_manage_devices() =>
-        {
-            denied("manage devices")
-        }
-        Event::UserAdded(_)
-        | Event::UserRoleChanged(_)
-        | Event::UserRemoved(_)
-        | Event::UserSuspended(_)
-        | Event::UserRestored(_)
-            if !role.may_manage_users() =>
-        {
-            denied("manage users")
-        }
-        Event::UserRemoved(UserRemoved { user_id })
-        | Event::UserSuspended(UserSuspended { user_id })
-            if user_id.as_str() == actor.as_str() =>
-        {
+        (
+            T::NodeAuthorized
+            | T::NodeKeyExpirySet
+            | T::NodeExpired
+            | T::TagsChanged
+            | T::NodeDeleted,
+            _,
+        ) if !role.may_manage_devices() => denied("manage devices"),
+        (
+            T::UserAdded | T::UserRoleChanged | T::UserRemoved | T::UserSuspended | T::UserRestored,
+            _,
+        ) if !role.may_manage_users() => denied("manage users"),
+        (T::UserRemoved | T::UserSuspended, _) if subject == Some(actor) => {
             denied("remove or suspend themselves")
         }
-        Event::UserRemoved(UserRemoved { user_id })
-        | Event::UserSuspended(UserSuspended { user_id })
-            if t.roles.get(user_id.as_str()) == Some(&Role::Owner) =>
+        (T::UserRemoved | T::UserSuspended, _)
+            if subject.and_then(|u| t.roles.get(u)) == Some(&Role::Owner) =>
         {
             denied("remove or suspend an Owner")
         }
-        Event::TailnetLockEnabled(_)
-        | Event::TrustedLockKeysChanged(_)
-        | Event::TailnetLockDisabled(_)
+        (T::TailnetLockEnabled | T::TrustedLockKeysChanged | T::TailnetLockDisabled, _)
             if !matches!(role, Role::Owner | Role::Admin) =>
         {
             denied("turn tailnet lock on or off or change its keys")
         }
-        Event::NodeSigned(_) if !role.may_manage_devices() => denied("sign nodes"),
-        Event::TailnetSettingsChanged(_) if !role.may_manage_settings() => {
+        (T::NodeSigned, _) if !role.may_manage_devices() => denied("sign nodes"),
+        (T::TailnetSettingsChanged, _) if !role.may_manage_settings() => {
             denied("change tailnet settings")
         }
-        Event::UserAdded(e) if e.role == Role::Owner && role != Role::Owner => {
+        (_, DataRef::UserAdded { role: added, .. })
+            if added == Role::Owner && role != Role::Owner =>
+        {
             denied("add an Owner")
         }
-        Event::UserRoleChanged(e)
-            if (e.role == Role::Owner || e.previous_role == Role::Owner) && role != Role::Owner =>
-        {
+        (
+            _,
+            DataRef::UserRoleChanged {
+                previous_role,
+                role: new,
+                ..
+            },
+        ) if (new == Role::Owner || previous_role == Role::Owner) && role != Role::Owner => {
             denied("make or unmake an Owner")
         }
-        Event::UserRoleChanged(e)
-            if role == Role::ItAdmin
-                && (e.role == Role::Admin || e.previous_role == Role::Admin) =>
-        {
+        (
+            _,
+            DataRef::UserRoleChanged {
+                previous_role,
+                role: new,
+                ..
+            },
+        ) if role == Role::ItAdmin && (new == Role::Admin || previous_role == Role::Admin) => {
             denied("make or unmake an Admin")
         }
-        Event::UserRemoved(authkeys_events::UserRemoved { user_id })
-        | Event::UserSuspended(authkeys_events::UserSuspended { user_id })
-        | Event::UserRestored(authkeys_events::UserRestored { user_id })
-            if role == Role::ItAdmin && t.roles.get(user_id.as_str()) == Some(&Role::Admin) =>
+        (T::UserRemoved | T::UserSuspended | T::UserRestored, _)
+            if role == Role::ItAdmin
+                && subject.and_then(|u| t.roles.get(u)) == Some(&Role::Admin) =>
         {
             denied("act on an Admin")
         }
-        Event::ApiTokenRevoked(e)
+        (_, DataRef::ApiTokenRevoked { token_id })
             if !role.may_manage_users()
                 && t.token_owners
-                    .get(e.token_id.as_str())
+                    .get(token_id)
                     .is_some_and(|owner| owner != actor) =>
         {
             denied("revoke another user's API token")
@@ -501,16 +548,20 @@ fn check_user(env: &Envelope, tailnet: Option<&TailnetState>) -> Result<(), Stri
     }
 }
 
-fn check_registrar(event: &Event) -> Result<(), String> {
-    match event {
-        Event::NodeRegistered(_)
-        | Event::NodeReauthenticated(_)
-        | Event::KeyUsed(_)
-        | Event::NodeAuthorized(_)
-        | Event::NodeConnected(_)
-        | Event::NodeDisconnected(_) => Ok(()),
+fn check_registrar(env: &EnvelopeRef<'_>) -> Result<(), String> {
+    use EventType as T;
+    match (env.ty, env.data) {
+        (
+            T::NodeRegistered
+            | T::NodeReauthenticated
+            | T::KeyUsed
+            | T::NodeAuthorized
+            | T::NodeConnected
+            | T::NodeDisconnected,
+            _,
+        ) => Ok(()),
         // R04: a registration with a pre-signed key signs its node.
-        Event::NodeSigned(e) if e.key_id.is_some() => Ok(()),
+        (_, DataRef::NodeSigned(e)) if e.key_id.is_some() => Ok(()),
         _ => Err("by a registrar, which may only register nodes and report them".into()),
     }
 }

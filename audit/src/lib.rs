@@ -4,6 +4,8 @@
 //! - [`verify`]: the streaming [`Verifier`] (chain from seq 1, checkpoint signatures under a
 //!   pinned key, checkpoints that only grow, the auditor's saved [`AuditState`]) reporting the
 //!   first bad seq.
+//! - [`borrowed`]: the borrowing decode the verifier reads every event with (the owned decode
+//!   where it gives up).
 //! - [`invariants`]: the domain rules every event must satisfy given the events before it.
 //! - [`source`]: where the log comes from: a data dir opened read-only, or a running system over
 //!   NATS (`authkeys.log.read`, `authkeys.log.checkpoints`).
@@ -15,6 +17,7 @@
 //!
 //! Invariant: nothing here writes to the log or its data dir; files are opened read-only.
 
+pub mod borrowed;
 pub mod fixtures;
 pub mod history;
 pub mod invariants;

@@ -105,23 +105,17 @@ pub fn verify_file_with(
     let rows = snap.checkpoint_rows().map_err(storage)?;
     let mut v = Verifier::new(key, log_id, &rows, state);
     let mut done = 0u64;
-    file_log::for_each_prepared(
-        &snap,
-        1,
-        Hash::ZERO,
-        workers,
-        batch_rows,
-        |prev, at, row| Prepared::new(&log_id, prev, at, row),
-        |at, row, prepared| {
-            done += 1;
-            if done.is_multiple_of(PROGRESS_EVERY_EVENTS) {
-                progress(done, known.max(done));
-            }
-            let (hash, body) = split_row(row);
-            v.push_prepared(at, &hash, body, prepared)
-        },
-    )
-    .map_err(storage)?;
+    let prepare = |prev: &Hash, at: u64, row: &[u8]| Prepared::new(&log_id, prev, at, row);
+    let consume = |at: u64, row: &[u8], prepared: &Prepared| {
+        done += 1;
+        if done.is_multiple_of(PROGRESS_EVERY_EVENTS) {
+            progress(done, known.max(done));
+        }
+        let (hash, body) = split_row(row);
+        v.push_prepared(at, &hash, body, prepared)
+    };
+    file_log::for_each_prepared(&snap, 1, Hash::ZERO, workers, batch_rows, prepare, consume)
+        .map_err(storage)?;
     progress(done, known.max(done));
     Ok(v.finish())
 }

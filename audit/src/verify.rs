@@ -26,21 +26,60 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use authkeys_events::{Checkpoint, DecodeError, Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
+use authkeys_events::{
+    Checkpoint, DecodeError, Envelope, EventId, Hash, LogId, Seq, Timestamp, chain_hash,
+};
 use authkeys_log::store::is_event_id;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+use crate::borrowed::{self, EnvelopeRef};
 use crate::invariants::Invariants;
 
 /// A stored row's hash and body; a row too short to hold a hash gets a zero hash, which no
 /// chain hash equals.
 pub use authkeys_projections::file_log::split_row;
 
-/// Decodes a stored row's body (most of a verification's work).
+/// Decodes a stored row's body the owned way (the reference decode).
 pub fn decode_row(row: &[u8]) -> Result<Envelope, DecodeError> {
     let (hash, body) = split_row(row);
     Envelope::decode_body(body, hash)
+}
+
+/// Decodes a stored row's body as the verifier does: the borrowing decode
+/// ([`borrowed::decode_body`]) where it takes the body, else the owned one. `true` if it
+/// decoded.
+pub fn decode_row_for_verify(row: &[u8]) -> bool {
+    let (hash, body) = split_row(row);
+    match Body::decode(body, hash) {
+        Body::Borrowed(_) => true,
+        Body::Owned(r) => r.is_ok(),
+    }
+}
+
+/// A body decoded ahead: borrowed (byte ranges into the body) where the borrowing decode takes
+/// it, else owned (the reference, errors included).
+#[derive(Debug)]
+enum Body {
+    Borrowed(borrowed::Decoded),
+    /// Boxed: rare, and large.
+    Owned(Box<Result<Envelope, DecodeError>>),
+}
+
+impl Body {
+    fn decode(body: &[u8], hash: Hash) -> Self {
+        match borrowed::decode_body(body) {
+            Some(d) => Body::Borrowed(d),
+            None => Body::Owned(Box::new(Envelope::decode_body(body, hash))),
+        }
+    }
+}
+
+/// Whether `id` is this log's event id for `seq`. A "no" from the allocation-free check is
+/// confirmed by the log's own check ([`is_event_id`]), so every refusal is the reference's.
+fn event_id_ok(id: &str, log_id: &LogId, seq: Seq) -> bool {
+    borrowed::is_event_id(id, log_id, seq)
+        || EventId::parse(id).is_ok_and(|id| is_event_id(&id, log_id, seq))
 }
 
 /// The first thing found wrong: where, and what.
@@ -117,7 +156,7 @@ pub struct Prepared {
     /// The log id assumed and whether the event id is that log's id for the seq the event is
     /// stored under; used only if the assumed log is the verifier's.
     id_ok: Option<(LogId, bool)>,
-    decoded: Result<Envelope, DecodeError>,
+    decoded: Body,
 }
 
 impl Prepared {
@@ -127,9 +166,13 @@ impl Prepared {
         let (hash, body) = split_row(row);
         let seq = Seq::new(stored_at).ok();
         let chain = seq.map(|s| (*prev, chain_hash(prev, s, body) == hash));
-        let decoded = Envelope::decode_body(body, hash);
-        let id_ok = match (&decoded, seq) {
-            (Ok(env), Some(s)) => Some((*log_id, is_event_id(&env.id, log_id, s))),
+        let decoded = Body::decode(body, hash);
+        let id = match &decoded {
+            Body::Borrowed(d) => d.view(body).map(|env| env.id),
+            Body::Owned(decoded) => decoded.as_ref().as_ref().ok().map(|env| env.id.as_str()),
+        };
+        let id_ok = match (id, seq) {
+            (Some(id), Some(s)) => Some((*log_id, event_id_ok(id, log_id, s))),
             _ => None,
         };
         Self {
@@ -271,7 +314,12 @@ impl Verifier {
     /// Checks the event stored under `stored_at` with its stored `hash` and `body`. Breaks once a
     /// problem at or before this seq is known: nothing later can change the answer.
     pub fn push(&mut self, stored_at: u64, hash: &Hash, body: &[u8]) -> ControlFlow<()> {
-        self.push_decoded(stored_at, hash, body, Envelope::decode_body(body, *hash))
+        let prepared = Prepared {
+            chain: None,
+            id_ok: None,
+            decoded: Body::decode(body, *hash),
+        };
+        self.push_prepared(stored_at, hash, body, &prepared)
     }
 
     /// [`Verifier::push`] with the body already decoded (elsewhere, e.g. on another thread):
@@ -286,7 +334,7 @@ impl Verifier {
         let prepared = Prepared {
             chain: None,
             id_ok: None,
-            decoded,
+            decoded: Body::Owned(Box::new(decoded)),
         };
         self.push_prepared(stored_at, hash, body, &prepared)
     }
@@ -337,10 +385,21 @@ impl Verifier {
                 "the stored hash does not match the stored bytes and the event before".into(),
             );
         }
-        let env = prepared
-            .decoded
-            .as_ref()
-            .map_err(|e| format!("the body: {e}"))?;
+        let bad_body = |e: &DecodeError| format!("the body: {e}");
+        let fallback;
+        let env = match &prepared.decoded {
+            Body::Borrowed(d) => match d.view(body) {
+                Some(env) => env,
+                // Not the body it was decoded from: decode this one the owned way.
+                None => {
+                    fallback = Envelope::decode_body(body, *hash);
+                    EnvelopeRef::from_owned(fallback.as_ref().map_err(bad_body)?)
+                }
+            },
+            Body::Owned(decoded) => {
+                EnvelopeRef::from_owned(decoded.as_ref().as_ref().map_err(bad_body)?)
+            }
+        };
         if env.seq != s {
             return Err(format!("the body names seq {}", env.seq));
         }
@@ -350,7 +409,7 @@ impl Verifier {
         // `id_ok` was computed for `stored_at`, which is `seq` here.
         let id_ok = match prepared.id_ok {
             Some((log_id, ok)) if log_id == self.log_id => ok,
-            _ => is_event_id(&env.id, &self.log_id, s),
+            _ => event_id_ok(env.id, &self.log_id, s),
         };
         if !id_ok {
             return Err("the event id is not this log's id for this seq".into());
@@ -371,9 +430,9 @@ impl Verifier {
             );
         }
         self.invariants
-            .check(env)
-            .map_err(|what| format!("{} {what}", env.event_type()))?;
-        self.invariants.apply(env);
+            .check_ref(&env)
+            .map_err(|what| format!("{} {what}", env.ty))?;
+        self.invariants.apply_ref(&env);
         self.last_time = Some(env.time);
         self.head = Anchor { seq, hash: *hash };
         Ok(())
