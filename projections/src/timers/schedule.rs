@@ -36,11 +36,11 @@ use authkeys_domain::Due;
 use authkeys_events::{CommandId, Envelope, Event, TailnetId, Timestamp};
 use authkeys_protocol::TimerRequest;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
 
-use crate::store::{META, Position, StoreError, init_meta, read_checkpoint, redb_err};
+use crate::store::{DurablePace, META, Position, StoreError, init_meta, read_checkpoint, redb_err};
 
 const DUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("due");
 const THINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("things");
@@ -85,6 +85,7 @@ pub struct Counts {
 pub struct Schedule {
     db: Database,
     inactivity: Duration,
+    pace: DurablePace,
 }
 
 /// `ms` as big-endian bytes that sort like the numbers.
@@ -123,7 +124,11 @@ impl Schedule {
             open_tables(&txn)?;
         }
         txn.commit().map_err(redb_err)?;
-        Ok(Self { db, inactivity })
+        Ok(Self {
+            db,
+            inactivity,
+            pace: DurablePace::default(),
+        })
     }
 
     /// The last applied event.
@@ -133,11 +138,10 @@ impl Schedule {
     }
 
     /// Applies `batch` (in seq order, right after the checkpoint) and records `tip`, in one
-    /// durable transaction.
+    /// transaction (durable at the [`DurablePace`]).
     pub fn apply(&self, batch: &[Envelope], tip: Position) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(redb_err)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(redb_err)?;
+        txn.set_durability(self.pace.next()).map_err(redb_err)?;
         for env in batch {
             self.apply_one(&txn, env)?;
         }

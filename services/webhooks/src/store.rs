@@ -26,7 +26,7 @@ use authkeys_events::{
     EndpointId, EndpointUrl, Envelope, Event, Hash, NodeId, ProviderType, Timestamp, UserId,
     WebhookType,
 };
-use authkeys_projections::store::{Position, StoreError};
+use authkeys_projections::store::{DurablePace, Position, StoreError};
 use authkeys_protocol::webhook::{DroppedEvent, Webhook};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
@@ -177,6 +177,9 @@ pub struct Store {
     endpoints: Mutex<BTreeMap<String, EndpointRow>>,
     /// Queued messages per endpoint, as committed.
     queued: Mutex<HashMap<String, u64>>,
+    /// The durability of [`Store::apply`]'s commits (a delivery's commit is always durable,
+    /// and with it every commit before it).
+    pace: DurablePace,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -440,6 +443,7 @@ impl Store {
             limits,
             endpoints: Mutex::new(BTreeMap::new()),
             queued: Mutex::new(HashMap::new()),
+            pace: DurablePace::default(),
         };
         store.load()?;
         Ok(store)
@@ -531,8 +535,7 @@ impl Store {
         enqueue_after: u64,
     ) -> Result<Vec<String>, StoreError> {
         let mut txn = self.db.begin_write().map_err(redb_err)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(redb_err)?;
+        txn.set_durability(self.pace.next()).map_err(redb_err)?;
         let mut endpoints = lock(&self.endpoints).clone();
         let mut touched = Vec::new();
         let delta;
@@ -541,7 +544,9 @@ impl Store {
             for env in batch {
                 let seq = env.seq.get();
                 let tailnet = env.tailnet.as_str();
-                if seq > enqueue_after {
+                // Messages are made only for a tailnet with an endpoint: most have none, and
+                // making them (names read, JSON built) was most of this fold's cost.
+                if seq > enqueue_after && endpoints.values().any(|row| row.tailnet == tailnet) {
                     let tname = tx.tailnet_name(tailnet)?;
                     let msgs = message::messages(env, &tname, &TableNames(&tx.names));
                     for (t, m) in msgs {
