@@ -492,7 +492,9 @@ impl<S: Sink> Worker<S> {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: self.chain.next_seq(),
                 },
-                ack_policy: consumer::AckPolicy::Explicit,
+                // Acking a message acks every one before it: a chunk is acked once, by its
+                // last message, after its commit, instead of once per event per view.
+                ack_policy: consumer::AckPolicy::All,
                 ack_wait: Duration::from_millis(cfg.ack_wait_ms),
                 max_ack_pending: cfg.ack_pending_max,
                 filter_subject: format!("{}.>", cfg.subject_prefix),
@@ -538,14 +540,15 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    /// Applies a chunk of delivered messages (see the module docs), then acks them.
+    /// Applies a chunk of delivered messages (see the module docs), then acks them (its last).
     async fn take_chunk(
         &mut self,
         items: Vec<Result<jetstream::Message, consumer::pull::MessagesError>>,
     ) -> anyhow::Result<()> {
         let mut batch: Vec<Envelope> = Vec::with_capacity(items.len());
         let mut tip = self.chain;
-        let mut to_ack = Vec::with_capacity(items.len());
+        // The last message taken: acking it acks the chunk (`AckPolicy::All`).
+        let mut last = None;
         let mut failure = None;
         for item in items {
             let msg = match item {
@@ -559,13 +562,13 @@ impl<S: Sink> Worker<S> {
                 Ok(env) => env,
                 Err(e) => {
                     tracing::warn!(view = S::NAME, subject = %msg.subject, error = format!("{e:#}"), "undecodable event message; the log will fill its place");
-                    to_ack.push(msg);
+                    last = Some(msg);
                     continue;
                 }
             };
             let seq = env.seq.get();
             if seq <= tip.0.seq {
-                to_ack.push(msg);
+                last = Some(msg);
                 continue;
             }
             if !tip.links(&env) {
@@ -580,18 +583,18 @@ impl<S: Sink> Worker<S> {
                 );
                 self.catch_up(Some(seq)).await?;
                 tip = self.chain;
-                to_ack.push(msg);
+                last = Some(msg);
                 continue;
             }
             tip.advance(&env);
             batch.push(env);
-            to_ack.push(msg);
+            last = Some(msg);
         }
         self.commit_batch(batch, tip).await?;
-        for msg in to_ack {
-            if let Err(e) = msg.ack().await {
-                tracing::debug!(view = S::NAME, error = %e, "ack failed; the message will be redelivered and skipped");
-            }
+        if let Some(msg) = last
+            && let Err(e) = msg.ack().await
+        {
+            tracing::debug!(view = S::NAME, error = %e, "ack failed; the messages will be redelivered and skipped");
         }
         failure.map_or(Ok(()), Err)
     }
