@@ -98,7 +98,7 @@ pub fn is_reserved(ipv4: Ipv4Addr) -> bool {
 /// Invariants kept by every fold: the cursor's address is free (not reserved, in use nor in
 /// quarantine) unless the cursor is at the end; the oldest entry of `released` is a pair still
 /// in quarantine since that release (stale entries are dropped from the front as they surface).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AddressPool {
     /// Offsets `0..size` of 100.64.0.0/10 are the pool ([`RANGE_SIZE`] but in tests).
     size: u32,

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::addresses::AddressPool;
 
 /// Everything the rules need, for every tailnet.
-#[derive(Debug, Clone, Default)]
+///
+/// Serde is for the log's snapshot of it (its `Aggregate::SNAPSHOT_FORMAT`, ADR 008), not a wire
+/// format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Tailnets by id.
     pub tailnets: HashMap<TailnetId, Tailnet>,
@@ -33,7 +36,7 @@ pub struct State {
 }
 
 /// One tailnet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tailnet {
     /// Display name.
     pub name: TailnetName,
@@ -67,7 +70,7 @@ pub struct Tailnet {
 }
 
 /// A tailnet's lock (R04).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TailnetLock {
     /// The keys trusted now (empty while the lock is off).
     pub trusted: Vec<LockKey>,
@@ -86,7 +89,7 @@ impl TailnetLock {
 }
 
 /// An OAuth client (R19).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     /// The user id its keys and nodes are recorded under.
     pub principal: UserId,
@@ -108,7 +111,7 @@ impl Client {
 }
 
 /// A user and their role.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Login name.
     pub login_name: LoginName,
@@ -119,7 +122,7 @@ pub struct User {
 }
 
 /// An API token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
     /// Whom it acts as.
     pub user_id: UserId,
@@ -610,6 +613,22 @@ impl authkeys_events::Aggregate for State {
 
     fn apply(&mut self, env: &Envelope) {
         State::apply(self, env);
+    }
+
+    /// Change it with any change to the state's fields or to what `apply` folds (ADR 008): a
+    /// snapshot of another format is ignored and the log folds every event again. The crate's
+    /// version is part of it, so that at least every release folds afresh once.
+    const SNAPSHOT_FORMAT: Option<&'static str> = Some(concat!(
+        "authkeys-domain/state/json/1/",
+        env!("CARGO_PKG_VERSION")
+    ));
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the state serializes: every map key is a string")
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("the state does not decode: {e}"))
     }
 }
 

@@ -30,7 +30,7 @@ pub fn may_read_webhooks(role: Role) -> bool {
 }
 
 /// A live endpoint, as the command side needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Webhook {
     /// Its tailnet.
     pub tailnet: TailnetId,
@@ -41,7 +41,7 @@ pub struct Webhook {
 }
 
 /// Every live endpoint, by id (ids are unique across tailnets).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Webhooks {
     /// Live endpoints.
     pub live: HashMap<EndpointId, Webhook>,

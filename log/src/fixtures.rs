@@ -78,6 +78,48 @@ pub fn append_command<S: Aggregate>(id: &str, events: Vec<Event>) -> Append<S> {
     }
 }
 
+/// An aggregate that keeps snapshots, for the tests of snapshots and the torture tool: how many
+/// events it folded and a running blake3 of their hashes, so that a state restored from a
+/// snapshot and folded on equals the fold of every event only if both saw the same events in the
+/// same order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Events folded.
+    pub events: u64,
+    /// blake3 over the previous value and each event's hash, from 32 zero bytes.
+    pub digest: [u8; 32],
+}
+
+impl Aggregate for Tally {
+    type Rejection = String;
+
+    fn apply(&mut self, env: &authkeys_events::Envelope) {
+        self.events += 1;
+        let mut h = blake3::Hasher::new();
+        h.update(&self.digest);
+        h.update(&env.hash.0);
+        self.digest = *h.finalize().as_bytes();
+    }
+
+    const SNAPSHOT_FORMAT: Option<&'static str> = Some("fixtures/tally/1");
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut out = self.events.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.digest);
+        out
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() != 40 {
+            return Err(format!("a tally is 40 bytes, not {}", bytes.len()));
+        }
+        Ok(Self {
+            events: u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+            digest: bytes[8..].try_into().expect("32 bytes"),
+        })
+    }
+}
+
 /// Writes a log file with exactly these rows, checking nothing: how tests make a log that an
 /// attacker with write access to the file could have made (rows dropped, reordered, rewritten,
 /// checkpoints forged). `meta` holds `(name, value)` rows such as `("log_id", 16 bytes)`;

@@ -10,6 +10,9 @@
 //!   checkpoints, relay cursor).
 //! - [`verify`]: recomputes the chain from seq 1 and checks every checkpoint; [`LogReader`] opens
 //!   the file read-only, also while a service writes it.
+//! - `snapshot`: the state, stream versions and chain position the writer saves with a
+//!   checkpoint every [`LogConfig::snapshot_events_max`] events and at close, so that an open
+//!   verifies and folds only the events after the newest one (ADR 008).
 //! - [`keys`]: the signing-key file beside the log.
 //! - [`fixtures`]: sample events for tests, the benchmark and the torture tool.
 //!
@@ -18,6 +21,7 @@
 
 pub mod fixtures;
 pub mod keys;
+mod snapshot;
 pub mod store;
 pub mod verify;
 mod writer;
@@ -55,6 +59,12 @@ pub struct LogConfig {
     pub checkpoint_interval: Duration,
     /// Longest a relay-cursor update waits to be written when no events are committed.
     pub relay_cursor_flush_interval: Duration,
+    /// A snapshot of the state (when the aggregate keeps them, `Aggregate::SNAPSHOT_FORMAT`) is
+    /// written with the first checkpoint (or import) once this many events followed the last
+    /// one, and at close. An open then verifies and folds only the events after the newest
+    /// snapshot: at most about this many after a crash, none after a clean close (ADR 008).
+    /// Each costs the writer the time to encode the state (see [`LogStats`]).
+    pub snapshot_events_max: u64,
     /// The time source.
     pub clock: Clock,
     /// Secret key files of the log's owner that must stay with this log, as the signing key
@@ -97,6 +107,7 @@ impl std::fmt::Debug for LogConfig {
             .field("queue_commands_max", &self.queue_commands_max)
             .field("checkpoint_events_max", &self.checkpoint_events_max)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("snapshot_events_max", &self.snapshot_events_max)
             .field("bound_keys", &self.bound_keys)
             .field("log_id", &self.log_id)
             .finish_non_exhaustive()
@@ -115,6 +126,7 @@ impl LogConfig {
             checkpoint_events_max: 1024,
             checkpoint_interval: Duration::from_secs(5),
             relay_cursor_flush_interval: Duration::from_millis(200),
+            snapshot_events_max: 100_000,
             clock: system_clock(),
             bound_keys: Vec::new(),
             log_id: None,
@@ -293,6 +305,14 @@ pub struct LogStats {
     pub events: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
+    /// Snapshots written (ADR 008).
+    pub snapshots: AtomicU64,
+    /// Size of the last snapshot, bytes.
+    pub snapshot_bytes_last: AtomicU64,
+    /// What the last snapshot cost the writer (encode and store, before the commit), µs.
+    pub snapshot_micros_last: AtomicU64,
+    /// The most any snapshot cost the writer, µs.
+    pub snapshot_micros_max: AtomicU64,
 }
 
 /// Whether a command's `(scope, command_id)` is looked up and recorded for idempotency.
@@ -307,6 +327,9 @@ pub enum Idempotency {
     Unrecorded,
 }
 
+/// A read of the writer's state and the last event it includes ([`Log::query_at`]).
+type QueryFn<S> = Box<dyn FnOnce(&S, Head) + Send>;
+
 enum Msg<S: Aggregate> {
     Append(
         Append<S>,
@@ -315,7 +338,7 @@ enum Msg<S: Aggregate> {
     ),
     RelayCursor(u64),
     Import(Import, oneshot::Sender<Result<Head, LogError>>),
-    Query(Box<dyn FnOnce(&S) + Send>),
+    Query(QueryFn<S>),
     Close,
 }
 
@@ -326,6 +349,8 @@ struct Inner<S: Aggregate> {
     log_id: LogId,
     verifying_key: VerifyingKey,
     stats: Arc<LogStats>,
+    /// The seq of the snapshot the open restored, if it used one.
+    opened_from_snapshot: Option<u64>,
     /// Why the writer stopped taking commands, once a commit failed.
     failure: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -354,9 +379,16 @@ impl<S: Aggregate> std::fmt::Debug for Log<S> {
 }
 
 impl<S: Aggregate> Log<S> {
-    /// Opens (or creates) the log, verifies the whole chain and every checkpoint, folds every
-    /// event into `state`, and starts the writer. Blocking: call it before serving, or from
-    /// `spawn_blocking`.
+    /// Opens (or creates) the log, verifies it, folds it into `state` (the state before seq 1),
+    /// and starts the writer. Blocking: call it before serving, or from `spawn_blocking`.
+    ///
+    /// When the aggregate keeps snapshots and the newest one checks out against the log (ADR
+    /// 008: its checksum under this log's key, the stored event at its seq, a checkpoint of this
+    /// log that covers it), the state and stream versions are restored from it and only the
+    /// events and checkpoints after it are verified and folded, exactly as a full verification
+    /// checks them. Otherwise (none, another format, any disagreement) the whole chain and every
+    /// checkpoint are verified and every event folded, with a warning that says why. Checking
+    /// what comes before the snapshot is `authkeys audit verify`'s.
     pub fn open(config: LogConfig, state: S) -> Result<Self, LogError> {
         writer::open(config, state)
     }
@@ -464,9 +496,18 @@ impl<S: Aggregate> Log<S> {
         &self,
         f: impl FnOnce(&S) -> R + Send + 'static,
     ) -> Result<R, AppendError<S::Rejection>> {
+        self.query_at(move |s, _| f(s)).await
+    }
+
+    /// [`Log::query`], also given the last event the state includes (e.g. to follow the log
+    /// from there on without folding what came before).
+    pub async fn query_at<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S, Head) -> R + Send + 'static,
+    ) -> Result<R, AppendError<S::Rejection>> {
         let (tx, rx) = oneshot::channel();
-        let q: Box<dyn FnOnce(&S) + Send> = Box::new(move |s| {
-            let _ = tx.send(f(s));
+        let q: QueryFn<S> = Box::new(move |s, head| {
+            let _ = tx.send(f(s, head));
         });
         self.inner
             .tx
@@ -515,15 +556,22 @@ impl<S: Aggregate> Log<S> {
         &self.inner.stats
     }
 
+    /// The seq of the snapshot this open restored the state from (then only the events after it
+    /// were verified and folded), or `None` when it verified and folded every event (ADR 008).
+    pub fn opened_from_snapshot(&self) -> Option<u64> {
+        self.inner.opened_from_snapshot
+    }
+
     /// Why the writer refuses every command, if a commit failed (disk full, I/O error, a file
     /// made read-only): `None` while it is healthy.
     ///
     /// After a failed commit the writer's memory may be ahead of the file, so it stops for good:
     /// every later append answers [`AppendError::Unavailable`] with this reason, while reads of
     /// what was committed still work. **Recovery:** fix the cause (free disk space, make the
-    /// file writable), then restart the process that owns the log; opening it again verifies
-    /// the whole chain from the file and continues from the last committed event. Nothing
-    /// acknowledged is lost: a command is acknowledged only after its commit.
+    /// file writable), then restart the process that owns the log; opening it again rebuilds
+    /// the state from the file (from its newest snapshot, ADR 008: no snapshot is ever ahead of
+    /// the file, it is written in a committed transaction) and continues from the last committed
+    /// event. Nothing acknowledged is lost: a command is acknowledged only after its commit.
     pub fn writer_failure(&self) -> Option<String> {
         self.inner
             .failure
@@ -536,6 +584,12 @@ impl<S: Aggregate> Log<S> {
     pub fn checkpoints(&self) -> Result<Vec<authkeys_events::Checkpoint>, LogError> {
         let txn = self.begin_read()?;
         store::read_checkpoints(&txn)
+    }
+
+    /// The newest checkpoint, if any (one read, however many the log holds).
+    pub fn last_checkpoint(&self) -> Result<Option<authkeys_events::Checkpoint>, LogError> {
+        let txn = self.begin_read()?;
+        store::read_last_checkpoint(&txn)
     }
 
     /// Up to `limit` checkpoints at `from` or later, in seq order (one range read, however many

@@ -225,6 +225,35 @@ pub(crate) fn read_checkpoints_from(
     Ok(out)
 }
 
+/// The checkpoint with the highest seq, checked to name the seq it is stored under.
+pub(crate) fn read_last_checkpoint(
+    txn: &redb::ReadTransaction,
+) -> Result<Option<Checkpoint>, LogError> {
+    let table = match txn.open_table(CHECKPOINTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(LogError::storage("open checkpoints table", e)),
+    };
+    let Some((k, v)) = table
+        .last()
+        .map_err(|e| LogError::storage("read checkpoints", e))?
+    else {
+        return Ok(None);
+    };
+    let at = k.value();
+    let cp = Checkpoint::from_bytes(v.value()).map_err(|e| LogError::Corrupt {
+        seq: at,
+        what: format!("checkpoint: {e}"),
+    })?;
+    if cp.seq.get() != at {
+        return Err(LogError::Corrupt {
+            seq: at,
+            what: format!("checkpoint stored at {at} names seq {}", cp.seq),
+        });
+    }
+    Ok(Some(cp))
+}
+
 /// Every checkpoint row as stored, `(key, value)` in key order, unchecked.
 pub(crate) fn read_checkpoint_rows(
     txn: &redb::ReadTransaction,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use authkeys_events::{Envelope, Hash, LogId, Seq, Timestamp, chain_hash};
 use ed25519_dalek::VerifyingKey;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 
 use crate::store::{self, EVENTS, META_VERIFYING_KEY, StoredEvent, event_id};
 use crate::{Head, LogError};
@@ -43,6 +43,25 @@ pub fn verify_txn(
     txn: &redb::ReadTransaction,
     key: &VerifyingKey,
     log_id: Option<LogId>,
+    on_event: impl FnMut(&Envelope),
+) -> Result<VerifyReport, LogError> {
+    let start = Head {
+        seq: 0,
+        hash: Hash::ZERO,
+    };
+    verify_from(txn, key, log_id, start, on_event)
+}
+
+/// [`verify_txn`] of the events after `start` only, taking `start` (an event at `start.seq`
+/// with hash `start.hash`, or `(0, ZERO)` for the whole log) as given: the chain from it, every
+/// event after it, and every checkpoint at `start.seq` or later (one at `start.seq` must name
+/// `start.hash`). Older checkpoints are not read. The report counts what was checked; its
+/// `head` is `start` when nothing follows it.
+pub(crate) fn verify_from(
+    txn: &redb::ReadTransaction,
+    key: &VerifyingKey,
+    log_id: Option<LogId>,
+    start: Head,
     mut on_event: impl FnMut(&Envelope),
 ) -> Result<VerifyReport, LogError> {
     let log_id = match log_id {
@@ -50,24 +69,24 @@ pub fn verify_txn(
         None => store::read_log_id(txn)?.ok_or_else(|| corrupt(0, "the file has no log id"))?,
     };
     let mut checkpoints: BTreeMap<u64, authkeys_events::Checkpoint> = BTreeMap::new();
-    for cp in store::read_checkpoints(txn)? {
+    for cp in store::read_checkpoints_from(txn, start.seq, usize::MAX)? {
         let seq = cp.seq.get();
         if cp.log_id != log_id {
             return Err(corrupt(seq, "checkpoint names another log"));
         }
         cp.verify(key)
             .map_err(|e| corrupt(seq, format!("checkpoint: {e}")))?;
+        if seq == start.seq && cp.hash != start.hash {
+            return Err(corrupt(seq, "checkpoint disagrees with the chain"));
+        }
         checkpoints.insert(seq, cp);
     }
 
-    let mut head = Head {
-        seq: 0,
-        hash: Hash::ZERO,
-    };
+    let mut head = start;
     let mut last_time = None;
     if let Ok(table) = txn.open_table(EVENTS) {
         for row in table
-            .iter()
+            .range(start.seq + 1..)
             .map_err(|e| LogError::storage("read events", e))?
         {
             let (k, v) = row.map_err(|e| LogError::storage("read events", e))?;
@@ -115,7 +134,7 @@ pub fn verify_txn(
         ));
     }
     Ok(VerifyReport {
-        events: head.seq,
+        events: head.seq - start.seq,
         checkpoints: checkpoints.len() as u64,
         head,
         last_checkpoint: checkpoints

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use authkeys_events::{Checkpoint, Envelope, Hash, LogId, Seq, StreamId, Timestamp, chain_hash};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use redb::{Durability, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
+use crate::snapshot::{self, Restored};
 use crate::store::{
     CHECKPOINTS, COMMANDS, CommandRecord, EVENTS, FORMAT_VERSION, META, META_FORMAT, META_LOG_ID,
     META_RELAY_CURSOR, META_VERIFYING_KEY, StoredEvent, command_key, event_id,
@@ -26,7 +27,7 @@ use crate::{
 
 type Reply<R> = oneshot::Sender<Result<Committed, AppendError<R>>>;
 type Pending<S> = (Append<S>, Reply<<S as Aggregate>::Rejection>, Idempotency);
-type Query<S> = Box<dyn FnOnce(&S) + Send>;
+type Query<S> = crate::QueryFn<S>;
 /// A command's reply channel with the answer it will get once the batch is committed.
 type Answer<R> = (Reply<R>, Result<Committed, AppendError<R>>);
 
@@ -68,26 +69,60 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
     let db = open_database(&config.path)?;
     let (log_id, signing) = init_meta(&db, &config)?;
     let verifying_key = signing.verifying_key();
+    let mac_key = snapshot::mac_key(&signing);
 
-    // Verify everything before accepting a write, folding each event into the state and the
-    // stream versions (kept in memory: they are derivable from the events, and a B-tree of them
-    // would dirty a random leaf page per event).
+    // Verify before accepting a write, folding each event into the state and the stream versions
+    // (kept in memory: they are derivable from the events, and a B-tree of them would dirty a
+    // random leaf page per event): from the newest snapshot that checks out (ADR 008), else
+    // everything from seq 1.
+    let started = Instant::now();
     let mut streams = HashMap::new();
-    let report = {
+    let (report, snapshot_seq) = {
         let txn = db
             .begin_read()
             .map_err(|e| LogError::storage("begin read", e))?;
-        crate::verify::verify_txn(&txn, &verifying_key, Some(log_id), |env| {
-            streams.insert(env.stream.clone(), env.stream_version);
-            state.apply(env);
-        })?
+        match restore::<S>(&txn, &mac_key, log_id, &verifying_key) {
+            Some((restored, time)) => {
+                let Restored {
+                    head: at,
+                    state: restored,
+                    streams: restored_streams,
+                } = restored;
+                state = restored;
+                streams = restored_streams;
+                let mut report =
+                    crate::verify::verify_from(&txn, &verifying_key, Some(log_id), at, |env| {
+                        streams.insert(env.stream.clone(), env.stream_version);
+                        state.apply(env);
+                    })?;
+                report.last_time = report.last_time.or(Some(time));
+                tracing::info!(
+                    snapshot = at.seq,
+                    events_after = report.events,
+                    checkpoints_after = report.checkpoints,
+                    head = report.head.seq,
+                    ms = started.elapsed().as_millis(),
+                    "log loaded from its snapshot; the events after it verified"
+                );
+                (report, at.seq)
+            }
+            None => {
+                let report =
+                    crate::verify::verify_txn(&txn, &verifying_key, Some(log_id), |env| {
+                        streams.insert(env.stream.clone(), env.stream_version);
+                        state.apply(env);
+                    })?;
+                tracing::info!(
+                    events = report.events,
+                    checkpoints = report.checkpoints,
+                    head = report.head.seq,
+                    ms = started.elapsed().as_millis(),
+                    "log verified and loaded"
+                );
+                (report, 0)
+            }
+        }
     };
-    tracing::info!(
-        events = report.events,
-        checkpoints = report.checkpoints,
-        head = report.head.seq,
-        "log verified and loaded"
-    );
 
     let db = Arc::new(db);
     let (head_tx, head_rx) = watch::channel(report.head);
@@ -105,7 +140,9 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
         log_id,
         head: report.head,
         last_time,
-        checkpointed_seq: report.last_checkpoint.map_or(0, Seq::get),
+        checkpointed_seq: report.last_checkpoint.map_or(snapshot_seq, Seq::get),
+        snapshot_seq,
+        mac_key,
         uncovered_since: None,
         pending_cursor: None,
         cursor_since: None,
@@ -127,10 +164,94 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
             log_id,
             verifying_key,
             stats,
+            opened_from_snapshot: (snapshot_seq > 0).then_some(snapshot_seq),
             failure,
             writer: Mutex::new(Some(handle)),
         }),
     })
+}
+
+/// The newest stored snapshot that checks out against the log, with the time of the event it
+/// describes; `None` (with a warning that says why, when there was something to use) to fold
+/// every event from seq 1. Never an error: a snapshot that cannot be used is only slower.
+fn restore<S: Aggregate>(
+    txn: &redb::ReadTransaction,
+    mac_key: &[u8; 32],
+    log_id: LogId,
+    key: &VerifyingKey,
+) -> Option<(Restored<S>, Timestamp)> {
+    // Only an aggregate that keeps snapshots has any to restore.
+    S::SNAPSHOT_FORMAT?;
+    let seqs = match snapshot::stored_seqs(txn) {
+        Ok(seqs) => seqs,
+        Err(e) => {
+            tracing::warn!(error = %e, "the snapshots cannot be read: verifying and folding every event from seq 1");
+            return None;
+        }
+    };
+    if seqs.is_empty() {
+        if crate::store::read_head(txn).is_ok_and(|(seq, _)| seq > 0) {
+            tracing::warn!(
+                "the log holds no snapshot (written from this version on): verifying and folding \
+                 every event from seq 1"
+            );
+        }
+        return None;
+    }
+    for seq in seqs {
+        match check_snapshot::<S>(txn, mac_key, log_id, key, seq) {
+            Ok(found) => return Some(found),
+            Err(why) => tracing::warn!(snapshot = seq, why, "snapshot not used"),
+        }
+    }
+    tracing::warn!("no snapshot can be used: verifying and folding every event from seq 1");
+    None
+}
+
+/// The snapshot at `seq`, if it decodes and agrees with the log: the log holds an event at its
+/// seq with its hash (and that event checks: its body, seq, chain link and id), and a checkpoint
+/// of this log signed by `key` covers it, at its seq or later (the chain from the snapshot to a
+/// later one is verified with the events after the snapshot). Else why not.
+fn check_snapshot<S: Aggregate>(
+    txn: &redb::ReadTransaction,
+    mac_key: &[u8; 32],
+    log_id: LogId,
+    key: &VerifyingKey,
+    seq: u64,
+) -> Result<(Restored<S>, Timestamp), String> {
+    let at = Seq::new(seq).map_err(|_| "stored at seq 0".to_owned())?;
+    let restored = snapshot::load::<S>(txn, mac_key, seq)?;
+    let ev = crate::store::read_events(txn, at, 1)
+        .map_err(|e| format!("the log's event at its seq: {e}"))?
+        .pop()
+        .filter(|ev| ev.seq == at)
+        .ok_or_else(|| "the log holds no event at its seq".to_owned())?;
+    if ev.hash != restored.head.hash {
+        return Err("its hash disagrees with the log's event at its seq".into());
+    }
+    let env = ev
+        .envelope()
+        .map_err(|e| format!("the log's event at its seq does not decode: {e}"))?;
+    if env.seq != at
+        || chain_hash(&env.prev_hash, at, &ev.body) != ev.hash
+        || !crate::store::is_event_id(&env.id, &log_id, at)
+    {
+        return Err("the log's event at its seq does not check".into());
+    }
+    let cp = crate::store::read_checkpoints_from(txn, seq, 1)
+        .map_err(|e| format!("the checkpoint that covers it: {e}"))?
+        .pop()
+        .ok_or_else(|| "no checkpoint covers it yet".to_owned())?;
+    if cp.log_id != log_id || cp.verify(key).is_err() {
+        return Err(format!(
+            "the checkpoint at {} does not verify under this log's key",
+            cp.seq
+        ));
+    }
+    if cp.seq == at && cp.hash != ev.hash {
+        return Err("the checkpoint at its seq disagrees with it".into());
+    }
+    Ok((restored, env.time))
 }
 
 /// Creates a new log file under a temporary name and renames it into place once its tables and
@@ -310,6 +431,10 @@ struct Writer<S: Aggregate> {
     last_time: Timestamp,
     /// Highest seq covered by a checkpoint.
     checkpointed_seq: u64,
+    /// Seq of the newest snapshot (0: none).
+    snapshot_seq: u64,
+    /// The key of the snapshots' checksum.
+    mac_key: [u8; 32],
     /// When the oldest event not covered by a checkpoint was committed.
     uncovered_since: Option<Instant>,
     pending_cursor: Option<u64>,
@@ -374,7 +499,10 @@ impl<S: Aggregate> Writer<S> {
             }
             self.finish(gathered, true);
         }
-        if self.head.seq > self.checkpointed_seq || self.pending_cursor.is_some() {
+        if self.head.seq > self.checkpointed_seq
+            || self.pending_cursor.is_some()
+            || (S::SNAPSHOT_FORMAT.is_some() && self.head.seq > self.snapshot_seq)
+        {
             self.commit_batch(Vec::new(), true);
         }
     }
@@ -389,7 +517,7 @@ impl<S: Aggregate> Writer<S> {
             let _ = reply.send(self.import(import));
         }
         for q in gathered.queries {
-            q(&self.state);
+            q(&self.state, self.head);
         }
     }
 
@@ -425,6 +553,42 @@ impl<S: Aggregate> Writer<S> {
 
     fn housekeeping_due(&self) -> bool {
         self.next_deadline().is_some_and(|d| d <= Instant::now())
+    }
+
+    /// Whether the transaction that brings the head where it is writes a snapshot: one that
+    /// checkpoints the head (or finds it checkpointed), once `snapshot_events_max` events
+    /// followed the last snapshot, or at close (`force`).
+    fn snapshot_due(&self, checkpoint: bool, force: bool) -> bool {
+        S::SNAPSHOT_FORMAT.is_some()
+            && self.head.seq > self.snapshot_seq
+            && (checkpoint || self.head.seq == self.checkpointed_seq)
+            && (force || self.head.seq - self.snapshot_seq >= self.config.snapshot_events_max)
+    }
+
+    /// Encodes the snapshot of the state at `head` and stores it in `txn`; counts what it cost
+    /// the writer.
+    fn write_snapshot(&self, txn: &redb::WriteTransaction, head: Head) -> Result<(), LogError> {
+        let started = Instant::now();
+        let bytes = snapshot::encode(&self.mac_key, head, &self.state, &self.streams);
+        snapshot::store(txn, head.seq, &bytes)?;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        bump(&self.stats.snapshots, 1);
+        self.stats
+            .snapshot_bytes_last
+            .store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .snapshot_micros_last
+            .store(micros, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .snapshot_micros_max
+            .fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
+            seq = head.seq,
+            bytes = bytes.len(),
+            micros,
+            "snapshot written"
+        );
+        Ok(())
     }
 
     fn checkpoint_due(&self, force: bool) -> bool {
@@ -494,6 +658,7 @@ impl<S: Aggregate> Writer<S> {
         let before = self.head.seq;
         let mut recorded = 0usize;
         let checkpoint;
+        let snapshot;
         {
             let open = |what: &'static str, e| LogError::storage(what, e);
             let mut t = Tables {
@@ -524,6 +689,7 @@ impl<S: Aggregate> Writer<S> {
                     .insert(self.head.seq, &cp.to_bytes()[..])
                     .map_err(|e| LogError::storage("write checkpoint", e))?;
             }
+            snapshot = self.snapshot_due(checkpoint, force_checkpoint);
             if let Some(cursor) = self.pending_cursor {
                 let cursor = cursor.min(self.head.seq);
                 t.meta
@@ -531,7 +697,10 @@ impl<S: Aggregate> Writer<S> {
                     .map_err(|e| LogError::storage("write relay cursor", e))?;
             }
         }
-        if recorded == 0 && !checkpoint && self.pending_cursor.is_none() {
+        if snapshot {
+            self.write_snapshot(&txn, self.head)?;
+        }
+        if recorded == 0 && !checkpoint && !snapshot && self.pending_cursor.is_none() {
             // Only rejections and retries: nothing was written, so nothing to commit or fsync.
             txn.abort().map_err(|e| LogError::storage("abort", e))?;
             return Ok(false);
@@ -544,6 +713,9 @@ impl<S: Aggregate> Writer<S> {
             self.checkpointed_seq = self.head.seq;
             self.uncovered_since = None;
             bump(&self.stats.checkpoints, 1);
+        }
+        if snapshot {
+            self.snapshot_seq = self.head.seq;
         }
         self.pending_cursor = None;
         self.cursor_since = None;
@@ -802,7 +974,23 @@ impl<S: Aggregate> Writer<S> {
             meta.insert(META_RELAY_CURSOR, &head.seq.to_le_bytes()[..])
                 .map_err(|e| LogError::storage("write relay cursor", e))?;
         }
-        if let Err(e) = txn.commit() {
+        // A copy restarts as fast as its primary (ADR 008): every `snapshot_events_max` events,
+        // the import's transaction also holds the snapshot of the state at its head. The events
+        // are folded before the commit then, as a batch's are (a failed commit poisons).
+        let snapshot = S::SNAPSHOT_FORMAT.is_some()
+            && head.seq > self.snapshot_seq
+            && head.seq - self.snapshot_seq >= self.config.snapshot_events_max;
+        let written = if snapshot {
+            self.fold_imported(&envelopes);
+            self.write_snapshot(&txn, head)
+        } else {
+            Ok(())
+        };
+        let committed = written.and_then(|()| {
+            txn.commit()
+                .map_err(|e| LogError::storage("commit import", e))
+        });
+        if let Err(e) = committed {
             let why = format!("the log writer stopped after a storage failure: {e}");
             tracing::error!(error = %e, "log import failed; refusing writes until reopened");
             self.poisoned = Some(why.clone());
@@ -810,12 +998,12 @@ impl<S: Aggregate> Writer<S> {
                 .failure
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
-            return Err(LogError::storage("commit import", e));
+            return Err(e);
         }
-        for env in &envelopes {
-            self.streams.insert(env.stream.clone(), env.stream_version);
-            self.last_time = self.last_time.max(env.time);
-            self.state.apply(env);
+        if snapshot {
+            self.snapshot_seq = head.seq;
+        } else {
+            self.fold_imported(&envelopes);
         }
         bump(&self.stats.events, head.seq - self.head.seq);
         bump(&self.stats.transactions, 1);
@@ -825,6 +1013,15 @@ impl<S: Aggregate> Writer<S> {
             self.head_tx.send_replace(head);
         }
         Ok(head)
+    }
+
+    /// Folds imported events into the state, the stream versions and the last time.
+    fn fold_imported(&mut self, envelopes: &[Envelope]) {
+        for env in envelopes {
+            self.streams.insert(env.stream.clone(), env.stream_version);
+            self.last_time = self.last_time.max(env.time);
+            self.state.apply(env);
+        }
     }
 
     /// The first result of a retried command, read back from the log.

@@ -572,6 +572,25 @@ fn run(ops: &[Op]) {
         state.apply(&env);
     }
     assert_eq!(replay.seq, events);
+    // ADR 008: the state's snapshot restores it exactly, and the close left one at the head,
+    // from which a reopen restores the same state.
+    assert_eq!(
+        <State as authkeys_log::Aggregate>::restore(&authkeys_log::Aggregate::snapshot(&state)),
+        Ok(state.clone())
+    );
+    let reopened = open_log(dir.path(), &clock);
+    assert_eq!(reopened.opened_from_snapshot(), Some(events));
+    let restored = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(reopened.query(State::clone))
+        .expect("query");
+    assert_eq!(
+        restored, state,
+        "the state restored from the snapshot is the fold"
+    );
+    reopened.close();
+
     let t = &state.tailnets[&t1()];
     assert_eq!(t.keys.len(), model.keys.len());
     for mk in &model.keys {

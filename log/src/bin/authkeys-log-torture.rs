@@ -1,13 +1,14 @@
 //! Appends to a log as fast as `CONCURRENCY` clients can, printing `ACK <commandId> <events>`
 //! for every acknowledged command, until it is killed. The crash test SIGKILLs it at random
-//! moments and checks that every acknowledged command survived, exactly once.
+//! moments and checks that every acknowledged command survived, exactly once. The log folds a
+//! [`Tally`] and writes a snapshot of it every 256 events, so kills land in snapshot writes too.
 //!
 //! Usage: `authkeys-log-torture DIR CONCURRENCY`
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use authkeys_log::fixtures::{append_command, key_generated, key_used};
+use authkeys_log::fixtures::{Tally, append_command, key_generated, key_used};
 use authkeys_log::{Log, LogConfig};
 
 /// How many events command number `n` appends: 1 to 3, so that multi-event commands are covered.
@@ -26,7 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let mut config = LogConfig::in_dir(std::path::Path::new(&dir));
     config.checkpoint_events_max = 64;
-    let log: Log<()> = Log::open(config, ())?;
+    config.snapshot_events_max = 256;
+    let log: Log<Tally> = Log::open(config, Tally::default())?;
     let out = Arc::new(Mutex::new(std::io::stdout()));
     {
         let mut o = out.lock().map_err(|_| "stdout lock")?;

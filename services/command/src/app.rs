@@ -253,6 +253,9 @@ impl CommandRole {
         if let Some(held) = &lease {
             service = service.leading_while(held.validity());
         }
+        // The key directory starts from the state the log opened with (restored from its
+        // snapshot), not from seq 1 (issue 18).
+        crate::directory::seed_from_state(&service.ctx.directory, service.log()).await?;
         let subscriptions = service.subscribe(&self.client).await?;
         tracing::info!(
             seq = service.log().head().seq,

@@ -18,9 +18,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use authkeys_domain::state::Key;
-use authkeys_events::{Event, Hash, KeyId, Seq, Timestamp};
+use authkeys_events::{Event, EventType, Hash, KeyId, Peek, Seq, Timestamp};
 use authkeys_log::{Log, LogError};
 use subtle::ConstantTimeEq as _;
+
+/// The events the directory folds.
+const KEY_EVENTS: [EventType; 4] = [
+    EventType::KeyGenerated,
+    EventType::KeyUsed,
+    EventType::KeyRevoked,
+    EventType::KeyExpired,
+];
 
 /// Events read per step while catching up (bounded memory).
 const CATCH_UP_EVENTS_MAX: usize = 4_096;
@@ -84,18 +92,28 @@ impl Inner {
             let Some(last) = page.last() else { break };
             let last = last.seq.get();
             for stored in &page {
-                let env = stored.envelope().map_err(|e| LogError::Corrupt {
+                // Read in place: most events are not about keys and are skipped undecoded, and
+                // a key event's `data` is decoded alone. What cannot be peeked at is decoded
+                // whole (the reference, which names what is wrong).
+                let corrupt = |e: authkeys_events::DecodeError| LogError::Corrupt {
                     seq: stored.seq.get(),
                     what: format!("the event does not decode: {e}"),
-                })?;
-                match &env.event {
-                    Event::KeyGenerated(e) => {
-                        self.keys
-                            .insert(e.key_id.clone(), Key::generated(e, env.time));
+                };
+                let (event, time) = match Peek::body(&stored.body) {
+                    Some(p) if !KEY_EVENTS.contains(&p.event_type) => continue,
+                    Some(p) => (p.event().map_err(corrupt)?, p.time),
+                    None => {
+                        let env = stored.envelope().map_err(corrupt)?;
+                        (env.event, env.time)
                     }
-                    Event::KeyUsed(e) => self.apply(&e.key_id, &env.event, env.time),
-                    Event::KeyRevoked(e) => self.apply(&e.key_id, &env.event, env.time),
-                    Event::KeyExpired(e) => self.apply(&e.key_id, &env.event, env.time),
+                };
+                match &event {
+                    Event::KeyGenerated(e) => {
+                        self.keys.insert(e.key_id.clone(), Key::generated(e, time));
+                    }
+                    Event::KeyUsed(e) => self.apply(&e.key_id, &event, time),
+                    Event::KeyRevoked(e) => self.apply(&e.key_id, &event, time),
+                    Event::KeyExpired(e) => self.apply(&e.key_id, &event, time),
                     _ => {}
                 }
             }
@@ -109,4 +127,41 @@ impl Inner {
             k.apply(event, now);
         }
     }
+}
+
+impl KeyDirectory {
+    /// Starts the directory at `seq` with `keys` (every key as the log's state holds it at
+    /// `seq`), so that its first check folds only what follows instead of every key event from
+    /// seq 1 (issue 18: start-up). A directory that has looked further already keeps what it has.
+    pub(crate) fn seed(&self, seq: u64, keys: HashMap<KeyId, Key>) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seq > inner.seq {
+            *inner = Inner { seq, keys };
+        }
+    }
+}
+
+/// Seeds `directory` from the writer's state (restored from the log's snapshot at open, ADR
+/// 008): the same keys folded by the same `state::Key` functions, taken with the seq they are at.
+pub(crate) async fn seed_from_state(
+    directory: &KeyDirectory,
+    log: &Log<authkeys_domain::State>,
+) -> anyhow::Result<()> {
+    let (seq, keys) = log
+        .query_at(|state, head| {
+            let keys = state
+                .tailnets
+                .values()
+                .flat_map(|t| t.keys.iter())
+                .map(|(id, key)| (id.clone(), key.clone()))
+                .collect::<HashMap<_, _>>();
+            (head.seq, keys)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("read the keys from the log's state: {e}"))?;
+    directory.seed(seq, keys);
+    Ok(())
 }

@@ -248,7 +248,7 @@ impl Standby<'_> {
         let mut caught_up = head >= last;
         let mut lead: Option<(Held, u64)> = None;
         let mut checkpoints: BTreeMap<u64, Checkpoint> = BTreeMap::new();
-        let mut next_checkpoint = log.checkpoints()?.last().map_or(1, |cp| cp.seq.get() + 1);
+        let mut next_checkpoint = log.last_checkpoint()?.map_or(1, |cp| cp.seq.get() + 1);
         // Taking the lease comes before fetching checkpoints (a fetch from a primary that hangs
         // takes up to its wait), and neither catches up on missed ticks.
         let mut try_lead = tokio::time::interval(self.leases.renew_every());
