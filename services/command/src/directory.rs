@@ -82,6 +82,19 @@ impl KeyDirectory {
             _ => Verdict::Wrong,
         })
     }
+
+    /// Starts the directory at `seq` with `keys` (every key as the log's state holds it at
+    /// `seq`), so that its first check folds only what follows instead of every key event from
+    /// seq 1 (issue 18: start-up). A directory that has looked further already keeps what it has.
+    pub(crate) fn seed(&self, seq: u64, keys: HashMap<KeyId, Key>) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seq > inner.seq {
+            *inner = Inner { seq, keys };
+        }
+    }
 }
 
 impl Inner {
@@ -125,21 +138,6 @@ impl Inner {
     fn apply(&mut self, key_id: &KeyId, event: &Event, now: Timestamp) {
         if let Some(k) = self.keys.get_mut(key_id) {
             k.apply(event, now);
-        }
-    }
-}
-
-impl KeyDirectory {
-    /// Starts the directory at `seq` with `keys` (every key as the log's state holds it at
-    /// `seq`), so that its first check folds only what follows instead of every key event from
-    /// seq 1 (issue 18: start-up). A directory that has looked further already keeps what it has.
-    pub(crate) fn seed(&self, seq: u64, keys: HashMap<KeyId, Key>) {
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seq > inner.seq {
-            *inner = Inner { seq, keys };
         }
     }
 }
