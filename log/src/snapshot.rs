@@ -205,24 +205,8 @@ pub(crate) fn store(txn: &redb::WriteTransaction, seq: u64, bytes: &[u8]) -> Res
         .map_err(|e| LogError::storage("read the snapshots' index", e))?
         .map(|v| v.value().to_vec());
     let mut seqs: Vec<u64> = match index {
-        Some(index) => index
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect(),
-        None => {
-            let mut seqs = Vec::new();
-            for row in table
-                .iter()
-                .map_err(|e| LogError::storage("read snapshots", e))?
-            {
-                seqs.push(
-                    row.map_err(|e| LogError::storage("read snapshots", e))?
-                        .0
-                        .value(),
-                );
-            }
-            seqs
-        }
+        Some(index) => index_seqs(&index),
+        None => table_seqs(&table)?,
     };
     seqs.push(seq);
     seqs.sort_unstable();
@@ -243,28 +227,16 @@ pub(crate) fn store(txn: &redb::WriteTransaction, seq: u64, bytes: &[u8]) -> Res
 /// whose row is gone is only a snapshot that cannot be used), or the table's keys without one.
 pub(crate) fn stored_seqs(txn: &redb::ReadTransaction) -> Result<Vec<u64>, LogError> {
     if let Some(index) = crate::store::read_meta(txn, META_SNAPSHOTS)? {
-        return Ok(index
-            .chunks_exact(8)
-            .rev()
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect());
+        let mut seqs = index_seqs(&index);
+        seqs.reverse();
+        return Ok(seqs);
     }
     let table = match txn.open_table(SNAPSHOTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(LogError::storage("open snapshots table", e)),
     };
-    let mut seqs = Vec::new();
-    for row in table
-        .iter()
-        .map_err(|e| LogError::storage("read snapshots", e))?
-    {
-        seqs.push(
-            row.map_err(|e| LogError::storage("read snapshots", e))?
-                .0
-                .value(),
-        );
-    }
+    let mut seqs = table_seqs(&table)?;
     seqs.reverse();
     Ok(seqs)
 }
@@ -283,4 +255,22 @@ pub(crate) fn load<S: Aggregate>(
         .map_err(|e| format!("read snapshot: {e}"))?
         .ok_or_else(|| "gone".to_owned())?;
     decode(key, seq, row.value())
+}
+
+/// The seqs the snapshots' index in `meta` names, in its order (oldest first).
+fn index_seqs(index: &[u8]) -> Vec<u64> {
+    index
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect()
+}
+
+/// The seqs of the snapshot rows, oldest first (for a file written before the index).
+fn table_seqs(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<u64>, LogError> {
+    let read = |e| LogError::storage("read snapshots", e);
+    let mut seqs = Vec::new();
+    for row in table.iter().map_err(read)? {
+        seqs.push(row.map_err(read)?.0.value());
+    }
+    Ok(seqs)
 }

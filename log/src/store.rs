@@ -210,19 +210,24 @@ pub(crate) fn read_checkpoints_from(
 ) -> Result<Vec<Checkpoint>, LogError> {
     let mut out = Vec::new();
     for (at, bytes) in read_checkpoint_rows_from(txn, from, limit)? {
-        let cp = Checkpoint::from_bytes(&bytes).map_err(|e| LogError::Corrupt {
-            seq: at,
-            what: format!("checkpoint: {e}"),
-        })?;
-        if cp.seq.get() != at {
-            return Err(LogError::Corrupt {
-                seq: at,
-                what: format!("checkpoint stored at {at} names seq {}", cp.seq),
-            });
-        }
-        out.push(cp);
+        out.push(checked_checkpoint(at, &bytes)?);
     }
     Ok(out)
+}
+
+/// The checkpoint stored at `at`, which must name that seq.
+fn checked_checkpoint(at: u64, bytes: &[u8]) -> Result<Checkpoint, LogError> {
+    let cp = Checkpoint::from_bytes(bytes).map_err(|e| LogError::Corrupt {
+        seq: at,
+        what: format!("checkpoint: {e}"),
+    })?;
+    if cp.seq.get() != at {
+        return Err(LogError::Corrupt {
+            seq: at,
+            what: format!("checkpoint stored at {at} names seq {}", cp.seq),
+        });
+    }
+    Ok(cp)
 }
 
 /// The checkpoint with the highest seq, checked to name the seq it is stored under.
@@ -240,18 +245,7 @@ pub(crate) fn read_last_checkpoint(
     else {
         return Ok(None);
     };
-    let at = k.value();
-    let cp = Checkpoint::from_bytes(v.value()).map_err(|e| LogError::Corrupt {
-        seq: at,
-        what: format!("checkpoint: {e}"),
-    })?;
-    if cp.seq.get() != at {
-        return Err(LogError::Corrupt {
-            seq: at,
-            what: format!("checkpoint stored at {at} names seq {}", cp.seq),
-        });
-    }
-    Ok(Some(cp))
+    checked_checkpoint(k.value(), v.value()).map(Some)
 }
 
 /// Every checkpoint row as stored, `(key, value)` in key order, unchecked.
