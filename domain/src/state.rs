@@ -627,6 +627,13 @@ impl authkeys_events::Aggregate for State {
         serde_json::to_vec(self).expect("the state serializes: every map key is a string")
     }
 
+    /// A copy now (tens of ms for 100k nodes), the JSON later on the snapshot's own thread
+    /// (about ten times as long): the writer waits only for the copy.
+    fn snapshot_later(&self) -> authkeys_events::decision::SnapshotLater {
+        let copy = self.clone();
+        Box::new(move || copy.snapshot())
+    }
+
     fn restore(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("the state does not decode: {e}"))
     }

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use crate::{Envelope, Event, StreamId, TailnetId, Timestamp};
 
+/// An [`Aggregate::snapshot`] taken now and encoded when called.
+pub type SnapshotLater = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 /// The state the log's writer keeps current with every committed event, and that every decision
 /// reads. The command service's domain state implements it; `()` is a log with no rules.
 pub trait Aggregate: Send + 'static {
@@ -30,6 +33,14 @@ pub trait Aggregate: Send + 'static {
     /// the log's writer, which waits for it: keep it a plain encoding.
     fn snapshot(&self) -> Vec<u8> {
         Vec::new()
+    }
+
+    /// [`Aggregate::snapshot`] to run later, on another thread: what it needs is taken now
+    /// (e.g. a copy of the state), so that the writer waits only for that, not for the encoding.
+    /// By default the encoding itself is done now.
+    fn snapshot_later(&self) -> SnapshotLater {
+        let bytes = self.snapshot();
+        Box::new(move || bytes)
     }
 
     /// The state [`Aggregate::snapshot`] wrote, or why the bytes are not one.

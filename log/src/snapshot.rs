@@ -68,8 +68,23 @@ pub(crate) fn encode<S: Aggregate>(
     state: &S,
     streams: &HashMap<StreamId, u64>,
 ) -> Vec<u8> {
-    let format = S::SNAPSHOT_FORMAT.unwrap_or_default();
-    let aggregate = state.snapshot();
+    encode_parts(
+        key,
+        head,
+        S::SNAPSHOT_FORMAT.unwrap_or_default(),
+        &state.snapshot(),
+        streams,
+    )
+}
+
+/// [`encode`] of an aggregate already encoded (`aggregate`, in the format named `format`).
+pub(crate) fn encode_parts(
+    key: &[u8; 32],
+    head: Head,
+    format: &str,
+    aggregate: &[u8],
+    streams: &HashMap<StreamId, u64>,
+) -> Vec<u8> {
     let streams_len: usize = streams.keys().map(|s| 12 + s.as_str().len()).sum();
     let mut out =
         Vec::with_capacity(PAYLOAD_AT + 40 + 4 + format.len() + 8 + streams_len + aggregate.len());
@@ -83,7 +98,7 @@ pub(crate) fn encode<S: Aggregate>(
         put_bytes(&mut out, stream.as_str().as_bytes());
         out.extend_from_slice(&version.to_le_bytes());
     }
-    out.extend_from_slice(&aggregate);
+    out.extend_from_slice(aggregate);
     let mac = blake3::keyed_hash(key, &out[PAYLOAD_AT..]);
     out[4..PAYLOAD_AT].copy_from_slice(mac.as_bytes());
     out

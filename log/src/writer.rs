@@ -142,6 +142,7 @@ pub(crate) fn open<S: Aggregate>(config: LogConfig, mut state: S) -> Result<Log<
         last_time,
         checkpointed_seq: report.last_checkpoint.map_or(snapshot_seq, Seq::get),
         snapshot_seq,
+        snapshot_job: None,
         mac_key,
         uncovered_since: None,
         pending_cursor: None,
@@ -431,8 +432,10 @@ struct Writer<S: Aggregate> {
     last_time: Timestamp,
     /// Highest seq covered by a checkpoint.
     checkpointed_seq: u64,
-    /// Seq of the newest snapshot (0: none).
+    /// Seq of the newest snapshot (0: none), or of the one being encoded.
     snapshot_seq: u64,
+    /// A snapshot being encoded on its own thread; the first batch after it is done stores it.
+    snapshot_job: Option<std::sync::mpsc::Receiver<(Head, Vec<u8>)>>,
     /// The key of the snapshots' checksum.
     mac_key: [u8; 32],
     /// When the oldest event not covered by a checkpoint was committed.
@@ -501,6 +504,7 @@ impl<S: Aggregate> Writer<S> {
         }
         if self.head.seq > self.checkpointed_seq
             || self.pending_cursor.is_some()
+            || self.snapshot_job.is_some()
             || (S::SNAPSHOT_FORMAT.is_some() && self.head.seq > self.snapshot_seq)
         {
             self.commit_batch(Vec::new(), true);
@@ -562,7 +566,73 @@ impl<S: Aggregate> Writer<S> {
         S::SNAPSHOT_FORMAT.is_some()
             && self.head.seq > self.snapshot_seq
             && (checkpoint || self.head.seq == self.checkpointed_seq)
-            && (force || self.head.seq - self.snapshot_seq >= self.config.snapshot_events_max)
+            && (force
+                || (self.snapshot_job.is_none()
+                    && self.head.seq - self.snapshot_seq >= self.config.snapshot_events_max))
+    }
+
+    /// Starts encoding the snapshot of the state at `head` on its own thread: the writer waits
+    /// only for [`Aggregate::snapshot_later`] (a copy of the state), not for the encoding, which
+    /// took the writer ~1 s at 100k nodes and stalled every command queued behind it. A later
+    /// batch stores it ([`Writer::store_finished_snapshot`]); it describes `head`, which a
+    /// checkpoint covers (it is taken only with one), so it is restored like any other.
+    fn start_snapshot(&mut self, head: Head) {
+        let started = Instant::now();
+        let later = self.state.snapshot_later();
+        let streams = self.streams.clone();
+        let (key, format) = (self.mac_key, S::SNAPSHOT_FORMAT.unwrap_or_default());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("authkeys-log-snapshot".into())
+            .spawn(move || {
+                let bytes = snapshot::encode_parts(&key, head, format, &later(), &streams);
+                let _ = tx.send((head, bytes));
+            });
+        match spawned {
+            Ok(_) => self.snapshot_job = Some(rx),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a snapshot; the next one is due later")
+            }
+        }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats
+            .snapshot_micros_last
+            .store(micros, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .snapshot_micros_max
+            .fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stores the snapshot encoded since the last batch, if one is done (or, with `wait`, once
+    /// it is: at close); answers whether it did.
+    fn store_finished_snapshot(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        wait: bool,
+    ) -> Result<bool, LogError> {
+        let Some(job) = &self.snapshot_job else {
+            return Ok(false);
+        };
+        let done = if wait {
+            job.recv().ok()
+        } else {
+            match job.try_recv() {
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(false),
+                done => done.ok(),
+            }
+        };
+        self.snapshot_job = None;
+        let Some((head, bytes)) = done else {
+            tracing::warn!("a snapshot's encoding ended without one; the next one is due later");
+            return Ok(false);
+        };
+        snapshot::store(txn, head.seq, &bytes)?;
+        bump(&self.stats.snapshots, 1);
+        self.stats
+            .snapshot_bytes_last
+            .store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(seq = head.seq, bytes = bytes.len(), "snapshot stored");
+        Ok(true)
     }
 
     /// Encodes the snapshot of the state at `head` and stores it in `txn`; counts what it cost
@@ -697,10 +767,14 @@ impl<S: Aggregate> Writer<S> {
                     .map_err(|e| LogError::storage("write relay cursor", e))?;
             }
         }
-        if snapshot {
+        if snapshot && force_checkpoint {
+            // At close: written now, at the head.
             self.write_snapshot(&txn, self.head)?;
+        } else if snapshot {
+            self.start_snapshot(self.head);
         }
-        if recorded == 0 && !checkpoint && !snapshot && self.pending_cursor.is_none() {
+        let stored = self.store_finished_snapshot(&txn, force_checkpoint)?;
+        if recorded == 0 && !checkpoint && !snapshot && !stored && self.pending_cursor.is_none() {
             // Only rejections and retries: nothing was written, so nothing to commit or fsync.
             txn.abort().map_err(|e| LogError::storage("abort", e))?;
             return Ok(false);
