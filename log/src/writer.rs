@@ -594,6 +594,11 @@ impl<S: Aggregate> Writer<S> {
                 tracing::warn!(error = %e, "could not start a snapshot; the next one is due later")
             }
         }
+        self.record_snapshot_stall(started);
+    }
+
+    /// Records how long a snapshot held the writer, since `started`; answers it in µs.
+    fn record_snapshot_stall(&self, started: Instant) -> u64 {
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats
             .snapshot_micros_last
@@ -601,6 +606,7 @@ impl<S: Aggregate> Writer<S> {
         self.stats
             .snapshot_micros_max
             .fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
+        micros
     }
 
     /// Stores the snapshot encoded since the last batch, if one is done (or, with `wait`, once
@@ -641,17 +647,11 @@ impl<S: Aggregate> Writer<S> {
         let started = Instant::now();
         let bytes = snapshot::encode(&self.mac_key, head, &self.state, &self.streams);
         snapshot::store(txn, head.seq, &bytes)?;
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let micros = self.record_snapshot_stall(started);
         bump(&self.stats.snapshots, 1);
         self.stats
             .snapshot_bytes_last
             .store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.stats
-            .snapshot_micros_last
-            .store(micros, std::sync::atomic::Ordering::Relaxed);
-        self.stats
-            .snapshot_micros_max
-            .fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(
             seq = head.seq,
             bytes = bytes.len(),
